@@ -1,0 +1,347 @@
+package mapper
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// routes builds the handler: webhook routes open (they check Meta's
+// signature), health open, everything else behind the admin token. Every
+// error, 404 and 405 included, is problem+json.
+func (m *Mapper) routes() http.Handler {
+	mux := http.NewServeMux()
+	for _, p := range []string{"/webhook/{$}", "/webhook"} {
+		mux.HandleFunc("GET "+p, m.handleHandshake)
+		mux.HandleFunc("POST "+p, m.handleWebhook)
+	}
+	mux.HandleFunc("GET /monitoring/health", m.handleHealth)
+	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, m.requireAdmin(h)) }
+	admin("GET /worker-apps/{$}", m.handleListApps)
+	admin("POST /worker-apps/{$}", m.handleCreateApp)
+	admin("GET /worker-apps/{id}", m.handleGetApp)
+	admin("PUT /worker-apps/{id}", m.handleUpdateApp)
+	admin("DELETE /worker-apps/{id}", m.handleDeleteApp)
+	admin("GET /monitoring/metrics", m.handleMetrics)
+	admin("GET /monitoring/webhook-logs", m.handleLogs)
+	admin("GET /monitoring/webhook-logs/{id}", m.handleEvent)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		// No route: let the mux decide between 404 and 405 (and set
+		// Allow), then answer in problem+json.
+		c := &statusCapture{header: w.Header()}
+		h.ServeHTTP(c, r)
+		switch c.status {
+		case http.StatusMethodNotAllowed:
+			writeProblem(w, r, c.status, "method-not-allowed", r.Method+" is not allowed here; see the Allow header")
+		default:
+			writeProblem(w, r, http.StatusNotFound, "not-found", "no route for "+r.URL.Path)
+		}
+	})
+}
+
+type statusCapture struct {
+	header http.Header
+	status int
+}
+
+func (c *statusCapture) Header() http.Header { return c.header }
+func (c *statusCapture) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+}
+func (c *statusCapture) Write(b []byte) (int, error) { c.WriteHeader(http.StatusOK); return len(b), nil }
+
+// requireAdmin checks "Authorization: Bearer <token>" in constant time.
+func (m *Mapper) requireAdmin(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.cfg.adminToken == "" {
+			writeProblem(w, r, http.StatusForbidden, "admin-disabled", "the admin API is disabled: no admin token is configured")
+			return
+		}
+		auth := r.Header.Get("Authorization")
+		token, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok || !equalSecret(token, m.cfg.adminToken) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mapper"`)
+			writeProblem(w, r, http.StatusUnauthorized, "unauthorized", "a valid admin bearer token is required")
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (m *Mapper) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := m.store.Ping(ctx); err != nil {
+		writeProblem(w, r, http.StatusServiceUnavailable, "unhealthy", "store: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "checks": map[string]string{"store": "ok"}})
+}
+
+// AppInput is the body of POST and PUT /worker-apps/. Enabled defaults to
+// true; on PUT an omitted secret keeps the stored one.
+type AppInput struct {
+	Name       string   `json:"name"`
+	URL        string   `json:"url"`
+	AccountIDs []string `json:"account_ids"`
+	Secret     string   `json:"secret"`
+	Enabled    *bool    `json:"enabled"`
+}
+
+// Validate checks an app's fields; requireSecret is set on create.
+func (in *AppInput) Validate(requireSecret bool) error {
+	var errs []error
+	if strings.TrimSpace(in.Name) == "" || len(in.Name) > 200 {
+		errs = append(errs, &ValidationError{"name", "must be 1 to 200 characters"})
+	}
+	u, err := url.Parse(in.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		errs = append(errs, &ValidationError{"url", "must be an absolute http or https URL without credentials"})
+	}
+	if len(in.AccountIDs) == 0 {
+		errs = append(errs, &ValidationError{"account_ids", "must list at least one Instagram account ID"})
+	}
+	seen := map[string]bool{}
+	for _, id := range in.AccountIDs {
+		if !isDigits(id) {
+			errs = append(errs, &ValidationError{"account_ids", fmt.Sprintf("%q is not a numeric Instagram account ID", id)})
+		} else if seen[id] {
+			errs = append(errs, &ValidationError{"account_ids", fmt.Sprintf("%q is listed twice", id)})
+		}
+		seen[id] = true
+	}
+	if (requireSecret || in.Secret != "") && len(in.Secret) < 16 {
+		errs = append(errs, &ValidationError{"secret", "must be at least 16 characters"})
+	}
+	return errors.Join(errs...)
+}
+
+func isDigits(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Mapper) readAppInput(w http.ResponseWriter, r *http.Request, requireSecret bool) (*AppInput, bool) {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	var in AppInput
+	if err := dec.Decode(&in); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, "invalid-json", "the body must be one JSON worker app: "+err.Error())
+		return nil, false
+	}
+	if dec.Decode(&struct{}{}) != io.EOF {
+		writeProblem(w, r, http.StatusBadRequest, "invalid-json", "the body must hold exactly one JSON object")
+		return nil, false
+	}
+	if err := in.Validate(requireSecret); err != nil {
+		writeProblem(w, r, http.StatusUnprocessableEntity, "invalid-worker-app", err.Error())
+		return nil, false
+	}
+	return &in, true
+}
+
+func (m *Mapper) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no such record")
+	case errors.Is(err, ErrConflict):
+		writeProblem(w, r, http.StatusConflict, "conflict", err.Error())
+	default:
+		m.cfg.logger.ErrorContext(r.Context(), "store error", "error", err.Error(), "path", r.URL.Path)
+		writeProblem(w, r, http.StatusServiceUnavailable, "store-unavailable", "the store could not answer; retry later")
+	}
+}
+
+func (m *Mapper) handleListApps(w http.ResponseWriter, r *http.Request) {
+	apps, err := m.store.ListApps(r.Context())
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	if apps == nil {
+		apps = []WorkerApp{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"worker_apps": apps})
+}
+
+func (m *Mapper) handleCreateApp(w http.ResponseWriter, r *http.Request) {
+	in, ok := m.readAppInput(w, r, true)
+	if !ok {
+		return
+	}
+	now := m.cfg.now()
+	app := &WorkerApp{ID: NewID("app_", now), Name: in.Name, URL: in.URL, AccountIDs: in.AccountIDs,
+		Secret: in.Secret, Enabled: in.Enabled == nil || *in.Enabled, CreatedAt: now, UpdatedAt: now}
+	if err := m.store.CreateApp(r.Context(), app); err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/worker-apps/"+app.ID)
+	writeJSON(w, http.StatusCreated, app)
+}
+
+func (m *Mapper) handleGetApp(w http.ResponseWriter, r *http.Request) {
+	app, err := m.store.GetApp(r.Context(), r.PathValue("id"))
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, app)
+}
+
+func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
+	in, ok := m.readAppInput(w, r, false)
+	if !ok {
+		return
+	}
+	old, err := m.store.GetApp(r.Context(), r.PathValue("id"))
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	app := *old
+	app.Name, app.URL, app.AccountIDs = in.Name, in.URL, in.AccountIDs
+	if in.Secret != "" {
+		app.Secret = in.Secret
+	}
+	if in.Enabled != nil {
+		app.Enabled = *in.Enabled
+	}
+	app.UpdatedAt = m.cfg.now()
+	if err := m.store.UpdateApp(r.Context(), &app); err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, &app)
+}
+
+func (m *Mapper) handleDeleteApp(w http.ResponseWriter, r *http.Request) {
+	if err := m.store.DeleteApp(r.Context(), r.PathValue("id")); err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// MetricsResponse is the body of GET /monitoring/metrics.
+type MetricsResponse struct {
+	Counters Counters `json:"counters"`
+	// Store aggregates the log; processing-time percentiles cover the last
+	// hour.
+	Store Stats `json:"store"`
+}
+
+func (m *Mapper) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	st, err := m.store.Stats(r.Context(), m.cfg.now().Add(-time.Hour))
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, MetricsResponse{Counters: m.Counters(), Store: st})
+}
+
+func (m *Mapper) handleLogs(w http.ResponseWriter, r *http.Request) {
+	q, err := parseEventQuery(r.URL.Query())
+	if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
+		return
+	}
+	page, err := m.store.ListEvents(r.Context(), q)
+	if err != nil {
+		if errors.As(err, new(*ValidationError)) {
+			writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
+			return
+		}
+		m.storeError(w, r, err)
+		return
+	}
+	if page.Events == nil {
+		page.Events = []Event{}
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func parseEventQuery(v url.Values) (EventQuery, error) {
+	q := EventQuery{Status: EventStatus(v.Get("status")), Account: v.Get("account"), AppID: v.Get("app_id"), Cursor: v.Get("cursor")}
+	if q.Status != "" && !q.Status.Valid() {
+		return q, &ValidationError{"status", fmt.Sprintf("%q is not an event status", q.Status)}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		if s := v.Get(f.name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return q, &ValidationError{f.name, "must be an RFC 3339 time such as 2026-11-28T12:00:00Z"}
+			}
+			*f.dst = t
+		}
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 500 {
+			return q, &ValidationError{"limit", "must be a whole number from 1 to 500"}
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+// EventDetail is the body of GET /monitoring/webhook-logs/{id}.
+type EventDetail struct {
+	Event
+	Payload    json.RawMessage   `json:"payload"`
+	Deliveries []DeliveryHistory `json:"deliveries"`
+}
+
+// DeliveryHistory is a delivery with its attempts.
+type DeliveryHistory struct {
+	Delivery
+	History []Attempt `json:"attempts_history"`
+}
+
+func (m *Mapper) handleEvent(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ev, err := m.store.GetEvent(ctx, r.PathValue("id"))
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	ds, err := m.store.ListDeliveries(ctx, ev.ID)
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	out := EventDetail{Event: *ev, Payload: ev.Payload, Deliveries: make([]DeliveryHistory, 0, len(ds))}
+	for _, d := range ds {
+		as, err := m.store.ListAttempts(ctx, d.ID)
+		if err != nil {
+			m.storeError(w, r, err)
+			return
+		}
+		out.Deliveries = append(out.Deliveries, DeliveryHistory{Delivery: d, History: as})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,242 @@
+package mapper
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// attempt makes one delivery attempt for a leased delivery and records it.
+func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
+	log := m.cfg.logger
+	start := m.cfg.now()
+	n := d.Attempts + 1
+	var res ForwardResult
+	app, err := m.store.GetApp(ctx, d.AppID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		res = ForwardResult{Err: errors.New("worker app was deleted")}
+	case err != nil:
+		// Without the app nothing can be sent or recorded reliably; the
+		// lease runs out and the delivery is claimed again.
+		log.ErrorContext(ctx, "delivery postponed: store unavailable", slog.String("delivery_id", d.ID), slog.String("error", err.Error()))
+		return
+	case !app.Enabled:
+		res = ForwardResult{Err: errors.New("worker app is disabled")}
+	default:
+		// Half the lease at most, so the attempt ends well before
+		// another claimer could take the delivery.
+		fctx, cancel := context.WithTimeout(ctx, m.cfg.lease/2)
+		res = m.cfg.forwarder.Forward(fctx, &ForwardRequest{App: app, Delivery: d, Attempt: n, Header: forwardHeader(d, n)})
+		cancel()
+	}
+	now := m.cfg.now()
+	if res.Duration == 0 {
+		res.Duration = now.Sub(start)
+	}
+	d.Attempts, d.LastStatusCode, d.LastError = n, res.StatusCode, ""
+	if res.Err != nil {
+		d.LastError = res.Err.Error()
+	}
+	switch {
+	case res.Err == nil:
+		d.Status, d.CompletedAt = DeliveryDelivered, &now
+		m.counters.attemptsDelivered.Add(1)
+	case res.Retryable && n < m.cfg.retry.MaxAttempts:
+		d.Status = DeliveryPending
+		d.NextAttemptAt = now.Add(m.backoff(n, res.RetryAfter))
+		m.counters.attemptsRetrying.Add(1)
+	default:
+		d.Status, d.CompletedAt = DeliveryDead, &now
+		m.counters.attemptsDead.Add(1)
+	}
+	a := Attempt{DeliveryID: d.ID, Number: n, StartedAt: start, Duration: res.Duration, StatusCode: res.StatusCode, Error: d.LastError, Outcome: d.Status}
+	// The attempt happened: record it even if the caller is shutting down.
+	if err := m.store.RecordAttempt(context.WithoutCancel(ctx), d, a); err != nil {
+		log.ErrorContext(ctx, "delivery attempt not recorded", slog.String("delivery_id", d.ID), slog.Int("attempt", n), slog.String("error", err.Error()))
+		return
+	}
+	lvl := slog.LevelDebug
+	if d.Status != DeliveryDelivered {
+		lvl = slog.LevelWarn
+	}
+	log.Log(ctx, lvl, "delivery attempt", slog.String("delivery_id", d.ID), slog.String("event_id", d.EventID),
+		slog.String("app_id", d.AppID), slog.Int("attempt", n), slog.Int("status_code", res.StatusCode),
+		slog.String("outcome", string(d.Status)), slog.String("error", d.LastError), slog.Duration("duration", res.Duration))
+	if d.Status == DeliveryPending {
+		m.scheduleAt(d.NextAttemptAt)
+	}
+}
+
+// backoff is the delay before retry n (counting from 1): exponential from
+// MinBackoff to MaxBackoff with full jitter, never less than what the
+// remote side asked for (capped at MaxBackoff).
+func (m *Mapper) backoff(n int, asked time.Duration) time.Duration {
+	p := m.cfg.retry
+	ceil := p.MinBackoff
+	for i := 1; i < n && ceil < p.MaxBackoff; i++ {
+		ceil *= 2
+	}
+	ceil = min(ceil, p.MaxBackoff)
+	d := p.MinBackoff
+	if ceil > p.MinBackoff {
+		d += rand.N(ceil - p.MinBackoff)
+	}
+	return max(d, min(asked, p.MaxBackoff))
+}
+
+// processEvent routes a claimed event and attempts its deliveries.
+func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
+	ds, err := m.routeEvent(ctx, ev)
+	if err != nil {
+		m.cfg.logger.ErrorContext(ctx, "routing not stored", slog.String("event_id", ev.ID), slog.String("error", err.Error()))
+		return nil
+	}
+	if len(ds) == 1 {
+		m.attempt(ctx, &ds[0])
+		return ds
+	}
+	// Different apps of one event are attempted side by side, so a slow
+	// app does not hold up the others.
+	var wg sync.WaitGroup
+	for i := range ds {
+		wg.Go(func() { m.attempt(ctx, &ds[i]) })
+	}
+	wg.Wait()
+	return ds
+}
+
+// deliverNow is the sync mode: route and attempt before answering.
+func (m *Mapper) deliverNow(ctx context.Context, ev *Event) (string, []DeliveryOutcome) {
+	// The handler's context ends when Meta hangs up; the attempt, once
+	// begun, is finished and recorded anyway.
+	ds := m.processEvent(context.WithoutCancel(ctx), ev)
+	out := make([]DeliveryOutcome, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, DeliveryOutcome{DeliveryID: d.ID, AppID: d.AppID, Status: d.Status, StatusCode: d.LastStatusCode, Error: d.LastError})
+	}
+	status := string(ev.Status)
+	if ev.Status == EventDispatched {
+		status = string(settle(ev, ds))
+	}
+	return status, out
+}
+
+// settle is the event status its deliveries imply, as the Store computes it.
+func settle(ev *Event, ds []Delivery) EventStatus {
+	dead := false
+	for _, d := range ds {
+		if !d.Status.Terminal() {
+			return EventDispatched
+		}
+		dead = dead || d.Status == DeliveryDead
+	}
+	switch {
+	case dead:
+		return EventDead
+	case len(ev.Unroutable) > 0:
+		return EventUnroutable
+	}
+	return EventDelivered
+}
+
+// Run processes routing and delivery work until ctx ends, then waits for the
+// attempts in flight and returns nil. Webhooks taken by the handler wake it
+// at once; retries wake it when they fall due; a slow poll picks up work of
+// other replicas and of expired leases. Run at most once at a time per
+// Mapper; several Mappers may share one Store.
+func (m *Mapper) Run(ctx context.Context) error {
+	if !m.running.CompareAndSwap(false, true) {
+		return errors.New("mapper: Run is already running")
+	}
+	defer m.running.Store(false)
+	log := m.cfg.logger
+	slots := make(chan struct{}, m.cfg.concurrency)
+	var wg sync.WaitGroup
+	work := context.WithoutCancel(ctx)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	errDelay := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			m.inflight.Wait()
+			return nil
+		case <-m.wake:
+		case <-timer.C:
+		}
+		m.nextDue.Store(0)
+		err := m.dispatch(ctx, work, slots, &wg)
+		wait := m.cfg.pollInterval
+		if err != nil {
+			errDelay = min(max(2*errDelay, 100*time.Millisecond), 10*time.Second)
+			wait = errDelay
+			log.ErrorContext(ctx, "claiming work failed", slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+		} else {
+			errDelay = 0
+		}
+		if due := m.nextDue.Load(); due != 0 {
+			wait = min(wait, max(time.Until(time.Unix(0, due)), 0))
+		}
+		timer.Reset(wait)
+	}
+}
+
+// dispatch claims as much due work as there are free slots and starts it.
+// Work runs on the detached context, so that shutdown lets it finish.
+func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sync.WaitGroup) error {
+	for ctx.Err() == nil {
+		free := cap(slots) - len(slots)
+		if free == 0 {
+			m.backlog.Store(true)
+			return nil
+		}
+		now := m.cfg.now()
+		evs, err := m.store.ClaimEvents(ctx, now, free, m.cfg.lease)
+		if err != nil {
+			return err
+		}
+		for i := range evs {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer m.release(slots)
+				m.processEvent(work, &evs[i])
+			})
+		}
+		free -= len(evs)
+		var ds []Delivery
+		if free > 0 {
+			ds, err = m.store.ClaimDeliveries(ctx, now, free, m.cfg.lease)
+			if err != nil {
+				return err
+			}
+			for i := range ds {
+				slots <- struct{}{}
+				wg.Go(func() {
+					defer m.release(slots)
+					m.attempt(work, &ds[i])
+				})
+			}
+			free -= len(ds)
+		}
+		if free > 0 {
+			// Less due work than room for it: nothing is waiting.
+			m.backlog.Store(false)
+			return nil
+		}
+	}
+	return nil
+}
+
+// release frees a slot and, when work was left unclaimed for want of one,
+// wakes the loop to claim it.
+func (m *Mapper) release(slots chan struct{}) {
+	<-slots
+	if m.backlog.Load() {
+		m.notify()
+	}
+}

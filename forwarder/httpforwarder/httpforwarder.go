@@ -1,0 +1,241 @@
+// Package httpforwarder delivers webhooks to worker apps over HTTP: one
+// POST per attempt, signed with the app's secret, with a bounded time for
+// the connection and for the whole exchange, never following redirects,
+// and classifying the outcome so the caller knows whether to retry.
+//
+// An attempt is delivered when the app answers 2xx. Network errors,
+// timeouts, 408, 425, 429 and 5xx are retryable, and the app's Retry-After
+// (seconds or an HTTP date) is reported. Every other answer, redirects
+// included, is permanent: a worker app that moved must be updated, not
+// followed, so that deliveries never leave for an address nobody registered.
+//
+// The package does not import the mapper root package; the Mapper adapts
+// it to its Forwarder interface.
+package httpforwarder
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Header names; the mapper package documents them.
+const (
+	HeaderSignature = "X-Mapper-Signature-256"
+	HeaderTimestamp = "X-Mapper-Timestamp"
+)
+
+// Forwarder sends deliveries. It is safe for concurrent use.
+type Forwarder struct {
+	client         *http.Client
+	timeout        time.Duration
+	connectTimeout time.Duration
+	userAgent      string
+	maxResponse    int64
+	now            func() time.Time
+}
+
+// Option configures a Forwarder.
+type Option func(*Forwarder)
+
+// WithTimeout caps a whole attempt: connecting, sending, and reading the
+// answer. Default 15 seconds.
+func WithTimeout(d time.Duration) Option { return func(f *Forwarder) { f.timeout = d } }
+
+// WithConnectTimeout caps establishing the connection (TCP and TLS).
+// Default 5 seconds.
+func WithConnectTimeout(d time.Duration) Option {
+	return func(f *Forwarder) { f.connectTimeout = d }
+}
+
+// WithUserAgent sets the User-Agent header. Default "mapper/1".
+func WithUserAgent(ua string) Option { return func(f *Forwarder) { f.userAgent = ua } }
+
+// WithTransport sets the transport, for example one with client
+// certificates. Its dial and TLS timeouts then are the caller's.
+func WithTransport(rt http.RoundTripper) Option {
+	return func(f *Forwarder) { f.client.Transport = rt }
+}
+
+// WithClock sets the clock of the signature timestamp; tests use it.
+func WithClock(now func() time.Time) Option { return func(f *Forwarder) { f.now = now } }
+
+// New returns a Forwarder.
+func New(opts ...Option) *Forwarder {
+	f := &Forwarder{
+		client: &http.Client{
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		timeout:        15 * time.Second,
+		connectTimeout: 5 * time.Second,
+		userAgent:      "mapper/1",
+		maxResponse:    4 << 10,
+		now:            time.Now,
+	}
+	for _, o := range opts {
+		o(f)
+	}
+	if f.client.Transport == nil {
+		dialer := &net.Dialer{Timeout: f.connectTimeout, KeepAlive: 30 * time.Second}
+		f.client.Transport = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           dialer.DialContext,
+			TLSHandshakeTimeout:   f.connectTimeout,
+			MaxIdleConnsPerHost:   32,
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			ForceAttemptHTTP2:     true,
+		}
+	}
+	return f
+}
+
+// Request is one attempt to deliver.
+type Request struct {
+	URL string
+	// Secret keys X-Mapper-Signature-256, computed over
+	// "<timestamp>.<body>" with the timestamp in X-Mapper-Timestamp.
+	Secret string
+	Body   []byte
+	// Header is added to the request (identifiers, trace context).
+	Header http.Header
+}
+
+// Result is the outcome of one attempt.
+type Result struct {
+	// StatusCode is the app's answer; 0 when none came.
+	StatusCode int
+	Duration   time.Duration
+	// Err is set when the attempt did not succeed: a transport error, or
+	// an error naming the status code.
+	Err error
+	// Retryable says whether another attempt may succeed.
+	Retryable bool
+	// RetryAfter is the delay the app asked for, 0 when it did not.
+	RetryAfter time.Duration
+	// ResponseBody holds the start of the app's answer (4 KiB at most),
+	// for the audit.
+	ResponseBody []byte
+}
+
+// Delivered reports whether the app accepted the delivery.
+func (r Result) Delivered() bool { return r.Err == nil && r.StatusCode >= 200 && r.StatusCode < 300 }
+
+// ErrStatus is wrapped by Result.Err when the app answered, but not 2xx.
+var ErrStatus = errors.New("httpforwarder: worker app answered with a non-2xx status")
+
+// Forward makes one attempt. ctx bounds it in addition to the timeout.
+func (f *Forwarder) Forward(ctx context.Context, r Request) Result {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	u, err := url.Parse(r.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Result{Err: fmt.Errorf("httpforwarder: invalid worker app URL %q", redact(r.URL)), Duration: time.Since(start)}
+	}
+	var body io.Reader = http.NoBody
+	if len(r.Body) > 0 {
+		body = bytes.NewReader(r.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, body)
+	if err != nil {
+		return Result{Err: fmt.Errorf("httpforwarder: %w", err), Duration: time.Since(start)}
+	}
+	req.ContentLength = int64(len(r.Body))
+	for k, vs := range r.Header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", f.userAgent)
+	ts := f.now().Unix()
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderSignature, Sign(r.Secret, ts, r.Body))
+
+	resp, err := f.client.Do(req)
+	if err != nil {
+		// The URL inside a *url.Error may carry credentials; report the
+		// cause with a redacted address instead.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("httpforwarder: POST %s: %w", redact(r.URL), ue.Err)
+		}
+		return Result{Err: err, Retryable: true, Duration: time.Since(start)}
+	}
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, f.maxResponse))
+	// Drain a little more so the connection can be reused, but never wait
+	// on an app that streams an endless answer.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	resp.Body.Close()
+	res := Result{StatusCode: resp.StatusCode, Duration: time.Since(start), ResponseBody: answer}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return res
+	}
+	res.Err = fmt.Errorf("%w: %d", ErrStatus, resp.StatusCode)
+	res.Retryable = Retryable(resp.StatusCode)
+	res.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return res
+}
+
+// Retryable reports whether a status code is worth another attempt.
+func Retryable(code int) bool {
+	switch {
+	case code == http.StatusRequestTimeout, code == http.StatusTooEarly, code == http.StatusTooManyRequests:
+		return true
+	case code >= 500:
+		return true
+	}
+	return false
+}
+
+// ParseRetryAfter reads a Retry-After value in seconds or as an HTTP date;
+// 0 when absent, malformed or in the past.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		if s > 1<<31 {
+			s = 1 << 31
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// Sign returns "sha256=<hex>" of HMAC-SHA256(secret, "<ts>.<body>").
+func Sign(secret string, ts int64, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	var b [20]byte
+	mac.Write(strconv.AppendInt(b[:0], ts, 10))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// redact drops user info and the query from a URL for messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	u.Fragment = ""
+	return u.String()
+}

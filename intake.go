@@ -1,0 +1,220 @@
+package mapper
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// handleHandshake answers Meta's verification GET: the challenge, byte for
+// byte and without a newline, when mode and token match; 403 otherwise.
+func (m *Mapper) handleHandshake(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	mode, token, challenge := q.Get("hub.mode"), q.Get("hub.verify_token"), q.Get("hub.challenge")
+	switch {
+	case mode != "subscribe":
+		m.counters.handshakeRefused.Add(1)
+		writeProblem(w, r, http.StatusForbidden, "handshake-refused", `hub.mode must be "subscribe"`)
+	case !equalSecret(token, m.cfg.verifyToken):
+		m.counters.handshakeRefused.Add(1)
+		m.cfg.logger.WarnContext(r.Context(), "webhook handshake refused: verify token does not match", slog.String("remote", r.RemoteAddr))
+		writeProblem(w, r, http.StatusForbidden, "handshake-refused", "hub.verify_token does not match the configured verify token")
+	case challenge == "":
+		m.counters.handshakeRefused.Add(1)
+		writeProblem(w, r, http.StatusForbidden, "handshake-refused", "hub.challenge is missing")
+	default:
+		m.counters.handshakeOK.Add(1)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Length", strconv.Itoa(len(challenge)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, challenge)
+	}
+}
+
+// equalSecret compares in constant time, whatever the lengths: both sides
+// are hashed first.
+func equalSecret(got, want string) bool {
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && want != ""
+}
+
+// IntakeResponse is the body of a 200 answer to a webhook POST.
+type IntakeResponse struct {
+	EventID string `json:"event_id"`
+	// Status is "accepted", "duplicate" (every item was seen before) or
+	// "ignored" (the payload has no items); in sync mode, the event's
+	// status after delivery.
+	Status string `json:"status"`
+	// Deliveries are reported in sync mode only.
+	Deliveries []DeliveryOutcome `json:"deliveries,omitempty"`
+}
+
+// DeliveryOutcome is one delivery's result in a sync-mode answer.
+type DeliveryOutcome struct {
+	DeliveryID string         `json:"delivery_id"`
+	AppID      string         `json:"app_id"`
+	Status     DeliveryStatus `json:"status"`
+	StatusCode int            `json:"status_code,omitempty"`
+	Error      string         `json:"error,omitempty"`
+}
+
+// handleWebhook takes a webhook POST: rate limit, size limit while reading,
+// signature over the raw bytes, parse, then one durable write, and only
+// then 200.
+func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	log := m.cfg.logger
+	if m.limiter != nil {
+		if ok, wait := m.limiter.allow(m.cfg.clientKey(r)); !ok {
+			m.counters.countIntake(OutcomeRateLimited)
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			writeProblem(w, r, http.StatusTooManyRequests, "rate-limited", "too many requests from this client; retry after the time in Retry-After")
+			return
+		}
+	}
+	if r.ContentLength > m.cfg.maxBody {
+		m.tooLarge(w, r, r.ContentLength)
+		return
+	}
+	body, err := readBody(w, r, m.cfg.maxBody)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			m.tooLarge(w, r, -1)
+			return
+		}
+		m.counters.countIntake(OutcomeMalformed)
+		writeProblem(w, r, http.StatusBadRequest, "unreadable-body", "the request body could not be read: "+err.Error())
+		return
+	}
+	sig := r.Header.Get(HeaderMetaSignature)
+	if _, err := verifyMeta(sig, body, m.cfg.secrets); err != nil {
+		m.counters.countIntake(OutcomeBadSignature)
+		// Loud on purpose: a wrong secret makes Meta retry and, for
+		// messaging, unsubscribe the app within the hour.
+		log.WarnContext(ctx, "webhook refused: bad signature", slog.String("reason", err.Error()),
+			slog.Int("body_bytes", len(body)), slog.String("remote", r.RemoteAddr))
+		detail := "X-Hub-Signature-256 does not match the body for any configured app secret"
+		switch {
+		case errors.Is(err, ErrSignatureMissing):
+			detail = "X-Hub-Signature-256 is missing"
+		case errors.Is(err, ErrSignatureMalformed):
+			detail = `X-Hub-Signature-256 must be "sha256=" followed by 64 hex digits`
+		}
+		writeProblem(w, r, http.StatusUnauthorized, "bad-signature", detail)
+		return
+	}
+	p, err := ParsePayload(body)
+	if err != nil {
+		m.counters.countIntake(OutcomeMalformed)
+		writeProblem(w, r, http.StatusBadRequest, "malformed-payload", err.Error())
+		return
+	}
+	if !slices.Contains(m.cfg.objects, p.Object) {
+		m.counters.countIntake(OutcomeMalformed)
+		writeProblem(w, r, http.StatusBadRequest, "wrong-object", fmt.Sprintf("object %q is not accepted (want %q)", p.Object, m.cfg.objects))
+		return
+	}
+
+	now := m.cfg.now()
+	ev := newEvent(p, body, sig, now)
+	if m.cfg.sync && ev.Status == EventPending {
+		// Keep the background loop off this event while the handler
+		// delivers it; if the process dies, the lease runs out and the
+		// loop takes over.
+		ev.LeaseToken = newToken()
+		ev.NextAttemptAt = now.Add(m.cfg.lease)
+	}
+	if err := m.store.CreateEvent(ctx, ev); err != nil {
+		m.counters.countIntake(OutcomeStoreUnavailable)
+		log.ErrorContext(ctx, "webhook not stored; answering 503 so that Meta retries", slog.String("error", err.Error()))
+		w.Header().Set("Retry-After", "5")
+		writeProblem(w, r, http.StatusServiceUnavailable, "store-unavailable", "the event could not be stored; retry later")
+		return
+	}
+	resp := IntakeResponse{EventID: ev.ID, Status: "accepted"}
+	switch ev.Status {
+	case EventDuplicate:
+		m.counters.countIntake(OutcomeDuplicate)
+		resp.Status = "duplicate"
+	case EventIgnored:
+		m.counters.countIntake(OutcomeAccepted)
+		resp.Status = "ignored"
+	default:
+		m.counters.countIntake(OutcomeAccepted)
+		if m.cfg.sync {
+			m.inflight.Add(1)
+			resp.Status, resp.Deliveries = m.deliverNow(ctx, ev)
+			m.inflight.Done()
+		} else {
+			m.notify()
+		}
+	}
+	log.DebugContext(ctx, "webhook stored", slog.String("event_id", ev.ID), slog.String("status", resp.Status), slog.Int("items", len(ev.Items)))
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (m *Mapper) tooLarge(w http.ResponseWriter, r *http.Request, n int64) {
+	m.counters.countIntake(OutcomeTooLarge)
+	detail := fmt.Sprintf("the body exceeds the limit of %d bytes", m.cfg.maxBody)
+	if n > 0 {
+		detail = fmt.Sprintf("the body of %d bytes exceeds the limit of %d bytes", n, m.cfg.maxBody)
+	}
+	m.cfg.logger.WarnContext(r.Context(), "webhook refused: body too large", slog.Int64("limit", m.cfg.maxBody), slog.Int64("content_length", r.ContentLength))
+	// The rest of the body is not read; make sure the connection is not
+	// reused with unread bytes in it.
+	w.Header().Set("Connection", "close")
+	writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", detail)
+}
+
+// readBody reads the whole body through a MaxBytesReader, sized from
+// Content-Length when it is known and within the limit.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	size := r.ContentLength
+	if size < 0 || size > limit {
+		size = 0
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	if _, err := buf.ReadFrom(rd); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// newEvent builds the event record of a verified, parsed payload.
+func newEvent(p *Payload, body []byte, sig string, now time.Time) *Event {
+	ev := &Event{
+		ID:            NewID("evt_", now),
+		ReceivedAt:    now,
+		Object:        p.Object,
+		Payload:       body,
+		Signature:     sig,
+		Status:        EventPending,
+		NextAttemptAt: now,
+	}
+	for i := range p.Entries {
+		e := &p.Entries[i]
+		if e.ID != "" && !slices.Contains(ev.AccountIDs, e.ID) {
+			ev.AccountIDs = append(ev.AccountIDs, e.ID)
+		}
+		for _, it := range e.Items() {
+			ev.Items = append(ev.Items, EventItem{Key: it.Key})
+		}
+	}
+	if len(ev.Items) == 0 {
+		ev.Status = EventIgnored
+		ev.CompletedAt = &now
+	}
+	return ev
+}

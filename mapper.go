@@ -1,0 +1,190 @@
+package mapper
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/chatico/mapper/cache/ristrettocache"
+	"github.com/chatico/mapper/forwarder/httpforwarder"
+)
+
+// OwnerResolver finds the Instagram account that owns a media.
+//
+// Errors are classified by what they are or what they say of themselves:
+// errors.Is(err, ErrMediaNotFound), or an error with a MediaNotFound() bool
+// method returning true, is permanent for the media (cached for the
+// negative TTL; its items are unroutable). A *RetryLaterError, or an error
+// with a RetryAfter() time.Duration method, asks for a later try after the
+// given delay. Any other error is retried with backoff. graphresolver's
+// errors follow these rules.
+type OwnerResolver interface {
+	ResolveOwner(ctx context.Context, mediaID string) (ownerID string, err error)
+}
+
+// Cache maps strings to strings with a TTL. Get reports a miss with
+// ok == false and a nil error; an error means the cache could not answer,
+// and the Mapper then asks the resolver: a cache never fails a webhook.
+type Cache interface {
+	Get(ctx context.Context, key string) (value string, ok bool, err error)
+	Set(ctx context.Context, key, value string, ttl time.Duration) error
+}
+
+// Forwarder makes one attempt to deliver d to app. attempt counts from 1.
+// It must sign the request with app.Secret (see [SignDelivery]), send the
+// identifiers of [ForwardRequest.Header], and classify the outcome.
+type Forwarder interface {
+	Forward(ctx context.Context, req *ForwardRequest) ForwardResult
+}
+
+// ForwardRequest is what a Forwarder sends.
+type ForwardRequest struct {
+	App      *WorkerApp
+	Delivery *Delivery
+	Attempt  int
+	// Header holds the headers the Mapper asks to send: event and
+	// delivery IDs, attempt, owners, envelope kind and, for original
+	// bytes, Meta's signature.
+	Header http.Header
+}
+
+// ForwardResult is the outcome of one attempt.
+type ForwardResult struct {
+	// StatusCode is the app's answer, 0 when none came.
+	StatusCode int
+	Duration   time.Duration
+	// Err is nil exactly when the app accepted the delivery.
+	Err error
+	// Retryable says whether another attempt may succeed.
+	Retryable bool
+	// RetryAfter is the delay the app asked for, 0 when none.
+	RetryAfter time.Duration
+}
+
+// Mapper receives Meta's webhooks, stores them, and routes and delivers
+// them to worker apps. Create it with [New], mount [Mapper.Handler], and run
+// [Mapper.Run] for the background delivery loop.
+type Mapper struct {
+	cfg      config
+	store    Store
+	limiter  *clientLimiter
+	flight   singleflight.Group
+	wake     chan struct{}
+	running  atomic.Bool
+	backlog  atomic.Bool
+	nextDue  atomic.Int64 // unix nanos of the earliest known retry, 0 if none
+	counters counters
+	closers  []func() error
+	handler  http.Handler
+	inflight sync.WaitGroup // sync-mode deliveries running in handlers
+}
+
+// New returns a Mapper over store. See the With… options for the defaults;
+// WithAppSecrets and WithVerifyToken are required, and so is WithResolver
+// unless the owner policy is OwnerFromEntry.
+func New(store Store, opts ...Option) (*Mapper, error) {
+	if store == nil {
+		return nil, errors.New("mapper: nil Store")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m := &Mapper{cfg: cfg, store: store, wake: make(chan struct{}, 1)}
+	if cfg.cache == nil && cfg.policy != OwnerFromEntry {
+		c, err := ristrettocache.New()
+		if err != nil {
+			return nil, err
+		}
+		m.cfg.cache = c
+		m.closers = append(m.closers, c.Close)
+	}
+	if cfg.forwarder == nil {
+		m.cfg.forwarder = httpForwarder{httpforwarder.New(httpforwarder.WithTimeout(cfg.deliveryTimeout))}
+	}
+	if cfg.rateLimit > 0 {
+		m.limiter = newClientLimiter(cfg.rateLimit, cfg.rateBurst, cfg.now)
+	}
+	m.handler = m.routes()
+	return m, nil
+}
+
+// Handler returns the HTTP handler of the webhook, admin and monitoring
+// routes. See the package documentation for the routes.
+func (m *Mapper) Handler() http.Handler { return m.handler }
+
+// Close releases what New created (the default cache). It does not close
+// the Store, which belongs to the caller.
+func (m *Mapper) Close() error {
+	var errs []error
+	for _, c := range m.closers {
+		errs = append(errs, c())
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}
+
+// notify wakes the background loop without blocking.
+func (m *Mapper) notify() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// scheduleAt records that work falls due at t, so the loop wakes for it
+// rather than waiting for the safety-net poll.
+func (m *Mapper) scheduleAt(t time.Time) {
+	n := t.UnixNano()
+	for {
+		cur := m.nextDue.Load()
+		if cur != 0 && cur <= n {
+			return
+		}
+		if m.nextDue.CompareAndSwap(cur, n) {
+			m.notify()
+			return
+		}
+	}
+}
+
+// httpForwarder adapts the httpforwarder engine to Forwarder.
+type httpForwarder struct{ f *httpforwarder.Forwarder }
+
+func (h httpForwarder) Forward(ctx context.Context, r *ForwardRequest) ForwardResult {
+	res := h.f.Forward(ctx, httpforwarder.Request{
+		URL:    r.App.URL,
+		Secret: r.App.Secret,
+		Body:   r.Delivery.Body,
+		Header: r.Header,
+	})
+	return ForwardResult{StatusCode: res.StatusCode, Duration: res.Duration, Err: res.Err, Retryable: res.Retryable, RetryAfter: res.RetryAfter}
+}
+
+// forwardHeader is the header set the Mapper asks a Forwarder to send.
+func forwardHeader(d *Delivery, attempt int) http.Header {
+	h := http.Header{}
+	h.Set(HeaderEventID, d.EventID)
+	h.Set(HeaderDeliveryID, d.ID)
+	h.Set(HeaderAttempt, strconv.Itoa(attempt))
+	h.Set(HeaderOwnerIDs, strings.Join(d.OwnerIDs, ","))
+	if d.Original {
+		h.Set(HeaderEnvelope, "original")
+		if d.MetaSignature != "" {
+			h.Set(HeaderMetaSignature, d.MetaSignature)
+		}
+	} else {
+		h.Set(HeaderEnvelope, "split")
+	}
+	return h
+}

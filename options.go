@@ -1,0 +1,300 @@
+package mapper
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Option configures a [Mapper]. Options are applied in order over the
+// defaults, then the result is validated by [New].
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// OwnerPolicy says when the Mapper asks the [OwnerResolver] who owns a
+// media, rather than trusting the entry's account ID.
+type OwnerPolicy int
+
+const (
+	// OwnerLookupMentions trusts entry.id for everything Meta documents it
+	// as the owner of (comments, live_comments, messaging, story_insights)
+	// and asks the resolver only about media the payload cannot place:
+	// mentions, where the media belongs to someone else. The default.
+	OwnerLookupMentions OwnerPolicy = iota
+	// OwnerFromEntry routes every item by its entry's account ID and never
+	// calls the resolver.
+	OwnerFromEntry
+	// OwnerLookupAll resolves every media through the resolver (the seed's
+	// behaviour); items without a media route by entry.id.
+	OwnerLookupAll
+)
+
+func (p OwnerPolicy) String() string {
+	switch p {
+	case OwnerLookupMentions:
+		return "mentions"
+	case OwnerFromEntry:
+		return "entry"
+	case OwnerLookupAll:
+		return "all"
+	}
+	return fmt.Sprintf("OwnerPolicy(%d)", int(p))
+}
+
+// ParseOwnerPolicy reads the names String gives: "mentions", "entry", "all".
+func ParseOwnerPolicy(s string) (OwnerPolicy, error) {
+	for _, p := range []OwnerPolicy{OwnerLookupMentions, OwnerFromEntry, OwnerLookupAll} {
+		if p.String() == s {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("mapper: unknown owner policy %q (want mentions, entry or all)", s)
+}
+
+// RetryPolicy bounds how a failed delivery (or routing step) is retried:
+// exponential backoff from MinBackoff, doubling to MaxBackoff, with full
+// jitter, for at most MaxAttempts attempts in all.
+type RetryPolicy struct {
+	MaxAttempts int
+	MinBackoff  time.Duration
+	MaxBackoff  time.Duration
+}
+
+// DefaultRetryPolicy retries for about a day and a half in all, longer than
+// Meta itself keeps retrying an unanswered webhook.
+var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 20, MinBackoff: time.Second, MaxBackoff: 2 * time.Hour}
+
+type config struct {
+	logger          *slog.Logger
+	secrets         [][]byte
+	verifyToken     string
+	adminToken      string
+	resolver        OwnerResolver
+	cache           Cache
+	forwarder       Forwarder
+	policy          OwnerPolicy
+	objects         []string
+	maxBody         int64
+	rateLimit       float64
+	rateBurst       int
+	clientKey       func(*http.Request) string
+	sync            bool
+	concurrency     int
+	retry           RetryPolicy
+	lease           time.Duration
+	pollInterval    time.Duration
+	deliveryTimeout time.Duration
+	positiveTTL     time.Duration
+	negativeTTL     time.Duration
+	now             func() time.Time
+}
+
+func defaultConfig() config {
+	return config{
+		logger:          slog.New(slog.DiscardHandler),
+		policy:          OwnerLookupMentions,
+		objects:         []string{"instagram"},
+		maxBody:         4 << 20,
+		rateLimit:       200,
+		rateBurst:       400,
+		clientKey:       remoteIP,
+		concurrency:     16,
+		retry:           DefaultRetryPolicy,
+		lease:           2 * time.Minute,
+		pollInterval:    5 * time.Second,
+		deliveryTimeout: 15 * time.Second,
+		positiveTTL:     24 * time.Hour,
+		negativeTTL:     5 * time.Minute,
+		now:             time.Now,
+	}
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if len(c.secrets) == 0 {
+		errs = append(errs, errors.New("mapper: no app secret: WithAppSecrets is required (the Mapper never accepts unsigned webhooks)"))
+	}
+	for i, s := range c.secrets {
+		if len(s) == 0 {
+			errs = append(errs, fmt.Errorf("mapper: app secret %d is empty", i))
+		}
+	}
+	if c.verifyToken == "" {
+		errs = append(errs, errors.New("mapper: no verify token: WithVerifyToken is required for Meta's handshake"))
+	}
+	if c.maxBody < 1024 {
+		errs = append(errs, fmt.Errorf("mapper: body limit %d bytes is below 1 KiB", c.maxBody))
+	}
+	if c.rateLimit > 0 && c.rateBurst < 1 {
+		errs = append(errs, errors.New("mapper: rate limit burst must be at least 1"))
+	}
+	if c.concurrency < 1 {
+		errs = append(errs, errors.New("mapper: concurrency must be at least 1"))
+	}
+	if c.retry.MaxAttempts < 1 || c.retry.MinBackoff <= 0 || c.retry.MaxBackoff < c.retry.MinBackoff {
+		errs = append(errs, fmt.Errorf("mapper: retry policy %+v: want MaxAttempts ≥ 1 and 0 < MinBackoff ≤ MaxBackoff", c.retry))
+	}
+	if c.deliveryTimeout <= 0 {
+		errs = append(errs, errors.New("mapper: delivery timeout must be positive"))
+	}
+	// A lease shorter than an attempt would let a second claimer send the
+	// same delivery while the first is still waiting for an answer.
+	if c.lease < 2*c.deliveryTimeout {
+		errs = append(errs, fmt.Errorf("mapper: lease %s must be at least twice the delivery timeout %s", c.lease, c.deliveryTimeout))
+	}
+	if c.pollInterval <= 0 {
+		errs = append(errs, errors.New("mapper: poll interval must be positive"))
+	}
+	if c.policy != OwnerFromEntry && c.resolver == nil {
+		errs = append(errs, fmt.Errorf("mapper: owner policy %q looks media up, but no OwnerResolver is set: pass WithResolver, or WithOwnerPolicy(OwnerFromEntry)", c.policy))
+	}
+	if len(c.objects) == 0 {
+		errs = append(errs, errors.New("mapper: no accepted object types"))
+	}
+	return errors.Join(errs...)
+}
+
+// WithLogger sets the logger. The default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// WithAppSecrets sets the secrets Meta's X-Hub-Signature-256 may be keyed
+// with; a request is accepted when any one matches. Give the Meta app
+// secret and, for Instagram Login apps, the Instagram app secret; during a
+// rotation, the old and the new. Required.
+func WithAppSecrets(secrets ...string) Option {
+	return optionFunc(func(c *config) {
+		for _, s := range secrets {
+			c.secrets = append(c.secrets, []byte(s))
+		}
+	})
+}
+
+// WithVerifyToken sets the token Meta's GET handshake must carry
+// (the dashboard's "Verify Token"). Required.
+func WithVerifyToken(token string) Option {
+	return optionFunc(func(c *config) { c.verifyToken = token })
+}
+
+// WithAdminToken sets the bearer token of the admin and monitoring routes.
+// Without one those routes answer 403: they are never open.
+func WithAdminToken(token string) Option {
+	return optionFunc(func(c *config) { c.adminToken = token })
+}
+
+// WithResolver sets the OwnerResolver, for example a
+// graphresolver.Resolver. Required unless the policy is OwnerFromEntry.
+func WithResolver(r OwnerResolver) Option {
+	return optionFunc(func(c *config) { c.resolver = r })
+}
+
+// WithCache sets the cache in front of the resolver. The default is an
+// in-process ristretto cache of 100,000 entries.
+func WithCache(cache Cache) Option {
+	return optionFunc(func(c *config) { c.cache = cache })
+}
+
+// WithCacheTTL sets how long a resolved owner (positive) and a "media not
+// found" answer (negative) are cached. Defaults: 24 hours and 5 minutes.
+func WithCacheTTL(positive, negative time.Duration) Option {
+	return optionFunc(func(c *config) { c.positiveTTL, c.negativeTTL = positive, negative })
+}
+
+// WithForwarder sets the Forwarder. The default is the HTTP forwarder of
+// forwarder/httpforwarder with the delivery timeout.
+func WithForwarder(f Forwarder) Option {
+	return optionFunc(func(c *config) { c.forwarder = f })
+}
+
+// WithOwnerPolicy sets when media are looked up. Default OwnerLookupMentions.
+func WithOwnerPolicy(p OwnerPolicy) Option {
+	return optionFunc(func(c *config) { c.policy = p })
+}
+
+// WithObjects sets the accepted values of the payload's "object" field.
+// Default: "instagram".
+func WithObjects(objects ...string) Option {
+	return optionFunc(func(c *config) { c.objects = objects })
+}
+
+// WithMaxBodyBytes caps the webhook body, enforced while reading. Default
+// 4 MiB: Meta's payloads can be several megabytes, and a cut body would fail
+// its signature and be retried by Meta for a day and a half.
+func WithMaxBodyBytes(n int64) Option {
+	return optionFunc(func(c *config) { c.maxBody = n })
+}
+
+// WithRateLimit sets the inbound limit per client: rps requests a second
+// on average, bursts of burst. Default 200/s, burst 400. rps ≤ 0 disables it.
+func WithRateLimit(rps float64, burst int) Option {
+	return optionFunc(func(c *config) { c.rateLimit, c.rateBurst = rps, burst })
+}
+
+// WithClientKey sets how the rate limiter tells clients apart. The default
+// is the remote IP; behind a trusted proxy, read its forwarding header.
+func WithClientKey(f func(*http.Request) string) Option {
+	return optionFunc(func(c *config) {
+		if f != nil {
+			c.clientKey = f
+		}
+	})
+}
+
+// WithSyncDelivery makes the webhook handler route and forward before it
+// answers, and answer with the outcome, as the original design did. Work
+// that fails stays in the outbox for the background loop to retry.
+func WithSyncDelivery(on bool) Option {
+	return optionFunc(func(c *config) { c.sync = on })
+}
+
+// WithConcurrency caps the events and deliveries processed at once by Run.
+// Default 16.
+func WithConcurrency(n int) Option {
+	return optionFunc(func(c *config) { c.concurrency = n })
+}
+
+// WithRetryPolicy sets the retry policy. Default DefaultRetryPolicy.
+func WithRetryPolicy(p RetryPolicy) Option {
+	return optionFunc(func(c *config) { c.retry = p })
+}
+
+// WithLease sets how long claimed work stays hidden from other claimers.
+// It must be at least twice the delivery timeout. Default 2 minutes.
+func WithLease(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.lease = d })
+}
+
+// WithPollInterval sets the safety-net poll of Run. New webhooks wake the
+// loop at once; the poll only picks up work from other replicas or expired
+// leases. Default 5 seconds.
+func WithPollInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.pollInterval = d })
+}
+
+// WithDeliveryTimeout caps one delivery attempt, connection included.
+// Default 15 seconds.
+func WithDeliveryTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.deliveryTimeout = d })
+}
+
+// remoteIP is the default client key: the IP of the TCP peer.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,549 @@
+// Package memstore is a mapper.Store in memory: for tests, examples and
+// trying the Mapper out. It is complete and safe for concurrent use, and it
+// passes the same conformance suite as the database stores, but everything
+// it holds is lost when the process ends, so a production deployment that
+// answers Meta with 200 needs a durable store (storage/bunstore).
+//
+// Records are copied in and out, so a caller cannot change stored state by
+// holding on to a returned value. Payload bytes are the exception: they are
+// shared, and must not be modified by anyone.
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chatico/mapper"
+)
+
+// Store is an in-memory mapper.Store.
+type Store struct {
+	mu         sync.Mutex
+	apps       map[string]*mapper.WorkerApp
+	accountApp map[string]string
+	events     map[string]*mapper.Event
+	keys       map[string]string // deduplication key → event ID
+	deliveries map[string]*mapper.Delivery
+	byEvent    map[string][]string
+	attempts   map[string][]mapper.Attempt
+}
+
+var _ mapper.Store = (*Store)(nil)
+
+// New returns an empty Store.
+func New() *Store {
+	return &Store{
+		apps:       map[string]*mapper.WorkerApp{},
+		accountApp: map[string]string{},
+		events:     map[string]*mapper.Event{},
+		keys:       map[string]string{},
+		deliveries: map[string]*mapper.Delivery{},
+		byEvent:    map[string][]string{},
+		attempts:   map[string][]mapper.Attempt{},
+	}
+}
+
+func copyApp(a *mapper.WorkerApp) *mapper.WorkerApp {
+	c := *a
+	c.AccountIDs = slices.Clone(a.AccountIDs)
+	return &c
+}
+
+func copyEvent(e *mapper.Event) *mapper.Event {
+	c := *e
+	c.Items = slices.Clone(e.Items)
+	c.AccountIDs = slices.Clone(e.AccountIDs)
+	c.Owners = slices.Clone(e.Owners)
+	c.Unroutable = slices.Clone(e.Unroutable)
+	c.RoutedAt = clonePtr(e.RoutedAt)
+	c.CompletedAt = clonePtr(e.CompletedAt)
+	return &c
+}
+
+func copyDelivery(d *mapper.Delivery) *mapper.Delivery {
+	c := *d
+	c.OwnerIDs = slices.Clone(d.OwnerIDs)
+	c.CompletedAt = clonePtr(d.CompletedAt)
+	return &c
+}
+
+func clonePtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	return &c
+}
+
+func newID(prefix string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// CreateApp implements mapper.AppStore.
+func (s *Store) CreateApp(_ context.Context, app *mapper.WorkerApp) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if app.ID == "" {
+		app.ID = newID("app_")
+	}
+	if _, ok := s.apps[app.ID]; ok {
+		return fmt.Errorf("worker app %s exists: %w", app.ID, mapper.ErrConflict)
+	}
+	if err := s.checkAccounts(app); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	if app.CreatedAt.IsZero() {
+		app.CreatedAt = now
+	}
+	if app.UpdatedAt.IsZero() {
+		app.UpdatedAt = app.CreatedAt
+	}
+	s.apps[app.ID] = copyApp(app)
+	for _, a := range app.AccountIDs {
+		s.accountApp[a] = app.ID
+	}
+	return nil
+}
+
+// checkAccounts returns ErrConflict when an account of app is served by
+// another app, or listed twice.
+func (s *Store) checkAccounts(app *mapper.WorkerApp) error {
+	seen := map[string]bool{}
+	for _, a := range app.AccountIDs {
+		if other, ok := s.accountApp[a]; ok && other != app.ID {
+			return fmt.Errorf("account %s is served by worker app %s: %w", a, other, mapper.ErrConflict)
+		}
+		if seen[a] {
+			return fmt.Errorf("account %s is listed twice: %w", a, mapper.ErrConflict)
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+// GetApp implements mapper.AppStore.
+func (s *Store) GetApp(_ context.Context, id string) (*mapper.WorkerApp, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.apps[id]
+	if !ok {
+		return nil, fmt.Errorf("worker app %q: %w", id, mapper.ErrNotFound)
+	}
+	return copyApp(a), nil
+}
+
+// ListApps implements mapper.AppStore.
+func (s *Store) ListApps(context.Context) ([]mapper.WorkerApp, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]mapper.WorkerApp, 0, len(s.apps))
+	for _, a := range s.apps {
+		out = append(out, *copyApp(a))
+	}
+	slices.SortFunc(out, func(a, b mapper.WorkerApp) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// UpdateApp implements mapper.AppStore.
+func (s *Store) UpdateApp(_ context.Context, app *mapper.WorkerApp) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.apps[app.ID]
+	if !ok {
+		return fmt.Errorf("worker app %q: %w", app.ID, mapper.ErrNotFound)
+	}
+	if err := s.checkAccounts(app); err != nil {
+		return err
+	}
+	for _, a := range old.AccountIDs {
+		delete(s.accountApp, a)
+	}
+	app.CreatedAt = old.CreatedAt
+	app.UpdatedAt = time.Now().UTC()
+	s.apps[app.ID] = copyApp(app)
+	for _, a := range app.AccountIDs {
+		s.accountApp[a] = app.ID
+	}
+	return nil
+}
+
+// DeleteApp implements mapper.AppStore.
+func (s *Store) DeleteApp(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.apps[id]
+	if !ok {
+		return fmt.Errorf("worker app %q: %w", id, mapper.ErrNotFound)
+	}
+	for _, acc := range a.AccountIDs {
+		delete(s.accountApp, acc)
+	}
+	delete(s.apps, id)
+	return nil
+}
+
+// AppsForAccounts implements mapper.AppStore.
+func (s *Store) AppsForAccounts(_ context.Context, accountIDs []string) (map[string]*mapper.WorkerApp, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*mapper.WorkerApp, len(accountIDs))
+	for _, acc := range accountIDs {
+		if id, ok := s.accountApp[acc]; ok && s.apps[id].Enabled {
+			out[acc] = copyApp(s.apps[id])
+		}
+	}
+	return out, nil
+}
+
+// CreateEvent implements mapper.EventStore.
+func (s *Store) CreateEvent(_ context.Context, ev *mapper.Event) error {
+	if ev.ID == "" {
+		return &mapper.ValidationError{Field: "event ID", Reason: "must be set by the caller"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.events[ev.ID]; ok {
+		return fmt.Errorf("event %s exists: %w", ev.ID, mapper.ErrConflict)
+	}
+	fresh := 0
+	claimed := map[string]bool{}
+	for i := range ev.Items {
+		k := ev.Items[i].Key
+		_, taken := s.keys[k]
+		ev.Items[i].Duplicate = taken || claimed[k]
+		if !ev.Items[i].Duplicate {
+			claimed[k] = true
+			fresh++
+		}
+	}
+	if len(ev.Items) > 0 && fresh == 0 {
+		ev.Status = mapper.EventDuplicate
+		t := ev.ReceivedAt
+		ev.CompletedAt = &t
+		ev.LeaseToken = ""
+	}
+	for k := range claimed {
+		s.keys[k] = ev.ID
+	}
+	s.events[ev.ID] = copyEvent(ev)
+	return nil
+}
+
+// GetEvent implements mapper.EventStore.
+func (s *Store) GetEvent(_ context.Context, id string) (*mapper.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.events[id]
+	if !ok {
+		return nil, fmt.Errorf("event %q: %w", id, mapper.ErrNotFound)
+	}
+	return copyEvent(e), nil
+}
+
+// ListEvents implements mapper.EventStore.
+func (s *Store) ListEvents(_ context.Context, q mapper.EventQuery) (mapper.EventPage, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 500)
+	var after *cursor
+	if q.Cursor != "" {
+		c, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return mapper.EventPage{}, err
+		}
+		after = &c
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var match []*mapper.Event
+	for _, e := range s.events {
+		if s.matches(e, &q) && (after == nil || before(e, after)) {
+			match = append(match, e)
+		}
+	}
+	slices.SortFunc(match, func(a, b *mapper.Event) int {
+		return cmp.Or(b.ReceivedAt.Compare(a.ReceivedAt), strings.Compare(b.ID, a.ID))
+	})
+	var page mapper.EventPage
+	for i, e := range match {
+		if i == limit {
+			last := match[i-1]
+			page.NextCursor = encodeCursor(cursor{last.ReceivedAt, last.ID})
+			break
+		}
+		page.Events = append(page.Events, *copyEvent(e))
+	}
+	return page, nil
+}
+
+func (s *Store) matches(e *mapper.Event, q *mapper.EventQuery) bool {
+	switch {
+	case q.Status != "" && e.Status != q.Status,
+		q.Account != "" && !slices.Contains(e.AccountIDs, q.Account),
+		!q.Since.IsZero() && e.ReceivedAt.Before(q.Since),
+		!q.Until.IsZero() && !e.ReceivedAt.Before(q.Until):
+		return false
+	}
+	if q.AppID != "" {
+		for _, id := range s.byEvent[e.ID] {
+			if s.deliveries[id].AppID == q.AppID {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+type cursor struct {
+	at time.Time
+	id string
+}
+
+// before reports whether e sorts after the cursor in newest-first order.
+func before(e *mapper.Event, c *cursor) bool {
+	if !e.ReceivedAt.Equal(c.at) {
+		return e.ReceivedAt.Before(c.at)
+	}
+	return e.ID < c.id
+}
+
+func encodeCursor(c cursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.at.UnixNano(), 10) + "|" + c.id))
+}
+
+func decodeCursor(s string) (cursor, error) {
+	bad := &mapper.ValidationError{Field: "cursor", Reason: "not a cursor this store issued"}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return cursor{}, bad
+	}
+	ns, id, ok := strings.Cut(string(b), "|")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || id == "" {
+		return cursor{}, bad
+	}
+	return cursor{time.Unix(0, n), id}, nil
+}
+
+// ListDeliveries implements mapper.EventStore.
+func (s *Store) ListDeliveries(_ context.Context, eventID string) ([]mapper.Delivery, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := s.byEvent[eventID]
+	out := make([]mapper.Delivery, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, *copyDelivery(s.deliveries[id]))
+	}
+	return out, nil
+}
+
+// ListAttempts implements mapper.EventStore.
+func (s *Store) ListAttempts(_ context.Context, deliveryID string) ([]mapper.Attempt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.attempts[deliveryID]), nil
+}
+
+// ClaimEvents implements mapper.Outbox.
+func (s *Store) ClaimEvents(_ context.Context, now time.Time, limit int, lease time.Duration) ([]mapper.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var due []*mapper.Event
+	for _, e := range s.events {
+		if e.Status == mapper.EventPending && !e.NextAttemptAt.After(now) {
+			due = append(due, e)
+		}
+	}
+	slices.SortFunc(due, func(a, b *mapper.Event) int {
+		return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), strings.Compare(a.ID, b.ID))
+	})
+	out := make([]mapper.Event, 0, min(limit, len(due)))
+	for _, e := range due[:min(limit, len(due))] {
+		e.LeaseToken = newID("")
+		e.NextAttemptAt = now.Add(lease)
+		out = append(out, *copyEvent(e))
+	}
+	return out, nil
+}
+
+func (s *Store) leasedEvent(ev *mapper.Event) (*mapper.Event, error) {
+	e, ok := s.events[ev.ID]
+	if !ok {
+		return nil, fmt.Errorf("event %q: %w", ev.ID, mapper.ErrNotFound)
+	}
+	if e.Status != mapper.EventPending || ev.LeaseToken == "" || e.LeaseToken != ev.LeaseToken {
+		return nil, fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
+	}
+	return e, nil
+}
+
+// RouteEvent implements mapper.Outbox.
+func (s *Store) RouteEvent(_ context.Context, ev *mapper.Event, deliveries []mapper.Delivery) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.leasedEvent(ev)
+	if err != nil {
+		return err
+	}
+	for i := range deliveries {
+		if _, ok := s.deliveries[deliveries[i].ID]; ok || deliveries[i].ID == "" {
+			return fmt.Errorf("delivery ID %q is empty or exists: %w", deliveries[i].ID, mapper.ErrConflict)
+		}
+	}
+	upd := copyEvent(ev)
+	upd.LeaseToken = ""
+	upd.Items, upd.Payload, upd.Signature = e.Items, e.Payload, e.Signature
+	s.events[ev.ID] = upd
+	for i := range deliveries {
+		d := copyDelivery(&deliveries[i])
+		s.deliveries[d.ID] = d
+		s.byEvent[ev.ID] = append(s.byEvent[ev.ID], d.ID)
+	}
+	return nil
+}
+
+// RetryEvent implements mapper.Outbox.
+func (s *Store) RetryEvent(_ context.Context, ev *mapper.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.leasedEvent(ev)
+	if err != nil {
+		return err
+	}
+	e.RouteAttempts, e.LastError, e.NextAttemptAt, e.LeaseToken = ev.RouteAttempts, ev.LastError, ev.NextAttemptAt, ""
+	return nil
+}
+
+// ClaimDeliveries implements mapper.Outbox.
+func (s *Store) ClaimDeliveries(_ context.Context, now time.Time, limit int, lease time.Duration) ([]mapper.Delivery, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var due []*mapper.Delivery
+	for _, d := range s.deliveries {
+		if d.Status == mapper.DeliveryPending && !d.NextAttemptAt.After(now) {
+			due = append(due, d)
+		}
+	}
+	slices.SortFunc(due, func(a, b *mapper.Delivery) int {
+		return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), strings.Compare(a.ID, b.ID))
+	})
+	out := make([]mapper.Delivery, 0, min(limit, len(due)))
+	for _, d := range due[:min(limit, len(due))] {
+		d.LeaseToken = newID("")
+		d.NextAttemptAt = now.Add(lease)
+		out = append(out, *copyDelivery(d))
+	}
+	return out, nil
+}
+
+// RecordAttempt implements mapper.Outbox.
+func (s *Store) RecordAttempt(_ context.Context, d *mapper.Delivery, a mapper.Attempt) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.deliveries[d.ID]
+	if !ok {
+		return fmt.Errorf("delivery %q: %w", d.ID, mapper.ErrNotFound)
+	}
+	if cur.Status != mapper.DeliveryPending || d.LeaseToken == "" || cur.LeaseToken != d.LeaseToken {
+		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
+	}
+	cur.Status, cur.Attempts, cur.NextAttemptAt = d.Status, d.Attempts, d.NextAttemptAt
+	cur.LastStatusCode, cur.LastError, cur.CompletedAt = d.LastStatusCode, d.LastError, clonePtr(d.CompletedAt)
+	cur.LeaseToken = ""
+	s.attempts[d.ID] = append(s.attempts[d.ID], a)
+	if cur.Status.Terminal() {
+		s.settle(cur.EventID, a.StartedAt.Add(a.Duration))
+	}
+	return nil
+}
+
+// settle closes an event whose deliveries have all ended.
+func (s *Store) settle(eventID string, at time.Time) {
+	e, ok := s.events[eventID]
+	if !ok || e.Status != mapper.EventDispatched {
+		return
+	}
+	dead := false
+	for _, id := range s.byEvent[eventID] {
+		d := s.deliveries[id]
+		if !d.Status.Terminal() {
+			return
+		}
+		dead = dead || d.Status == mapper.DeliveryDead
+		if d.CompletedAt != nil && d.CompletedAt.After(at) {
+			at = *d.CompletedAt
+		}
+	}
+	switch {
+	case dead:
+		e.Status = mapper.EventDead
+	case len(e.Unroutable) > 0:
+		e.Status = mapper.EventUnroutable
+	default:
+		e.Status = mapper.EventDelivered
+	}
+	e.CompletedAt = &at
+}
+
+// Ping implements mapper.Monitor.
+func (s *Store) Ping(context.Context) error { return nil }
+
+// Stats implements mapper.Monitor.
+func (s *Store) Stats(_ context.Context, since time.Time) (mapper.Stats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := mapper.Stats{
+		EventsByStatus:     map[mapper.EventStatus]int64{},
+		DeliveriesByStatus: map[mapper.DeliveryStatus]int64{},
+	}
+	now := time.Now()
+	var oldest time.Time
+	var times []time.Duration
+	for _, e := range s.events {
+		st.EventsByStatus[e.Status]++
+		if e.Status == mapper.EventPending {
+			st.QueueDepth++
+			if oldest.IsZero() || e.ReceivedAt.Before(oldest) {
+				oldest = e.ReceivedAt
+			}
+		}
+		if e.Status == mapper.EventDelivered && e.CompletedAt != nil && !e.CompletedAt.Before(since) {
+			times = append(times, e.CompletedAt.Sub(e.ReceivedAt))
+		}
+	}
+	for _, d := range s.deliveries {
+		st.DeliveriesByStatus[d.Status]++
+		if d.Status == mapper.DeliveryPending {
+			st.QueueDepth++
+			if oldest.IsZero() || d.CreatedAt.Before(oldest) {
+				oldest = d.CreatedAt
+			}
+		}
+	}
+	if !oldest.IsZero() {
+		st.OldestPending = max(now.Sub(oldest), 0)
+	}
+	if len(times) > 0 {
+		slices.Sort(times)
+		st.ProcessingP50 = times[(len(times)-1)*50/100]
+		st.ProcessingP95 = times[(len(times)-1)*95/100]
+	}
+	return st, nil
+}

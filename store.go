@@ -1,0 +1,135 @@
+package mapper
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps worker apps, the event log and the delivery outbox. It is the
+// one required collaborator of [New]. It is composed of role interfaces so
+// that a test double or a focused wrapper needs only the part it touches.
+//
+// Every implementation must pass testing/storetest. Methods return
+// [ErrNotFound], [ErrConflict] and [ErrLeaseLost] (wrapped or not) where
+// their docs say so; any other error is treated as the store being
+// unavailable.
+type Store interface {
+	AppStore
+	EventStore
+	Outbox
+	Monitor
+}
+
+// AppStore keeps worker apps.
+type AppStore interface {
+	// CreateApp stores app, assigning ID, CreatedAt and UpdatedAt when they
+	// are empty. It returns ErrConflict when the ID exists or one of the
+	// app's accounts is already served by another app.
+	CreateApp(ctx context.Context, app *WorkerApp) error
+	// GetApp returns ErrNotFound for an unknown ID.
+	GetApp(ctx context.Context, id string) (*WorkerApp, error)
+	// ListApps returns every app ordered by CreatedAt, then ID.
+	ListApps(ctx context.Context) ([]WorkerApp, error)
+	// UpdateApp replaces the stored app with the same ID (ErrNotFound when
+	// absent, ErrConflict when an account is served by another app) and sets
+	// UpdatedAt.
+	UpdateApp(ctx context.Context, app *WorkerApp) error
+	// DeleteApp removes an app; pending deliveries to it stay in the outbox
+	// and die at their next attempt. ErrNotFound when absent.
+	DeleteApp(ctx context.Context, id string) error
+	// AppsForAccounts maps each given account ID to the enabled app that
+	// serves it; accounts with no enabled app are absent from the result.
+	AppsForAccounts(ctx context.Context, accountIDs []string) (map[string]*WorkerApp, error)
+}
+
+// EventStore keeps the event log.
+type EventStore interface {
+	// CreateEvent stores ev and its pending routing work in one atomic step.
+	// For each item whose Key an earlier event already holds it sets
+	// Duplicate; keys are claimed atomically, so of two concurrent copies of
+	// one payload only one gets each key. When every item is a duplicate the
+	// event is stored with status EventDuplicate and no work. The caller sets
+	// ID, ReceivedAt, Status and NextAttemptAt.
+	CreateEvent(ctx context.Context, ev *Event) error
+	// GetEvent returns an event with its payload; ErrNotFound when absent.
+	GetEvent(ctx context.Context, id string) (*Event, error)
+	// ListEvents returns events newest first, filtered, one page at a time.
+	ListEvents(ctx context.Context, q EventQuery) (EventPage, error)
+	// ListDeliveries returns the deliveries of one event, oldest first.
+	ListDeliveries(ctx context.Context, eventID string) ([]Delivery, error)
+	// ListAttempts returns the attempts of one delivery in order.
+	ListAttempts(ctx context.Context, deliveryID string) ([]Attempt, error)
+}
+
+// EventQuery filters [EventStore.ListEvents]. Zero fields do not filter.
+type EventQuery struct {
+	Status  EventStatus
+	Account string // events with an entry of this account
+	AppID   string // events with a delivery to this app
+	Since   time.Time
+	Until   time.Time // exclusive
+	// Limit caps the page; the store may lower it (the default is 50, the
+	// maximum 500).
+	Limit int
+	// Cursor continues from the NextCursor of an earlier page.
+	Cursor string
+}
+
+// EventPage is one page of events.
+type EventPage struct {
+	Events []Event `json:"events"`
+	// NextCursor is empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Outbox hands due work to the background loop with a lease, so that several
+// replicas can share one store and a crashed holder's work is picked up
+// again when its lease runs out.
+type Outbox interface {
+	// ClaimEvents leases up to limit pending events whose NextAttemptAt is
+	// not after now, oldest first: each gets a new LeaseToken and is hidden
+	// from other claims until now+lease.
+	ClaimEvents(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Event, error)
+	// RouteEvent finishes routing a claimed event: it stores the deliveries
+	// (their IDs, status and NextAttemptAt are set by the caller, and they
+	// come back leased to the caller with LeaseToken set) and the event's
+	// new state in one atomic step. ErrLeaseLost when the event's lease is
+	// no longer ev.LeaseToken.
+	RouteEvent(ctx context.Context, ev *Event, deliveries []Delivery) error
+	// RetryEvent puts a claimed event back with its RouteAttempts,
+	// LastError and NextAttemptAt as given (routing could not finish).
+	// ErrLeaseLost as for RouteEvent.
+	RetryEvent(ctx context.Context, ev *Event) error
+	// ClaimDeliveries leases up to limit pending deliveries that are due, as
+	// ClaimEvents does.
+	ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Delivery, error)
+	// RecordAttempt appends a to the delivery's history and stores d's new
+	// Status, Attempts, NextAttemptAt, LastStatusCode, LastError and
+	// CompletedAt, releasing the lease. When the last open delivery of an
+	// event ends, the event is settled: EventDead if any delivery is dead,
+	// else EventUnroutable if it has unroutable owners, else EventDelivered.
+	// ErrLeaseLost when d.LeaseToken no longer holds the lease.
+	RecordAttempt(ctx context.Context, d *Delivery, a Attempt) error
+}
+
+// Monitor reports on the store's health and contents.
+type Monitor interface {
+	// Ping reports whether the store can take writes.
+	Ping(ctx context.Context) error
+	// Stats aggregates the log; processing-time percentiles cover events
+	// completed since the given time.
+	Stats(ctx context.Context, since time.Time) (Stats, error)
+}
+
+// Stats is a snapshot of the store.
+type Stats struct {
+	EventsByStatus     map[EventStatus]int64    `json:"events_by_status"`
+	DeliveriesByStatus map[DeliveryStatus]int64 `json:"deliveries_by_status"`
+	// QueueDepth counts pending events plus pending deliveries.
+	QueueDepth int64 `json:"queue_depth"`
+	// OldestPending is the age of the oldest pending event or delivery.
+	OldestPending time.Duration `json:"oldest_pending_ns"`
+	// ProcessingP50 and ProcessingP95 are percentiles of received → completed.
+	ProcessingP50 time.Duration `json:"processing_p50_ns"`
+	ProcessingP95 time.Duration `json:"processing_p95_ns"`
+}

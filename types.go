@@ -1,0 +1,154 @@
+package mapper
+
+import (
+	"time"
+)
+
+// WorkerApp is an internal application that acts on the webhooks of one or
+// more Instagram professional accounts. Each account is served by at most one
+// app; the Store enforces that.
+type WorkerApp struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// URL receives the deliveries (POST). It must be http or https.
+	URL string `json:"url"`
+	// AccountIDs are the Instagram professional account IDs (the entry.id of
+	// Meta's webhooks) whose events this app receives.
+	AccountIDs []string `json:"account_ids"`
+	// Secret signs every delivery to this app (X-Mapper-Signature-256). It is
+	// write-only in the admin API: responses never include it.
+	Secret    string    `json:"-"`
+	Enabled   bool      `json:"enabled"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// EventStatus is where an event stands in the processing flow.
+type EventStatus string
+
+// The life of an event: it is stored as pending, routing turns it into
+// dispatched (deliveries exist) or unroutable, and the outcome of its
+// deliveries settles it as delivered or dead. A payload every item of which
+// was seen before is stored as duplicate and never routed; one with no items
+// at all is stored as ignored.
+const (
+	EventPending    EventStatus = "pending"
+	EventDispatched EventStatus = "dispatched"
+	EventDelivered  EventStatus = "delivered"
+	EventUnroutable EventStatus = "unroutable"
+	EventDead       EventStatus = "dead"
+	EventDuplicate  EventStatus = "duplicate"
+	EventIgnored    EventStatus = "ignored"
+)
+
+// Terminal reports whether no more work is planned for an event in this status.
+func (s EventStatus) Terminal() bool {
+	switch s {
+	case EventPending, EventDispatched:
+		return false
+	}
+	return true
+}
+
+// Valid reports whether s is one of the known statuses.
+func (s EventStatus) Valid() bool {
+	switch s {
+	case EventPending, EventDispatched, EventDelivered, EventUnroutable, EventDead, EventDuplicate, EventIgnored:
+		return true
+	}
+	return false
+}
+
+// Event is one webhook POST from Meta, kept for audit with its raw bytes.
+type Event struct {
+	ID         string    `json:"id"`
+	ReceivedAt time.Time `json:"received_at"`
+	// Object is the payload's "object" field ("instagram").
+	Object string `json:"object"`
+	// Payload holds the request body exactly as Meta sent it: the bytes the
+	// signature covers.
+	Payload []byte `json:"-"`
+	// Signature is Meta's X-Hub-Signature-256 header, forwarded with the
+	// original bytes when one worker app receives the whole payload.
+	Signature string `json:"-"`
+	// Items has one element per entry[].changes[] or entry[].messaging[] item,
+	// in payload order, with its deduplication key. The Store sets Duplicate
+	// on items whose key an earlier event already claimed.
+	Items []EventItem `json:"items"`
+	// AccountIDs are the distinct entry IDs of the payload.
+	AccountIDs []string    `json:"account_ids"`
+	Status     EventStatus `json:"status"`
+	// Owners are the media owners routing found, and Unroutable those of them
+	// (or "media:<id>" for a media whose owner could not be known) that no
+	// enabled worker app serves.
+	Owners     []string `json:"owners,omitempty"`
+	Unroutable []string `json:"unroutable,omitempty"`
+	// RouteAttempts counts routing tries; LastError says why the last one
+	// did not finish (for example, the Graph API was throttled).
+	RouteAttempts int        `json:"route_attempts"`
+	LastError     string     `json:"last_error,omitempty"`
+	NextAttemptAt time.Time  `json:"next_attempt_at"`
+	RoutedAt      *time.Time `json:"routed_at,omitempty"`
+	CompletedAt   *time.Time `json:"completed_at,omitempty"`
+	// LeaseToken is set by a claim and must accompany the claimer's writes.
+	LeaseToken string `json:"-"`
+}
+
+// EventItem is one change or messaging item of a payload.
+type EventItem struct {
+	// Key identifies the item across Meta's retries, for example
+	// "17841405309211844/comments/17919697626119712".
+	Key       string `json:"key"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// DeliveryStatus is where a delivery stands.
+type DeliveryStatus string
+
+// A delivery is pending until an attempt succeeds (delivered) or the retry
+// policy gives up (dead). Between attempts it stays pending with a
+// NextAttemptAt in the future.
+const (
+	DeliveryPending   DeliveryStatus = "pending"
+	DeliveryDelivered DeliveryStatus = "delivered"
+	DeliveryDead      DeliveryStatus = "dead"
+)
+
+// Terminal reports whether no more attempts are planned.
+func (s DeliveryStatus) Terminal() bool { return s == DeliveryDelivered || s == DeliveryDead }
+
+// Delivery is the part of one event that goes to one worker app.
+type Delivery struct {
+	ID      string `json:"id"`
+	EventID string `json:"event_id"`
+	AppID   string `json:"app_id"`
+	// OwnerIDs are the accounts whose items this delivery carries.
+	OwnerIDs []string `json:"owner_ids"`
+	// Body is what the app receives: the original payload when Original is
+	// true, else an envelope holding only this app's entries.
+	Body     []byte `json:"-"`
+	Original bool   `json:"original"`
+	// MetaSignature is Meta's signature header, forwarded only with the
+	// original bytes it covers.
+	MetaSignature  string         `json:"-"`
+	Status         DeliveryStatus `json:"status"`
+	Attempts       int            `json:"attempts"`
+	NextAttemptAt  time.Time      `json:"next_attempt_at"`
+	LastStatusCode int            `json:"last_status_code,omitempty"`
+	LastError      string         `json:"last_error,omitempty"`
+	CreatedAt      time.Time      `json:"created_at"`
+	CompletedAt    *time.Time     `json:"completed_at,omitempty"`
+	LeaseToken     string         `json:"-"`
+}
+
+// Attempt records one try of a delivery.
+type Attempt struct {
+	DeliveryID string        `json:"delivery_id"`
+	Number     int           `json:"number"`
+	StartedAt  time.Time     `json:"started_at"`
+	Duration   time.Duration `json:"duration_ns"`
+	StatusCode int           `json:"status_code,omitempty"`
+	Error      string        `json:"error,omitempty"`
+	// Outcome is the delivery's status after this attempt.
+	Outcome DeliveryStatus `json:"outcome"`
+}
