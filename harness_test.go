@@ -1,0 +1,255 @@
+package mapper_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/resolver/graphresolver"
+	"github.com/chatico/mapper/storage/memstore"
+	"github.com/chatico/mapper/testing/mappertest"
+)
+
+const (
+	metaSecret  = "meta-app-secret"
+	igSecret    = "instagram-login-app-secret"
+	verifyToken = "verify-me"
+	adminToken  = "admin-token-for-tests"
+	graphToken  = "graph-token"
+	accountA    = "17841400000000001"
+	accountB    = "17841400000000002"
+	accountC    = "17841400000000003" // no worker app
+)
+
+// watchedStore is a memstore that announces every write of the outbox, so
+// tests wait for state changes instead of sleeping.
+type watchedStore struct {
+	*memstore.Store
+	mu      sync.Mutex
+	changed chan struct{}
+}
+
+func newWatchedStore() *watchedStore {
+	return &watchedStore{Store: memstore.New(), changed: make(chan struct{})}
+}
+
+func (s *watchedStore) signal() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *watchedStore) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+func (s *watchedStore) CreateEvent(ctx context.Context, ev *mapper.Event) error {
+	defer s.signal()
+	return s.Store.CreateEvent(ctx, ev)
+}
+
+func (s *watchedStore) RouteEvent(ctx context.Context, ev *mapper.Event, ds []mapper.Delivery) error {
+	defer s.signal()
+	return s.Store.RouteEvent(ctx, ev, ds)
+}
+
+func (s *watchedStore) RetryEvent(ctx context.Context, ev *mapper.Event) error {
+	defer s.signal()
+	return s.Store.RetryEvent(ctx, ev)
+}
+
+func (s *watchedStore) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.Attempt) error {
+	defer s.signal()
+	return s.Store.RecordAttempt(ctx, d, a)
+}
+
+type harness struct {
+	t     *testing.T
+	store *watchedStore
+	graph *mappertest.GraphAPI
+	m     *mapper.Mapper
+	srv   *httptest.Server
+	stop  func() // stops Run and waits for it
+}
+
+// newHarness starts a Mapper on a watched memstore with a fake Graph API,
+// serves its handler, and runs its loop unless noRun is among the options
+// (pass run=false through newHarnessNoRun).
+func newHarness(t *testing.T, opts ...mapper.Option) *harness {
+	h := newHarnessNoRun(t, opts...)
+	h.start()
+	return h
+}
+
+func newHarnessNoRun(t *testing.T, opts ...mapper.Option) *harness {
+	t.Helper()
+	h := &harness{t: t, store: newWatchedStore(), graph: mappertest.NewGraphAPI(graphToken)}
+	t.Cleanup(h.graph.Close)
+	res, err := graphresolver.New(graphToken, graphresolver.WithBaseURL(h.graph.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := []mapper.Option{
+		mapper.WithAppSecrets(metaSecret, igSecret),
+		mapper.WithVerifyToken(verifyToken),
+		mapper.WithAdminToken(adminToken),
+		mapper.WithResolver(res),
+		mapper.WithRetryPolicy(mapper.RetryPolicy{MaxAttempts: 5, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}),
+		mapper.WithDeliveryTimeout(5 * time.Second),
+		mapper.WithLease(20 * time.Second),
+	}
+	h.m, err = mapper.New(h.store, append(base, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.m.Close() })
+	h.srv = httptest.NewServer(h.m.Handler())
+	t.Cleanup(h.srv.Close)
+	h.stop = func() {}
+	return h
+}
+
+func (h *harness) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.m.Run(ctx) }()
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	h.t.Cleanup(h.stop)
+}
+
+// addApp registers a fake worker app for accounts through the admin API.
+func (h *harness) addApp(name string, accounts ...string) (*mappertest.WorkerApp, string) {
+	h.t.Helper()
+	w := mappertest.NewWorkerApp("secret-of-" + name + "-0123456789")
+	h.t.Cleanup(w.Close)
+	resp, body := h.admin(http.MethodPost, "/worker-apps/", map[string]any{
+		"name": name, "url": w.URL(), "account_ids": accounts, "secret": w.Secret(),
+	})
+	if resp.StatusCode != http.StatusCreated {
+		h.t.Fatalf("creating app %s: %d %s", name, resp.StatusCode, body)
+	}
+	var app mapper.WorkerApp
+	if err := json.Unmarshal(body, &app); err != nil {
+		h.t.Fatal(err)
+	}
+	return w, app.ID
+}
+
+func (h *harness) admin(method, path string, v any) (*http.Response, []byte) {
+	h.t.Helper()
+	var body io.Reader
+	if v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, h.srv.URL+path, body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	return h.do(req)
+}
+
+func (h *harness) do(req *http.Request) (*http.Response, []byte) {
+	h.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, b
+}
+
+// post sends body signed with secret and decodes a 200 answer.
+func (h *harness) post(body []byte, secret string) (*http.Response, mapper.IntakeResponse, []byte) {
+	h.t.Helper()
+	resp, raw := h.do(mappertest.SignedRequest(h.srv.URL+"/webhook/", secret, body))
+	var ir mapper.IntakeResponse
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(raw, &ir); err != nil {
+			h.t.Fatalf("decoding %s: %v", raw, err)
+		}
+	}
+	return resp, ir, raw
+}
+
+// accept posts a body that must be accepted and returns its event ID.
+func (h *harness) accept(body []byte) string {
+	h.t.Helper()
+	resp, ir, raw := h.post(body, metaSecret)
+	if resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("POST: %d %s", resp.StatusCode, raw)
+	}
+	return ir.EventID
+}
+
+// waitEvent waits until the event satisfies ok, or fails the test after a
+// generous deadline (a hang, not a timing assertion).
+func (h *harness) waitEvent(id string, ok func(*mapper.Event) bool) *mapper.Event {
+	h.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		ch := h.store.wait()
+		ev, err := h.store.GetEvent(context.Background(), id)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if ok(ev) {
+			return ev
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			h.t.Fatalf("event %s stuck in %s (last error %q)", id, ev.Status, ev.LastError)
+		}
+	}
+}
+
+// settled waits for an event to reach a terminal status.
+func (h *harness) settled(id string) *mapper.Event {
+	h.t.Helper()
+	return h.waitEvent(id, func(e *mapper.Event) bool { return e.Status.Terminal() })
+}
+
+func (h *harness) deliveries(eventID string) []mapper.Delivery {
+	h.t.Helper()
+	ds, err := h.store.ListDeliveries(context.Background(), eventID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ds
+}
+
+func ctxTimeout(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newServer(t *testing.T, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
