@@ -35,7 +35,8 @@ func (m *Mapper) routes() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
-			h.ServeHTTP(w, r)
+			// ServeHTTP, not h: only the mux sets the path values.
+			mux.ServeHTTP(w, r)
 			return
 		}
 		// No route: let the mux decide between 404 and 405 (and set
@@ -62,7 +63,10 @@ func (c *statusCapture) WriteHeader(code int) {
 		c.status = code
 	}
 }
-func (c *statusCapture) Write(b []byte) (int, error) { c.WriteHeader(http.StatusOK); return len(b), nil }
+func (c *statusCapture) Write(b []byte) (int, error) {
+	c.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
 
 // requireAdmin checks "Authorization: Bearer <token>" in constant time.
 func (m *Mapper) requireAdmin(h http.HandlerFunc) http.Handler {

@@ -169,7 +169,11 @@ func (m *Mapper) Run(ctx context.Context) error {
 		case <-m.wake:
 		case <-timer.C:
 		}
-		m.nextDue.Store(0)
+		// A due time that has come is about to be served by this dispatch;
+		// one still ahead must survive it, or the loop would sleep past it.
+		if due := m.nextDue.Load(); due != 0 && due <= m.cfg.now().UnixNano() {
+			m.nextDue.CompareAndSwap(due, 0)
+		}
 		err := m.dispatch(ctx, work, slots, &wg)
 		wait := m.cfg.pollInterval
 		if err != nil {

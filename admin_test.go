@@ -1,0 +1,209 @@
+package mapper_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/testing/mappertest"
+)
+
+func TestAdminAuth(t *testing.T) {
+	h := newHarnessNoRun(t)
+	tests := []struct {
+		name string
+		auth string
+		path string
+		want int
+		kind string
+	}{
+		{"no token", "", "/worker-apps/", 401, "unauthorized"},
+		{"wrong token", "Bearer nope", "/worker-apps/", 401, "unauthorized"},
+		{"basic auth", "Basic " + adminToken, "/monitoring/metrics", 401, "unauthorized"},
+		{"right token", "Bearer " + adminToken, "/worker-apps/", 200, ""},
+		{"health is public", "", "/monitoring/health", 200, ""},
+		{"logs need the token", "", "/monitoring/webhook-logs", 401, "unauthorized"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := mustRequest(t, http.MethodGet, h.srv.URL+tt.path, nil)
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			resp, raw := h.do(req)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("%d, want %d: %s", resp.StatusCode, tt.want, raw)
+			}
+			if tt.kind != "" {
+				wantProblem(t, resp, raw, tt.kind)
+			}
+		})
+	}
+
+	// Without an admin token the admin routes are closed, never open.
+	m, err := mapper.New(newWatchedStore(), mapper.WithAppSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := newServer(t, m.Handler())
+	req := mustRequest(t, http.MethodGet, url+"/worker-apps/", nil)
+	req.Header.Set("Authorization", "Bearer ")
+	resp, raw := h.do(req)
+	if resp.StatusCode != 403 {
+		t.Fatalf("no admin token configured: %d %s", resp.StatusCode, raw)
+	}
+	wantProblem(t, resp, raw, "admin-disabled")
+}
+
+func TestWorkerAppsCRUD(t *testing.T) {
+	h := newHarnessNoRun(t)
+	w := mappertest.NewWorkerApp("0123456789abcdef-secret")
+	t.Cleanup(w.Close)
+	valid := map[string]any{"name": "shop", "url": w.URL(), "account_ids": []string{accountA}, "secret": w.Secret()}
+
+	resp, raw := h.admin(http.MethodPost, "/worker-apps/", valid)
+	if resp.StatusCode != 201 || resp.Header.Get("Location") == "" {
+		t.Fatalf("create: %d %s", resp.StatusCode, raw)
+	}
+	if strings.Contains(string(raw), w.Secret()) || strings.Contains(string(raw), `"secret"`) {
+		t.Errorf("the secret came back: %s", raw)
+	}
+	var app mapper.WorkerApp
+	_ = json.Unmarshal(raw, &app)
+	if !app.Enabled || app.ID == "" {
+		t.Errorf("created %+v", app)
+	}
+
+	bad := []struct {
+		name string
+		body any
+		want int
+		kind string
+	}{
+		{"not JSON", "{", 400, "invalid-json"},
+		{"unknown field", map[string]any{"name": "x", "url": w.URL(), "account_ids": []string{"1"}, "secret": w.Secret(), "colour": "red"}, 400, "invalid-json"},
+		{"no name", map[string]any{"url": w.URL(), "account_ids": []string{"1"}, "secret": w.Secret()}, 422, "invalid-worker-app"},
+		{"ftp URL", map[string]any{"name": "x", "url": "ftp://x", "account_ids": []string{"1"}, "secret": w.Secret()}, 422, "invalid-worker-app"},
+		{"credentials in URL", map[string]any{"name": "x", "url": "http://u:p@x", "account_ids": []string{"1"}, "secret": w.Secret()}, 422, "invalid-worker-app"},
+		{"no accounts", map[string]any{"name": "x", "url": w.URL(), "account_ids": []string{}, "secret": w.Secret()}, 422, "invalid-worker-app"},
+		{"app-scoped ID", map[string]any{"name": "x", "url": w.URL(), "account_ids": []string{"abc"}, "secret": w.Secret()}, 422, "invalid-worker-app"},
+		{"short secret", map[string]any{"name": "x", "url": w.URL(), "account_ids": []string{"1"}, "secret": "short"}, 422, "invalid-worker-app"},
+		{"account taken", valid, 409, "conflict"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			var resp *http.Response
+			var raw []byte
+			if s, ok := tt.body.(string); ok {
+				req := mustRequest(t, http.MethodPost, h.srv.URL+"/worker-apps/", strings.NewReader(s))
+				req.Header.Set("Authorization", "Bearer "+adminToken)
+				resp, raw = h.do(req)
+			} else {
+				resp, raw = h.admin(http.MethodPost, "/worker-apps/", tt.body)
+			}
+			if resp.StatusCode != tt.want {
+				t.Fatalf("%d, want %d: %s", resp.StatusCode, tt.want, raw)
+			}
+			wantProblem(t, resp, raw, tt.kind)
+		})
+	}
+
+	resp, raw = h.admin(http.MethodGet, "/worker-apps/"+app.ID, nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), accountA) {
+		t.Errorf("get: %d %s", resp.StatusCode, raw)
+	}
+	resp, raw = h.admin(http.MethodPut, "/worker-apps/"+app.ID, map[string]any{"name": "renamed", "url": w.URL(), "account_ids": []string{accountA, accountB}})
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), "renamed") {
+		t.Errorf("put: %d %s", resp.StatusCode, raw)
+	}
+	stored, _ := h.store.GetApp(t.Context(), app.ID)
+	if stored.Secret != w.Secret() || len(stored.AccountIDs) != 2 {
+		t.Errorf("after PUT without secret: %+v", stored)
+	}
+	resp, raw = h.admin(http.MethodGet, "/worker-apps/", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), "renamed") {
+		t.Errorf("list: %d %s", resp.StatusCode, raw)
+	}
+	resp, _ = h.admin(http.MethodDelete, "/worker-apps/"+app.ID, nil)
+	if resp.StatusCode != 204 {
+		t.Errorf("delete: %d", resp.StatusCode)
+	}
+	resp, raw = h.admin(http.MethodGet, "/worker-apps/"+app.ID, nil)
+	if resp.StatusCode != 404 {
+		t.Errorf("get after delete: %d", resp.StatusCode)
+	}
+	wantProblem(t, resp, raw, "not-found")
+}
+
+func TestRoutingErrorsAreProblems(t *testing.T) {
+	h := newHarnessNoRun(t)
+	resp, raw := h.do(mustRequest(t, http.MethodGet, h.srv.URL+"/nope", nil))
+	if resp.StatusCode != 404 {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+	wantProblem(t, resp, raw, "not-found")
+	resp, raw = h.do(mustRequest(t, http.MethodDelete, h.srv.URL+"/webhook/", nil))
+	if resp.StatusCode != 405 || !strings.Contains(resp.Header.Get("Allow"), "POST") {
+		t.Fatalf("%d Allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	wantProblem(t, resp, raw, "method-not-allowed")
+}
+
+func TestLogsAndMetrics(t *testing.T) {
+	h := newHarness(t)
+	h.addApp("a", accountA)
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, h.accept(mappertest.NewWebhook().Comment(accountA, "1", "c"+strings.Repeat("x", i), "x").Bytes()))
+	}
+	h.settled(h.accept(mappertest.NewWebhook().Comment(accountC, "1", "lost", "x").Bytes()))
+	for _, id := range ids {
+		h.settled(id)
+	}
+	// Page through delivered events two at a time: every one exactly once.
+	seen := map[string]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		resp, raw := h.admin(http.MethodGet, "/monitoring/webhook-logs?status=delivered&limit=2&cursor="+cursor, nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, raw)
+		}
+		var page mapper.EventPage
+		if err := json.Unmarshal(raw, &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page.Events {
+			if seen[e.ID] || e.Status != mapper.EventDelivered {
+				t.Errorf("event %s (%s) seen twice or wrong status", e.ID, e.Status)
+			}
+			seen[e.ID] = true
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+		if pages > 5 {
+			t.Fatal("pagination does not end")
+		}
+	}
+	if len(seen) != 5 {
+		t.Errorf("paged through %d events, want 5", len(seen))
+	}
+	for _, q := range []string{"status=bogus", "limit=0", "limit=x", "since=yesterday", "cursor=%25%25"} {
+		resp, raw := h.admin(http.MethodGet, "/monitoring/webhook-logs?"+q, nil)
+		if resp.StatusCode != 400 {
+			t.Errorf("%s: %d %s", q, resp.StatusCode, raw)
+		}
+	}
+	resp, raw := h.admin(http.MethodGet, "/monitoring/metrics", nil)
+	var mr mapper.MetricsResponse
+	if resp.StatusCode != 200 || json.Unmarshal(raw, &mr) != nil {
+		t.Fatalf("metrics: %d %s", resp.StatusCode, raw)
+	}
+	if mr.Counters.Webhooks[mapper.OutcomeAccepted] != 6 || mr.Store.EventsByStatus[mapper.EventDelivered] != 5 ||
+		mr.Store.EventsByStatus[mapper.EventUnroutable] != 1 || mr.Counters.Attempts["delivered"] != 5 {
+		t.Errorf("metrics %s", raw)
+	}
+}

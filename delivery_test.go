@@ -1,0 +1,167 @@
+package mapper_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/testing/mappertest"
+)
+
+func TestDeliveryRetries(t *testing.T) {
+	tests := []struct {
+		name         string
+		script       []int
+		wantStatus   mapper.DeliveryStatus
+		wantAttempts int
+	}{
+		{"500 three times then 200", []int{500, 500, 500}, mapper.DeliveryDelivered, 4},
+		{"429 and 408 are retried", []int{429, 408}, mapper.DeliveryDelivered, 3},
+		{"400 is permanent", []int{400}, mapper.DeliveryDead, 1},
+		{"a redirect is not followed", []int{307}, mapper.DeliveryDead, 1},
+		{"attempts are capped", []int{503, 503, 503, 503, 503, 503}, mapper.DeliveryDead, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			app, _ := h.addApp("a", accountA)
+			app.FailNext(tt.script...)
+			id := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "2", "x").Bytes())
+			ev := h.settled(id)
+			ds := h.deliveries(id)
+			if len(ds) != 1 {
+				t.Fatalf("%d deliveries", len(ds))
+			}
+			d := ds[0]
+			if d.Status != tt.wantStatus || d.Attempts != tt.wantAttempts {
+				t.Errorf("delivery %s after %d attempts, want %s after %d", d.Status, d.Attempts, tt.wantStatus, tt.wantAttempts)
+			}
+			wantEvent := mapper.EventDelivered
+			if tt.wantStatus == mapper.DeliveryDead {
+				wantEvent = mapper.EventDead
+			}
+			if ev.Status != wantEvent {
+				t.Errorf("event %s, want %s", ev.Status, wantEvent)
+			}
+			as, err := h.store.ListAttempts(context.Background(), d.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(as) != tt.wantAttempts {
+				t.Fatalf("%d attempts recorded, want %d", len(as), tt.wantAttempts)
+			}
+			for i, a := range as {
+				want := 200
+				if i < len(tt.script) {
+					want = tt.script[i]
+				}
+				if a.Number != i+1 || a.StatusCode != want {
+					t.Errorf("attempt %d: number %d status %d, want status %d", i, a.Number, a.StatusCode, want)
+				}
+			}
+			if got := app.Received(); got[len(got)-1].Header.Get(mapper.HeaderAttempt) != strconv.Itoa(tt.wantAttempts) {
+				t.Errorf("last attempt header %q", got[len(got)-1].Header.Get(mapper.HeaderAttempt))
+			}
+		})
+	}
+}
+
+func TestDisabledAppIsUnroutable(t *testing.T) {
+	h := newHarness(t)
+	app, id := h.addApp("a", accountA)
+	f := false
+	resp, raw := h.admin(http.MethodPut, "/worker-apps/"+id, map[string]any{"name": "a", "url": app.URL(), "account_ids": []string{accountA}, "enabled": f})
+	if resp.StatusCode != 200 {
+		t.Fatalf("disable: %d %s", resp.StatusCode, raw)
+	}
+	ev := h.settled(h.accept(mappertest.NewWebhook().Comment(accountA, "1", "2", "x").Bytes()))
+	if ev.Status != mapper.EventUnroutable || len(app.Received()) != 0 {
+		t.Errorf("event %s, app got %d", ev.Status, len(app.Received()))
+	}
+}
+
+func TestSyncMode(t *testing.T) {
+	h := newHarnessNoRun(t, mapper.WithSyncDelivery(true))
+	appA, _ := h.addApp("a", accountA)
+	appB, _ := h.addApp("b", accountB)
+	appB.FailNext(400)
+	body := mappertest.NewWebhook().Comment(accountA, "1", "2", "x").Comment(accountB, "3", "4", "y").Bytes()
+	resp, ir, raw := h.post(body, metaSecret)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, raw)
+	}
+	// No loop runs: the handler itself delivered before answering.
+	if len(appA.Received()) != 1 || len(appB.Received()) != 1 {
+		t.Fatalf("apps got %d and %d before the answer", len(appA.Received()), len(appB.Received()))
+	}
+	if ir.Status != string(mapper.EventDead) || len(ir.Deliveries) != 2 {
+		t.Fatalf("answer %s", raw)
+	}
+	for _, d := range ir.Deliveries {
+		want := mapper.DeliveryDelivered
+		if len(appB.Received()) == 1 && d.StatusCode == 400 {
+			want = mapper.DeliveryDead
+		}
+		if d.Status != want {
+			t.Errorf("delivery %+v, want %s", d, want)
+		}
+	}
+	if ev, _ := h.store.GetEvent(context.Background(), ir.EventID); ev.Status != mapper.EventDead {
+		t.Errorf("stored event %s", ev.Status)
+	}
+
+	// A retryable failure is left to the background loop.
+	appA.FailNext(503)
+	resp, ir, raw = h.post(mappertest.NewWebhook().Comment(accountA, "1", "5", "z").Bytes(), metaSecret)
+	if resp.StatusCode != 200 || ir.Status != string(mapper.EventDispatched) || ir.Deliveries[0].Status != mapper.DeliveryPending {
+		t.Fatalf("answer %d %s", resp.StatusCode, raw)
+	}
+	h.start()
+	if ev := h.settled(ir.EventID); ev.Status != mapper.EventDelivered {
+		t.Errorf("after the loop: %s", ev.Status)
+	}
+}
+
+func TestShutdownFinishesInFlight(t *testing.T) {
+	h := newHarness(t)
+	app, _ := h.addApp("a", accountA)
+	started, release := make(chan struct{}), make(chan struct{})
+	app.Respond(func(*http.Request) int {
+		close(started)
+		<-release
+		return 200
+	})
+	id := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "2", "x").Bytes())
+	<-started
+	stopped := make(chan struct{})
+	go func() { h.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("Run returned with a delivery in flight")
+	case <-time.After(50 * time.Millisecond):
+		// Not a timing assertion: only a check that Run has not returned
+		// early; the outcome below is what the test is about.
+	}
+	close(release)
+	<-stopped
+	ev, err := h.store.GetEvent(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Status != mapper.EventDelivered {
+		t.Errorf("event %s after shutdown, want delivered", ev.Status)
+	}
+}
+
+func TestRunOnlyOnce(t *testing.T) {
+	h := newHarness(t)
+	h.addApp("a", accountA)
+	// Once an event is delivered, the loop is certainly running.
+	h.settled(h.accept(mappertest.NewWebhook().Comment(accountA, "1", "2", "x").Bytes()))
+	if err := h.m.Run(ctxTimeout(t)); err == nil {
+		t.Error("a second Run started")
+	}
+}
