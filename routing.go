@@ -111,9 +111,11 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 			CreatedAt:     now,
 			LeaseToken:    newToken(),
 		}
-		if g.n == len(ev.Items) {
+		if g.n == len(ev.Items) && !hasEmptyEntry(p) {
 			// The whole payload is this app's: send Meta's bytes and
 			// signature unchanged, so the app can check Meta's signature.
+			// (An entry without items would still name its account, so
+			// such a payload is rebuilt without it.)
 			d.Body, d.Original, d.MetaSignature = ev.Payload, true, ev.Signature
 		} else {
 			d.Body = envelope(p, g.items)
@@ -247,6 +249,15 @@ func retryAfter(err error) time.Duration {
 		return ra.RetryAfter()
 	}
 	return 0
+}
+
+func hasEmptyEntry(p *Payload) bool {
+	for i := range p.Entries {
+		if len(p.Entries[i].Changes)+len(p.Entries[i].Messaging) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func countItems(p *Payload) int {

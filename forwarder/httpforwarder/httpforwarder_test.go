@@ -1,0 +1,115 @@
+package httpforwarder_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/forwarder/httpforwarder"
+)
+
+func TestForward(t *testing.T) {
+	var gotHeader http.Header
+	var gotBody string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotHeader = r.Header.Clone()
+		b := new(strings.Builder)
+		_, _ = io.Copy(b, r.Body)
+		gotBody = b.String()
+		switch r.URL.Path {
+		case "/ok":
+			w.WriteHeader(204)
+		case "/busy":
+			w.Header().Set("Retry-After", "30")
+			w.WriteHeader(429)
+		case "/gone":
+			w.WriteHeader(410)
+		case "/moved":
+			http.Redirect(w, r, "/ok", http.StatusTemporaryRedirect)
+		case "/slow":
+			<-r.Context().Done()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	now := time.Unix(1_800_000_000, 0)
+	f := httpforwarder.New(httpforwarder.WithTimeout(200*time.Millisecond), httpforwarder.WithClock(func() time.Time { return now }))
+	req := func(path string) httpforwarder.Request {
+		return httpforwarder.Request{URL: srv.URL + path, Secret: "app-secret-0123456789", Body: []byte(`{"a":1}`), Header: http.Header{"X-Mapper-Event-Id": {"evt_1"}}}
+	}
+	tests := []struct {
+		path          string
+		wantStatus    int
+		wantDelivered bool
+		wantRetry     bool
+		wantAfter     time.Duration
+	}{
+		{"/ok", 204, true, false, 0},
+		{"/busy", 429, false, true, 30 * time.Second},
+		{"/gone", 410, false, false, 0},
+		{"/moved", 307, false, false, 0},
+		{"/slow", 0, false, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			res := f.Forward(context.Background(), req(tt.path))
+			if res.StatusCode != tt.wantStatus || res.Delivered() != tt.wantDelivered || res.Retryable != tt.wantRetry || res.RetryAfter != tt.wantAfter {
+				t.Errorf("result %+v", res)
+			}
+			if tt.path == "/ok" {
+				if gotBody != `{"a":1}` || gotHeader.Get("X-Mapper-Event-Id") != "evt_1" {
+					t.Errorf("sent %q %v", gotBody, gotHeader)
+				}
+				err := mapper.VerifyDelivery(gotHeader.Get(mapper.HeaderSignature), gotHeader.Get(mapper.HeaderTimestamp), []byte(gotBody), now, time.Minute, "app-secret-0123456789")
+				if err != nil {
+					t.Errorf("signature does not verify: %v", err)
+				}
+			}
+		})
+	}
+	if res := f.Forward(context.Background(), httpforwarder.Request{URL: "ftp://user:pw@host/x"}); res.Err == nil || res.Retryable || strings.Contains(res.Err.Error(), "pw") {
+		t.Errorf("bad URL: %+v", res)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"":                              0,
+		"5":                             5 * time.Second,
+		"-1":                            0,
+		"soon":                          0,
+		"Sat, 28 Nov 2026 12:01:00 GMT": time.Minute,
+		"Sat, 28 Nov 2026 11:00:00 GMT": 0,
+	} {
+		if got := httpforwarder.ParseRetryAfter(in, now); got != want {
+			t.Errorf("%q: %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestVerifyDeliveryRejects(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	body := []byte(`{"x":1}`)
+	sig := httpforwarder.Sign("s3cret-0123456789", now.Unix(), body)
+	ts := "1800000000"
+	cases := map[string]error{
+		"ok":              mapper.VerifyDelivery(sig, ts, body, now, 0, "old-secret", "s3cret-0123456789"),
+		"tampered body":   mapper.VerifyDelivery(sig, ts, []byte(`{"x":2}`), now, 0, "s3cret-0123456789"),
+		"wrong secret":    mapper.VerifyDelivery(sig, ts, body, now, 0, "other"),
+		"stale timestamp": mapper.VerifyDelivery(sig, ts, body, now.Add(10*time.Minute), 0, "s3cret-0123456789"),
+		"missing":         mapper.VerifyDelivery("", ts, body, now, 0, "s3cret-0123456789"),
+	}
+	if cases["ok"] != nil {
+		t.Errorf("valid signature refused: %v", cases["ok"])
+	}
+	for name, err := range cases {
+		if name != "ok" && err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}

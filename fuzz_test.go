@@ -1,0 +1,119 @@
+package mapper_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/storage/memstore"
+	"github.com/chatico/mapper/testing/mappertest"
+)
+
+func fuzzSeeds(f *testing.F) {
+	for _, p := range examplePayloads {
+		f.Add([]byte(p))
+	}
+	f.Add(mappertest.NewWebhook().Comment("1", "10", "100", "äöå / 😍 <b>%@").Message("2", "9", "mid.1", "\u2028\x00").Bytes())
+	f.Add(mappertest.NewWebhook().Comment("1", "10", "100", "a").Comment("2", "20", "200", "b").Mention("1", "30", "").Bytes())
+	f.Add([]byte(`{"object":"instagram","entry":[{"id":"1","changes":[{"field":"comments","value":"not an object"}],"messaging":[{}]}]}`))
+	f.Add([]byte(`{"object":"instagram","entry":[]}`))
+	f.Add([]byte(`{"object":"instagram","entry":[{"id":"1","time":1e20}]}`))
+}
+
+// FuzzParsePayload: no input panics the parser, and every item it returns
+// has a key and raw bytes that are valid JSON.
+func FuzzParsePayload(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := mapper.ParsePayload(body)
+		if err != nil {
+			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("accepted invalid JSON %q", body)
+		}
+		for _, e := range p.Entries {
+			for _, it := range e.Items() {
+				if it.Key == "" || !json.Valid(it.Raw) {
+					t.Fatalf("item %+v", it)
+				}
+			}
+		}
+	})
+}
+
+// recordingForwarder delivers in process, so the fuzzer can run routing
+// and splitting at full speed and look at what each app would receive.
+type recordingForwarder struct {
+	mu   sync.Mutex
+	got  map[string][][]byte // app ID → bodies
+	orig map[string]bool
+}
+
+func (f *recordingForwarder) Forward(_ context.Context, r *mapper.ForwardRequest) mapper.ForwardResult {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got[r.App.ID] = append(f.got[r.App.ID], r.Delivery.Body)
+	f.orig[r.Delivery.ID] = r.Delivery.Original
+	return mapper.ForwardResult{StatusCode: 200}
+}
+
+// FuzzIntake drives the whole webhook handler in sync mode with every
+// input signed correctly: it must answer 200 or 400 (never 5xx, never a
+// panic), and what each app receives must parse and hold only entries of
+// its own accounts.
+func FuzzIntake(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		store := memstore.New()
+		fw := &recordingForwarder{got: map[string][][]byte{}, orig: map[string]bool{}}
+		m, err := mapper.New(store, mapper.WithAppSecrets(metaSecret), mapper.WithVerifyToken(verifyToken),
+			mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithForwarder(fw), mapper.WithSyncDelivery(true), mapper.WithRateLimit(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		accounts := map[string]string{"app_1": "1", "app_2": "2", "app_big": "17841405309211844"}
+		for id, acc := range accounts {
+			if err := store.CreateApp(context.Background(), &mapper.WorkerApp{ID: id, Name: id, URL: "http://127.0.0.1:1", AccountIDs: []string{acc}, Secret: "0123456789abcdef", Enabled: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/webhook/", bytes.NewReader(body))
+		req.Header.Set(mapper.HeaderMetaSignature, mappertest.Sign(metaSecret, body))
+		m.Handler().ServeHTTP(rec, req)
+		switch rec.Code {
+		case 200:
+		case 400:
+			if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+				t.Fatalf("400 with %q", ct)
+			}
+			return
+		default:
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		for appID, bodies := range fw.got {
+			for _, b := range bodies {
+				p, err := mapper.ParsePayload(b)
+				if err != nil {
+					t.Fatalf("app %s got an unparseable body: %v\n%s", appID, err, b)
+				}
+				for _, e := range p.Entries {
+					if e.ID != accounts[appID] {
+						t.Fatalf("app %s got an entry of account %q:\n%s", appID, e.ID, b)
+					}
+				}
+			}
+		}
+		if rec.Code == 200 && !strings.Contains(rec.Body.String(), `"event_id"`) {
+			t.Fatalf("200 without an event: %s", rec.Body)
+		}
+	})
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/resolver/graphresolver"
+)
+
+// config is the server's configuration, read from the environment.
+type config struct {
+	AppID           string
+	Secrets         []string
+	VerifyToken     string
+	AccessToken     string
+	AdminToken      string
+	Port            string
+	DatabaseURL     string
+	SQLitePath      string
+	RedisURL        string
+	GraphURL        string
+	GraphVersion    string
+	Policy          mapper.OwnerPolicy
+	MaxBody         int64
+	RateRPS         float64
+	RateBurst       int
+	DeliveryTimeout time.Duration
+	Retry           mapper.RetryPolicy
+	Concurrency     int
+	Sync            bool
+	LogLevel        slog.Level
+	ShutdownTimeout time.Duration
+	ClientIPHeader  string
+}
+
+// loadConfig reads the variables. Every problem is reported, each naming
+// its variable, in one error.
+func loadConfig(getenv func(string) string) (*config, error) {
+	c := &config{
+		AppID:          getenv("INSTAGRAM_APP_ID"),
+		VerifyToken:    getenv("WEBHOOK_VERIFY_TOKEN"),
+		AccessToken:    getenv("INSTAGRAM_ACCESS_TOKEN"),
+		AdminToken:     cmpOr(getenv("ADMIN_TOKEN"), getenv("SECRET_KEY")),
+		Port:           cmpOr(getenv("PORT"), "8100"),
+		DatabaseURL:    getenv("DATABASE_URL"),
+		SQLitePath:     getenv("SQLITE_PATH"),
+		RedisURL:       getenv("REDIS__URL"),
+		GraphURL:       cmpOr(getenv("GRAPH_API_URL"), graphresolver.DefaultBaseURL),
+		GraphVersion:   cmpOr(getenv("GRAPH_API_VERSION"), graphresolver.DefaultVersion),
+		ClientIPHeader: getenv("CLIENT_IP_HEADER"),
+	}
+	var missing []string
+	var errs []error
+	for _, name := range []string{"INSTAGRAM_APP_SECRET", "WEBHOOK_SECRET"} {
+		for _, s := range strings.Split(getenv(name), ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				c.Secrets = append(c.Secrets, s)
+			}
+		}
+	}
+	if len(c.Secrets) == 0 {
+		missing = append(missing, "INSTAGRAM_APP_SECRET (or WEBHOOK_SECRET)")
+	}
+	if c.VerifyToken == "" {
+		missing = append(missing, "WEBHOOK_VERIFY_TOKEN")
+	}
+	var err error
+	if c.Policy, err = mapper.ParseOwnerPolicy(cmpOr(getenv("OWNER_POLICY"), "mentions")); err != nil {
+		errs = append(errs, fmt.Errorf("OWNER_POLICY: %w", err))
+	}
+	if c.Policy != mapper.OwnerFromEntry && c.AccessToken == "" {
+		missing = append(missing, "INSTAGRAM_ACCESS_TOKEN (needed by OWNER_POLICY="+c.Policy.String()+"; or set OWNER_POLICY=entry)")
+	}
+	if len(missing) > 0 {
+		errs = append([]error{fmt.Errorf("missing required configuration: %s", strings.Join(missing, ", "))}, errs...)
+	}
+	if c.DatabaseURL != "" {
+		errs = append(errs, errors.New("DATABASE_URL is set, but this version keeps events in memory only; the PostgreSQL store is not built yet, so unset DATABASE_URL"))
+	}
+	if p, err := strconv.Atoi(c.Port); err != nil || p < 0 || p > 65535 {
+		errs = append(errs, fmt.Errorf("PORT %q is not a port number", c.Port))
+	}
+	num := func(name string, def int64, min int64) int64 {
+		s := getenv(name)
+		if s == "" {
+			return def
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < min {
+			errs = append(errs, fmt.Errorf("%s %q must be a whole number of at least %d", name, s, min))
+			return def
+		}
+		return n
+	}
+	dur := func(name string, def time.Duration) time.Duration {
+		s := getenv(name)
+		if s == "" {
+			return def
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %q must be a positive duration such as 15s or 2h", name, s))
+			return def
+		}
+		return d
+	}
+	c.MaxBody = num("MAX_BODY_BYTES", 4<<20, 1024)
+	c.RateRPS = float64(num("RATE_LIMIT_RPS", 200, 0))
+	c.RateBurst = int(num("RATE_LIMIT_BURST", 400, 1))
+	c.DeliveryTimeout = dur("DELIVERY_TIMEOUT", 15*time.Second)
+	c.Retry = mapper.RetryPolicy{
+		MaxAttempts: int(num("MAX_ATTEMPTS", int64(mapper.DefaultRetryPolicy.MaxAttempts), 1)),
+		MinBackoff:  dur("RETRY_MIN_BACKOFF", mapper.DefaultRetryPolicy.MinBackoff),
+		MaxBackoff:  dur("RETRY_MAX_BACKOFF", mapper.DefaultRetryPolicy.MaxBackoff),
+	}
+	c.Concurrency = int(num("CONCURRENCY", 16, 1))
+	c.ShutdownTimeout = dur("SHUTDOWN_TIMEOUT", 30*time.Second)
+	switch s := strings.ToLower(getenv("SYNC_DELIVERY")); s {
+	case "", "0", "false", "no":
+	case "1", "true", "yes":
+		c.Sync = true
+	default:
+		errs = append(errs, fmt.Errorf("SYNC_DELIVERY %q must be true or false", s))
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(cmpOr(getenv("LOG_LEVEL"), "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL %q must be debug, info, warn or error", getenv("LOG_LEVEL")))
+	}
+	return c, errors.Join(errs...)
+}
+
+// options turns the configuration into Mapper options.
+func (c *config) options(logger *slog.Logger) ([]mapper.Option, error) {
+	opts := []mapper.Option{
+		mapper.WithLogger(logger),
+		mapper.WithAppSecrets(c.Secrets...),
+		mapper.WithVerifyToken(c.VerifyToken),
+		mapper.WithAdminToken(c.AdminToken),
+		mapper.WithOwnerPolicy(c.Policy),
+		mapper.WithMaxBodyBytes(c.MaxBody),
+		mapper.WithRateLimit(c.RateRPS, c.RateBurst),
+		mapper.WithDeliveryTimeout(c.DeliveryTimeout),
+		mapper.WithLease(max(2*time.Minute, 3*c.DeliveryTimeout)),
+		mapper.WithRetryPolicy(c.Retry),
+		mapper.WithConcurrency(c.Concurrency),
+		mapper.WithSyncDelivery(c.Sync),
+	}
+	if c.ClientIPHeader != "" {
+		h := c.ClientIPHeader
+		opts = append(opts, mapper.WithClientKey(func(r *http.Request) string {
+			// The last address is the one the trusted proxy added.
+			v := r.Header.Get(h)
+			if i := strings.LastIndexByte(v, ','); i >= 0 {
+				v = v[i+1:]
+			}
+			if v = strings.TrimSpace(v); v != "" {
+				return v
+			}
+			return r.RemoteAddr
+		}))
+	}
+	if c.AccessToken != "" {
+		res, err := graphresolver.New(c.AccessToken, graphresolver.WithBaseURL(c.GraphURL), graphresolver.WithVersion(c.GraphVersion))
+		if err != nil {
+			return nil, fmt.Errorf("GRAPH_API_URL/GRAPH_API_VERSION: %w", err)
+		}
+		opts = append(opts, mapper.WithResolver(res))
+	}
+	return opts, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/resolver/graphresolver"
+	"github.com/chatico/mapper/storage/memstore"
+	"github.com/chatico/mapper/testing/mappertest"
+)
+
+// The demo's accounts: two with worker apps, one without.
+const (
+	demoShop    = "17841400000000001"
+	demoStudio  = "17841400000000002"
+	demoNobody  = "17841400000000003"
+	demoSecret  = "demo-meta-app-secret"
+	demoVerify  = "demo-verify-token"
+	demoGraphTk = "demo-graph-token"
+)
+
+type demoCase struct {
+	name   string
+	body   []byte
+	secret string
+	// filled in as it runs
+	status  int
+	eventID string
+	answer  string
+}
+
+// runDemo starts the server with a fake Graph API and two fake worker
+// apps, sends a scripted set of webhooks through real HTTP, prints what
+// became of each, and keeps serving until ctx ends.
+func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
+	level := slog.LevelError
+	if s := getenv("LOG_LEVEL"); s != "" {
+		if err := level.UnmarshalText([]byte(s)); err != nil {
+			return fmt.Errorf("LOG_LEVEL %q must be debug, info, warn or error", s)
+		}
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	graph := mappertest.NewGraphAPI(demoGraphTk)
+	defer graph.Close()
+	graph.SetOwner("18000000000000002", demoStudio)
+	shop := mappertest.NewWorkerApp("shop-secret-" + randomHex(8))
+	defer shop.Close()
+	studio := mappertest.NewWorkerApp("studio-secret-" + randomHex(8))
+	defer studio.Close()
+
+	adminToken := "demo-admin-" + randomHex(8)
+	res, err := graphresolver.New(demoGraphTk, graphresolver.WithBaseURL(graph.URL()))
+	if err != nil {
+		return err
+	}
+	store := memstore.New()
+	m, err := mapper.New(store,
+		mapper.WithLogger(logger),
+		mapper.WithAppSecrets(demoSecret),
+		mapper.WithVerifyToken(demoVerify),
+		mapper.WithAdminToken(adminToken),
+		mapper.WithResolver(res),
+	)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	port := cmpOr(getenv("PORT"), "8100")
+	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		return fmt.Errorf("demo cannot listen on 127.0.0.1:%s (%w); run it with PORT=8101, or PORT=0 for any free port", port, err)
+	}
+	base := "http://" + ln.Addr().String()
+	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- serve(srvCtx, m, ln, 10*time.Second, logger) }()
+	shutdown := func() error { stopSrv(); return <-srvDone }
+
+	apps := map[string]string{}
+	for _, a := range []struct{ name, url, secret, account string }{
+		{"shop", shop.URL(), shop.Secret(), demoShop},
+		{"studio", studio.URL(), studio.Secret(), demoStudio},
+	} {
+		id, err := demoRegister(base, adminToken, a.name, a.url, a.secret, a.account)
+		if err != nil {
+			return errors.Join(err, shutdown())
+		}
+		apps[id] = a.name
+	}
+
+	first := mappertest.NewWebhook().Comment(demoShop, "18000000000000001", "17900000000000001", "Love it! 😍 / @friend").Bytes()
+	cases := []*demoCase{
+		{name: "comment on @shop's post", body: first, secret: demoSecret},
+		{name: "comment on @studio's post", body: mappertest.NewWebhook().Comment(demoStudio, "18000000000000002", "17900000000000002", "Größe M?").Bytes(), secret: demoSecret},
+		{name: "one POST for both accounts", body: mappertest.NewWebhook().
+			Comment(demoShop, "18000000000000001", "17900000000000003", "for shop").
+			Message(demoStudio, "1236422025128657", "mid.demo.1", "for studio").Bytes(), secret: demoSecret},
+		{name: "Meta retries the first webhook", body: first, secret: demoSecret},
+		{name: "forged (wrong signature)", body: mappertest.NewWebhook().Comment(demoShop, "1", "2", "forged").Bytes(), secret: "not-the-app-secret"},
+		{name: "account with no worker app", body: mappertest.NewWebhook().Comment(demoNobody, "18000000000000003", "17900000000000004", "anyone?").Bytes(), secret: demoSecret},
+		{name: "@shop mentioned on @studio's post", body: mappertest.NewWebhook().Mention(demoShop, "18000000000000002", "17900000000000005").Bytes(), secret: demoSecret},
+	}
+	for _, c := range cases {
+		resp, err := http.DefaultClient.Do(mappertest.SignedRequest(base+"/webhook/", c.secret, c.body))
+		if err != nil {
+			return errors.Join(err, shutdown())
+		}
+		var ir mapper.IntakeResponse
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		c.status = resp.StatusCode
+		if resp.StatusCode == http.StatusOK && json.Unmarshal(raw, &ir) == nil {
+			c.eventID, c.answer = ir.EventID, ir.Status
+		} else {
+			var p mapper.Problem
+			_ = json.Unmarshal(raw, &p)
+			_, kind, _ := strings.Cut(p.Type, "#")
+			c.answer = "refused: " + kind
+		}
+	}
+
+	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "\nmapper demo: %d webhooks sent to %s/webhook/ (fake Graph API, worker apps \"shop\" and \"studio\")\n\n", len(cases), base)
+	fmt.Fprintln(w, "CASE\tHTTP\tANSWER\tEVENT\tDELIVERED TO")
+	for _, c := range cases {
+		event, to := "-", "-"
+		if c.eventID != "" {
+			ev, err := demoSettled(ctx, store, c.eventID)
+			if err != nil {
+				return errors.Join(err, shutdown())
+			}
+			event = string(ev.Status)
+			if len(ev.Unroutable) > 0 {
+				event += " (no app for " + strings.Join(ev.Unroutable, ", ") + ")"
+			}
+			ds, _ := store.ListDeliveries(ctx, c.eventID)
+			var parts []string
+			for _, d := range ds {
+				kind := "split"
+				if d.Original {
+					kind = "original bytes"
+				}
+				parts = append(parts, fmt.Sprintf("%s (%s, %s)", apps[d.AppID], kind, d.Status))
+			}
+			if len(parts) > 0 {
+				to = strings.Join(parts, ", ")
+			}
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", c.name, c.status, c.answer, event, to)
+	}
+	w.Flush()
+	fmt.Fprintf(stdout, "\nworker apps received: shop %d, studio %d; Graph API lookups: %d\n", len(shop.Received()), len(studio.Received()), graph.Calls())
+	fmt.Fprintf(stdout, `
+The server keeps running (Ctrl-C stops it). Try:
+
+  curl -s %[1]s/monitoring/health
+  curl -s '%[1]s/webhook/?hub.mode=subscribe&hub.verify_token=%[2]s&hub.challenge=1158201444'
+  curl -s -H 'Authorization: Bearer %[3]s' %[1]s/worker-apps/
+  curl -s -H 'Authorization: Bearer %[3]s' '%[1]s/monitoring/webhook-logs?limit=5'
+  curl -s -H 'Authorization: Bearer %[3]s' %[1]s/monitoring/metrics
+  body='{"object":"instagram","entry":[{"id":"%[4]s","time":1764331200,"changes":[{"field":"comments","value":{"id":"17900000000000099","text":"hi","media":{"id":"18000000000000001"}}}]}]}'
+  curl -s -H "X-Hub-Signature-256: sha256=$(printf %%s "$body" | openssl dgst -sha256 -hmac %[5]s -r | cut -d' ' -f1)" -d "$body" %[1]s/webhook/
+
+`, base, demoVerify, adminToken, demoShop, demoSecret)
+	<-ctx.Done()
+	return shutdown()
+}
+
+func demoRegister(base, token, name, url, secret, account string) (string, error) {
+	body, _ := json.Marshal(map[string]any{"name": name, "url": url, "secret": secret, "account_ids": []string{account}})
+	req, _ := http.NewRequest(http.MethodPost, base+"/worker-apps/", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var app mapper.WorkerApp
+	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&app) != nil {
+		return "", fmt.Errorf("registering worker app %s: HTTP %d", name, resp.StatusCode)
+	}
+	return app.ID, nil
+}
+
+// demoSettled waits for an event to reach a final status.
+func demoSettled(ctx context.Context, store *memstore.Store, id string) (*mapper.Event, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ev, err := store.GetEvent(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if ev.Status.Terminal() || time.Now().After(deadline) {
+			return ev, nil
+		}
+		select {
+		case <-ctx.Done():
+			return ev, nil
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
