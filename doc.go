@@ -1,0 +1,144 @@
+// Package mapper receives Meta's Instagram webhooks, verifies them, finds
+// which Instagram account owns the media each change is about, and
+// delivers each webhook to the internal worker app that serves that
+// account: durably, with retries, and with a record of every attempt.
+//
+// # Embedding
+//
+// A Mapper needs a [Store] and a few options; it gives an [http.Handler]
+// and a background loop:
+//
+//	m, err := mapper.New(store,
+//		mapper.WithAppSecrets(os.Getenv("INSTAGRAM_APP_SECRET")),
+//		mapper.WithVerifyToken(os.Getenv("WEBHOOK_VERIFY_TOKEN")),
+//		mapper.WithAdminToken(os.Getenv("ADMIN_TOKEN")),
+//		mapper.WithResolver(resolver), // e.g. graphresolver.New(token)
+//	)
+//	if err != nil { … }
+//	go m.Run(ctx)                       // routing and delivery
+//	http.ListenAndServe(":8100", m.Handler())
+//
+// # What happens to a webhook
+//
+// GET /webhook/ answers Meta's verification handshake: when hub.mode is
+// "subscribe" and hub.verify_token matches, the hub.challenge is echoed
+// byte for byte as text/plain; anything else is 403.
+//
+// POST /webhook/ is taken in this order, and each refusal is an
+// application/problem+json body (RFC 9457):
+//
+//  1. Rate limit per client (429 with Retry-After); see [WithRateLimit].
+//  2. Size limit while reading, whatever Content-Length says (413); 4 MiB by
+//     default, since Meta's payloads can be several megabytes.
+//  3. X-Hub-Signature-256 checked over the raw bytes in constant time
+//     against every configured secret (401, and nothing is stored). Several
+//     secrets serve a rotation, and Instagram Login apps, which sign with
+//     the Instagram app secret rather than the Meta app secret.
+//  4. Parse (400 for a body that is not a webhook, or whose object is not
+//     accepted; see [WithObjects]). Every entry and every changes[] and
+//     messaging[] item is read; IDs may be strings or numbers, times
+//     seconds or milliseconds, and unknown fields are kept.
+//  5. One atomic write of the event and its routing work, then 200. If
+//     the store cannot take it, 503, so that Meta retries.
+//
+// Each item gets a deduplication key: the comment ID with its field, the
+// message ID, the mention's media and comment, and for items without an
+// ID the hash of the payload and the item's place. Meta retries a webhook
+// for up to 36 hours, sometimes alone and sometimes batched with new
+// changes; an item whose key is already stored is marked duplicate and is
+// never delivered again, and a payload made only of duplicates is stored
+// with status [EventDuplicate] and answered {"status":"duplicate"}.
+//
+// [Mapper.Run] then routes the event and delivers it. The Mapper wakes the
+// loop at once when it stores an event, so an idle system delivers in
+// milliseconds; a slow poll ([WithPollInterval]) only picks up work that
+// other replicas left or whose lease expired.
+//
+// # Routing: whose media is it?
+//
+// For comments and live_comments Meta's entry.id is the account that owns
+// the media, and messaging items belong to the entry's account. For
+// mentions the media belongs to someone else, and only the Graph API can
+// tell whose. [OwnerPolicy] chooses: [OwnerLookupMentions] (the default)
+// looks up only mentions, [OwnerFromEntry] never calls the resolver, and
+// [OwnerLookupAll] looks up every media, as the original design did. Every
+// lookup goes cache → singleflight → [OwnerResolver], so a burst of
+// thousands of comments on one new post costs one Graph API call. A media
+// the resolver cannot see is cached negatively for a short time and its
+// items are unroutable; a throttled or failing resolver postpones the
+// event with backoff, and the event's LastError says why it waits.
+//
+// Items are grouped by the worker app of their owner, and each app gets
+// one [Delivery] per event. When one app receives the whole payload it
+// gets Meta's bytes unchanged, with Meta's X-Hub-Signature-256, so it can
+// verify Meta's signature itself. When a batch mixes accounts, each app
+// gets an envelope {"object":…,"entry":[…]} holding only its own entries
+// and items (their bytes as Meta sent them): no app ever sees another
+// account's data. Owners with no enabled app are listed in the event's
+// Unroutable field; an event none of whose owners has an app is
+// [EventUnroutable], and is kept.
+//
+// # Delivery
+//
+// Every delivery is a POST signed with the app's own secret:
+// X-Mapper-Signature-256 is "sha256=" + hex(HMAC-SHA256(secret,
+// timestamp + "." + body)) with the Unix timestamp in X-Mapper-Timestamp;
+// [VerifyDelivery] checks it on the worker app's side. X-Mapper-Event-Id,
+// X-Mapper-Delivery-Id, X-Mapper-Attempt, X-Mapper-Owner-Ids and
+// X-Mapper-Envelope ("original" or "split") go with it.
+//
+// A 2xx answer delivers. Network errors, timeouts, 408, 425, 429 and 5xx
+// are retried with exponential backoff and full jitter, honouring the
+// app's Retry-After, up to [RetryPolicy.MaxAttempts]; any other answer,
+// redirects included, is permanent. A delivery that cannot be made is
+// [DeliveryDead], and so is its event. Every attempt is recorded with its
+// time, status code, error and duration.
+//
+// Work is claimed with a lease ([WithLease]), so several Mappers can share
+// one store and a crashed replica's work is taken over when its lease
+// runs out; the lease must be at least twice the delivery timeout, so a
+// delivery is never sent by two claimers at once. Delivery is
+// at-least-once: worker apps should use X-Mapper-Delivery-Id (or the
+// items' own IDs) to recognise a repeat.
+//
+// With [WithSyncDelivery] the handler routes and delivers before it
+// answers, and answers with the outcome; what fails with a retryable
+// error is left to the loop.
+//
+// # Admin and monitoring
+//
+// All but the webhook routes and GET /monitoring/health need
+// "Authorization: Bearer <admin token>"; without a configured token they
+// answer 403.
+//
+//	GET    /monitoring/health                 store reachable (public)
+//	GET    /worker-apps/                      list apps
+//	POST   /worker-apps/                      create an app ([AppInput])
+//	GET    /worker-apps/{id}                  one app
+//	PUT    /worker-apps/{id}                  replace an app (secret kept if omitted)
+//	DELETE /worker-apps/{id}                  delete an app
+//	GET    /monitoring/metrics                counters and store aggregates
+//	GET    /monitoring/webhook-logs           events, newest first: status, account,
+//	                                          app_id, since, until, limit, cursor
+//	GET    /monitoring/webhook-logs/{id}      one event with payload, deliveries, attempts
+//
+// Worker-app secrets are write-only: no response includes them.
+//
+// # Parts
+//
+// The root package declares the four interfaces it consumes — [Store],
+// [OwnerResolver], [Cache] and [Forwarder] — and the domain types. It may
+// import the leaf engines that never import it, for working defaults:
+// forwarder/httpforwarder (the default Forwarder), cache/ristrettocache
+// (the default Cache) and resolver/graphresolver (a Graph API
+// OwnerResolver). Stores live in storage/…; storage/memstore keeps
+// everything in memory. testing/mappertest has a fake Graph API, a fake
+// worker app and a builder of signed webhooks.
+//
+// # Logging
+//
+// The Mapper logs through the *slog.Logger of [WithLogger] and is silent
+// by default. Refused signatures are logged at Warn: a wrong secret makes
+// Meta retry and, for messaging, unsubscribe the app within the hour.
+// Payloads, secrets and tokens are never logged.
+package mapper
