@@ -154,6 +154,16 @@ func (m *Mapper) Run(ctx context.Context) error {
 	}
 	defer m.running.Store(false)
 	log := m.cfg.logger
+	var side sync.WaitGroup
+	defer side.Wait()
+	sideCtx, stopSide := context.WithCancel(ctx)
+	defer stopSide()
+	if n, ok := m.store.(WorkNotifier); ok {
+		side.Go(func() { m.listen(sideCtx, n) })
+	}
+	if m.cfg.retention > 0 {
+		side.Go(func() { m.pruneLoop(sideCtx) })
+	}
 	slots := make(chan struct{}, m.cfg.concurrency)
 	var wg sync.WaitGroup
 	work := context.WithoutCancel(ctx)
@@ -242,5 +252,46 @@ func (m *Mapper) release(slots chan struct{}) {
 	<-slots
 	if m.backlog.Load() {
 		m.notify()
+	}
+}
+
+// listen keeps a WorkNotifier subscription open, so that work stored by
+// other replicas wakes this loop at once; while it is down, the poll
+// covers.
+func (m *Mapper) listen(ctx context.Context, n WorkNotifier) {
+	delay := time.Second
+	for ctx.Err() == nil {
+		err := n.ListenForWork(ctx, m.notify)
+		if ctx.Err() != nil {
+			return
+		}
+		m.cfg.logger.WarnContext(ctx, "listening for work stopped; relying on the poll until it is back",
+			slog.Any("error", err), slog.Duration("retry_in", delay))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Minute)
+	}
+}
+
+// pruneLoop deletes what the retention no longer keeps, once an hour.
+func (m *Mapper) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := m.store.Prune(ctx, m.cfg.now().Add(-m.cfg.retention), 1000)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			m.cfg.logger.ErrorContext(ctx, "pruning failed", slog.String("error", err.Error()))
+		case n > 0:
+			m.cfg.logger.InfoContext(ctx, "pruned old events", slog.Int64("events", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

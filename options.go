@@ -92,6 +92,7 @@ type config struct {
 	lease           time.Duration
 	pollInterval    time.Duration
 	deliveryTimeout time.Duration
+	retention       time.Duration
 	positiveTTL     time.Duration
 	negativeTTL     time.Duration
 	now             func() time.Time
@@ -111,6 +112,7 @@ func defaultConfig() config {
 		lease:           2 * time.Minute,
 		pollInterval:    5 * time.Second,
 		deliveryTimeout: 15 * time.Second,
+		retention:       7 * 24 * time.Hour,
 		positiveTTL:     24 * time.Hour,
 		negativeTTL:     5 * time.Minute,
 		now:             time.Now,
@@ -149,6 +151,11 @@ func (c *config) validate() error {
 	// same delivery while the first is still waiting for an answer.
 	if c.lease < 2*c.deliveryTimeout {
 		errs = append(errs, fmt.Errorf("mapper: lease %s must be at least twice the delivery timeout %s", c.lease, c.deliveryTimeout))
+	}
+	// Meta retries for 36 hours; forgetting an event's deduplication keys
+	// sooner would deliver a late retry twice.
+	if c.retention != 0 && c.retention < 48*time.Hour {
+		errs = append(errs, fmt.Errorf("mapper: retention %s is shorter than Meta's 36-hour retry window (use at least 48h, or 0 to keep everything)", c.retention))
 	}
 	if c.pollInterval <= 0 {
 		errs = append(errs, errors.New("mapper: poll interval must be positive"))
@@ -282,6 +289,14 @@ func WithLease(d time.Duration) Option {
 // leases. Default 5 seconds.
 func WithPollInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.pollInterval = d })
+}
+
+// WithRetention sets how long ended events (with their deliveries,
+// attempts and deduplication keys) are kept; Run prunes older ones every
+// hour. Default 7 days; 0 keeps everything. At least 48 hours, since Meta
+// retries a webhook for up to 36.
+func WithRetention(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.retention = d })
 }
 
 // WithDeliveryTimeout caps one delivery attempt, connection included.

@@ -18,6 +18,7 @@ type Store interface {
 	EventStore
 	Outbox
 	Monitor
+	Retention
 }
 
 // AppStore keeps worker apps.
@@ -110,6 +111,26 @@ type Outbox interface {
 	// else EventUnroutable if it has unroutable owners, else EventDelivered.
 	// ErrLeaseLost when d.LeaseToken no longer holds the lease.
 	RecordAttempt(ctx context.Context, d *Delivery, a Attempt) error
+}
+
+// Retention removes old records.
+type Retention interface {
+	// Prune deletes events that ended (delivered, dead, unroutable,
+	// duplicate, ignored) before the given time, with their deliveries and
+	// attempts, and the deduplication keys claimed before it. It works in
+	// batches of at most batch events, so that it never holds a long lock,
+	// and returns how many events it deleted.
+	Prune(ctx context.Context, before time.Time, batch int) (int64, error)
+}
+
+// WorkNotifier is implemented by stores that can tell a Mapper when
+// another replica has stored new work (PostgreSQL's LISTEN/NOTIFY), so
+// that replicas wake each other without polling.
+type WorkNotifier interface {
+	// ListenForWork calls wake whenever new work may be due, until ctx
+	// ends. It returns only when ctx ends or listening cannot go on; the
+	// Mapper then falls back to its poll and tries again later.
+	ListenForWork(ctx context.Context, wake func()) error
 }
 
 // Monitor reports on the store's health and contents.

@@ -469,13 +469,15 @@ func (s *Store) RecordAttempt(_ context.Context, d *mapper.Delivery, a mapper.At
 	cur.LeaseToken = ""
 	s.attempts[d.ID] = append(s.attempts[d.ID], a)
 	if cur.Status.Terminal() {
-		s.settle(cur.EventID, a.StartedAt.Add(a.Duration))
+		s.settle(cur.EventID)
 	}
 	return nil
 }
 
 // settle closes an event whose deliveries have all ended.
-func (s *Store) settle(eventID string, at time.Time) {
+// The event ends when its last delivery did.
+func (s *Store) settle(eventID string) {
+	var at time.Time
 	e, ok := s.events[eventID]
 	if !ok || e.Status != mapper.EventDispatched {
 		return
@@ -490,6 +492,9 @@ func (s *Store) settle(eventID string, at time.Time) {
 		if d.CompletedAt != nil && d.CompletedAt.After(at) {
 			at = *d.CompletedAt
 		}
+	}
+	if at.IsZero() {
+		at = time.Now().UTC()
 	}
 	switch {
 	case dead:
@@ -546,4 +551,32 @@ func (s *Store) Stats(_ context.Context, since time.Time) (mapper.Stats, error) 
 		st.ProcessingP95 = times[(len(times)-1)*95/100]
 	}
 	return st, nil
+}
+
+// Prune implements mapper.Retention.
+func (s *Store) Prune(_ context.Context, before time.Time, batch int) (int64, error) {
+	if batch < 1 {
+		batch = 1000
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for id, e := range s.events {
+		if !e.Status.Terminal() || e.CompletedAt == nil || !e.CompletedAt.Before(before) {
+			continue
+		}
+		for _, did := range s.byEvent[id] {
+			delete(s.deliveries, did)
+			delete(s.attempts, did)
+		}
+		delete(s.byEvent, id)
+		delete(s.events, id)
+		n++
+	}
+	for k, id := range s.keys {
+		if e, ok := s.events[id]; !ok || e.ReceivedAt.Before(before) {
+			delete(s.keys, k)
+		}
+	}
+	return n, nil
 }

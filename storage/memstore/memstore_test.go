@@ -9,6 +9,7 @@ import (
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/storage/memstore"
+	"github.com/chatico/mapper/testing/storetest"
 )
 
 func event(id string, keys ...string) *mapper.Event {
@@ -111,4 +112,8 @@ func TestAppConflicts(t *testing.T) {
 	if _, err := s.GetApp(ctx, "zz"); !errors.Is(err, mapper.ErrNotFound) {
 		t.Errorf("unknown app: %v", err)
 	}
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(*testing.T) mapper.Store { return memstore.New() })
 }

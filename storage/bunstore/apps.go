@@ -1,0 +1,172 @@
+package bunstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/chatico/mapper"
+)
+
+// CreateApp implements mapper.AppStore.
+func (s *Store) CreateApp(ctx context.Context, app *mapper.WorkerApp) error {
+	if app.ID == "" {
+		app.ID = mapper.NewID("app_", time.Now())
+	}
+	now := time.Now().UTC()
+	if app.CreatedAt.IsZero() {
+		app.CreatedAt = now
+	}
+	if app.UpdatedAt.IsZero() {
+		app.UpdatedAt = app.CreatedAt
+	}
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.NewInsert().Model(toAppRow(app)).Exec(ctx); err != nil {
+			return translate(err)
+		}
+		return insertAccounts(ctx, tx, app)
+	})
+}
+
+func insertAccounts(ctx context.Context, tx bun.Tx, app *mapper.WorkerApp) error {
+	if len(app.AccountIDs) == 0 {
+		return nil
+	}
+	rows := make([]accountRow, len(app.AccountIDs))
+	for i, a := range app.AccountIDs {
+		rows[i] = accountRow{AccountID: a, AppID: app.ID}
+	}
+	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+		err = translate(err)
+		if errors.Is(err, mapper.ErrConflict) {
+			return fmt.Errorf("an account of %v is already served by another worker app, or listed twice: %w", app.AccountIDs, mapper.ErrConflict)
+		}
+		return err
+	}
+	return nil
+}
+
+// GetApp implements mapper.AppStore.
+func (s *Store) GetApp(ctx context.Context, id string) (*mapper.WorkerApp, error) {
+	var r appRow
+	if err := s.db.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("worker app %q: %w", id, translate(err))
+	}
+	accounts, err := s.accountsOf(ctx, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	return r.app(accounts[id]), nil
+}
+
+func (s *Store) accountsOf(ctx context.Context, appIDs []string) (map[string][]string, error) {
+	var rows []accountRow
+	if err := s.db.NewSelect().Model(&rows).Where("app_id IN (?)", bun.In(appIDs)).Order("account_id").Scan(ctx); err != nil {
+		return nil, translate(err)
+	}
+	out := map[string][]string{}
+	for _, r := range rows {
+		out[r.AppID] = append(out[r.AppID], r.AccountID)
+	}
+	return out, nil
+}
+
+// ListApps implements mapper.AppStore.
+func (s *Store) ListApps(ctx context.Context) ([]mapper.WorkerApp, error) {
+	var rows []appRow
+	if err := s.db.NewSelect().Model(&rows).Order("created_at", "id").Scan(ctx); err != nil {
+		return nil, translate(err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(rows))
+	for i := range rows {
+		ids[i] = rows[i].ID
+	}
+	accounts, err := s.accountsOf(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mapper.WorkerApp, len(rows))
+	for i := range rows {
+		out[i] = *rows[i].app(accounts[rows[i].ID])
+	}
+	return out, nil
+}
+
+// UpdateApp implements mapper.AppStore.
+func (s *Store) UpdateApp(ctx context.Context, app *mapper.WorkerApp) error {
+	app.UpdatedAt = time.Now().UTC()
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var old appRow
+		if err := tx.NewSelect().Model(&old).Where("id = ?", app.ID).Scan(ctx); err != nil {
+			return fmt.Errorf("worker app %q: %w", app.ID, translate(err))
+		}
+		app.CreatedAt = fromUS(old.CreatedAt)
+		if _, err := tx.NewUpdate().Model(toAppRow(app)).WherePK().Exec(ctx); err != nil {
+			return translate(err)
+		}
+		if _, err := tx.NewDelete().Model((*accountRow)(nil)).Where("app_id = ?", app.ID).Exec(ctx); err != nil {
+			return translate(err)
+		}
+		return insertAccounts(ctx, tx, app)
+	})
+}
+
+// DeleteApp implements mapper.AppStore.
+func (s *Store) DeleteApp(ctx context.Context, id string) error {
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.NewDelete().Model((*accountRow)(nil)).Where("app_id = ?", id).Exec(ctx); err != nil {
+			return translate(err)
+		}
+		res, err := tx.NewDelete().Model((*appRow)(nil)).Where("id = ?", id).Exec(ctx)
+		if err != nil {
+			return translate(err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("worker app %q: %w", id, mapper.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// AppsForAccounts implements mapper.AppStore.
+func (s *Store) AppsForAccounts(ctx context.Context, accountIDs []string) (map[string]*mapper.WorkerApp, error) {
+	out := map[string]*mapper.WorkerApp{}
+	if len(accountIDs) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		AccountID string `bun:"account_id"`
+		appRow
+	}
+	err := s.db.NewSelect().
+		ColumnExpr("aa.account_id, a.*").
+		TableExpr("mapper_app_accounts AS aa").
+		Join("JOIN mapper_worker_apps AS a ON a.id = aa.app_id").
+		Where("aa.account_id IN (?)", bun.In(accountIDs)).
+		Where("a.enabled = ?", true).
+		Scan(ctx, &rows)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, translate(err)
+	}
+	ids := make([]string, 0, len(rows))
+	for _, r := range rows {
+		ids = append(ids, r.ID)
+	}
+	accounts := map[string][]string{}
+	if len(ids) > 0 {
+		if accounts, err = s.accountsOf(ctx, ids); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range rows {
+		out[r.AccountID] = r.appRow.app(accounts[r.ID])
+	}
+	return out, nil
+}

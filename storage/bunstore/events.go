@@ -1,0 +1,195 @@
+package bunstore
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/uptrace/bun"
+
+	"github.com/chatico/mapper"
+)
+
+// keysPerStatement keeps a key insert well under PostgreSQL's 65,535
+// parameters, whatever the number of items in a payload.
+const keysPerStatement = 500
+
+// CreateEvent implements mapper.EventStore.
+func (s *Store) CreateEvent(ctx context.Context, ev *mapper.Event) error {
+	if ev.ID == "" {
+		return &mapper.ValidationError{Field: "event ID", Reason: "must be set by the caller"}
+	}
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		// Claim the keys first: the primary key decides, under
+		// concurrency, which event owns each change.
+		var distinct []string
+		seen := map[string]bool{}
+		for _, it := range ev.Items {
+			if !seen[it.Key] {
+				seen[it.Key] = true
+				distinct = append(distinct, it.Key)
+			}
+		}
+		fresh := map[string]bool{}
+		created := us(ev.ReceivedAt)
+		for start := 0; start < len(distinct); start += keysPerStatement {
+			chunk := distinct[start:min(start+keysPerStatement, len(distinct))]
+			var b strings.Builder
+			args := make([]any, 0, 3*len(chunk))
+			b.WriteString("INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at) VALUES ")
+			for i, k := range chunk {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString("(?, ?, ?)")
+				args = append(args, k, ev.ID, created)
+			}
+			b.WriteString(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key")
+			var got []string
+			if err := tx.NewRaw(b.String(), args...).Scan(ctx, &got); err != nil {
+				return translate(err)
+			}
+			for _, k := range got {
+				fresh[k] = true
+			}
+		}
+		n := 0
+		for i := range ev.Items {
+			k := ev.Items[i].Key
+			ev.Items[i].Duplicate = !fresh[k]
+			if fresh[k] {
+				delete(fresh, k) // a repeat of the key later in this payload is a duplicate
+				n++
+			}
+		}
+		if len(ev.Items) > 0 && n == 0 {
+			ev.Status = mapper.EventDuplicate
+			t := ev.ReceivedAt
+			ev.CompletedAt = &t
+			ev.LeaseToken = ""
+		}
+		if _, err := tx.NewInsert().Model(toEventRow(ev)).Exec(ctx); err != nil {
+			return translate(err)
+		}
+		if len(ev.AccountIDs) > 0 {
+			rows := make([]eventAccountRow, len(ev.AccountIDs))
+			for i, a := range ev.AccountIDs {
+				rows[i] = eventAccountRow{AccountID: a, ReceivedAt: created, EventID: ev.ID}
+			}
+			if _, err := tx.NewInsert().Model(&rows).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
+				return translate(err)
+			}
+		}
+		if s.pg && ev.Status == mapper.EventPending {
+			// Delivered to listeners when the transaction commits.
+			if _, err := tx.ExecContext(ctx, "SELECT pg_notify('mapper_work', '')"); err != nil {
+				return translate(err)
+			}
+		}
+		return nil
+	})
+}
+
+// GetEvent implements mapper.EventStore.
+func (s *Store) GetEvent(ctx context.Context, id string) (*mapper.Event, error) {
+	var r eventRow
+	if err := s.db.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("event %q: %w", id, translate(err))
+	}
+	e := r.event()
+	return &e, nil
+}
+
+// ListEvents implements mapper.EventStore. The payload is not read.
+func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.EventPage, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 500)
+	var rows []eventRow
+	sel := s.db.NewSelect().Model(&rows).ExcludeColumn("payload").
+		OrderExpr("received_at DESC, id DESC").Limit(int64(limit + 1))
+	if q.Status != "" {
+		sel.Where("status = ?", string(q.Status))
+	}
+	if q.Account != "" {
+		sel.Where("e.id IN (SELECT event_id FROM mapper_event_accounts WHERE account_id = ?)", q.Account)
+	}
+	if q.AppID != "" {
+		sel.Where("EXISTS (SELECT 1 FROM mapper_deliveries AS d WHERE d.event_id = e.id AND d.app_id = ?)", q.AppID)
+	}
+	if !q.Since.IsZero() {
+		sel.Where("received_at >= ?", us(q.Since))
+	}
+	if !q.Until.IsZero() {
+		sel.Where("received_at < ?", us(q.Until))
+	}
+	if q.Cursor != "" {
+		at, id, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return mapper.EventPage{}, err
+		}
+		sel.Where("(received_at < ? OR (received_at = ? AND id < ?))", at, at, id)
+	}
+	if err := sel.Scan(ctx); err != nil {
+		return mapper.EventPage{}, translate(err)
+	}
+	var page mapper.EventPage
+	for i := range rows {
+		if i == limit {
+			last := rows[i-1]
+			page.NextCursor = encodeCursor(last.ReceivedAt, last.ID)
+			break
+		}
+		page.Events = append(page.Events, rows[i].event())
+	}
+	return page, nil
+}
+
+func encodeCursor(at int64, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at, 10) + "|" + id))
+}
+
+func decodeCursor(s string) (int64, string, error) {
+	bad := &mapper.ValidationError{Field: "cursor", Reason: "not a cursor this store issued"}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return 0, "", bad
+	}
+	ns, id, ok := strings.Cut(string(b), "|")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || id == "" {
+		return 0, "", bad
+	}
+	return n, id, nil
+}
+
+// ListDeliveries implements mapper.EventStore. Bodies are not read.
+func (s *Store) ListDeliveries(ctx context.Context, eventID string) ([]mapper.Delivery, error) {
+	var rows []deliveryRow
+	if err := s.db.NewSelect().Model(&rows).ExcludeColumn("body").Where("event_id = ?", eventID).Order("created_at", "id").Scan(ctx); err != nil {
+		return nil, translate(err)
+	}
+	out := make([]mapper.Delivery, len(rows))
+	for i := range rows {
+		out[i] = rows[i].delivery()
+	}
+	return out, nil
+}
+
+// ListAttempts implements mapper.EventStore.
+func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]mapper.Attempt, error) {
+	var rows []attemptRow
+	if err := s.db.NewSelect().Model(&rows).Where("delivery_id = ?", deliveryID).Order("number").Scan(ctx); err != nil {
+		return nil, translate(err)
+	}
+	out := make([]mapper.Attempt, len(rows))
+	for i, r := range rows {
+		out[i] = mapper.Attempt{DeliveryID: r.DeliveryID, Number: r.Number, StartedAt: fromUS(r.StartedAt),
+			Duration: usDuration(r.DurationUS), StatusCode: r.StatusCode, Error: r.Error, Outcome: mapper.DeliveryStatus(r.Outcome)}
+	}
+	return out, nil
+}

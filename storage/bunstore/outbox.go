@@ -1,0 +1,204 @@
+package bunstore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/chatico/mapper"
+)
+
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func usDuration(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+
+// ClaimEvents implements mapper.Outbox.
+func (s *Store) ClaimEvents(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]mapper.Event, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	var rows []eventRow
+	err := s.db.NewRaw(`UPDATE mapper_events SET lease_token = ?, next_attempt_at = ?
+WHERE id IN (SELECT id FROM mapper_events WHERE status = 'pending' AND next_attempt_at <= ?
+ORDER BY next_attempt_at, id LIMIT ?`+s.claimSQL+`)
+RETURNING *`, newToken(), us(now.Add(lease)), us(now), limit).Scan(ctx, &rows)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, translate(err)
+	}
+	out := make([]mapper.Event, len(rows))
+	for i := range rows {
+		out[i] = rows[i].event()
+	}
+	slices.SortFunc(out, func(a, b mapper.Event) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
+	return out, nil
+}
+
+// leaseError tells a lost lease from a missing row after an update that
+// matched nothing.
+func (s *Store) leaseError(ctx context.Context, db bun.IDB, table, id string) error {
+	n, err := db.NewSelect().Table(table).Where("id = ?", id).Count(ctx)
+	switch {
+	case err != nil:
+		return translate(err)
+	case n == 0:
+		return fmt.Errorf("%s %q: %w", strings.TrimPrefix(table, "mapper_"), id, mapper.ErrNotFound)
+	}
+	return fmt.Errorf("%s %s: %w", strings.TrimPrefix(table, "mapper_"), id, mapper.ErrLeaseLost)
+}
+
+// RouteEvent implements mapper.Outbox.
+func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery) error {
+	if ev.LeaseToken == "" {
+		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
+	}
+	r := toEventRow(ev)
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model(r).
+			Column("status", "owners", "unroutable", "route_attempts", "last_error", "routed_at", "completed_at", "next_attempt_at").
+			Set("lease_token = ''").
+			Where("id = ? AND status = 'pending' AND lease_token = ?", ev.ID, ev.LeaseToken).Exec(ctx)
+		if err != nil {
+			return translate(err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return s.leaseError(ctx, tx, "mapper_events", ev.ID)
+		}
+		if len(deliveries) == 0 {
+			return nil
+		}
+		rows := make([]*deliveryRow, len(deliveries))
+		for i := range deliveries {
+			rows[i] = toDeliveryRow(&deliveries[i])
+		}
+		if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+			return translate(err)
+		}
+		return nil
+	})
+}
+
+// RetryEvent implements mapper.Outbox.
+func (s *Store) RetryEvent(ctx context.Context, ev *mapper.Event) error {
+	if ev.LeaseToken == "" {
+		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
+	}
+	res, err := s.db.NewUpdate().Table("mapper_events").
+		Set("route_attempts = ?", ev.RouteAttempts).
+		Set("last_error = ?", ev.LastError).
+		Set("next_attempt_at = ?", us(ev.NextAttemptAt)).
+		Set("lease_token = ''").
+		Where("id = ? AND status = 'pending' AND lease_token = ?", ev.ID, ev.LeaseToken).Exec(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return s.leaseError(ctx, s.db, "mapper_events", ev.ID)
+	}
+	return nil
+}
+
+// ClaimDeliveries implements mapper.Outbox.
+func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]mapper.Delivery, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	var rows []deliveryRow
+	err := s.db.NewRaw(`UPDATE mapper_deliveries SET lease_token = ?, next_attempt_at = ?
+WHERE id IN (SELECT id FROM mapper_deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+ORDER BY next_attempt_at, id LIMIT ?`+s.claimSQL+`)
+RETURNING *`, newToken(), us(now.Add(lease)), us(now), limit).Scan(ctx, &rows)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, translate(err)
+	}
+	// Original deliveries are the event's payload, stored once.
+	var need []string
+	for _, r := range rows {
+		if r.Original {
+			need = append(need, r.EventID)
+		}
+	}
+	payloads := map[string][]byte{}
+	if len(need) > 0 {
+		var ps []struct {
+			ID      string `bun:"id"`
+			Payload []byte `bun:"payload"`
+		}
+		if err := s.db.NewSelect().Table("mapper_events").Column("id", "payload").Where("id IN (?)", bun.In(need)).Scan(ctx, &ps); err != nil {
+			return nil, translate(err)
+		}
+		for _, p := range ps {
+			payloads[p.ID] = p.Payload
+		}
+	}
+	out := make([]mapper.Delivery, len(rows))
+	for i := range rows {
+		out[i] = rows[i].delivery()
+		if out[i].Original {
+			out[i].Body = payloads[out[i].EventID]
+		}
+	}
+	slices.SortFunc(out, func(a, b mapper.Delivery) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// RecordAttempt implements mapper.Outbox.
+func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.Attempt) error {
+	if d.LeaseToken == "" {
+		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
+	}
+	terminal := d.Status.Terminal()
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if terminal && s.pg {
+			// Serialise the last deliveries of one event finishing at
+			// once, so that one of them sees the others ended and
+			// settles the event.
+			if _, err := tx.ExecContext(ctx, "SELECT 1 FROM mapper_events WHERE id = (SELECT event_id FROM mapper_deliveries WHERE id = ?) FOR UPDATE", d.ID); err != nil {
+				return translate(err)
+			}
+		}
+		res, err := tx.NewUpdate().Table("mapper_deliveries").
+			Set("status = ?", string(d.Status)).
+			Set("attempts = ?", d.Attempts).
+			Set("next_attempt_at = ?", us(d.NextAttemptAt)).
+			Set("last_status_code = ?", d.LastStatusCode).
+			Set("last_error = ?", d.LastError).
+			Set("completed_at = ?", usPtr(d.CompletedAt)).
+			Set("lease_token = ''").
+			Where("id = ? AND status = 'pending' AND lease_token = ?", d.ID, d.LeaseToken).Exec(ctx)
+		if err != nil {
+			return translate(err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return s.leaseError(ctx, tx, "mapper_deliveries", d.ID)
+		}
+		row := &attemptRow{DeliveryID: a.DeliveryID, Number: a.Number, StartedAt: us(a.StartedAt),
+			DurationUS: a.Duration.Microseconds(), StatusCode: a.StatusCode, Error: a.Error, Outcome: string(a.Outcome)}
+		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
+			return translate(err)
+		}
+		if !terminal {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE mapper_events SET
+status = CASE
+	WHEN EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 'dead') THEN 'dead'
+	WHEN unroutable <> '[]' THEN 'unroutable'
+	ELSE 'delivered' END,
+completed_at = (SELECT MAX(completed_at) FROM mapper_deliveries WHERE event_id = ?)
+WHERE id = ? AND status = 'dispatched'
+AND NOT EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 'pending')`, d.EventID, d.EventID, d.EventID, d.EventID)
+		return translate(err)
+	})
+}

@@ -1,0 +1,188 @@
+package bunstore
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/chatico/mapper"
+)
+
+// Rows mirror the tables; times are Unix microseconds.
+
+type appRow struct {
+	bun.BaseModel `bun:"table:mapper_worker_apps,alias:a"`
+	ID            string `bun:"id,pk"`
+	Name          string `bun:"name"`
+	URL           string `bun:"url"`
+	Secret        string `bun:"secret"`
+	Enabled       bool   `bun:"enabled"`
+	CreatedAt     int64  `bun:"created_at"`
+	UpdatedAt     int64  `bun:"updated_at"`
+}
+
+type accountRow struct {
+	bun.BaseModel `bun:"table:mapper_app_accounts,alias:aa"`
+	AccountID     string `bun:"account_id,pk"`
+	AppID         string `bun:"app_id"`
+}
+
+type eventRow struct {
+	bun.BaseModel `bun:"table:mapper_events,alias:e"`
+	ID            string `bun:"id,pk"`
+	ReceivedAt    int64  `bun:"received_at"`
+	Object        string `bun:"object"`
+	Payload       []byte `bun:"payload"`
+	Signature     string `bun:"signature"`
+	Items         string `bun:"items"`
+	AccountIDs    string `bun:"account_ids"`
+	Status        string `bun:"status"`
+	Owners        string `bun:"owners"`
+	Unroutable    string `bun:"unroutable"`
+	RouteAttempts int    `bun:"route_attempts"`
+	LastError     string `bun:"last_error"`
+	NextAttemptAt int64  `bun:"next_attempt_at"`
+	RoutedAt      *int64 `bun:"routed_at"`
+	CompletedAt   *int64 `bun:"completed_at"`
+	LeaseToken    string `bun:"lease_token"`
+}
+
+type eventAccountRow struct {
+	bun.BaseModel `bun:"table:mapper_event_accounts,alias:ea"`
+	AccountID     string `bun:"account_id,pk"`
+	ReceivedAt    int64  `bun:"received_at,pk"`
+	EventID       string `bun:"event_id,pk"`
+}
+
+type deliveryRow struct {
+	bun.BaseModel  `bun:"table:mapper_deliveries,alias:d"`
+	ID             string `bun:"id,pk"`
+	EventID        string `bun:"event_id"`
+	AppID          string `bun:"app_id"`
+	OwnerIDs       string `bun:"owner_ids"`
+	Body           []byte `bun:"body"`
+	Original       bool   `bun:"original"`
+	MetaSignature  string `bun:"meta_signature"`
+	Status         string `bun:"status"`
+	Attempts       int    `bun:"attempts"`
+	NextAttemptAt  int64  `bun:"next_attempt_at"`
+	LastStatusCode int    `bun:"last_status_code"`
+	LastError      string `bun:"last_error"`
+	CreatedAt      int64  `bun:"created_at"`
+	CompletedAt    *int64 `bun:"completed_at"`
+	LeaseToken     string `bun:"lease_token"`
+}
+
+type attemptRow struct {
+	bun.BaseModel `bun:"table:mapper_attempts,alias:at"`
+	DeliveryID    string `bun:"delivery_id,pk"`
+	Number        int    `bun:"number,pk"`
+	StartedAt     int64  `bun:"started_at"`
+	DurationUS    int64  `bun:"duration_us"`
+	StatusCode    int    `bun:"status_code"`
+	Error         string `bun:"error"`
+	Outcome       string `bun:"outcome"`
+}
+
+func us(t time.Time) int64 { return t.UnixMicro() }
+
+func fromUS(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func usPtr(t *time.Time) *int64 {
+	if t == nil {
+		return nil
+	}
+	v := t.UnixMicro()
+	return &v
+}
+
+func fromUSPtr(v *int64) *time.Time {
+	if v == nil {
+		return nil
+	}
+	t := fromUS(*v)
+	return &t
+}
+
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func toAppRow(a *mapper.WorkerApp) *appRow {
+	return &appRow{ID: a.ID, Name: a.Name, URL: a.URL, Secret: a.Secret, Enabled: a.Enabled, CreatedAt: us(a.CreatedAt), UpdatedAt: us(a.UpdatedAt)}
+}
+
+func (r *appRow) app(accounts []string) *mapper.WorkerApp {
+	return &mapper.WorkerApp{ID: r.ID, Name: r.Name, URL: r.URL, Secret: r.Secret, Enabled: r.Enabled,
+		AccountIDs: accounts, CreatedAt: fromUS(r.CreatedAt), UpdatedAt: fromUS(r.UpdatedAt)}
+}
+
+func toEventRow(e *mapper.Event) *eventRow {
+	items := e.Items
+	if items == nil {
+		items = []mapper.EventItem{}
+	}
+	return &eventRow{
+		ID: e.ID, ReceivedAt: us(e.ReceivedAt), Object: e.Object, Payload: e.Payload, Signature: e.Signature,
+		Items: jsonText(items), AccountIDs: jsonText(orEmpty(e.AccountIDs)), Status: string(e.Status),
+		Owners: jsonText(orEmpty(e.Owners)), Unroutable: jsonText(orEmpty(e.Unroutable)),
+		RouteAttempts: e.RouteAttempts, LastError: e.LastError, NextAttemptAt: us(e.NextAttemptAt),
+		RoutedAt: usPtr(e.RoutedAt), CompletedAt: usPtr(e.CompletedAt), LeaseToken: e.LeaseToken,
+	}
+}
+
+func (r *eventRow) event() mapper.Event {
+	e := mapper.Event{
+		ID: r.ID, ReceivedAt: fromUS(r.ReceivedAt), Object: r.Object, Payload: r.Payload, Signature: r.Signature,
+		Status: mapper.EventStatus(r.Status), RouteAttempts: r.RouteAttempts, LastError: r.LastError,
+		NextAttemptAt: fromUS(r.NextAttemptAt), RoutedAt: fromUSPtr(r.RoutedAt), CompletedAt: fromUSPtr(r.CompletedAt),
+		LeaseToken: r.LeaseToken,
+	}
+	_ = json.Unmarshal([]byte(r.Items), &e.Items)
+	_ = json.Unmarshal([]byte(r.AccountIDs), &e.AccountIDs)
+	_ = json.Unmarshal([]byte(r.Owners), &e.Owners)
+	_ = json.Unmarshal([]byte(r.Unroutable), &e.Unroutable)
+	if len(e.Owners) == 0 {
+		e.Owners = nil
+	}
+	if len(e.Unroutable) == 0 {
+		e.Unroutable = nil
+	}
+	return e
+}
+
+func toDeliveryRow(d *mapper.Delivery) *deliveryRow {
+	r := &deliveryRow{
+		ID: d.ID, EventID: d.EventID, AppID: d.AppID, OwnerIDs: jsonText(orEmpty(d.OwnerIDs)), Original: d.Original,
+		MetaSignature: d.MetaSignature, Status: string(d.Status), Attempts: d.Attempts, NextAttemptAt: us(d.NextAttemptAt),
+		LastStatusCode: d.LastStatusCode, LastError: d.LastError, CreatedAt: us(d.CreatedAt),
+		CompletedAt: usPtr(d.CompletedAt), LeaseToken: d.LeaseToken,
+	}
+	if !d.Original {
+		r.Body = d.Body
+		if r.Body == nil {
+			r.Body = []byte{}
+		}
+	}
+	return r
+}
+
+func (r *deliveryRow) delivery() mapper.Delivery {
+	d := mapper.Delivery{
+		ID: r.ID, EventID: r.EventID, AppID: r.AppID, Body: r.Body, Original: r.Original, MetaSignature: r.MetaSignature,
+		Status: mapper.DeliveryStatus(r.Status), Attempts: r.Attempts, NextAttemptAt: fromUS(r.NextAttemptAt),
+		LastStatusCode: r.LastStatusCode, LastError: r.LastError, CreatedAt: fromUS(r.CreatedAt),
+		CompletedAt: fromUSPtr(r.CompletedAt), LeaseToken: r.LeaseToken,
+	}
+	_ = json.Unmarshal([]byte(r.OwnerIDs), &d.OwnerIDs)
+	return d
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
