@@ -68,7 +68,7 @@ func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error
 			var v int64
 			if err := s.db.NewSelect().Table("mapper_events").ColumnExpr("completed_at - received_at").
 				Where("status = 'delivered' AND completed_at >= ?", us(since)).
-				OrderExpr("completed_at - received_at").Limit(1).Offset((n - 1) * p.pct / 100).Scan(ctx, &v); err != nil {
+				OrderExpr("completed_at - received_at").Limit(1).Offset((n-1)*p.pct/100).Scan(ctx, &v); err != nil {
 				return st, translate(err)
 			}
 			*p.dst = usDuration(v)
