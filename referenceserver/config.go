@@ -37,6 +37,8 @@ type config struct {
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration
 	ClientIPHeader  string
+	MigrateOnStart  bool
+	Retention       time.Duration
 }
 
 // loadConfig reads the variables. Every problem is reported, each naming
@@ -49,7 +51,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		AdminToken:     cmpOr(getenv("ADMIN_TOKEN"), getenv("SECRET_KEY")),
 		Port:           cmpOr(getenv("PORT"), "8100"),
 		DatabaseURL:    getenv("DATABASE_URL"),
-		SQLitePath:     getenv("SQLITE_PATH"),
+		SQLitePath:     cmpOr(getenv("SQLITE_PATH"), defaultSQLitePath),
 		RedisURL:       getenv("REDIS__URL"),
 		GraphURL:       cmpOr(getenv("GRAPH_API_URL"), graphresolver.DefaultBaseURL),
 		GraphVersion:   cmpOr(getenv("GRAPH_API_VERSION"), graphresolver.DefaultVersion),
@@ -79,9 +81,6 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if len(missing) > 0 {
 		errs = append([]error{fmt.Errorf("missing required configuration: %s", strings.Join(missing, ", "))}, errs...)
-	}
-	if c.DatabaseURL != "" {
-		errs = append(errs, errors.New("DATABASE_URL is set, but this version keeps events in memory only; the PostgreSQL store is not built yet, so unset DATABASE_URL"))
 	}
 	if p, err := strconv.Atoi(c.Port); err != nil || p < 0 || p > 65535 {
 		errs = append(errs, fmt.Errorf("PORT %q is not a port number", c.Port))
@@ -121,12 +120,26 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	c.Concurrency = int(num("CONCURRENCY", 16, 1))
 	c.ShutdownTimeout = dur("SHUTDOWN_TIMEOUT", 30*time.Second)
-	switch s := strings.ToLower(getenv("SYNC_DELIVERY")); s {
-	case "", "0", "false", "no":
-	case "1", "true", "yes":
-		c.Sync = true
-	default:
-		errs = append(errs, fmt.Errorf("SYNC_DELIVERY %q must be true or false", s))
+	boolean := func(name string, def bool) bool {
+		switch s := strings.ToLower(getenv(name)); s {
+		case "":
+			return def
+		case "0", "false", "no":
+			return false
+		case "1", "true", "yes":
+			return true
+		default:
+			errs = append(errs, fmt.Errorf("%s %q must be true or false", name, s))
+			return def
+		}
+	}
+	c.Sync = boolean("SYNC_DELIVERY", false)
+	c.MigrateOnStart = boolean("MIGRATE_ON_START", true)
+	c.Retention = 7 * 24 * time.Hour
+	if s := getenv("RETENTION"); s == "0" {
+		c.Retention = 0
+	} else {
+		c.Retention = dur("RETENTION", c.Retention)
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(cmpOr(getenv("LOG_LEVEL"), "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL %q must be debug, info, warn or error", getenv("LOG_LEVEL")))
@@ -149,6 +162,7 @@ func (c *config) options(logger *slog.Logger) ([]mapper.Option, error) {
 		mapper.WithRetryPolicy(c.Retry),
 		mapper.WithConcurrency(c.Concurrency),
 		mapper.WithSyncDelivery(c.Sync),
+		mapper.WithRetention(c.Retention),
 	}
 	if c.ClientIPHeader != "" {
 		h := c.ClientIPHeader
@@ -180,3 +194,12 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
+
+// storeConfig reads only what opening the store needs, for the migrate
+// command, which must work before the rest is configured.
+func storeConfig(getenv func(string) string) *config {
+	return &config{DatabaseURL: getenv("DATABASE_URL"), SQLitePath: cmpOr(getenv("SQLITE_PATH"), defaultSQLitePath)}
+}
+
+// defaultSQLitePath is relative to the working directory.
+const defaultSQLitePath = "mapper-data/mapper.db"

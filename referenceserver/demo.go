@@ -12,13 +12,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/resolver/graphresolver"
-	"github.com/chatico/mapper/storage/memstore"
+	"github.com/chatico/mapper/storage/bunstore"
 	"github.com/chatico/mapper/testing/mappertest"
 )
 
@@ -67,7 +70,21 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	store := memstore.New()
+	// The demo's database is a SQLite file in a directory of its own,
+	// removed when the demo ends.
+	dir, err := os.MkdirTemp("", "mapper-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	store, err := bunstore.OpenSQLite(ctx, filepath.Join(dir, "mapper.db"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if _, err := store.Migrate(ctx); err != nil {
+		return err
+	}
 	m, err := mapper.New(store,
 		mapper.WithLogger(logger),
 		mapper.WithAppSecrets(demoSecret),
@@ -134,7 +151,7 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 	}
 
 	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "\nmapper demo: %d webhooks sent to %s/webhook/ (fake Graph API, worker apps \"shop\" and \"studio\")\n\n", len(cases), base)
+	fmt.Fprintf(w, "\nmapper demo: %d webhooks sent to %s/webhook/ (fake Graph API, worker apps \"shop\" and \"studio\", SQLite in %s)\n\n", len(cases), base, dir)
 	fmt.Fprintln(w, "CASE\tHTTP\tANSWER\tEVENT\tDELIVERED TO")
 	for _, c := range cases {
 		event, to := "-", "-"
@@ -157,6 +174,7 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 				parts = append(parts, fmt.Sprintf("%s (%s, %s)", apps[d.AppID], kind, d.Status))
 			}
 			if len(parts) > 0 {
+				slices.Sort(parts)
 				to = strings.Join(parts, ", ")
 			}
 		}
@@ -197,7 +215,7 @@ func demoRegister(base, token, name, url, secret, account string) (string, error
 }
 
 // demoSettled waits for an event to reach a final status.
-func demoSettled(ctx context.Context, store *memstore.Store, id string) (*mapper.Event, error) {
+func demoSettled(ctx context.Context, store mapper.Store, id string) (*mapper.Event, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		ev, err := store.GetEvent(ctx, id)

@@ -10,10 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/chatico/mapper"
-	"github.com/chatico/mapper/storage/memstore"
+	"github.com/chatico/mapper/storage/bunstore"
 )
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -24,12 +25,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
 	env, err := withDotenv(getenv, *envFile)
 	if err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		if fs.Arg(0) == "migrate" {
+			return runMigrate(ctx, fs.Args()[1:], env, stdout)
+		}
+		return fmt.Errorf("unknown command %q (the only command is migrate up|down|status)", fs.Arg(0))
 	}
 	if *demo {
 		return runDemo(ctx, env, stdout, stderr)
@@ -39,18 +43,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	logger.Warn("events are kept in memory and lost on restart: this version has no durable store yet")
 	if cfg.RedisURL != "" {
 		logger.Warn("REDIS__URL is set but not used yet: owner lookups are cached in process")
 	}
-	if cfg.SQLitePath != "" {
-		logger.Warn("SQLITE_PATH is set but not used yet: events are kept in memory")
+	store, where, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if cfg.MigrateOnStart {
+		applied, err := store.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		if len(applied) > 0 {
+			logger.Info("migrated", slog.Any("applied", applied))
+		}
 	}
 	opts, err := cfg.options(logger)
 	if err != nil {
 		return err
 	}
-	m, err := mapper.New(memstore.New(), opts...)
+	m, err := mapper.New(store, opts...)
 	if err != nil {
 		return err
 	}
@@ -59,9 +73,83 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("PORT %s: %w", cfg.Port, err)
 	}
-	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("owner_policy", cfg.Policy.String()),
+	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", cfg.Policy.String()),
 		slog.Int("app_secrets", len(cfg.Secrets)), slog.Bool("admin_api", cfg.AdminToken != ""), slog.Bool("sync_delivery", cfg.Sync))
 	return serve(ctx, m, ln, cfg.ShutdownTimeout, logger)
+}
+
+// openStore opens PostgreSQL when DATABASE_URL is set, else the SQLite
+// file (creating its directory). where describes it for the logs, without
+// credentials.
+func openStore(ctx context.Context, cfg *config) (*bunstore.Store, string, error) {
+	if cfg.DatabaseURL != "" {
+		s, err := bunstore.OpenPostgres(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return nil, "", fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		return s, "postgres", nil
+	}
+	if dir := filepath.Dir(cfg.SQLitePath); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, "", fmt.Errorf("SQLITE_PATH: %w", err)
+		}
+	}
+	s, err := bunstore.OpenSQLite(ctx, cfg.SQLitePath)
+	if err != nil {
+		return nil, "", fmt.Errorf("SQLITE_PATH: %w", err)
+	}
+	return s, "sqlite:" + cfg.SQLitePath, nil
+}
+
+// runMigrate is "referenceserver migrate up|down|status".
+func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: referenceserver migrate up|down|status")
+	}
+	store, where, err := openStore(ctx, storeConfig(getenv))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	switch args[0] {
+	case "up":
+		applied, err := store.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		if len(applied) == 0 {
+			fmt.Fprintf(stdout, "%s: up to date\n", where)
+		}
+		for _, n := range applied {
+			fmt.Fprintf(stdout, "%s: applied %s\n", where, n)
+		}
+	case "down":
+		undone, err := store.Rollback(ctx)
+		if err != nil {
+			return err
+		}
+		if len(undone) == 0 {
+			fmt.Fprintf(stdout, "%s: nothing to roll back\n", where)
+		}
+		for _, n := range undone {
+			fmt.Fprintf(stdout, "%s: rolled back %s\n", where, n)
+		}
+	case "status":
+		states, err := store.MigrationStatus(ctx)
+		if err != nil {
+			return err
+		}
+		for _, st := range states {
+			state := "pending"
+			if st.Applied {
+				state = "applied " + st.AppliedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%s: %s %s\n", where, st.Name, state)
+		}
+	default:
+		return fmt.Errorf("unknown migrate command %q (want up, down or status)", args[0])
+	}
+	return nil
 }
 
 // withDotenv layers a .env file under the environment. A missing file is

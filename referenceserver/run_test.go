@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -109,7 +110,7 @@ func TestConfigErrors(t *testing.T) {
 		{"entry policy needs no token", map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "OWNER_POLICY": "entry", "PORT": "x"}, []string{`PORT "x"`}},
 		{"bad values", map[string]string{"WEBHOOK_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "OWNER_POLICY": "guess", "DELIVERY_TIMEOUT": "soon", "MAX_BODY_BYTES": "10", "LOG_LEVEL": "loud", "SYNC_DELIVERY": "maybe"},
 			[]string{"OWNER_POLICY", "DELIVERY_TIMEOUT", "MAX_BODY_BYTES", "LOG_LEVEL", "SYNC_DELIVERY"}},
-		{"database not supported yet", map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "INSTAGRAM_ACCESS_TOKEN": "t", "DATABASE_URL": "postgres://x"}, []string{"DATABASE_URL"}},
+		{"unreachable database", map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "INSTAGRAM_ACCESS_TOKEN": "t", "DATABASE_URL": "postgres://u:hunter2@127.0.0.1:1/x?connect_timeout=2"}, []string{"DATABASE_URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,6 +122,9 @@ func TestConfigErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q lacks %q", err, w)
 				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("password in the error: %v", err)
 			}
 		})
 	}
@@ -144,39 +148,66 @@ func TestDotenv(t *testing.T) {
 	}
 }
 
-// TestServerFromEnvFile starts the real server from a .env file, checks a
-// webhook goes through, and shuts it down gracefully.
-func TestServerFromEnvFile(t *testing.T) {
-	worker := mappertest.NewWorkerApp("worker-secret-0123456789")
-	t.Cleanup(worker.Close)
+// startServer runs the server with the given .env content until the
+// returned stop function is called, and returns its base URL.
+func startServer(t *testing.T, dotenv string, extra map[string]string) (string, func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	dir := t.TempDir()
-	envPath := filepath.Join(dir, ".env")
-	content := "INSTAGRAM_APP_SECRET=from-file\nWEBHOOK_VERIFY_TOKEN=vt\nOWNER_POLICY=entry\nADMIN_TOKEN=adm\nPORT=" + strconv.Itoa(port) + "\n"
-	if err := os.WriteFile(envPath, []byte(content), 0o600); err != nil {
+	envPath := filepath.Join(t.TempDir(), ".env")
+	if err := os.WriteFile(envPath, []byte(dotenv+"PORT="+strconv.Itoa(port)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logs := &syncBuffer{wrote: make(chan struct{}, 1)}
-	go func() {
-		done <- run(ctx, []string{"-env-file", envPath}, env(map[string]string{"LOG_LEVEL": "debug"}), io.Discard, logs)
-	}()
-	logs.waitFor(t, `"msg":"listening"`)
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	req, _ := http.NewRequest(http.MethodPost, base+"/worker-apps/", strings.NewReader(`{"name":"w","url":"`+worker.URL()+`","account_ids":["1"],"secret":"`+worker.Secret()+`"}`))
-	req.Header.Set("Authorization", "Bearer adm")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 201 {
-		t.Fatalf("register: %v %v", err, resp)
+	go func() { done <- run(ctx, []string{"-env-file", envPath}, env(extra), io.Discard, logs) }()
+	started := make(chan struct{})
+	go func() { logs.waitFor(t, `"msg":"listening"`); close(started) }()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("the server stopped at start: %v\n%s", err, logs.String())
 	}
-	resp.Body.Close()
-	resp, err = http.DefaultClient.Do(mappertest.NewWebhook().Comment("1", "2", "3", "x").Request(base+"/webhook/", "from-file"))
+	return "http://127.0.0.1:" + strconv.Itoa(port), func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		if !strings.Contains(logs.String(), `"msg":"stopped"`) {
+			t.Errorf("no orderly stop in the logs:\n%s", logs.String())
+		}
+	}
+}
+
+func adminDo(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestServerFromEnvFile starts the real server from a .env file, checks a
+// webhook goes through, and shuts it down gracefully.
+func TestServerFromEnvFile(t *testing.T) {
+	worker := mappertest.NewWorkerApp("worker-secret-0123456789")
+	t.Cleanup(worker.Close)
+	db := filepath.Join(t.TempDir(), "data", "mapper.db")
+	base, stop := startServer(t, "INSTAGRAM_APP_SECRET=from-file\nWEBHOOK_VERIFY_TOKEN=vt\nOWNER_POLICY=entry\nADMIN_TOKEN=adm\nSQLITE_PATH="+db+"\n", map[string]string{"LOG_LEVEL": "debug"})
+	if code, body := adminDo(t, http.MethodPost, base+"/worker-apps/", "adm", `{"name":"w","url":"`+worker.URL()+`","account_ids":["1"],"secret":"`+worker.Secret()+`"}`); code != 201 {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	resp, err := http.DefaultClient.Do(mappertest.NewWebhook().Comment("1", "2", "3", "x").Request(base+"/webhook/", "from-file"))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("webhook: %v %v", err, resp)
 	}
@@ -186,11 +217,104 @@ func TestServerFromEnvFile(t *testing.T) {
 	if _, err := worker.WaitFor(wctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("run: %v", err)
+	stop()
+	if _, err := os.Stat(db); err != nil {
+		t.Errorf("the SQLite file was not created: %v", err)
 	}
-	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
-		t.Errorf("no orderly stop in the logs:\n%s", logs.String())
+}
+
+// TestRestartKeepsData: with nothing configured but the secrets, the server
+// creates its SQLite file and migrates; after a restart its apps, events
+// and deduplication keys are still there, and work left pending is
+// delivered.
+func TestRestartKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir) // the default SQLITE_PATH is relative to the working directory
+	conf := "INSTAGRAM_APP_SECRET=s3cret\nWEBHOOK_VERIFY_TOKEN=vt\nOWNER_POLICY=entry\nADMIN_TOKEN=adm\nRETRY_MIN_BACKOFF=10ms\nRETRY_MAX_BACKOFF=20ms\n"
+	// The worker app is down during the first run.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	workerAddr := ln.Addr().String()
+	ln.Close()
+	base, stop := startServer(t, conf, nil)
+	if code, body := adminDo(t, http.MethodPost, base+"/worker-apps/", "adm", `{"name":"w","url":"http://`+workerAddr+`","account_ids":["1"],"secret":"0123456789abcdef"}`); code != 201 {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	hook := mappertest.NewWebhook().Comment("1", "2", "3", "kept").Bytes()
+	resp, err := http.DefaultClient.Do(mappertest.SignedRequest(base+"/webhook/", "s3cret", hook))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("webhook: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	stop()
+	if _, err := os.Stat(filepath.Join(dir, "mapper-data", "mapper.db")); err != nil {
+		t.Fatalf("no SQLite file at the default path: %v", err)
+	}
+
+	// The worker comes up; the server restarts on the same file.
+	worker := mappertest.NewWorkerApp("0123456789abcdef")
+	t.Cleanup(worker.Close)
+	base, stop = startServer(t, conf, nil)
+	defer stop()
+	code, body := adminDo(t, http.MethodGet, base+"/worker-apps/", "adm", "")
+	if code != 200 || !strings.Contains(body, workerAddr) {
+		t.Fatalf("apps after restart: %d %s", code, body)
+	}
+	var app struct {
+		WorkerApps []struct{ ID string } `json:"worker_apps"`
+	}
+	_ = json.Unmarshal([]byte(body), &app)
+	if code, body := adminDo(t, http.MethodPut, base+"/worker-apps/"+app.WorkerApps[0].ID, "adm", `{"name":"w","url":"`+worker.URL()+`","account_ids":["1"]}`); code != 200 {
+		t.Fatalf("repoint app: %d %s", code, body)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	got, err := worker.WaitFor(wctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[0].Body, hook) {
+		t.Errorf("delivered %s", got[0].Body)
+	}
+	// Meta's retry of the same webhook is still recognised.
+	resp, err = http.DefaultClient.Do(mappertest.SignedRequest(base+"/webhook/", "s3cret", hook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"duplicate"`) {
+		t.Errorf("retry after restart: %s", b)
+	}
+}
+
+func TestMigrateCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "m.db")
+	e := env(map[string]string{"SQLITE_PATH": db})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"migrate", "status"}, "pending"},
+		{[]string{"migrate", "up"}, "applied 20261128000001_initial"},
+		{[]string{"migrate", "up"}, "up to date"},
+		{[]string{"migrate", "status"}, "20261128000001_initial applied"},
+		{[]string{"migrate", "down"}, "rolled back 20261128000001_initial"},
+		{[]string{"migrate", "down"}, "nothing to roll back"},
+	} {
+		var out bytes.Buffer
+		if err := run(context.Background(), append([]string{"-env-file", "/nonexistent"}, tc.args...), e, &out, io.Discard); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%v: %q lacks %q", tc.args, out.String(), tc.want)
+		}
+	}
+	for _, bad := range [][]string{{"migrate"}, {"migrate", "sideways"}, {"serve"}} {
+		if err := run(context.Background(), append([]string{"-env-file", "/nonexistent"}, bad...), e, io.Discard, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }
