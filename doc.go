@@ -131,8 +131,9 @@
 // import the leaf engines that never import it, for working defaults:
 // forwarder/httpforwarder (the default Forwarder), cache/ristrettocache
 // (the default Cache) and resolver/graphresolver (a Graph API
-// OwnerResolver). Stores live in storage/…; storage/memstore keeps
-// everything in memory. testing/mappertest has a fake Graph API, a fake
+// OwnerResolver). Stores live in storage/…: storage/bunstore on PostgreSQL
+// or SQLite, storage/memstore in memory; testing/storetest is the
+// conformance suite a Store of your own must pass. testing/mappertest has a fake Graph API, a fake
 // worker app and a builder of signed webhooks.
 //
 // # Logging

@@ -110,29 +110,37 @@ func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.Eve
 	}
 	limit = min(limit, 500)
 	var rows []eventRow
-	sel := s.db.NewSelect().Model(&rows).ExcludeColumn("payload").
-		OrderExpr("received_at DESC, id DESC").Limit(int64(limit + 1))
-	if q.Status != "" {
-		sel.Where("status = ?", string(q.Status))
-	}
+	// The keyset columns: the event's own, or, filtered by account, the
+	// same values in mapper_event_accounts, whose primary key
+	// (account_id, received_at, event_id) then serves both the filter and
+	// the order.
+	at, id := "e.received_at", "e.id"
+	sel := s.db.NewSelect().Model(&rows).ExcludeColumn("payload")
 	if q.Account != "" {
-		sel.Where("e.id IN (SELECT event_id FROM mapper_event_accounts WHERE account_id = ?)", q.Account)
+		at, id = "ea.received_at", "ea.event_id"
+		sel.Join("JOIN mapper_event_accounts AS ea ON ea.event_id = e.id").Where("ea.account_id = ?", q.Account)
+	}
+	sel.OrderExpr(at + " DESC, " + id + " DESC").Limit(int64(limit + 1))
+	if q.Status != "" {
+		sel.Where("e.status = ?", string(q.Status))
 	}
 	if q.AppID != "" {
 		sel.Where("EXISTS (SELECT 1 FROM mapper_deliveries AS d WHERE d.event_id = e.id AND d.app_id = ?)", q.AppID)
 	}
 	if !q.Since.IsZero() {
-		sel.Where("received_at >= ?", us(q.Since))
+		sel.Where(at+" >= ?", us(q.Since))
 	}
 	if !q.Until.IsZero() {
-		sel.Where("received_at < ?", us(q.Until))
+		sel.Where(at+" < ?", us(q.Until))
 	}
 	if q.Cursor != "" {
-		at, id, err := decodeCursor(q.Cursor)
+		cat, cid, err := decodeCursor(q.Cursor)
 		if err != nil {
 			return mapper.EventPage{}, err
 		}
-		sel.Where("(received_at < ? OR (received_at = ? AND id < ?))", at, at, id)
+		// A row value comparison, which PostgreSQL turns into an index
+		// condition (an OR of the two cases it only filters with).
+		sel.Where("("+at+", "+id+") < (?, ?)", cat, cid)
 	}
 	if err := sel.Scan(ctx); err != nil {
 		return mapper.EventPage{}, translate(err)
