@@ -209,3 +209,32 @@ func settled(t *testing.T, s *bunstore.Store, n int64) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A webhook taken by one replica wakes another through LISTEN/NOTIFY: the
+// other delivers it at once although its poll is an hour away.
+func TestNotifyWakesOtherReplica(t *testing.T) {
+	url := containertest.PostgresURL(t)
+	worker := newLedger()
+	wsrv := httptest.NewServer(worker)
+	t.Cleanup(wsrv.Close)
+	_, s, intake := replica(t, url) // takes webhooks, runs no loop
+	if err := s.CreateApp(context.Background(), &mapper.WorkerApp{ID: "w", Name: "w", URL: wsrv.URL, Secret: "0123456789abcdef", AccountIDs: []string{"1"}, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	sleeper, _, _ := replica(t, url, mapper.WithPollInterval(time.Hour))
+	runLoop(t, sleeper)
+	// Let the first poll and the LISTEN happen before the webhook comes,
+	// so that only a notification can bring the sleeper to it.
+	settle := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(settle) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(mappertest.NewWebhook().Comment("1", "10", "c1", "x").Request(intake+"/webhook/", secret))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", err, resp)
+	}
+	resp.Body.Close()
+	worker.waitEvents(t, 1)
+	t.Logf("delivered by the other replica %v after the webhook", time.Since(start).Round(time.Millisecond))
+}
