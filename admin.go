@@ -93,7 +93,17 @@ func (m *Mapper) handleHealth(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusServiceUnavailable, "unhealthy", "store: "+err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "checks": map[string]string{"store": "ok"}})
+	// A resolver that cannot resolve (a rejected token, throttling) leaves
+	// the Mapper taking webhooks and parking their routing: degraded, not
+	// down, so a load balancer keeps it in service.
+	status, checks := "ok", map[string]string{"store": "ok"}
+	if h, ok := m.cfg.resolver.(interface{ Health() error }); ok {
+		checks["resolver"] = "ok"
+		if err := h.Health(); err != nil {
+			status, checks["resolver"] = "degraded", err.Error()
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": status, "checks": checks})
 }
 
 // AppInput is the body of POST and PUT /worker-apps/. Enabled defaults to

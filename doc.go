@@ -63,10 +63,22 @@
 // looks up only mentions, [OwnerFromEntry] never calls the resolver, and
 // [OwnerLookupAll] looks up every media, as the original design did. Every
 // lookup goes cache → singleflight → [OwnerResolver], so a burst of
-// thousands of comments on one new post costs one Graph API call. A media
-// the resolver cannot see is cached negatively for a short time and its
-// items are unroutable; a throttled or failing resolver postpones the
-// event with backoff, and the event's LastError says why it waits.
+// thousands of comments on one new post costs one Graph API call (a test
+// sends 10,000 in 100 concurrent webhooks and counts one). A media the
+// resolver cannot see is cached negatively for a short time and its items
+// are unroutable. A throttled resolver, or one whose token was rejected,
+// parks the event until it can answer, however long that is; other
+// failures are retried with backoff. The event's LastError says why it
+// waits. A cache that fails is skipped, never failing a webhook.
+//
+// The cost of the routing step, measured by BenchmarkRoutingCacheHit and
+// BenchmarkRoutingCacheMiss (one signed comment webhook through the
+// handler in sync mode on memstore: verify, parse, store, route, deliver
+// to an in-process forwarder, record) on the 2-core development machine:
+// about 60 µs and 245 allocations with the owner in the default cache,
+// about 90 µs and 252 allocations when it must be looked up (an
+// in-process resolver; the difference is the cache write). A Graph API
+// call costs tens of milliseconds more, which is why the cache matters.
 //
 // Items are grouped by the worker app of their owner, and each app gets
 // one [Delivery] per event. When one app receives the whole payload it

@@ -77,6 +77,7 @@ type harness struct {
 	t     *testing.T
 	store *watchedStore
 	graph *mappertest.GraphAPI
+	res   *graphresolver.Resolver
 	m     *mapper.Mapper
 	srv   *httptest.Server
 	stop  func() // stops Run and waits for it
@@ -95,10 +96,12 @@ func newHarnessNoRun(t *testing.T, opts ...mapper.Option) *harness {
 	t.Helper()
 	h := &harness{t: t, store: newWatchedStore(), graph: mappertest.NewGraphAPI(graphToken)}
 	t.Cleanup(h.graph.Close)
-	res, err := graphresolver.New(graphToken, graphresolver.WithBaseURL(h.graph.URL()))
+	res, err := graphresolver.New(graphToken, graphresolver.WithBaseURL(h.graph.URL()),
+		graphresolver.WithThrottleBackoff(20*time.Millisecond, 100*time.Millisecond), graphresolver.WithTokenProbe(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.res = res
 	base := []mapper.Option{
 		mapper.WithAppSecrets(metaSecret, igSecret),
 		mapper.WithVerifyToken(verifyToken),
@@ -107,6 +110,7 @@ func newHarnessNoRun(t *testing.T, opts ...mapper.Option) *harness {
 		mapper.WithRetryPolicy(mapper.RetryPolicy{MaxAttempts: 5, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}),
 		mapper.WithDeliveryTimeout(5 * time.Second),
 		mapper.WithLease(20 * time.Second),
+		mapper.WithParkInterval(20 * time.Millisecond),
 	}
 	h.m, err = mapper.New(h.store, append(base, opts...)...)
 	if err != nil {

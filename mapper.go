@@ -22,9 +22,15 @@ import (
 // errors.Is(err, ErrMediaNotFound), or an error with a MediaNotFound() bool
 // method returning true, is permanent for the media (cached for the
 // negative TTL; its items are unroutable). A *RetryLaterError, or an error
-// with a RetryAfter() time.Duration method, asks for a later try after the
-// given delay. Any other error is retried with backoff. graphresolver's
-// errors follow these rules.
+// with a RetryAfter() time.Duration method returning a positive delay,
+// parks the event until then. An error with a NeedsConfiguration() bool
+// method returning true (a rejected token) parks it for the park interval
+// ([WithParkInterval]) at a time, for as long as it lasts. Parked events are never given up. Any
+// other error is retried with backoff up to the retry policy's attempts.
+// graphresolver's errors follow these rules.
+//
+// A resolver with a Health() error method is reported by
+// GET /monitoring/health: "degraded" while it returns an error.
 type OwnerResolver interface {
 	ResolveOwner(ctx context.Context, mediaID string) (ownerID string, err error)
 }

@@ -93,6 +93,7 @@ type config struct {
 	pollInterval    time.Duration
 	deliveryTimeout time.Duration
 	retention       time.Duration
+	parkInterval    time.Duration
 	positiveTTL     time.Duration
 	negativeTTL     time.Duration
 	now             func() time.Time
@@ -113,6 +114,7 @@ func defaultConfig() config {
 		pollInterval:    5 * time.Second,
 		deliveryTimeout: 15 * time.Second,
 		retention:       7 * 24 * time.Hour,
+		parkInterval:    30 * time.Second,
 		positiveTTL:     24 * time.Hour,
 		negativeTTL:     5 * time.Minute,
 		now:             time.Now,
@@ -156,6 +158,9 @@ func (c *config) validate() error {
 	// sooner would deliver a late retry twice.
 	if c.retention != 0 && c.retention < 48*time.Hour {
 		errs = append(errs, fmt.Errorf("mapper: retention %s is shorter than Meta's 36-hour retry window (use at least 48h, or 0 to keep everything)", c.retention))
+	}
+	if c.parkInterval <= 0 {
+		errs = append(errs, errors.New("mapper: park interval must be positive"))
 	}
 	if c.pollInterval <= 0 {
 		errs = append(errs, errors.New("mapper: poll interval must be positive"))
@@ -289,6 +294,15 @@ func WithLease(d time.Duration) Option {
 // leases. Default 5 seconds.
 func WithPollInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.pollInterval = d })
+}
+
+// WithParkInterval sets how often an event parked by a resolver that
+// needs configuration (a rejected token) is tried again. A resolver in
+// that state answers without calling out, so the tries are cheap, and
+// events flow again within this time of the token being replaced.
+// Default 30 seconds.
+func WithParkInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.parkInterval = d })
 }
 
 // WithRetention sets how long ended events (with their deliveries,

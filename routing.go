@@ -141,17 +141,29 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 }
 
 // retryRouting puts an event back for a later try, or gives up on it once
-// the retry policy's attempts are spent.
+// the retry policy's attempts are spent. Events are parked, never given
+// up, while the resolver says when to come back (throttling) or that it
+// needs a new configuration (a rejected token): in both cases the cause is
+// known and passes, and the event's LastError says what it waits for.
 func (m *Mapper) retryRouting(ctx context.Context, ev *Event, cause error) error {
 	now := m.cfg.now()
 	m.counters.routeRetries.Add(1)
 	ev.LastError = cause.Error()
-	if ev.RouteAttempts >= m.cfg.retry.MaxAttempts {
+	asked := retryAfter(cause)
+	parked := asked > 0 || needsConfiguration(cause)
+	if needsConfiguration(cause) {
+		asked = max(asked, m.cfg.parkInterval)
+	}
+	if !parked && ev.RouteAttempts >= m.cfg.retry.MaxAttempts {
 		ev.Status, ev.CompletedAt = EventDead, &now
 		m.cfg.logger.ErrorContext(ctx, "routing given up", slog.String("event_id", ev.ID), slog.Int("attempts", ev.RouteAttempts), slog.String("error", ev.LastError))
 		return m.store.RouteEvent(ctx, ev, nil)
 	}
-	ev.NextAttemptAt = now.Add(m.backoff(ev.RouteAttempts, retryAfter(cause)))
+	ev.NextAttemptAt = now.Add(m.backoff(ev.RouteAttempts, asked))
+	if parked {
+		// Exactly when the resolver said: its own backoff already grows.
+		ev.NextAttemptAt = now.Add(asked)
+	}
 	m.cfg.logger.WarnContext(ctx, "routing postponed", slog.String("event_id", ev.ID), slog.Time("next_attempt_at", ev.NextAttemptAt), slog.String("error", ev.LastError))
 	if err := m.store.RetryEvent(ctx, ev); err != nil {
 		return err
@@ -228,6 +240,11 @@ func (m *Mapper) cacheSet(ctx context.Context, key, value string, ttl time.Durat
 		m.counters.cacheErrors.Add(1)
 		m.cfg.logger.WarnContext(ctx, "owner cache write failed", slog.String("error", err.Error()))
 	}
+}
+
+func needsConfiguration(err error) bool {
+	var nc interface{ NeedsConfiguration() bool }
+	return errors.As(err, &nc) && nc.NeedsConfiguration()
 }
 
 func mediaNotFound(err error) bool {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/cache/rediscache"
 	"github.com/chatico/mapper/resolver/graphresolver"
 )
 
@@ -39,6 +40,9 @@ type config struct {
 	ClientIPHeader  string
 	MigrateOnStart  bool
 	Retention       time.Duration
+	CacheTTL        time.Duration
+	NegativeTTL     time.Duration
+	ParkInterval    time.Duration
 }
 
 // loadConfig reads the variables. Every problem is reported, each naming
@@ -133,6 +137,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 			return def
 		}
 	}
+	c.ParkInterval = dur("PARK_INTERVAL", 30*time.Second)
+	c.CacheTTL = dur("OWNER_CACHE_TTL", 24*time.Hour)
+	c.NegativeTTL = dur("OWNER_NEGATIVE_TTL", 5*time.Minute)
 	c.Sync = boolean("SYNC_DELIVERY", false)
 	c.MigrateOnStart = boolean("MIGRATE_ON_START", true)
 	c.Retention = 7 * 24 * time.Hour
@@ -147,8 +154,22 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	return c, errors.Join(errs...)
 }
 
-// options turns the configuration into Mapper options.
-func (c *config) options(logger *slog.Logger) ([]mapper.Option, error) {
+// parts are what the configuration builds besides the store.
+type parts struct {
+	opts     []mapper.Option
+	resolver *graphresolver.Resolver // nil without an access token
+	closers  []func() error
+}
+
+func (p *parts) Close() {
+	for _, c := range p.closers {
+		_ = c()
+	}
+}
+
+// build turns the configuration into Mapper options and the parts behind
+// them: the Graph API resolver, and the Redis cache when REDIS__URL is set.
+func (c *config) build(logger *slog.Logger) (*parts, error) {
 	opts := []mapper.Option{
 		mapper.WithLogger(logger),
 		mapper.WithAppSecrets(c.Secrets...),
@@ -163,7 +184,10 @@ func (c *config) options(logger *slog.Logger) ([]mapper.Option, error) {
 		mapper.WithConcurrency(c.Concurrency),
 		mapper.WithSyncDelivery(c.Sync),
 		mapper.WithRetention(c.Retention),
+		mapper.WithCacheTTL(c.CacheTTL, c.NegativeTTL),
+		mapper.WithParkInterval(c.ParkInterval),
 	}
+	p := &parts{}
 	if c.ClientIPHeader != "" {
 		h := c.ClientIPHeader
 		opts = append(opts, mapper.WithClientKey(func(r *http.Request) string {
@@ -184,8 +208,18 @@ func (c *config) options(logger *slog.Logger) ([]mapper.Option, error) {
 			return nil, fmt.Errorf("GRAPH_API_URL/GRAPH_API_VERSION: %w", err)
 		}
 		opts = append(opts, mapper.WithResolver(res))
+		p.resolver = res
 	}
-	return opts, nil
+	if c.RedisURL != "" {
+		rc, err := rediscache.Open(c.RedisURL, rediscache.WithPrefix("mapper:"))
+		if err != nil {
+			return nil, fmt.Errorf("REDIS__URL: %w", err)
+		}
+		opts = append(opts, mapper.WithCache(rc))
+		p.closers = append(p.closers, rc.Close)
+	}
+	p.opts = opts
+	return p, nil
 }
 
 func cmpOr(a, b string) string {

@@ -10,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/resolver/graphresolver"
 	"github.com/chatico/mapper/storage/bunstore"
 )
 
@@ -43,9 +46,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if cfg.RedisURL != "" {
-		logger.Warn("REDIS__URL is set but not used yet: owner lookups are cached in process")
-	}
 	store, where, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -60,11 +60,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			logger.Info("migrated", slog.Any("applied", applied))
 		}
 	}
-	opts, err := cfg.options(logger)
+	p, err := cfg.build(logger)
 	if err != nil {
 		return err
 	}
-	m, err := mapper.New(store, opts...)
+	defer p.Close()
+	m, err := mapper.New(store, p.opts...)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("PORT %s: %w", cfg.Port, err)
 	}
 	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", cfg.Policy.String()),
-		slog.Int("app_secrets", len(cfg.Secrets)), slog.Bool("admin_api", cfg.AdminToken != ""), slog.Bool("sync_delivery", cfg.Sync))
+		slog.Int("app_secrets", len(cfg.Secrets)), slog.Bool("admin_api", cfg.AdminToken != ""), slog.Bool("sync_delivery", cfg.Sync),
+		slog.Bool("redis_cache", cfg.RedisURL != ""))
+	if p.resolver != nil {
+		stop := reloadOnHangup(ctx, getenv, *envFile, p.resolver, logger)
+		defer stop()
+	}
 	return serve(ctx, m, ln, cfg.ShutdownTimeout, logger)
 }
 
@@ -150,6 +156,39 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		return fmt.Errorf("unknown migrate command %q (want up, down or status)", args[0])
 	}
 	return nil
+}
+
+// reloadOnHangup re-reads the configuration on SIGHUP and applies what can
+// change without a restart: a new INSTAGRAM_ACCESS_TOKEN (after a rejected
+// or refreshed token; events parked for it flow again).
+func reloadOnHangup(ctx context.Context, getenv func(string) string, envFile string, res *graphresolver.Resolver, logger *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			env, err := withDotenv(getenv, envFile)
+			if err != nil {
+				logger.Error("reload: configuration unreadable; keeping the current one", slog.String("error", err.Error()))
+				continue
+			}
+			token := env("INSTAGRAM_ACCESS_TOKEN")
+			if token == "" {
+				logger.Error("reload: INSTAGRAM_ACCESS_TOKEN is empty; keeping the current token")
+				continue
+			}
+			_ = res.SetToken(token)
+			logger.Info("reload: access token applied")
+		}
+	}()
+	return func() { signal.Stop(hup); cancel(); <-done }
 }
 
 // withDotenv layers a .env file under the environment. A missing file is

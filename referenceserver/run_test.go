@@ -152,14 +152,26 @@ func TestDotenv(t *testing.T) {
 // returned stop function is called, and returns its base URL.
 func startServer(t *testing.T, dotenv string, extra map[string]string) (string, func()) {
 	t.Helper()
+	return startServerWith(t, filepath.Join(t.TempDir(), ".env"), dotenv, extra)
+}
+
+// startServerAt is startServer with the .env file at a path the test can
+// rewrite.
+func startServerAt(t *testing.T, envPath, dotenv string) (string, func()) {
+	t.Helper()
+	return startServerWith(t, envPath, dotenv, nil)
+}
+
+func startServerWith(t *testing.T, envPath, dotenv string, extra map[string]string) (string, func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	envPath := filepath.Join(t.TempDir(), ".env")
-	if err := os.WriteFile(envPath, []byte(dotenv+"PORT="+strconv.Itoa(port)+"\n"), 0o600); err != nil {
+	dotenv += "PORT=" + strconv.Itoa(port) + "\n"
+	if err := os.WriteFile(envPath, []byte(dotenv), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

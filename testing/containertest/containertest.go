@@ -225,3 +225,11 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
+
+// RedisContainer returns the shared Redis container, started if needed,
+// for tests that stop and start it; nil with MAPPER_TEST_REDIS_URL.
+func RedisContainer(tb testing.TB) testcontainers.Container {
+	tb.Helper()
+	RedisURL(tb)
+	return rdCtr
+}

@@ -15,15 +15,18 @@ import (
 // for a media the token cannot see. A wrong token answers 190.
 type GraphAPI struct {
 	srv *httptest.Server
-	// Token is the access token the fake accepts.
+	// Token is the access token the fake accepts; change it with SetToken.
 	Token string
 
-	mu      sync.Mutex
-	owners  map[string]string
-	errs    map[string]GraphError
-	calls   map[string]int
-	total   int
-	latency time.Duration
+	mu       sync.Mutex
+	owners   map[string]string
+	errs     map[string]GraphError
+	calls    map[string]int
+	total    int
+	latency  time.Duration
+	usage    http.Header
+	after    int
+	throttle *GraphError
 }
 
 // GraphError is a scripted error answer.
@@ -73,6 +76,37 @@ func (g *GraphAPI) SetLatency(d time.Duration) {
 	g.latency = d
 }
 
+// SetToken changes the token the fake accepts (the old one then gets 190).
+func (g *GraphAPI) SetToken(token string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.Token = token
+}
+
+// SetUsage adds usage headers to every answer, e.g.
+// {"X-App-Usage": {`{"call_count":85,"total_time":10,"total_cputime":10}`}}.
+func (g *GraphAPI) SetUsage(h http.Header) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.usage = h
+}
+
+// ThrottleAfter makes every call after the first n answer e (for any
+// media), until Recover.
+func (g *GraphAPI) ThrottleAfter(n int, e GraphError) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.after, g.throttle = g.total+n, &e
+}
+
+// Recover ends ThrottleAfter and every scripted error.
+func (g *GraphAPI) Recover() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.throttle = nil
+	g.errs = map[string]GraphError{}
+}
+
 // Calls is the number of lookups received, in all.
 func (g *GraphAPI) Calls() int {
 	g.mu.Lock()
@@ -108,6 +142,13 @@ func (g *GraphAPI) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	owner, owned := g.owners[media]
+	if g.throttle != nil && g.total > g.after {
+		e, hasErr = *g.throttle, true
+	}
+	token := g.Token
+	for k, vs := range g.usage {
+		w.Header()[k] = vs
+	}
 	g.mu.Unlock()
 	if latency > 0 {
 		select {
@@ -117,8 +158,8 @@ func (g *GraphAPI) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch {
-	case r.URL.Query().Get("access_token") != g.Token:
-		writeGraphError(w, GraphError{HTTPStatus: 400, Code: 190, Message: "Invalid OAuth access token - Cannot parse access token"})
+	case r.URL.Query().Get("access_token") != token:
+		writeGraphError(w, GraphError{HTTPStatus: 400, Code: 190, Subcode: 463, Message: "Error validating access token: Session has expired"})
 	case hasErr:
 		writeGraphError(w, e)
 	case r.URL.Query().Get("fields") != "owner":
