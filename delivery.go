@@ -5,16 +5,19 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 )
 
-// attempt makes one delivery attempt for a leased delivery and records it.
+// attempt makes one delivery attempt for a leased delivery, whose app slot
+// the caller holds, and records it.
 func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 	log := m.cfg.logger
 	start := m.cfg.now()
 	n := d.Attempts + 1
 	var res ForwardResult
+	counted := false // whether the outcome tells of the app's health
 	app, err := m.store.GetApp(ctx, d.AppID)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -22,17 +25,22 @@ func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 	case err != nil:
 		// Without the app nothing can be sent or recorded reliably; the
 		// lease runs out and the delivery is claimed again.
+		m.releaseApp(d.AppID, false, false)
 		log.ErrorContext(ctx, "delivery postponed: store unavailable", slog.String("delivery_id", d.ID), slog.String("error", err.Error()))
 		return
 	case !app.Enabled:
 		res = ForwardResult{Err: errors.New("worker app is disabled")}
 	default:
-		// Half the lease at most, so the attempt ends well before
-		// another claimer could take the delivery.
-		fctx, cancel := context.WithTimeout(ctx, m.cfg.lease/2)
+		m.apps.setLimit(app)
+		// The app's own timeout, within half the lease, so the attempt
+		// ends well before another claimer could take the delivery.
+		timeout := min(cmpDuration(app.Timeout, m.cfg.deliveryTimeout), m.cfg.lease/2)
+		fctx, cancel := context.WithTimeout(ctx, timeout)
 		res = m.cfg.forwarder.Forward(fctx, &ForwardRequest{App: app, Delivery: d, Attempt: n, Header: forwardHeader(d, n)})
 		cancel()
+		counted = res.Err == nil || res.Retryable
 	}
+	m.releaseApp(d.AppID, counted, res.Err != nil)
 	now := m.cfg.now()
 	if res.Duration == 0 {
 		res.Duration = now.Sub(start)
@@ -41,19 +49,25 @@ func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 	if res.Err != nil {
 		d.LastError = res.Err.Error()
 	}
+	p := m.cfg.retry
+	next := now.Add(m.backoff(n-d.AttemptBase, res.RetryAfter))
+	cycleStart := d.CycleStart
+	if cycleStart.IsZero() {
+		cycleStart = d.CreatedAt
+	}
 	switch {
 	case res.Err == nil:
 		d.Status, d.CompletedAt = DeliveryDelivered, &now
 		m.counters.attemptsDelivered.Add(1)
-	case res.Retryable && n < m.cfg.retry.MaxAttempts:
-		d.Status = DeliveryPending
-		d.NextAttemptAt = now.Add(m.backoff(n, res.RetryAfter))
+	case res.Retryable && n-d.AttemptBase < p.MaxAttempts && (p.MaxAge == 0 || next.Sub(cycleStart) <= p.MaxAge):
+		d.Status, d.NextAttemptAt = DeliveryPending, next
 		m.counters.attemptsRetrying.Add(1)
 	default:
 		d.Status, d.CompletedAt = DeliveryDead, &now
 		m.counters.attemptsDead.Add(1)
 	}
-	a := Attempt{DeliveryID: d.ID, Number: n, StartedAt: start, Duration: res.Duration, StatusCode: res.StatusCode, Error: d.LastError, Outcome: d.Status}
+	a := Attempt{DeliveryID: d.ID, Number: n, StartedAt: start, Duration: res.Duration, StatusCode: res.StatusCode,
+		Error: d.LastError, Outcome: d.Status, ResponseBody: strings.ToValidUTF8(string(res.ResponseBody), "\uFFFD")}
 	// The attempt happened: record it even if the caller is shutting down.
 	if err := m.store.RecordAttempt(context.WithoutCancel(ctx), d, a); err != nil {
 		log.ErrorContext(ctx, "delivery attempt not recorded", slog.String("delivery_id", d.ID), slog.Int("attempt", n), slog.String("error", err.Error()))
@@ -69,6 +83,25 @@ func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 	if d.Status == DeliveryPending {
 		m.scheduleAt(d.NextAttemptAt)
 	}
+	if d.Ordered {
+		// The next delivery to this app may now be claimed.
+		m.notify()
+	}
+}
+
+// releaseApp returns an app slot and wakes the loop when deliveries may be
+// waiting for it.
+func (m *Mapper) releaseApp(appID string, counted, failed bool) {
+	if m.apps.release(appID, m.cfg.now(), counted, failed) {
+		m.notify()
+	}
+}
+
+func cmpDuration(a, b time.Duration) time.Duration {
+	if a > 0 {
+		return a
+	}
+	return b
 }
 
 // backoff is the delay before retry n (counting from 1): exponential from
@@ -95,18 +128,31 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 		m.cfg.logger.ErrorContext(ctx, "routing not stored", slog.String("event_id", ev.ID), slog.String("error", err.Error()))
 		return nil
 	}
-	if len(ds) == 1 {
-		m.attempt(ctx, &ds[0])
-		return ds
-	}
 	// Different apps of one event are attempted side by side, so a slow
-	// app does not hold up the others.
+	// app does not hold up the others. A delivery whose app has no free
+	// slot (or an open circuit, or an older delivery pending while it is
+	// ordered) goes back to the outbox for the loop.
 	var wg sync.WaitGroup
 	for i := range ds {
-		wg.Go(func() { m.attempt(ctx, &ds[i]) })
+		d := &ds[i]
+		if d.Ordered || !m.apps.acquire(d.AppID, m.cfg.now()) {
+			m.releaseDelivery(ctx, d)
+			continue
+		}
+		wg.Go(func() { m.attempt(ctx, d) })
 	}
 	wg.Wait()
 	return ds
+}
+
+// releaseDelivery gives a delivery back to the outbox, due now, and wakes
+// the loop, which claims it when its app can take it.
+func (m *Mapper) releaseDelivery(ctx context.Context, d *Delivery) {
+	if err := m.store.ReleaseDelivery(context.WithoutCancel(ctx), d, m.cfg.now()); err != nil {
+		m.cfg.logger.WarnContext(ctx, "delivery not released; it is retried when its lease ends", slog.String("delivery_id", d.ID), slog.String("error", err.Error()))
+		return
+	}
+	m.notify()
 }
 
 // deliverNow is the sync mode: route and attempt before answering.
@@ -224,15 +270,22 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 		free -= len(evs)
 		var ds []Delivery
 		if free > 0 {
-			ds, err = m.store.ClaimDeliveries(ctx, now, free, m.cfg.lease)
+			ds, err = m.store.ClaimDeliveries(ctx, now, free, m.cfg.lease, m.apps.skip(now))
 			if err != nil {
 				return err
 			}
 			for i := range ds {
+				d := &ds[i]
+				if !m.apps.acquire(d.AppID, now) {
+					// Several of one app's deliveries in one claim: the
+					// app's limit sends the rest back.
+					m.releaseDelivery(work, d)
+					continue
+				}
 				slots <- struct{}{}
 				wg.Go(func() {
 					defer m.release(slots)
-					m.attempt(work, &ds[i])
+					m.attempt(work, d)
 				})
 			}
 			free -= len(ds)

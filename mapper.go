@@ -3,6 +3,7 @@ package mapper
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -72,7 +73,14 @@ type ForwardResult struct {
 	Retryable bool
 	// RetryAfter is the delay the app asked for, 0 when none.
 	RetryAfter time.Duration
+	// ResponseBody is the start of the app's answer, kept for the audit
+	// (the Mapper keeps 4 KiB at most).
+	ResponseBody []byte
 }
+
+// Circuit reports the circuit state of a worker app in this Mapper:
+// CircuitClosed, CircuitOpen or CircuitHalfOpen.
+func (m *Mapper) Circuit(appID string) string { return m.apps.circuit(appID, m.cfg.now()) }
 
 // Mapper receives Meta's webhooks, stores them, and routes and delivers
 // them to worker apps. Create it with [New], mount [Mapper.Handler], and run
@@ -87,6 +95,7 @@ type Mapper struct {
 	backlog  atomic.Bool
 	nextDue  atomic.Int64 // unix nanos of the earliest known retry, 0 if none
 	counters counters
+	apps     *apps
 	closers  []func() error
 	handler  http.Handler
 	inflight sync.WaitGroup // sync-mode deliveries running in handlers
@@ -106,7 +115,11 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	m := &Mapper{cfg: cfg, store: store, wake: make(chan struct{}, 1)}
+	m := &Mapper{cfg: cfg, store: store, wake: make(chan struct{}, 1), apps: newApps(cfg.breaker, cfg.appConcurrency)}
+	m.apps.onOpen = func(appID string, until time.Time) {
+		m.cfg.logger.Warn("worker app circuit opened: no attempts until the probe", slog.String("app_id", appID), slog.Time("probe_at", until))
+		m.scheduleAt(until)
+	}
 	if cfg.cache == nil && cfg.policy != OwnerFromEntry {
 		c, err := ristrettocache.New()
 		if err != nil {
@@ -169,12 +182,14 @@ type httpForwarder struct{ f *httpforwarder.Forwarder }
 
 func (h httpForwarder) Forward(ctx context.Context, r *ForwardRequest) ForwardResult {
 	res := h.f.Forward(ctx, httpforwarder.Request{
-		URL:    r.App.URL,
-		Secret: r.App.Secret,
-		Body:   r.Delivery.Body,
-		Header: r.Header,
+		URL:     r.App.URL,
+		Secret:  r.App.Secret,
+		Body:    r.Delivery.Body,
+		Header:  r.Header,
+		Timeout: r.App.Timeout,
 	})
-	return ForwardResult{StatusCode: res.StatusCode, Duration: res.Duration, Err: res.Err, Retryable: res.Retryable, RetryAfter: res.RetryAfter}
+	return ForwardResult{StatusCode: res.StatusCode, Duration: res.Duration, Err: res.Err, Retryable: res.Retryable,
+		RetryAfter: res.RetryAfter, ResponseBody: res.ResponseBody}
 }
 
 // forwardHeader is the header set the Mapper asks a Forwarder to send.

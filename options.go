@@ -61,16 +61,22 @@ func ParseOwnerPolicy(s string) (OwnerPolicy, error) {
 
 // RetryPolicy bounds how a failed delivery (or routing step) is retried:
 // exponential backoff from MinBackoff, doubling to MaxBackoff, with full
-// jitter, for at most MaxAttempts attempts in all.
+// jitter (a random delay up to the doubled ceiling, never below
+// MinBackoff), for at most MaxAttempts attempts and, for deliveries, no
+// later than MaxAge after the delivery was created (or replayed). A
+// Retry-After from the app is honoured up to MaxBackoff.
 type RetryPolicy struct {
 	MaxAttempts int
 	MinBackoff  time.Duration
 	MaxBackoff  time.Duration
+	// MaxAge 0 means no age limit.
+	MaxAge time.Duration
 }
 
-// DefaultRetryPolicy retries for about a day and a half in all, longer than
-// Meta itself keeps retrying an unanswered webhook.
-var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 20, MinBackoff: time.Second, MaxBackoff: 2 * time.Hour}
+// DefaultRetryPolicy retries for about a day and a half (20 attempts) and
+// at most three days, longer than Meta itself keeps retrying an
+// unanswered webhook.
+var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 20, MinBackoff: time.Second, MaxBackoff: 2 * time.Hour, MaxAge: 72 * time.Hour}
 
 type config struct {
 	logger          *slog.Logger
@@ -94,6 +100,8 @@ type config struct {
 	deliveryTimeout time.Duration
 	retention       time.Duration
 	parkInterval    time.Duration
+	breaker         BreakerPolicy
+	appConcurrency  int
 	positiveTTL     time.Duration
 	negativeTTL     time.Duration
 	now             func() time.Time
@@ -115,6 +123,8 @@ func defaultConfig() config {
 		deliveryTimeout: 15 * time.Second,
 		retention:       7 * 24 * time.Hour,
 		parkInterval:    30 * time.Second,
+		breaker:         DefaultBreakerPolicy,
+		appConcurrency:  4,
 		positiveTTL:     24 * time.Hour,
 		negativeTTL:     5 * time.Minute,
 		now:             time.Now,
@@ -158,6 +168,15 @@ func (c *config) validate() error {
 	// sooner would deliver a late retry twice.
 	if c.retention != 0 && c.retention < 48*time.Hour {
 		errs = append(errs, fmt.Errorf("mapper: retention %s is shorter than Meta's 36-hour retry window (use at least 48h, or 0 to keep everything)", c.retention))
+	}
+	if b := c.breaker; b.ConsecutiveFailures < 1 || b.FailureRate <= 0 || b.FailureRate > 1 || b.Window < 1 || b.MinSamples < 1 || b.MinSamples > b.Window || b.Cooldown <= 0 || b.MaxCooldown < b.Cooldown {
+		errs = append(errs, fmt.Errorf("mapper: breaker policy %+v: want ConsecutiveFailures ≥ 1, 0 < FailureRate ≤ 1, 1 ≤ MinSamples ≤ Window, 0 < Cooldown ≤ MaxCooldown", b))
+	}
+	if c.appConcurrency < 1 {
+		errs = append(errs, errors.New("mapper: per-app concurrency must be at least 1"))
+	}
+	if c.retry.MaxAge < 0 {
+		errs = append(errs, errors.New("mapper: retry MaxAge must not be negative"))
 	}
 	if c.parkInterval <= 0 {
 		errs = append(errs, errors.New("mapper: park interval must be positive"))
@@ -294,6 +313,20 @@ func WithLease(d time.Duration) Option {
 // leases. Default 5 seconds.
 func WithPollInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.pollInterval = d })
+}
+
+// WithBreaker sets the circuit breaker of every worker app. Default
+// DefaultBreakerPolicy.
+func WithBreaker(p BreakerPolicy) Option {
+	return optionFunc(func(c *config) { c.breaker = p })
+}
+
+// WithAppConcurrency sets how many attempts may be in flight to one worker
+// app at once (per Mapper), unless the app's MaxConcurrency says
+// otherwise. Default 4: one slow app can hold no more than that many of
+// the Mapper's WithConcurrency slots.
+func WithAppConcurrency(n int) Option {
+	return optionFunc(func(c *config) { c.appConcurrency = n })
 }
 
 // WithParkInterval sets how often an event parked by a resolver that

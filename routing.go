@@ -32,6 +32,21 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 		return nil, m.store.RouteEvent(ctx, ev, nil)
 	}
 
+	// A replayed event already has deliveries: the owners they cover are
+	// not routed again.
+	var existing []Delivery
+	covered := map[string]bool{}
+	if ev.RoutedAt != nil {
+		if existing, err = m.store.ListDeliveries(ctx, ev.ID); err != nil {
+			return nil, m.retryRouting(ctx, ev, fmt.Errorf("reading earlier deliveries: %w", err))
+		}
+		for _, d := range existing {
+			for _, o := range d.OwnerIDs {
+				covered[o] = true
+			}
+		}
+	}
+
 	// Owner of each item (by position); "" for items not routed.
 	owners := make([]string, len(ev.Items))
 	var unroutable []string
@@ -51,6 +66,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 				return nil, m.retryRouting(ctx, ev, err)
 			case owner == "":
 				unroutable = appendNew(unroutable, fmt.Sprintf("entry:%d", i))
+			case covered[owner]:
 			default:
 				owners[k] = owner
 			}
@@ -62,6 +78,10 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 		if o != "" {
 			distinct = appendNew(distinct, o)
 		}
+	}
+	allOwners := slices.Clone(distinct)
+	for o := range covered {
+		allOwners = appendNew(allOwners, o)
 	}
 	apps := map[string]*WorkerApp{}
 	if len(distinct) > 0 {
@@ -109,6 +129,8 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 			Status:        DeliveryPending,
 			NextAttemptAt: now.Add(m.cfg.lease),
 			CreatedAt:     now,
+			CycleStart:    now,
+			Ordered:       g.app.Ordered,
 			LeaseToken:    newToken(),
 		}
 		if g.n == len(ev.Items) && !hasEmptyEntry(p) {
@@ -123,13 +145,18 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 		deliveries = append(deliveries, d)
 	}
 
-	ev.Owners, ev.Unroutable, ev.LastError, ev.RoutedAt = distinct, unroutable, "", &now
-	if len(deliveries) > 0 {
-		ev.Status = EventDispatched
-		m.counters.routed.Add(1)
-	} else {
-		ev.Status, ev.CompletedAt = EventUnroutable, &now
+	ev.Owners, ev.Unroutable, ev.LastError, ev.RoutedAt = allOwners, unroutable, "", &now
+	all := append(slices.Clone(existing), deliveries...)
+	ev.Status = settle(ev, all)
+	switch {
+	case len(all) == 0:
+		ev.Status = EventUnroutable
 		m.counters.unroutable.Add(1)
+	case len(deliveries) > 0:
+		m.counters.routed.Add(1)
+	}
+	if ev.Status.Terminal() {
+		ev.CompletedAt = &now
 	}
 	if len(unroutable) > 0 {
 		m.cfg.logger.InfoContext(ctx, "event has unroutable owners", slog.String("event_id", ev.ID), slog.Any("unroutable", unroutable))

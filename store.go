@@ -17,6 +17,7 @@ type Store interface {
 	AppStore
 	EventStore
 	Outbox
+	Replayer
 	Monitor
 	Retention
 }
@@ -102,8 +103,14 @@ type Outbox interface {
 	// ErrLeaseLost as for RouteEvent.
 	RetryEvent(ctx context.Context, ev *Event) error
 	// ClaimDeliveries leases up to limit pending deliveries that are due, as
-	// ClaimEvents does.
-	ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Delivery, error)
+	// ClaimEvents does, leaving out deliveries to the apps in skipApps (an
+	// open circuit, a full concurrency limit) and, for an Ordered
+	// delivery, any while an older delivery to its app is pending.
+	// Original deliveries come with the event's payload as Body.
+	ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration, skipApps []string) ([]Delivery, error)
+	// ReleaseDelivery gives a claimed delivery back unattempted, due at
+	// next; ErrLeaseLost as for RecordAttempt.
+	ReleaseDelivery(ctx context.Context, d *Delivery, next time.Time) error
 	// RecordAttempt appends a to the delivery's history and stores d's new
 	// Status, Attempts, NextAttemptAt, LastStatusCode, LastError and
 	// CompletedAt, releasing the lease. When the last open delivery of an
@@ -131,6 +138,42 @@ type WorkNotifier interface {
 	// ends. It returns only when ctx ends or listening cannot go on; the
 	// Mapper then falls back to its poll and tries again later.
 	ListenForWork(ctx context.Context, wake func()) error
+}
+
+// Replayer sends failed work again: dead deliveries, and events that were
+// unroutable (once an app exists for their owners) or whose routing gave up.
+type Replayer interface {
+	// FindDeliveries lists deliveries, newest first, one page at a time.
+	FindDeliveries(ctx context.Context, q DeliveryQuery) (DeliveryPage, error)
+	// ReplayDelivery makes a dead delivery pending again, due at now,
+	// starting a new retry cycle (AttemptBase, CycleStart), and reopens its
+	// event. ErrNotFound when absent, ErrConflict when it is not dead.
+	ReplayDelivery(ctx context.Context, id string, now time.Time) (*Delivery, error)
+	// ReplayEvent replays an event: its dead deliveries as ReplayDelivery
+	// does, and, when it has unroutable owners or its routing gave up, it
+	// is routed again (pending, due at now) for the owners no delivery
+	// covers. ErrConflict when the event is neither dead nor unroutable.
+	ReplayEvent(ctx context.Context, id string, now time.Time) (*Event, error)
+	// ReplayDead replays, in batches of at most batch, every dead delivery
+	// matching q (AppID, Since and Until on CreatedAt; Status and Cursor
+	// are ignored), and returns how many it replayed.
+	ReplayDead(ctx context.Context, q DeliveryQuery, now time.Time, batch int) (int64, error)
+}
+
+// DeliveryQuery filters [Replayer.FindDeliveries]. Zero fields do not filter.
+type DeliveryQuery struct {
+	Status DeliveryStatus
+	AppID  string
+	Since  time.Time // on CreatedAt
+	Until  time.Time // exclusive
+	Limit  int       // default 50, at most 500
+	Cursor string
+}
+
+// DeliveryPage is one page of deliveries.
+type DeliveryPage struct {
+	Deliveries []Delivery `json:"deliveries"`
+	NextCursor string     `json:"next_cursor,omitempty"`
 }
 
 // Monitor reports on the store's health and contents.

@@ -17,8 +17,18 @@ type WorkerApp struct {
 	AccountIDs []string `json:"account_ids"`
 	// Secret signs every delivery to this app (X-Mapper-Signature-256). It is
 	// write-only in the admin API: responses never include it.
-	Secret    string    `json:"-"`
-	Enabled   bool      `json:"enabled"`
+	Secret  string `json:"-"`
+	Enabled bool   `json:"enabled"`
+	// Timeout caps one delivery attempt to this app; 0 uses the Mapper's
+	// delivery timeout.
+	Timeout time.Duration `json:"timeout_ns,omitempty"`
+	// MaxConcurrency caps the attempts in flight to this app at once, per
+	// Mapper; 0 uses the Mapper's default (4).
+	MaxConcurrency int `json:"max_concurrency,omitempty"`
+	// Ordered delivers to this app one at a time, in the order the events
+	// were received: a delivery waits while an older one to the same app
+	// is pending (retrying included).
+	Ordered   bool      `json:"ordered"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -130,15 +140,23 @@ type Delivery struct {
 	Original bool   `json:"original"`
 	// MetaSignature is Meta's signature header, forwarded only with the
 	// original bytes it covers.
-	MetaSignature  string         `json:"-"`
-	Status         DeliveryStatus `json:"status"`
-	Attempts       int            `json:"attempts"`
-	NextAttemptAt  time.Time      `json:"next_attempt_at"`
-	LastStatusCode int            `json:"last_status_code,omitempty"`
-	LastError      string         `json:"last_error,omitempty"`
-	CreatedAt      time.Time      `json:"created_at"`
-	CompletedAt    *time.Time     `json:"completed_at,omitempty"`
-	LeaseToken     string         `json:"-"`
+	MetaSignature string `json:"-"`
+	// Ordered is copied from the app when the delivery is created.
+	Ordered  bool           `json:"ordered,omitempty"`
+	Status   DeliveryStatus `json:"status"`
+	Attempts int            `json:"attempts"`
+	// AttemptBase and CycleStart are where the current retry cycle began:
+	// 0 and CreatedAt at first, the attempt count and the time of a
+	// replay after one. The retry policy's attempt and age limits count
+	// from them.
+	AttemptBase    int        `json:"attempt_base,omitempty"`
+	CycleStart     time.Time  `json:"cycle_start"`
+	NextAttemptAt  time.Time  `json:"next_attempt_at"`
+	LastStatusCode int        `json:"last_status_code,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	CompletedAt    *time.Time `json:"completed_at,omitempty"`
+	LeaseToken     string     `json:"-"`
 }
 
 // Attempt records one try of a delivery.
@@ -151,4 +169,6 @@ type Attempt struct {
 	Error      string        `json:"error,omitempty"`
 	// Outcome is the delivery's status after this attempt.
 	Outcome DeliveryStatus `json:"outcome"`
+	// ResponseBody is the start of the app's answer (4 KiB at most).
+	ResponseBody string `json:"response_body,omitempty"`
 }

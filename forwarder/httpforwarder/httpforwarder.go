@@ -109,6 +109,9 @@ type Request struct {
 	Body   []byte
 	// Header is added to the request (identifiers, trace context).
 	Header http.Header
+	// Timeout, when positive, replaces the Forwarder's timeout for this
+	// attempt (a per-app override).
+	Timeout time.Duration
 }
 
 // Result is the outcome of one attempt.
@@ -137,7 +140,11 @@ var ErrStatus = errors.New("httpforwarder: worker app answered with a non-2xx st
 // Forward makes one attempt. ctx bounds it in addition to the timeout.
 func (f *Forwarder) Forward(ctx context.Context, r Request) Result {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	timeout := f.timeout
+	if r.Timeout > 0 {
+		timeout = r.Timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	u, err := url.Parse(r.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

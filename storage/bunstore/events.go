@@ -197,7 +197,8 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]mapper.A
 	out := make([]mapper.Attempt, len(rows))
 	for i, r := range rows {
 		out[i] = mapper.Attempt{DeliveryID: r.DeliveryID, Number: r.Number, StartedAt: fromUS(r.StartedAt),
-			Duration: usDuration(r.DurationUS), StatusCode: r.StatusCode, Error: r.Error, Outcome: mapper.DeliveryStatus(r.Outcome)}
+			Duration: usDuration(r.DurationUS), StatusCode: r.StatusCode, Error: r.Error, Outcome: mapper.DeliveryStatus(r.Outcome),
+			ResponseBody: r.ResponseBody}
 	}
 	return out, nil
 }

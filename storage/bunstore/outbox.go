@@ -110,15 +110,25 @@ func (s *Store) RetryEvent(ctx context.Context, ev *mapper.Event) error {
 }
 
 // ClaimDeliveries implements mapper.Outbox.
-func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]mapper.Delivery, error) {
+func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration, skipApps []string) ([]mapper.Delivery, error) {
 	if limit < 1 {
 		return nil, nil
 	}
+	skip := ""
+	args := []any{newToken(), us(now.Add(lease)), us(now)}
+	if len(skipApps) > 0 {
+		skip = " AND app_id NOT IN (?)"
+		args = append(args, bun.In(skipApps))
+	}
+	args = append(args, limit)
 	var rows []deliveryRow
+	// An ordered delivery waits while an older one to its app is pending.
 	err := s.db.NewRaw(`UPDATE mapper_deliveries SET lease_token = ?, next_attempt_at = ?
-WHERE id IN (SELECT id FROM mapper_deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+WHERE id IN (SELECT id FROM mapper_deliveries AS d WHERE status = 'pending' AND next_attempt_at <= ?`+skip+`
+AND (NOT ordered OR NOT EXISTS (SELECT 1 FROM mapper_deliveries AS o
+	WHERE o.app_id = d.app_id AND o.status = 'pending' AND (o.created_at, o.id) < (d.created_at, d.id)))
 ORDER BY next_attempt_at, id LIMIT ?`+s.claimSQL+`)
-RETURNING *`, newToken(), us(now.Add(lease)), us(now), limit).Scan(ctx, &rows)
+RETURNING *`, args...).Scan(ctx, &rows)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, translate(err)
 	}
@@ -184,7 +194,8 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.
 			return s.leaseError(ctx, tx, "mapper_deliveries", d.ID)
 		}
 		row := &attemptRow{DeliveryID: a.DeliveryID, Number: a.Number, StartedAt: us(a.StartedAt),
-			DurationUS: a.Duration.Microseconds(), StatusCode: a.StatusCode, Error: a.Error, Outcome: string(a.Outcome)}
+			DurationUS: a.Duration.Microseconds(), StatusCode: a.StatusCode, Error: a.Error, Outcome: string(a.Outcome),
+			ResponseBody: a.ResponseBody}
 		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
 			return translate(err)
 		}
@@ -201,4 +212,22 @@ WHERE id = ? AND status = 'dispatched'
 AND NOT EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 'pending')`, d.EventID, d.EventID, d.EventID, d.EventID)
 		return translate(err)
 	})
+}
+
+// ReleaseDelivery implements mapper.Outbox.
+func (s *Store) ReleaseDelivery(ctx context.Context, d *mapper.Delivery, next time.Time) error {
+	if d.LeaseToken == "" {
+		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
+	}
+	res, err := s.db.NewUpdate().Table("mapper_deliveries").
+		Set("next_attempt_at = ?", us(next)).
+		Set("lease_token = ''").
+		Where("id = ? AND status = 'pending' AND lease_token = ?", d.ID, d.LeaseToken).Exec(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return s.leaseError(ctx, s.db, "mapper_deliveries", d.ID)
+	}
+	return nil
 }

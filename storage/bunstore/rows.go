@@ -12,14 +12,17 @@ import (
 // Rows mirror the tables; times are Unix microseconds.
 
 type appRow struct {
-	bun.BaseModel `bun:"table:mapper_worker_apps,alias:a"`
-	ID            string `bun:"id,pk"`
-	Name          string `bun:"name"`
-	URL           string `bun:"url"`
-	Secret        string `bun:"secret"`
-	Enabled       bool   `bun:"enabled"`
-	CreatedAt     int64  `bun:"created_at"`
-	UpdatedAt     int64  `bun:"updated_at"`
+	bun.BaseModel  `bun:"table:mapper_worker_apps,alias:a"`
+	ID             string `bun:"id,pk"`
+	Name           string `bun:"name"`
+	URL            string `bun:"url"`
+	Secret         string `bun:"secret"`
+	Enabled        bool   `bun:"enabled"`
+	TimeoutUS      int64  `bun:"timeout_us"`
+	MaxConcurrency int    `bun:"max_concurrency"`
+	Ordered        bool   `bun:"ordered"`
+	CreatedAt      int64  `bun:"created_at"`
+	UpdatedAt      int64  `bun:"updated_at"`
 }
 
 type accountRow struct {
@@ -64,8 +67,11 @@ type deliveryRow struct {
 	Body           []byte `bun:"body"`
 	Original       bool   `bun:"original"`
 	MetaSignature  string `bun:"meta_signature"`
+	Ordered        bool   `bun:"ordered"`
 	Status         string `bun:"status"`
 	Attempts       int    `bun:"attempts"`
+	AttemptBase    int    `bun:"attempt_base"`
+	CycleStart     int64  `bun:"cycle_start"`
 	NextAttemptAt  int64  `bun:"next_attempt_at"`
 	LastStatusCode int    `bun:"last_status_code"`
 	LastError      string `bun:"last_error"`
@@ -83,6 +89,7 @@ type attemptRow struct {
 	StatusCode    int    `bun:"status_code"`
 	Error         string `bun:"error"`
 	Outcome       string `bun:"outcome"`
+	ResponseBody  string `bun:"response_body"`
 }
 
 func us(t time.Time) int64 { return t.UnixMicro() }
@@ -111,11 +118,13 @@ func jsonText(v any) string {
 }
 
 func toAppRow(a *mapper.WorkerApp) *appRow {
-	return &appRow{ID: a.ID, Name: a.Name, URL: a.URL, Secret: a.Secret, Enabled: a.Enabled, CreatedAt: us(a.CreatedAt), UpdatedAt: us(a.UpdatedAt)}
+	return &appRow{ID: a.ID, Name: a.Name, URL: a.URL, Secret: a.Secret, Enabled: a.Enabled, TimeoutUS: a.Timeout.Microseconds(),
+		MaxConcurrency: a.MaxConcurrency, Ordered: a.Ordered, CreatedAt: us(a.CreatedAt), UpdatedAt: us(a.UpdatedAt)}
 }
 
 func (r *appRow) app(accounts []string) *mapper.WorkerApp {
 	return &mapper.WorkerApp{ID: r.ID, Name: r.Name, URL: r.URL, Secret: r.Secret, Enabled: r.Enabled,
+		Timeout: usDuration(r.TimeoutUS), MaxConcurrency: r.MaxConcurrency, Ordered: r.Ordered,
 		AccountIDs: accounts, CreatedAt: fromUS(r.CreatedAt), UpdatedAt: fromUS(r.UpdatedAt)}
 }
 
@@ -156,7 +165,8 @@ func (r *eventRow) event() mapper.Event {
 func toDeliveryRow(d *mapper.Delivery) *deliveryRow {
 	r := &deliveryRow{
 		ID: d.ID, EventID: d.EventID, AppID: d.AppID, OwnerIDs: jsonText(orEmpty(d.OwnerIDs)), Original: d.Original,
-		MetaSignature: d.MetaSignature, Status: string(d.Status), Attempts: d.Attempts, NextAttemptAt: us(d.NextAttemptAt),
+		MetaSignature: d.MetaSignature, Ordered: d.Ordered, Status: string(d.Status), Attempts: d.Attempts,
+		AttemptBase: d.AttemptBase, CycleStart: us(d.CycleStart), NextAttemptAt: us(d.NextAttemptAt),
 		LastStatusCode: d.LastStatusCode, LastError: d.LastError, CreatedAt: us(d.CreatedAt),
 		CompletedAt: usPtr(d.CompletedAt), LeaseToken: d.LeaseToken,
 	}
@@ -172,7 +182,8 @@ func toDeliveryRow(d *mapper.Delivery) *deliveryRow {
 func (r *deliveryRow) delivery() mapper.Delivery {
 	d := mapper.Delivery{
 		ID: r.ID, EventID: r.EventID, AppID: r.AppID, Body: r.Body, Original: r.Original, MetaSignature: r.MetaSignature,
-		Status: mapper.DeliveryStatus(r.Status), Attempts: r.Attempts, NextAttemptAt: fromUS(r.NextAttemptAt),
+		Ordered: r.Ordered, Status: mapper.DeliveryStatus(r.Status), Attempts: r.Attempts,
+		AttemptBase: r.AttemptBase, CycleStart: fromUS(r.CycleStart), NextAttemptAt: fromUS(r.NextAttemptAt),
 		LastStatusCode: r.LastStatusCode, LastError: r.LastError, CreatedAt: fromUS(r.CreatedAt),
 		CompletedAt: fromUSPtr(r.CompletedAt), LeaseToken: r.LeaseToken,
 	}

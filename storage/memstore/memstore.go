@@ -432,12 +432,12 @@ func (s *Store) RetryEvent(_ context.Context, ev *mapper.Event) error {
 }
 
 // ClaimDeliveries implements mapper.Outbox.
-func (s *Store) ClaimDeliveries(_ context.Context, now time.Time, limit int, lease time.Duration) ([]mapper.Delivery, error) {
+func (s *Store) ClaimDeliveries(_ context.Context, now time.Time, limit int, lease time.Duration, skipApps []string) ([]mapper.Delivery, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var due []*mapper.Delivery
 	for _, d := range s.deliveries {
-		if d.Status == mapper.DeliveryPending && !d.NextAttemptAt.After(now) {
+		if d.Status == mapper.DeliveryPending && !d.NextAttemptAt.After(now) && !slices.Contains(skipApps, d.AppID) && !s.blockedByOlder(d) {
 			due = append(due, d)
 		}
 	}
@@ -448,9 +448,160 @@ func (s *Store) ClaimDeliveries(_ context.Context, now time.Time, limit int, lea
 	for _, d := range due[:min(limit, len(due))] {
 		d.LeaseToken = newID("")
 		d.NextAttemptAt = now.Add(lease)
-		out = append(out, *copyDelivery(d))
+		c := *copyDelivery(d)
+		if c.Original {
+			c.Body = s.events[c.EventID].Payload
+		}
+		out = append(out, c)
 	}
 	return out, nil
+}
+
+// blockedByOlder reports whether an ordered delivery must wait for an older
+// pending one to the same app.
+func (s *Store) blockedByOlder(d *mapper.Delivery) bool {
+	if !d.Ordered {
+		return false
+	}
+	for _, o := range s.deliveries {
+		if o.AppID == d.AppID && o.Status == mapper.DeliveryPending && o.ID != d.ID &&
+			(o.CreatedAt.Before(d.CreatedAt) || o.CreatedAt.Equal(d.CreatedAt) && o.ID < d.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReleaseDelivery implements mapper.Outbox.
+func (s *Store) ReleaseDelivery(_ context.Context, d *mapper.Delivery, next time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.deliveries[d.ID]
+	if !ok {
+		return fmt.Errorf("delivery %q: %w", d.ID, mapper.ErrNotFound)
+	}
+	if cur.Status != mapper.DeliveryPending || d.LeaseToken == "" || cur.LeaseToken != d.LeaseToken {
+		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
+	}
+	cur.NextAttemptAt, cur.LeaseToken = next, ""
+	return nil
+}
+
+// FindDeliveries implements mapper.Replayer.
+func (s *Store) FindDeliveries(_ context.Context, q mapper.DeliveryQuery) (mapper.DeliveryPage, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 500)
+	var after *cursor
+	if q.Cursor != "" {
+		c, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return mapper.DeliveryPage{}, err
+		}
+		after = &c
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	match := s.matchDeliveries(q)
+	var page mapper.DeliveryPage
+	for _, d := range match {
+		if after != nil && !(d.CreatedAt.Before(after.at) || d.CreatedAt.Equal(after.at) && d.ID < after.id) {
+			continue
+		}
+		if len(page.Deliveries) == limit {
+			last := page.Deliveries[limit-1]
+			page.NextCursor = encodeCursor(cursor{last.CreatedAt, last.ID})
+			break
+		}
+		c := *copyDelivery(d)
+		c.Body = nil
+		page.Deliveries = append(page.Deliveries, c)
+	}
+	return page, nil
+}
+
+// matchDeliveries returns the deliveries matching q, newest first.
+func (s *Store) matchDeliveries(q mapper.DeliveryQuery) []*mapper.Delivery {
+	var match []*mapper.Delivery
+	for _, d := range s.deliveries {
+		switch {
+		case q.Status != "" && d.Status != q.Status,
+			q.AppID != "" && d.AppID != q.AppID,
+			!q.Since.IsZero() && d.CreatedAt.Before(q.Since),
+			!q.Until.IsZero() && !d.CreatedAt.Before(q.Until):
+			continue
+		}
+		match = append(match, d)
+	}
+	slices.SortFunc(match, func(a, b *mapper.Delivery) int {
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(b.ID, a.ID))
+	})
+	return match
+}
+
+// replay makes a dead delivery pending again and reopens its event.
+func (s *Store) replay(d *mapper.Delivery, now time.Time) {
+	d.Status, d.NextAttemptAt, d.CompletedAt, d.LeaseToken = mapper.DeliveryPending, now, nil, ""
+	d.AttemptBase, d.CycleStart = d.Attempts, now
+	if e, ok := s.events[d.EventID]; ok && e.Status.Terminal() {
+		e.Status, e.CompletedAt = mapper.EventDispatched, nil
+	}
+}
+
+// ReplayDelivery implements mapper.Replayer.
+func (s *Store) ReplayDelivery(_ context.Context, id string, now time.Time) (*mapper.Delivery, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.deliveries[id]
+	if !ok {
+		return nil, fmt.Errorf("delivery %q: %w", id, mapper.ErrNotFound)
+	}
+	if d.Status != mapper.DeliveryDead {
+		return nil, fmt.Errorf("delivery %s is %s, not dead: %w", id, d.Status, mapper.ErrConflict)
+	}
+	s.replay(d, now)
+	return copyDelivery(d), nil
+}
+
+// ReplayEvent implements mapper.Replayer.
+func (s *Store) ReplayEvent(_ context.Context, id string, now time.Time) (*mapper.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.events[id]
+	if !ok {
+		return nil, fmt.Errorf("event %q: %w", id, mapper.ErrNotFound)
+	}
+	if e.Status != mapper.EventDead && e.Status != mapper.EventUnroutable {
+		return nil, fmt.Errorf("event %s is %s, neither dead nor unroutable: %w", id, e.Status, mapper.ErrConflict)
+	}
+	dead := 0
+	for _, did := range s.byEvent[id] {
+		if d := s.deliveries[did]; d.Status == mapper.DeliveryDead {
+			s.replay(d, now)
+			dead++
+		}
+	}
+	// Routing again covers the owners that had no app, and an event whose
+	// routing gave up (dead with no dead delivery).
+	if len(e.Unroutable) > 0 || dead == 0 {
+		e.Status, e.NextAttemptAt, e.CompletedAt, e.LeaseToken, e.LastError = mapper.EventPending, now, nil, "", ""
+	}
+	return copyEvent(e), nil
+}
+
+// ReplayDead implements mapper.Replayer.
+func (s *Store) ReplayDead(_ context.Context, q mapper.DeliveryQuery, now time.Time, _ int) (int64, error) {
+	q.Status = mapper.DeliveryDead
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, d := range s.matchDeliveries(q) {
+		s.replay(d, now)
+		n++
+	}
+	return n, nil
 }
 
 // RecordAttempt implements mapper.Outbox.

@@ -56,6 +56,13 @@ var cases = []struct {
 	{"list_filters_and_pagination_with_ties", listEvents},
 	{"stats", stats},
 	{"prune", prune},
+	{"app_delivery_settings_round_trip", appSettings},
+	{"skip_apps_and_release", skipAndRelease},
+	{"ordered_waits_for_older", orderedClaims},
+	{"find_deliveries", findDeliveries},
+	{"replay_dead_delivery", replayDelivery},
+	{"replay_event", replayEvent},
+	{"replay_dead_in_bulk", replayDead},
 }
 
 var ctx = context.Background()
@@ -308,7 +315,7 @@ func leaseExpiry(t *testing.T, s mapper.Store) {
 		NextAttemptAt: base.Add(3 * time.Minute), CreatedAt: base.Add(2 * time.Minute), LeaseToken: "router"}
 	must(t, s.RouteEvent(ctx, &cur, []mapper.Delivery{d}))
 	// The router's lease on the delivery runs out; another claimer takes it.
-	claimed, err := s.ClaimDeliveries(ctx, base.Add(4*time.Minute), 5, time.Minute)
+	claimed, err := s.ClaimDeliveries(ctx, base.Add(4*time.Minute), 5, time.Minute, nil)
 	must(t, err)
 	if len(claimed) != 1 || claimed[0].LeaseToken == "router" || string(claimed[0].Body) != "{}" {
 		t.Fatalf("delivery after lease expiry: %+v", claimed)
@@ -401,7 +408,8 @@ func finish(t *testing.T, s mapper.Store, d *mapper.Delivery, status mapper.Deli
 	} else {
 		d.NextAttemptAt = at.Add(time.Minute)
 	}
-	must(t, s.RecordAttempt(ctx, d, mapper.Attempt{DeliveryID: d.ID, Number: d.Attempts, StartedAt: at, Duration: 1500 * time.Microsecond, StatusCode: code, Outcome: status}))
+	must(t, s.RecordAttempt(ctx, d, mapper.Attempt{DeliveryID: d.ID, Number: d.Attempts, StartedAt: at, Duration: 1500 * time.Microsecond,
+		StatusCode: code, Outcome: status, ResponseBody: fmt.Sprintf("answer %d ä", code)}))
 }
 
 func routeAndSettle(t *testing.T, s mapper.Store) {
@@ -435,7 +443,7 @@ func routeAndSettle(t *testing.T, s mapper.Store) {
 			}
 			// Retried work goes back to the claimable pool; take its lease again.
 			if i == 0 {
-				cl, err := s.ClaimDeliveries(ctx, base.Add(5*time.Minute), 100, time.Minute)
+				cl, err := s.ClaimDeliveries(ctx, base.Add(5*time.Minute), 100, time.Minute, nil)
 				must(t, err)
 				for _, d := range cl {
 					for j := range ds {
@@ -454,7 +462,8 @@ func routeAndSettle(t *testing.T, s mapper.Store) {
 		}
 		as, err := s.ListAttempts(ctx, ds[0].ID)
 		must(t, err)
-		if len(as) != 2 || as[0].Number != 1 || as[0].StatusCode != 503 || as[0].Duration != 1500*time.Microsecond || as[1].Number != 2 || !as[0].StartedAt.Equal(base.Add(2*time.Second)) {
+		if len(as) != 2 || as[0].Number != 1 || as[0].StatusCode != 503 || as[0].Duration != 1500*time.Microsecond || as[1].Number != 2 ||
+			!as[0].StartedAt.Equal(base.Add(2*time.Second)) || as[0].ResponseBody != "answer 503 ä" {
 			t.Errorf("%s: attempts %+v", c.id, as)
 		}
 	}
@@ -470,7 +479,7 @@ func originalBody(t *testing.T, s mapper.Store) {
 	d := mapper.Delivery{ID: "d1", EventID: "e1", AppID: "a", OwnerIDs: []string{"1"}, Body: ev.Payload, Original: true, MetaSignature: ev.Signature,
 		Status: mapper.DeliveryPending, NextAttemptAt: base, CreatedAt: base, LeaseToken: ""}
 	must(t, s.RouteEvent(ctx, &cl, []mapper.Delivery{d}))
-	got, err := s.ClaimDeliveries(ctx, base, 1, time.Minute)
+	got, err := s.ClaimDeliveries(ctx, base, 1, time.Minute, nil)
 	must(t, err)
 	if len(got) != 1 || string(got[0].Body) != string(ev.Payload) || !got[0].Original || got[0].MetaSignature != ev.Signature {
 		t.Errorf("original delivery: %+v", got)
@@ -599,5 +608,235 @@ func prune(t *testing.T, s mapper.Store) {
 	must(t, s.CreateEvent(ctx, again))
 	if again.Items[0].Duplicate {
 		t.Error("a pruned key still marks duplicates")
+	}
+}
+
+func appSettings(t *testing.T, s mapper.Store) {
+	app := &mapper.WorkerApp{ID: "a", Name: "a", URL: "http://x", Secret: "s", AccountIDs: []string{"1"}, Enabled: true,
+		Timeout: 2500 * time.Millisecond, MaxConcurrency: 3, Ordered: true, CreatedAt: base, UpdatedAt: base}
+	must(t, s.CreateApp(ctx, app))
+	got, err := s.GetApp(ctx, "a")
+	must(t, err)
+	if got.Timeout != 2500*time.Millisecond || got.MaxConcurrency != 3 || !got.Ordered {
+		t.Errorf("delivery settings: %+v", got)
+	}
+}
+
+// pending stores an event with one pending delivery per (id, app, ordered)
+// and returns them, created a second apart in the given order.
+func pendingDeliveries(t *testing.T, s mapper.Store, specs ...[3]string) []mapper.Delivery {
+	t.Helper()
+	var out []mapper.Delivery
+	for i, sp := range specs {
+		evID := "ev-" + sp[0]
+		must(t, s.CreateEvent(ctx, newEvent(evID, base, "1", "key-"+sp[0])))
+		cl, err := s.ClaimEvents(ctx, base, 100, time.Minute)
+		must(t, err)
+		for _, e := range cl {
+			if e.ID != evID {
+				continue
+			}
+			e.Status = mapper.EventDispatched
+			at := base.Add(time.Duration(i) * time.Second)
+			d := mapper.Delivery{ID: sp[0], EventID: evID, AppID: sp[1], OwnerIDs: []string{"1"}, Body: []byte("{}"), Ordered: sp[2] == "ordered",
+				Status: mapper.DeliveryPending, NextAttemptAt: base, CreatedAt: at, CycleStart: at, LeaseToken: "router"}
+			must(t, s.RouteEvent(ctx, &e, []mapper.Delivery{d}))
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func claimIDs(t *testing.T, s mapper.Store, at time.Time, skip ...string) []string {
+	t.Helper()
+	got, err := s.ClaimDeliveries(ctx, at, 100, time.Minute, skip)
+	must(t, err)
+	var ids []string
+	for _, d := range got {
+		ids = append(ids, d.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func skipAndRelease(t *testing.T, s mapper.Store) {
+	pendingDeliveries(t, s, [3]string{"d1", "slow", ""}, [3]string{"d2", "fast", ""})
+	if got := claimIDs(t, s, base, "slow"); !slices.Equal(got, []string{"d2"}) {
+		t.Fatalf("claim skipping app slow: %v", got)
+	}
+	cl, err := s.ClaimDeliveries(ctx, base, 10, time.Minute, nil)
+	must(t, err)
+	if len(cl) != 1 || cl[0].ID != "d1" {
+		t.Fatalf("claim: %+v", cl)
+	}
+	must(t, s.ReleaseDelivery(ctx, &cl[0], base.Add(time.Second)))
+	if err := s.ReleaseDelivery(ctx, &cl[0], base); !errors.Is(err, mapper.ErrLeaseLost) {
+		t.Errorf("second release: %v", err)
+	}
+	if got := claimIDs(t, s, base); len(got) != 0 {
+		t.Errorf("released for later, claimed now: %v", got)
+	}
+	if got := claimIDs(t, s, base.Add(time.Second)); !slices.Equal(got, []string{"d1"}) {
+		t.Errorf("after the release time: %v", got)
+	}
+	if as, _ := s.ListAttempts(ctx, "d1"); len(as) != 0 {
+		t.Errorf("a release recorded an attempt: %v", as)
+	}
+}
+
+func orderedClaims(t *testing.T, s mapper.Store) {
+	ds := pendingDeliveries(t, s, [3]string{"o1", "ord", "ordered"}, [3]string{"o2", "ord", "ordered"}, [3]string{"u1", "free", ""}, [3]string{"u2", "free", ""})
+	got := claimIDs(t, s, base)
+	if !slices.Equal(got, []string{"o1", "u1", "u2"}) {
+		t.Fatalf("claim: %v, want the oldest ordered one and every unordered one", got)
+	}
+	// o1 fails and waits for a retry: o2 still waits behind it.
+	cl := ds[0]
+	cl.LeaseToken = ""
+	fresh, err := s.ClaimDeliveries(ctx, base.Add(2*time.Minute), 100, time.Minute, []string{"free"})
+	must(t, err)
+	for _, d := range fresh {
+		if d.ID == "o2" {
+			t.Fatal("o2 claimed while o1 is pending")
+		}
+		if d.ID == "o1" {
+			cl = d
+		}
+	}
+	finish(t, s, &cl, mapper.DeliveryDelivered, 200, base.Add(3*time.Minute))
+	if got := claimIDs(t, s, base.Add(4*time.Minute), "free"); !slices.Equal(got, []string{"o2"}) {
+		t.Errorf("after o1 ended: %v", got)
+	}
+}
+
+// failedDeliveries stores deliveries and kills each, or delivers it.
+func deadDeliveries(t *testing.T, s mapper.Store, specs ...[3]string) {
+	t.Helper()
+	ds := pendingDeliveries(t, s, specs...)
+	cl, err := s.ClaimDeliveries(ctx, base.Add(5*time.Minute), 100, time.Minute, nil)
+	must(t, err)
+	for _, d := range cl {
+		for _, sp := range specs {
+			if sp[0] == d.ID {
+				outcome := mapper.DeliveryDead
+				if sp[2] == "ok" {
+					outcome = mapper.DeliveryDelivered
+				}
+				finish(t, s, &d, outcome, 400, base.Add(6*time.Minute))
+			}
+		}
+	}
+	if len(cl) != len(ds) {
+		t.Fatalf("claimed %d of %d", len(cl), len(ds))
+	}
+}
+
+func findDeliveries(t *testing.T, s mapper.Store) {
+	deadDeliveries(t, s, [3]string{"f1", "a", ""}, [3]string{"f2", "b", ""}, [3]string{"f3", "a", "ok"}, [3]string{"f4", "a", ""})
+	var all []string
+	cursor := ""
+	for {
+		page, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{Status: mapper.DeliveryDead, Limit: 1, Cursor: cursor})
+		must(t, err)
+		for _, d := range page.Deliveries {
+			all = append(all, d.ID)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	if !slices.Equal(all, []string{"f4", "f2", "f1"}) {
+		t.Errorf("dead deliveries, newest first: %v", all)
+	}
+	page, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{AppID: "a", Since: base.Add(time.Second)})
+	must(t, err)
+	var ids []string
+	for _, d := range page.Deliveries {
+		ids = append(ids, d.ID)
+	}
+	if !slices.Equal(ids, []string{"f4", "f3"}) {
+		t.Errorf("app a since 1s: %v", ids)
+	}
+	if _, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{Cursor: "nope"}); err == nil {
+		t.Error("bad cursor accepted")
+	}
+}
+
+func replayDelivery(t *testing.T, s mapper.Store) {
+	deadDeliveries(t, s, [3]string{"r1", "a", ""}, [3]string{"r2", "a", "ok"})
+	if ev, _ := s.GetEvent(ctx, "ev-r1"); ev.Status != mapper.EventDead {
+		t.Fatalf("event before replay: %s", ev.Status)
+	}
+	d, err := s.ReplayDelivery(ctx, "r1", base.Add(time.Hour))
+	must(t, err)
+	if d.Status != mapper.DeliveryPending || d.AttemptBase != 1 || !d.CycleStart.Equal(base.Add(time.Hour)) || d.CompletedAt != nil {
+		t.Errorf("replayed: %+v", d)
+	}
+	if ev, _ := s.GetEvent(ctx, "ev-r1"); ev.Status != mapper.EventDispatched || ev.CompletedAt != nil {
+		t.Errorf("event after replay: %s", ev.Status)
+	}
+	if _, err := s.ReplayDelivery(ctx, "r2", base); !errors.Is(err, mapper.ErrConflict) {
+		t.Errorf("replay of a delivered one: %v", err)
+	}
+	if _, err := s.ReplayDelivery(ctx, "nope", base); !errors.Is(err, mapper.ErrNotFound) {
+		t.Errorf("replay of a missing one: %v", err)
+	}
+	got := claimIDs(t, s, base.Add(time.Hour))
+	if !slices.Equal(got, []string{"r1"}) {
+		t.Fatalf("claim after replay: %v", got)
+	}
+	// The history stays, and numbering goes on.
+	if as, _ := s.ListAttempts(ctx, "r1"); len(as) != 1 {
+		t.Errorf("history: %v", as)
+	}
+}
+
+func replayEvent(t *testing.T, s mapper.Store) {
+	// Unroutable: routed again, due now.
+	must(t, s.CreateEvent(ctx, newEvent("u", base, "9", "ku")))
+	cl, err := s.ClaimEvents(ctx, base, 1, time.Minute)
+	must(t, err)
+	cl[0].Status, cl[0].Unroutable, cl[0].CompletedAt, cl[0].RoutedAt = mapper.EventUnroutable, []string{"9"}, &base, &base
+	must(t, s.RouteEvent(ctx, &cl[0], nil))
+	ev, err := s.ReplayEvent(ctx, "u", base.Add(time.Hour))
+	must(t, err)
+	if ev.Status != mapper.EventPending {
+		t.Errorf("replayed unroutable event: %s", ev.Status)
+	}
+	again, err := s.ClaimEvents(ctx, base.Add(time.Hour), 10, time.Minute)
+	must(t, err)
+	if len(again) != 1 || again[0].ID != "u" || again[0].RoutedAt == nil {
+		t.Errorf("claim after replay: %+v", again)
+	}
+	// Dead: its dead deliveries come back.
+	deadDeliveries(t, s, [3]string{"x1", "a", ""})
+	ev, err = s.ReplayEvent(ctx, "ev-x1", base.Add(time.Hour))
+	must(t, err)
+	if ev.Status != mapper.EventDispatched {
+		t.Errorf("replayed dead event: %s", ev.Status)
+	}
+	if got := claimIDs(t, s, base.Add(time.Hour)); !slices.Equal(got, []string{"x1"}) {
+		t.Errorf("claim after event replay: %v", got)
+	}
+	if _, err := s.ReplayEvent(ctx, "ev-x1", base); !errors.Is(err, mapper.ErrConflict) {
+		t.Errorf("replay of a dispatched event: %v", err)
+	}
+}
+
+func replayDead(t *testing.T, s mapper.Store) {
+	deadDeliveries(t, s, [3]string{"b1", "a", ""}, [3]string{"b2", "a", ""}, [3]string{"b3", "b", ""}, [3]string{"b4", "a", ""}, [3]string{"b5", "a", "ok"})
+	n, err := s.ReplayDead(ctx, mapper.DeliveryQuery{AppID: "a", Until: base.Add(3 * time.Second)}, base.Add(time.Hour), 1)
+	must(t, err)
+	if n != 2 {
+		t.Errorf("replayed %d, want 2 (b1, b2)", n)
+	}
+	if got := claimIDs(t, s, base.Add(time.Hour)); !slices.Equal(got, []string{"b1", "b2"}) {
+		t.Errorf("claim after bulk replay: %v", got)
+	}
+	n, err = s.ReplayDead(ctx, mapper.DeliveryQuery{}, base.Add(time.Hour), 100)
+	must(t, err)
+	if n != 2 {
+		t.Errorf("replayed %d of the rest, want 2 (b3, b4)", n)
 	}
 }
