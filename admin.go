@@ -29,6 +29,10 @@ func (m *Mapper) routes() http.Handler {
 	admin("GET /worker-apps/{id}", m.handleGetApp)
 	admin("PUT /worker-apps/{id}", m.handleUpdateApp)
 	admin("DELETE /worker-apps/{id}", m.handleDeleteApp)
+	admin("GET /deliveries/{$}", m.handleListDeliveries)
+	admin("POST /deliveries/{id}/replay", m.handleReplayDelivery)
+	admin("POST /deliveries/replay", m.handleReplayDead)
+	admin("POST /events/{id}/replay", m.handleReplayEvent)
 	admin("GET /monitoring/metrics", m.handleMetrics)
 	admin("GET /monitoring/webhook-logs", m.handleLogs)
 	admin("GET /monitoring/webhook-logs/{id}", m.handleEvent)
@@ -114,6 +118,24 @@ type AppInput struct {
 	AccountIDs []string `json:"account_ids"`
 	Secret     string   `json:"secret"`
 	Enabled    *bool    `json:"enabled"`
+	// TimeoutMS caps one attempt to this app (0: the Mapper's timeout).
+	TimeoutMS int64 `json:"timeout_ms"`
+	// MaxConcurrency caps the attempts in flight to it (0: the default).
+	MaxConcurrency int `json:"max_concurrency"`
+	// Ordered delivers one at a time, in receive order.
+	Ordered bool `json:"ordered"`
+}
+
+// appView is a worker app as the admin API shows it: without its secret,
+// with its timeout in milliseconds and its circuit in this Mapper.
+type appView struct {
+	*WorkerApp
+	TimeoutMS int64  `json:"timeout_ms,omitempty"`
+	Circuit   string `json:"circuit"`
+}
+
+func (m *Mapper) view(app *WorkerApp) appView {
+	return appView{WorkerApp: app, TimeoutMS: app.Timeout.Milliseconds(), Circuit: m.Circuit(app.ID)}
 }
 
 // Validate checks an app's fields; requireSecret is set on create.
@@ -141,8 +163,18 @@ func (in *AppInput) Validate(requireSecret bool) error {
 	if (requireSecret || in.Secret != "") && len(in.Secret) < 16 {
 		errs = append(errs, &ValidationError{"secret", "must be at least 16 characters"})
 	}
+	if in.TimeoutMS < 0 || in.TimeoutMS > 0 && in.TimeoutMS < 100 || in.TimeoutMS > maxAppTimeout.Milliseconds() {
+		errs = append(errs, &ValidationError{"timeout_ms", fmt.Sprintf("must be 0 (the default) or from 100 to %d", maxAppTimeout.Milliseconds())})
+	}
+	if in.MaxConcurrency < 0 || in.MaxConcurrency > 1000 {
+		errs = append(errs, &ValidationError{"max_concurrency", "must be from 0 (the default) to 1000"})
+	}
 	return errors.Join(errs...)
 }
+
+// maxAppTimeout bounds an app's own timeout; the Mapper also holds every
+// attempt within half its lease.
+const maxAppTimeout = 5 * time.Minute
 
 func isDigits(s string) bool {
 	if s == "" || len(s) > 64 {
@@ -193,10 +225,11 @@ func (m *Mapper) handleListApps(w http.ResponseWriter, r *http.Request) {
 		m.storeError(w, r, err)
 		return
 	}
-	if apps == nil {
-		apps = []WorkerApp{}
+	views := make([]appView, len(apps))
+	for i := range apps {
+		views[i] = m.view(&apps[i])
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"worker_apps": apps})
+	writeJSON(w, http.StatusOK, map[string]any{"worker_apps": views})
 }
 
 func (m *Mapper) handleCreateApp(w http.ResponseWriter, r *http.Request) {
@@ -206,13 +239,14 @@ func (m *Mapper) handleCreateApp(w http.ResponseWriter, r *http.Request) {
 	}
 	now := m.cfg.now()
 	app := &WorkerApp{ID: NewID("app_", now), Name: in.Name, URL: in.URL, AccountIDs: in.AccountIDs,
-		Secret: in.Secret, Enabled: in.Enabled == nil || *in.Enabled, CreatedAt: now, UpdatedAt: now}
+		Secret: in.Secret, Enabled: in.Enabled == nil || *in.Enabled, Timeout: time.Duration(in.TimeoutMS) * time.Millisecond,
+		MaxConcurrency: in.MaxConcurrency, Ordered: in.Ordered, CreatedAt: now, UpdatedAt: now}
 	if err := m.store.CreateApp(r.Context(), app); err != nil {
 		m.storeError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/worker-apps/"+app.ID)
-	writeJSON(w, http.StatusCreated, app)
+	writeJSON(w, http.StatusCreated, m.view(app))
 }
 
 func (m *Mapper) handleGetApp(w http.ResponseWriter, r *http.Request) {
@@ -221,7 +255,7 @@ func (m *Mapper) handleGetApp(w http.ResponseWriter, r *http.Request) {
 		m.storeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, app)
+	writeJSON(w, http.StatusOK, m.view(app))
 }
 
 func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
@@ -242,12 +276,13 @@ func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
 	if in.Enabled != nil {
 		app.Enabled = *in.Enabled
 	}
+	app.Timeout, app.MaxConcurrency, app.Ordered = time.Duration(in.TimeoutMS)*time.Millisecond, in.MaxConcurrency, in.Ordered
 	app.UpdatedAt = m.cfg.now()
 	if err := m.store.UpdateApp(r.Context(), &app); err != nil {
 		m.storeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, &app)
+	writeJSON(w, http.StatusOK, m.view(&app))
 }
 
 func (m *Mapper) handleDeleteApp(w http.ResponseWriter, r *http.Request) {
@@ -296,31 +331,45 @@ func (m *Mapper) handleLogs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, page)
 }
 
+func parseTimes(v url.Values, since, until *time.Time) error {
+	for _, f := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", since}, {"until", until}} {
+		if s := v.Get(f.name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return &ValidationError{f.name, "must be an RFC 3339 time such as 2026-11-28T12:00:00Z"}
+			}
+			*f.dst = t
+		}
+	}
+	return nil
+}
+
+func parseLimit(v url.Values) (int, error) {
+	s := v.Get("limit")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 500 {
+		return 0, &ValidationError{"limit", "must be a whole number from 1 to 500"}
+	}
+	return n, nil
+}
+
 func parseEventQuery(v url.Values) (EventQuery, error) {
 	q := EventQuery{Status: EventStatus(v.Get("status")), Account: v.Get("account"), AppID: v.Get("app_id"), Cursor: v.Get("cursor")}
 	if q.Status != "" && !q.Status.Valid() {
 		return q, &ValidationError{"status", fmt.Sprintf("%q is not an event status", q.Status)}
 	}
-	for _, f := range []struct {
-		name string
-		dst  *time.Time
-	}{{"since", &q.Since}, {"until", &q.Until}} {
-		if s := v.Get(f.name); s != "" {
-			t, err := time.Parse(time.RFC3339Nano, s)
-			if err != nil {
-				return q, &ValidationError{f.name, "must be an RFC 3339 time such as 2026-11-28T12:00:00Z"}
-			}
-			*f.dst = t
-		}
+	if err := parseTimes(v, &q.Since, &q.Until); err != nil {
+		return q, err
 	}
-	if s := v.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 500 {
-			return q, &ValidationError{"limit", "must be a whole number from 1 to 500"}
-		}
-		q.Limit = n
-	}
-	return q, nil
+	var err error
+	q.Limit, err = parseLimit(v)
+	return q, err
 }
 
 // EventDetail is the body of GET /monitoring/webhook-logs/{id}.
@@ -358,4 +407,82 @@ func (m *Mapper) handleEvent(w http.ResponseWriter, r *http.Request) {
 		out.Deliveries = append(out.Deliveries, DeliveryHistory{Delivery: d, History: as})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (m *Mapper) handleListDeliveries(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	q := DeliveryQuery{Status: DeliveryStatus(v.Get("status")), AppID: v.Get("app_id"), Cursor: v.Get("cursor")}
+	var err error
+	switch {
+	case q.Status != "" && q.Status != DeliveryPending && q.Status != DeliveryDelivered && q.Status != DeliveryDead:
+		err = &ValidationError{"status", fmt.Sprintf("%q is not a delivery status (pending, delivered, dead)", q.Status)}
+	default:
+		if err = parseTimes(v, &q.Since, &q.Until); err == nil {
+			q.Limit, err = parseLimit(v)
+		}
+	}
+	if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
+		return
+	}
+	page, err := m.store.FindDeliveries(r.Context(), q)
+	if err != nil {
+		if errors.As(err, new(*ValidationError)) {
+			writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
+			return
+		}
+		m.storeError(w, r, err)
+		return
+	}
+	if page.Deliveries == nil {
+		page.Deliveries = []Delivery{}
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (m *Mapper) handleReplayDelivery(w http.ResponseWriter, r *http.Request) {
+	d, err := m.store.ReplayDelivery(r.Context(), r.PathValue("id"), m.cfg.now())
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	m.notify()
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (m *Mapper) handleReplayEvent(w http.ResponseWriter, r *http.Request) {
+	ev, err := m.store.ReplayEvent(r.Context(), r.PathValue("id"), m.cfg.now())
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	m.notify()
+	writeJSON(w, http.StatusOK, ev)
+}
+
+// ReplayInput is the body of POST /deliveries/replay: which dead
+// deliveries to replay. An empty body replays every dead delivery.
+type ReplayInput struct {
+	AppID string    `json:"app_id"`
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until"`
+}
+
+func (m *Mapper) handleReplayDead(w http.ResponseWriter, r *http.Request) {
+	var in ReplayInput
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil && !errors.Is(err, io.EOF) {
+		writeProblem(w, r, http.StatusBadRequest, "invalid-json", "the body must be {\"app_id\", \"since\", \"until\"} (each optional): "+err.Error())
+		return
+	}
+	n, err := m.store.ReplayDead(r.Context(), DeliveryQuery{AppID: in.AppID, Since: in.Since, Until: in.Until}, m.cfg.now(), 500)
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	if n > 0 {
+		m.notify()
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"replayed": n})
 }

@@ -225,11 +225,6 @@ func (m *Mapper) Run(ctx context.Context) error {
 		case <-m.wake:
 		case <-timer.C:
 		}
-		// A due time that has come is about to be served by this dispatch;
-		// one still ahead must survive it, or the loop would sleep past it.
-		if due := m.nextDue.Load(); due != 0 && due <= m.cfg.now().UnixNano() {
-			m.nextDue.CompareAndSwap(due, 0)
-		}
 		err := m.dispatch(ctx, work, slots, &wg)
 		wait := m.cfg.pollInterval
 		if err != nil {
@@ -239,8 +234,10 @@ func (m *Mapper) Run(ctx context.Context) error {
 		} else {
 			errDelay = 0
 		}
-		if due := m.nextDue.Load(); due != 0 {
-			wait = min(wait, max(time.Until(time.Unix(0, due)), 0))
+		// Times that have come were served by this dispatch; the nearest
+		// one ahead sets the wake-up.
+		if due, ok := m.due.next(m.cfg.now()); ok {
+			wait = min(wait, max(due.Sub(m.cfg.now()), 0))
 		}
 		timer.Reset(wait)
 	}

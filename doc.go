@@ -101,10 +101,22 @@
 //
 // A 2xx answer delivers. Network errors, timeouts, 408, 425, 429 and 5xx
 // are retried with exponential backoff and full jitter, honouring the
-// app's Retry-After, up to [RetryPolicy.MaxAttempts]; any other answer,
-// redirects included, is permanent. A delivery that cannot be made is
-// [DeliveryDead], and so is its event. Every attempt is recorded with its
-// time, status code, error and duration.
+// app's Retry-After, up to [RetryPolicy.MaxAttempts] and
+// [RetryPolicy.MaxAge]; any other answer, redirects included, is
+// permanent. A delivery that cannot be made is [DeliveryDead], and so is
+// its event; the admin API lists dead deliveries and replays one, an
+// event, or all that match a filter, and replays an unroutable event once
+// an app serves its account. Every attempt is recorded with its time,
+// status code, error, duration and the start of the app's answer.
+//
+// One worker app cannot hold up the others: each has at most
+// [WithAppConcurrency] attempts in flight (its MaxConcurrency overrides
+// it; Ordered apps get one at a time, in receive order) and a circuit
+// breaker ([BreakerPolicy]) that stops attempts to an app that keeps
+// failing, so a dead app costs a probe now and then rather than a storm
+// of attempts. A test with one hanging and one healthy app compares the
+// healthy app's latency percentiles with and without the hang, and checks
+// that no healthy delivery waited for a hanging attempt.
 //
 // Work is claimed with a lease ([WithLease]), so several Mappers can share
 // one store and a crashed replica's work is taken over when its lease
@@ -133,6 +145,12 @@
 //	GET    /monitoring/webhook-logs           events, newest first: status, account,
 //	                                          app_id, since, until, limit, cursor
 //	GET    /monitoring/webhook-logs/{id}      one event with payload, deliveries, attempts
+//	POST   /events/{id}/replay                replay a dead or unroutable event
+//	GET    /deliveries/                       deliveries, newest first: status, app_id,
+//	                                          since, until, limit, cursor
+//	POST   /deliveries/{id}/replay            replay a dead delivery
+//	POST   /deliveries/replay                 replay every dead delivery matching
+//	                                          {"app_id", "since", "until"}; answers {"replayed": n}
 //
 // Worker-app secrets are write-only: no response includes them.
 //

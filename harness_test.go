@@ -257,3 +257,13 @@ func newServer(t *testing.T, h http.Handler) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// dumpState logs what the store holds, for a test that is about to fail.
+func dumpState(t *testing.T, h *harness) {
+	st, _ := h.store.Stats(context.Background(), time.Time{})
+	t.Logf("stats %+v counters %+v", st, h.m.Counters())
+	page, _ := h.store.FindDeliveries(context.Background(), mapper.DeliveryQuery{Status: mapper.DeliveryPending, Limit: 5})
+	for _, d := range page.Deliveries {
+		t.Logf("pending %s app %s next %v (in %v) attempts %d err %q", d.ID, d.AppID, d.NextAttemptAt, time.Until(d.NextAttemptAt), d.Attempts, d.LastError)
+	}
+}

@@ -4,18 +4,48 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"sync"
 	"time"
 )
 
 // crockford is the base32 alphabet of ULIDs: no I, L, O or U.
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
+// lastID is the last ID made in this process; within one millisecond the
+// next one increments its random part, so IDs made here are strictly
+// increasing (events' IDs follow their receive order).
+var lastID struct {
+	sync.Mutex
+	ms       uint64
+	hi       uint16
+	lo       uint64
+	hasValue bool
+}
+
 // NewID returns prefix + a 26-character ULID: 48 bits of milliseconds then
-// 80 random bits, so IDs sort by creation time, as keyset pagination wants.
+// 80 random bits, so IDs sort by creation time, as keyset pagination and
+// ordered delivery want. IDs made by one process are strictly increasing.
 func NewID(prefix string, t time.Time) string {
 	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixMilli())<<16)
-	_, _ = rand.Read(b[6:])
+	ms := uint64(t.UnixMilli())
+	lastID.Lock()
+	if lastID.hasValue && ms <= lastID.ms {
+		// Same (or an earlier) millisecond: one more than the last.
+		ms = lastID.ms
+		lastID.lo++
+		if lastID.lo == 0 {
+			lastID.hi++
+		}
+	} else {
+		var r [10]byte
+		_, _ = rand.Read(r[:])
+		lastID.hi = binary.BigEndian.Uint16(r[:2]) & 0x7fff // room to count up
+		lastID.lo = binary.BigEndian.Uint64(r[2:])
+	}
+	lastID.ms, lastID.hasValue = ms, true
+	binary.BigEndian.PutUint64(b[:8], ms<<16|uint64(lastID.hi))
+	binary.BigEndian.PutUint64(b[8:], lastID.lo)
+	lastID.Unlock()
 	var out [26]byte
 	// 128 bits as 26 base32 digits, the first holding the top 3 bits.
 	hi := binary.BigEndian.Uint64(b[:8])

@@ -93,7 +93,7 @@ type Mapper struct {
 	wake     chan struct{}
 	running  atomic.Bool
 	backlog  atomic.Bool
-	nextDue  atomic.Int64 // unix nanos of the earliest known retry, 0 if none
+	due      schedule
 	counters counters
 	apps     *apps
 	closers  []func() error
@@ -164,16 +164,8 @@ func (m *Mapper) notify() {
 // scheduleAt records that work falls due at t, so the loop wakes for it
 // rather than waiting for the safety-net poll.
 func (m *Mapper) scheduleAt(t time.Time) {
-	n := t.UnixNano()
-	for {
-		cur := m.nextDue.Load()
-		if cur != 0 && cur <= n {
-			return
-		}
-		if m.nextDue.CompareAndSwap(cur, n) {
-			m.notify()
-			return
-		}
+	if m.due.add(t) {
+		m.notify()
 	}
 }
 

@@ -116,7 +116,7 @@ func defaultConfig() config {
 		rateLimit:       200,
 		rateBurst:       400,
 		clientKey:       remoteIP,
-		concurrency:     16,
+		concurrency:     32,
 		retry:           DefaultRetryPolicy,
 		lease:           2 * time.Minute,
 		pollInterval:    5 * time.Second,
@@ -124,7 +124,7 @@ func defaultConfig() config {
 		retention:       7 * 24 * time.Hour,
 		parkInterval:    30 * time.Second,
 		breaker:         DefaultBreakerPolicy,
-		appConcurrency:  4,
+		appConcurrency:  8,
 		positiveTTL:     24 * time.Hour,
 		negativeTTL:     5 * time.Minute,
 		now:             time.Now,
@@ -292,7 +292,7 @@ func WithSyncDelivery(on bool) Option {
 }
 
 // WithConcurrency caps the events and deliveries processed at once by Run.
-// Default 16.
+// Default 32.
 func WithConcurrency(n int) Option {
 	return optionFunc(func(c *config) { c.concurrency = n })
 }
@@ -323,8 +323,8 @@ func WithBreaker(p BreakerPolicy) Option {
 
 // WithAppConcurrency sets how many attempts may be in flight to one worker
 // app at once (per Mapper), unless the app's MaxConcurrency says
-// otherwise. Default 4: one slow app can hold no more than that many of
-// the Mapper's WithConcurrency slots.
+// otherwise. Default 8: one slow app can hold no more than a quarter of
+// the Mapper's default 32 WithConcurrency slots.
 func WithAppConcurrency(n int) Option {
 	return optionFunc(func(c *config) { c.appConcurrency = n })
 }

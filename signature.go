@@ -5,11 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/chatico/mapper/forwarder/httpforwarder"
+	"github.com/chatico/mapper/workerauth"
 )
 
 // Header names on Meta's requests and on the Mapper's deliveries.
@@ -99,35 +99,20 @@ func SignDelivery(secret string, timestamp int64, body []byte) string {
 // VerifyDelivery checks a delivery's X-Mapper-Signature-256 and
 // X-Mapper-Timestamp header values against body, for a worker app that
 // knows one or more of its own secrets (several during a rotation). The
-// timestamp must be within window of now, which defeats replays of old
-// deliveries; a window of 0 means five minutes.
+// timestamp must be within window of now (0 means five minutes), which
+// defeats replays of old deliveries. Package workerauth does the same on
+// an *http.Request, with the standard library only.
 func VerifyDelivery(signature, timestamp string, body []byte, now time.Time, window time.Duration, secrets ...string) error {
-	if signature == "" || timestamp == "" {
+	err := workerauth.Verifier{Secrets: secrets, Window: window, Now: func() time.Time { return now }}.Check(signature, timestamp, body)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, workerauth.ErrMissing):
 		return ErrSignatureMissing
-	}
-	ts, err := strconv.ParseInt(timestamp, 10, 64)
-	if err != nil {
-		return ErrSignatureMalformed
-	}
-	if window <= 0 {
-		window = 5 * time.Minute
-	}
-	if d := now.Sub(time.Unix(ts, 0)); d > window || d < -window {
+	case errors.Is(err, workerauth.ErrStale):
 		return ErrTimestampOutside
-	}
-	want, err := decodeSig(signature)
-	if err != nil {
-		return err
-	}
-	ok := false
-	for _, s := range secrets {
-		got, _ := decodeSig(SignDelivery(s, ts, body))
-		if hmac.Equal(got, want) {
-			ok = true
-		}
-	}
-	if !ok {
+	case errors.Is(err, workerauth.ErrMismatch), errors.Is(err, workerauth.ErrNoSecret):
 		return ErrSignatureMismatch
 	}
-	return nil
+	return ErrSignatureMalformed
 }

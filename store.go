@@ -104,8 +104,10 @@ type Outbox interface {
 	RetryEvent(ctx context.Context, ev *Event) error
 	// ClaimDeliveries leases up to limit pending deliveries that are due, as
 	// ClaimEvents does, leaving out deliveries to the apps in skipApps (an
-	// open circuit, a full concurrency limit) and, for an Ordered
-	// delivery, any while an older delivery to its app is pending.
+	// open circuit, a full concurrency limit) and any Ordered delivery
+	// while a delivery of an older event (by event ID) to its app is
+	// pending or an older event of one of its app's accounts is pending
+	// routing.
 	// Original deliveries come with the event's payload as Body.
 	ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration, skipApps []string) ([]Delivery, error)
 	// ReleaseDelivery gives a claimed delivery back unattempted, due at

@@ -21,7 +21,7 @@ type WorkerApp struct {
 	Enabled bool   `json:"enabled"`
 	// Timeout caps one delivery attempt to this app; 0 uses the Mapper's
 	// delivery timeout.
-	Timeout time.Duration `json:"timeout_ns,omitempty"`
+	Timeout time.Duration `json:"-"`
 	// MaxConcurrency caps the attempts in flight to this app at once, per
 	// Mapper; 0 uses the Mapper's default (4).
 	MaxConcurrency int `json:"max_concurrency,omitempty"`

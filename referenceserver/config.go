@@ -43,6 +43,7 @@ type config struct {
 	CacheTTL        time.Duration
 	NegativeTTL     time.Duration
 	ParkInterval    time.Duration
+	AppConcurrency  int
 }
 
 // loadConfig reads the variables. Every problem is reported, each naming
@@ -121,8 +122,10 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		MaxAttempts: int(num("MAX_ATTEMPTS", int64(mapper.DefaultRetryPolicy.MaxAttempts), 1)),
 		MinBackoff:  dur("RETRY_MIN_BACKOFF", mapper.DefaultRetryPolicy.MinBackoff),
 		MaxBackoff:  dur("RETRY_MAX_BACKOFF", mapper.DefaultRetryPolicy.MaxBackoff),
+		MaxAge:      dur("RETRY_MAX_AGE", mapper.DefaultRetryPolicy.MaxAge),
 	}
-	c.Concurrency = int(num("CONCURRENCY", 16, 1))
+	c.AppConcurrency = int(num("APP_CONCURRENCY", 8, 1))
+	c.Concurrency = int(num("CONCURRENCY", 32, 1))
 	c.ShutdownTimeout = dur("SHUTDOWN_TIMEOUT", 30*time.Second)
 	boolean := func(name string, def bool) bool {
 		switch s := strings.ToLower(getenv(name)); s {
@@ -186,6 +189,7 @@ func (c *config) build(logger *slog.Logger) (*parts, error) {
 		mapper.WithRetention(c.Retention),
 		mapper.WithCacheTTL(c.CacheTTL, c.NegativeTTL),
 		mapper.WithParkInterval(c.ParkInterval),
+		mapper.WithAppConcurrency(c.AppConcurrency),
 	}
 	p := &parts{}
 	if c.ClientIPHeader != "" {

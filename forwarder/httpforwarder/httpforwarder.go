@@ -16,9 +16,6 @@ package httpforwarder
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,12 +24,14 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/chatico/mapper/workerauth"
 )
 
 // Header names; the mapper package documents them.
 const (
-	HeaderSignature = "X-Mapper-Signature-256"
-	HeaderTimestamp = "X-Mapper-Timestamp"
+	HeaderSignature = workerauth.HeaderSignature
+	HeaderTimestamp = workerauth.HeaderTimestamp
 )
 
 // Forwarder sends deliveries. It is safe for concurrent use.
@@ -225,15 +224,9 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// Sign returns "sha256=<hex>" of HMAC-SHA256(secret, "<ts>.<body>").
-func Sign(secret string, ts int64, body []byte) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	var b [20]byte
-	mac.Write(strconv.AppendInt(b[:0], ts, 10))
-	mac.Write([]byte{'.'})
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
-}
+// Sign returns "sha256=<hex>" of HMAC-SHA256(secret, "<ts>.<body>"), the
+// value of X-Mapper-Signature-256; workerauth checks it.
+func Sign(secret string, ts int64, body []byte) string { return workerauth.Sign(secret, ts, body) }
 
 // redact drops user info and the query from a URL for messages.
 func redact(raw string) string {

@@ -122,11 +122,18 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, l
 	}
 	args = append(args, limit)
 	var rows []deliveryRow
-	// An ordered delivery waits while an older one to its app is pending.
+	// An ordered delivery waits while a delivery of an older event to its
+	// app is pending, or an older event of one of its app's accounts is
+	// not routed yet (event IDs follow the receive order).
 	err := s.db.NewRaw(`UPDATE mapper_deliveries SET lease_token = ?, next_attempt_at = ?
 WHERE id IN (SELECT id FROM mapper_deliveries AS d WHERE status = 'pending' AND next_attempt_at <= ?`+skip+`
-AND (NOT ordered OR NOT EXISTS (SELECT 1 FROM mapper_deliveries AS o
-	WHERE o.app_id = d.app_id AND o.status = 'pending' AND (o.created_at, o.id) < (d.created_at, d.id)))
+AND (NOT ordered OR (
+	NOT EXISTS (SELECT 1 FROM mapper_deliveries AS o
+		WHERE o.app_id = d.app_id AND o.status = 'pending' AND o.event_id < d.event_id)
+	AND NOT EXISTS (SELECT 1 FROM mapper_events AS e
+		JOIN mapper_event_accounts AS ea ON ea.event_id = e.id
+		JOIN mapper_app_accounts AS aa ON aa.account_id = ea.account_id
+		WHERE aa.app_id = d.app_id AND e.status = 'pending' AND e.id < d.event_id)))
 ORDER BY next_attempt_at, id LIMIT ?`+s.claimSQL+`)
 RETURNING *`, args...).Scan(ctx, &rows)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {

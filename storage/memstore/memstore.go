@@ -457,16 +457,29 @@ func (s *Store) ClaimDeliveries(_ context.Context, now time.Time, limit int, lea
 	return out, nil
 }
 
-// blockedByOlder reports whether an ordered delivery must wait for an older
-// pending one to the same app.
+// blockedByOlder reports whether an ordered delivery must wait: a
+// delivery of an older event to the same app is pending, or an older event
+// of one of the app's accounts is not routed yet.
 func (s *Store) blockedByOlder(d *mapper.Delivery) bool {
 	if !d.Ordered {
 		return false
 	}
 	for _, o := range s.deliveries {
-		if o.AppID == d.AppID && o.Status == mapper.DeliveryPending && o.ID != d.ID &&
-			(o.CreatedAt.Before(d.CreatedAt) || o.CreatedAt.Equal(d.CreatedAt) && o.ID < d.ID) {
+		if o.AppID == d.AppID && o.Status == mapper.DeliveryPending && o.EventID < d.EventID {
 			return true
+		}
+	}
+	app, ok := s.apps[d.AppID]
+	if !ok {
+		return false
+	}
+	for _, e := range s.events {
+		if e.Status == mapper.EventPending && e.ID < d.EventID {
+			for _, acc := range e.AccountIDs {
+				if slices.Contains(app.AccountIDs, acc) {
+					return true
+				}
+			}
 		}
 	}
 	return false

@@ -2,15 +2,13 @@ package mappertest
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/chatico/mapper/workerauth"
 )
 
 // WorkerApp is a fake worker app: it records every delivery, checks the
@@ -143,12 +141,5 @@ func (w *WorkerApp) serve(rw http.ResponseWriter, r *http.Request) {
 }
 
 func verify(secret, sig, ts string, body []byte) bool {
-	if _, err := strconv.ParseInt(ts, 10, 64); err != nil {
-		return false
-	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(ts + "."))
-	mac.Write(body)
-	want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
-	return hmac.Equal([]byte(sig), []byte(want))
+	return workerauth.Verifier{Secrets: []string{secret}}.Check(sig, ts, body) == nil
 }

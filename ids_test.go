@@ -1,0 +1,22 @@
+package mapper
+
+import (
+	"testing"
+	"time"
+)
+
+func TestNewIDIncreases(t *testing.T) {
+	now := time.Now()
+	prev := NewID("evt_", now)
+	for i := range 10000 {
+		at := now
+		if i%1000 == 0 {
+			at = now.Add(time.Duration(i) * time.Millisecond)
+		}
+		id := NewID("evt_", at)
+		if id <= prev || len(id) != 30 {
+			t.Fatalf("%s after %s", id, prev)
+		}
+		prev = id
+	}
+}
