@@ -209,6 +209,9 @@ func (m *Mapper) readAppInput(w http.ResponseWriter, r *http.Request, requireSec
 
 func (m *Mapper) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case errors.As(err, new(*ValidationError)):
+		// A query the store cannot read, such as a forged cursor.
+		writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
 	case errors.Is(err, ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, "not-found", "no such record")
 	case errors.Is(err, ErrConflict):
@@ -318,10 +321,6 @@ func (m *Mapper) handleLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	page, err := m.store.ListEvents(r.Context(), q)
 	if err != nil {
-		if errors.As(err, new(*ValidationError)) {
-			writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
-			return
-		}
 		m.storeError(w, r, err)
 		return
 	}
@@ -427,10 +426,6 @@ func (m *Mapper) handleListDeliveries(w http.ResponseWriter, r *http.Request) {
 	}
 	page, err := m.store.FindDeliveries(r.Context(), q)
 	if err != nil {
-		if errors.As(err, new(*ValidationError)) {
-			writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
-			return
-		}
 		m.storeError(w, r, err)
 		return
 	}
