@@ -72,6 +72,10 @@ func (c *statusCapture) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// Protect puts h behind the admin bearer token, as the admin routes are:
+// for routes an embedding service adds, such as Prometheus' /metrics.
+func (m *Mapper) Protect(h http.Handler) http.Handler { return m.requireAdmin(h.ServeHTTP) }
+
 // requireAdmin checks "Authorization: Bearer <token>" in constant time.
 func (m *Mapper) requireAdmin(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

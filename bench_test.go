@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"testing"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/storage/memstore"
 	"github.com/chatico/mapper/testing/mappertest"
@@ -45,7 +48,12 @@ func benchRouting(b *testing.B, newMedia func(i int) string) {
 		b.Fatal(err)
 	}
 	defer m.Close()
-	h := m.Handler()
+	postSigned(b, m.Handler(), newMedia)
+}
+
+// postSigned prepares b.N signed comment webhooks (on the media newMedia
+// picks), then times posting them to h one by one.
+func postSigned(b *testing.B, h http.Handler, newMedia func(i int) string) {
 	bodies := make([][]byte, b.N)
 	sigs := make([]string, b.N)
 	for i := range b.N {
@@ -73,4 +81,31 @@ func BenchmarkRoutingCacheHit(b *testing.B) {
 // BenchmarkRoutingCacheMiss: every comment is on a new media.
 func BenchmarkRoutingCacheMiss(b *testing.B) {
 	benchRouting(b, func(i int) string { return fmt.Sprintf("18%016d", i) })
+}
+
+// BenchmarkIntake takes one signed comment webhook per iteration through
+// the handler (async mode, memstore): rate limit, read, verify, parse,
+// store, answer. With tracing on, every span is sampled and batched to an
+// exporter that drops it, which is the cost an exporting service pays
+// before the network.
+func BenchmarkIntake(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		opts []mapper.Option
+	}{
+		{"tracing=off", nil},
+		{"tracing=on", []mapper.Option{mapper.WithTracerProvider(sdktrace.NewTracerProvider(
+			sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(tracetest.NewNoopExporter())))}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			opts := append([]mapper.Option{mapper.WithAppSecrets(metaSecret), mapper.WithVerifyToken("v"),
+				mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithRateLimit(0, 0)}, tc.opts...)
+			m, err := mapper.New(memstore.New(), opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close()
+			postSigned(b, m.Handler(), func(int) string { return "18000000000000001" })
+		})
+	}
 }

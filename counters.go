@@ -20,9 +20,6 @@ type counters struct {
 	intake             [7]atomic.Int64 // indexed like intakeOutcomes
 	handshakeOK        atomic.Int64
 	handshakeRefused   atomic.Int64
-	attemptsDelivered  atomic.Int64
-	attemptsRetrying   atomic.Int64
-	attemptsDead       atomic.Int64
 	routed             atomic.Int64
 	unroutable         atomic.Int64
 	routeRetries       atomic.Int64
@@ -60,11 +57,7 @@ func (m *Mapper) Counters() Counters {
 		Webhooks:         make(map[string]int64, len(intakeOutcomes)),
 		HandshakeOK:      c.handshakeOK.Load(),
 		HandshakeRefused: c.handshakeRefused.Load(),
-		Attempts: map[string]int64{
-			"delivered": c.attemptsDelivered.Load(),
-			"retrying":  c.attemptsRetrying.Load(),
-			"dead":      c.attemptsDead.Load(),
-		},
+		Attempts:         map[string]int64{"delivered": 0, "retrying": 0, "dead": 0},
 		Routing: map[string]int64{
 			"routed":     c.routed.Load(),
 			"unroutable": c.unroutable.Load(),
@@ -82,5 +75,14 @@ func (m *Mapper) Counters() Counters {
 	for i, o := range intakeOutcomes {
 		out.Webhooks[o] = c.intake[i].Load()
 	}
+	// The per-app counts are the ones the OTel metric reports; the totals
+	// are their sums.
+	m.tel.perApp.Range(func(_, v any) bool {
+		ac := v.(*appCounters)
+		out.Attempts["delivered"] += ac.delivered.Load()
+		out.Attempts["retrying"] += ac.retrying.Load()
+		out.Attempts["dead"] += ac.dead.Load()
+		return true
+	})
 	return out
 }

@@ -5,9 +5,16 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // attempt makes one delivery attempt for a leased delivery, whose app slot
@@ -16,6 +23,9 @@ func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 	log := m.cfg.logger
 	start := m.cfg.now()
 	n := d.Attempts + 1
+	ctx, span := m.startSpan(m.resume(ctx, d.TraceContext), "deliver", trace.SpanKindClient,
+		attrDeliveryID.String(d.ID), attrEventID.String(d.EventID), attrAppID.String(d.AppID), attrAttempt.Int(n), attrHTTPMethod.String(http.MethodPost))
+	defer span.End()
 	var res ForwardResult
 	counted := false // whether the outcome tells of the app's health
 	app, err := m.store.GetApp(ctx, d.AppID)
@@ -35,8 +45,13 @@ func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 		// The app's own timeout, within half the lease, so the attempt
 		// ends well before another claimer could take the delivery.
 		timeout := min(cmpDuration(app.Timeout, m.cfg.deliveryTimeout), m.cfg.lease/2)
+		if u, err := url.Parse(app.URL); err == nil {
+			span.SetAttributes(attrServerAddress.String(u.Hostname()))
+		}
+		h := forwardHeader(d, n)
+		m.injectHeader(ctx, h) // the worker app continues the trace
 		fctx, cancel := context.WithTimeout(ctx, timeout)
-		res = m.cfg.forwarder.Forward(fctx, &ForwardRequest{App: app, Delivery: d, Attempt: n, Header: forwardHeader(d, n)})
+		res = m.cfg.forwarder.Forward(fctx, &ForwardRequest{App: app, Delivery: d, Attempt: n, Header: h})
 		cancel()
 		counted = res.Err == nil || res.Retryable
 	}
@@ -55,16 +70,26 @@ func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 	if cycleStart.IsZero() {
 		cycleStart = d.CreatedAt
 	}
+	if res.StatusCode != 0 {
+		span.SetAttributes(attrHTTPStatus.Int(res.StatusCode))
+	}
 	switch {
 	case res.Err == nil:
 		d.Status, d.CompletedAt = DeliveryDelivered, &now
-		m.counters.attemptsDelivered.Add(1)
+		m.appCounter(d.AppID).delivered.Add(1)
+		if received, ok := idTime(d.EventID); ok {
+			m.tel.e2eLatency.Record(ctx, max(now.Sub(received), 0).Seconds(), metric.WithAttributes(attrAppID.String(d.AppID)))
+		}
 	case res.Retryable && n-d.AttemptBase < p.MaxAttempts && (p.MaxAge == 0 || next.Sub(cycleStart) <= p.MaxAge):
 		d.Status, d.NextAttemptAt = DeliveryPending, next
-		m.counters.attemptsRetrying.Add(1)
+		m.appCounter(d.AppID).retrying.Add(1)
 	default:
 		d.Status, d.CompletedAt = DeliveryDead, &now
-		m.counters.attemptsDead.Add(1)
+		m.appCounter(d.AppID).dead.Add(1)
+	}
+	span.SetAttributes(attrAttemptOutcome.String(string(d.Status)))
+	if res.Err != nil {
+		span.SetStatus(codes.Error, d.LastError)
 	}
 	a := Attempt{DeliveryID: d.ID, Number: n, StartedAt: start, Duration: res.Duration, StatusCode: res.StatusCode,
 		Error: d.LastError, Outcome: d.Status, ResponseBody: strings.ToValidUTF8(string(res.ResponseBody), "\uFFFD")}
@@ -123,7 +148,14 @@ func (m *Mapper) backoff(n int, asked time.Duration) time.Duration {
 
 // processEvent routes a claimed event and attempts its deliveries.
 func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
+	ctx, span := m.startSpan(m.resume(ctx, ev.TraceContext), "route event", trace.SpanKindInternal, attrEventID.String(ev.ID))
 	ds, err := m.routeEvent(ctx, ev)
+	span.SetAttributes(attrRouteOutcome.String(string(ev.Status)), attrOwnerCount.Int(len(ev.Owners)),
+		attrUnroutable.Int(len(ev.Unroutable)), attrDeliveryCount.Int(len(ds)))
+	if err == nil && ev.LastError != "" {
+		span.SetAttributes(attribute.String("mapper.route.waiting", "true"))
+	}
+	endSpan(span, err)
 	if err != nil {
 		m.cfg.logger.ErrorContext(ctx, "routing not stored", slog.String("event_id", ev.ID), slog.String("error", err.Error()))
 		return nil

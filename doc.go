@@ -166,6 +166,44 @@
 // conformance suite a Store of your own must pass. testing/mappertest has a fake Graph API, a fake
 // worker app and a builder of signed webhooks.
 //
+// # Observability
+//
+// The Mapper uses only the OpenTelemetry API; its providers default to the
+// globals ([WithTracerProvider], [WithMeterProvider]), and package otelx
+// sets up the SDK for a program that wants one.
+//
+// Traces: a span for the webhook POST with children for the signature
+// check, the parse and the store write; "route event" with "resolve owner"
+// (mapper.cache.hit) and the Graph API call as an HTTP client span; and
+// "deliver" (an HTTP client span) for each attempt. The intake's span
+// context is stored with the event (and copied to its deliveries), so
+// routing and delivery continue the same trace after a restart or on
+// another replica, and the worker app receives it as traceparent.
+// Attributes follow OpenTelemetry's semantic conventions
+// (http.request.method, http.response.status_code, server.address,
+// url.path, error.type); the Mapper's own are mapper.event.id,
+// mapper.delivery.id, mapper.delivery.attempt, mapper.app.id,
+// mapper.media.id, mapper.outcome, mapper.route.* and
+// mapper.delivery.outcome. No payload text, token or secret is ever an
+// attribute or a log field; a test greps a whole run for them.
+//
+// Metrics: mapper.webhooks.received (by mapper.outcome: accepted,
+// duplicate, bad_signature, too_large, rate_limited, malformed,
+// store_unavailable), mapper.routing.events (routed, unroutable,
+// retried), mapper.delivery.attempts (by outcome and app),
+// mapper.webhook.ack.duration and mapper.delivery.latency (received →
+// delivered) histograms, mapper.queue.depth, mapper.queue.oldest_age and
+// mapper.deliveries.dead gauges (read from the store at most every 5 s),
+// mapper.cache.lookups (hit, miss, error), mapper.resolver.calls and
+// mapper.graph.usage (percent of each Graph API budget). The counters of
+// GET /monitoring/metrics are the same numbers.
+//
+// The cost, measured by BenchmarkIntake on the 2-core development machine
+// (one signed webhook through the handler, memstore): about 35 µs and 153
+// allocations per webhook with tracing off, about 43 µs and 166
+// allocations with every span sampled and batched — some 25 % more,
+// before any network export.
+//
 // # Logging
 //
 // The Mapper logs through the *slog.Logger of [WithLogger] and is silent

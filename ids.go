@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"strings"
 	"sync"
 	"time"
 )
@@ -63,4 +64,21 @@ func newToken() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// idTime reads the creation time (to the millisecond) of an ID NewID made.
+func idTime(id string) (time.Time, bool) {
+	i := len(id) - 26
+	if i < 0 {
+		return time.Time{}, false
+	}
+	var ms uint64
+	for _, c := range id[i : i+10] {
+		d := strings.IndexRune(crockford, c)
+		if d < 0 {
+			return time.Time{}, false
+		}
+		ms = ms<<5 | uint64(d)
+	}
+	return time.UnixMilli(int64(ms)), true
 }

@@ -20,3 +20,14 @@ func TestNewIDIncreases(t *testing.T) {
 		prev = id
 	}
 }
+
+func TestIDTime(t *testing.T) {
+	at := time.Now().Add(time.Hour).Truncate(time.Millisecond) // later than every ID made so far
+	got, ok := idTime(NewID("evt_", at))
+	if !ok || !got.Equal(at) {
+		t.Errorf("idTime: %v %v, want %v", got, ok, at)
+	}
+	if _, ok := idTime("short"); ok {
+		t.Error("a short ID read as a time")
+	}
+}

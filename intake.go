@@ -13,6 +13,11 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // handleHandshake answers Meta's verification GET: the challenge, byte for
@@ -72,17 +77,37 @@ type DeliveryOutcome struct {
 // signature over the raw bytes, parse, then one durable write, and only
 // then 200.
 func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	start := time.Now()
+	ctx := m.tel.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	// A server span unless the embedding service already made one.
+	kind := trace.SpanKindServer
+	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() && !sc.IsRemote() {
+		kind = trace.SpanKindInternal
+	}
+	ctx, span := m.startSpan(ctx, "POST /webhook/", kind, attrHTTPMethod.String(r.Method), attrURLPath.String(r.URL.Path))
+	sw := &statusWriter{ResponseWriter: w}
+	w = sw
+	var outcome string
+	count := func(o string) { outcome = o; m.counters.countIntake(o) }
+	defer func() {
+		span.SetAttributes(attrHTTPStatus.Int(sw.status), attrOutcome.String(outcome))
+		if sw.status >= 500 {
+			span.SetStatus(codes.Error, outcome)
+		}
+		span.End()
+		m.tel.ackLatency.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrOutcome.String(outcome)))
+	}()
 	log := m.cfg.logger
 	if m.limiter != nil {
 		if ok, wait := m.limiter.allow(m.cfg.clientKey(r)); !ok {
-			m.counters.countIntake(OutcomeRateLimited)
+			count(OutcomeRateLimited)
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			writeProblem(w, r, http.StatusTooManyRequests, "rate-limited", "too many requests from this client; retry after the time in Retry-After")
 			return
 		}
 	}
 	if r.ContentLength > m.cfg.maxBody {
+		outcome = OutcomeTooLarge
 		m.tooLarge(w, r, r.ContentLength)
 		return
 	}
@@ -90,16 +115,21 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			outcome = OutcomeTooLarge
 			m.tooLarge(w, r, -1)
 			return
 		}
-		m.counters.countIntake(OutcomeMalformed)
+		count(OutcomeMalformed)
 		writeProblem(w, r, http.StatusBadRequest, "unreadable-body", "the request body could not be read: "+err.Error())
 		return
 	}
+	span.SetAttributes(attrBodySize.Int(len(body)))
 	sig := r.Header.Get(HeaderMetaSignature)
-	if _, err := verifyMeta(sig, body, m.cfg.secrets); err != nil {
-		m.counters.countIntake(OutcomeBadSignature)
+	_, vspan := m.startSpan(ctx, "verify signature", trace.SpanKindInternal)
+	_, err = verifyMeta(sig, body, m.cfg.secrets)
+	endSpan(vspan, err)
+	if err != nil {
+		count(OutcomeBadSignature)
 		// Loud on purpose: a wrong secret makes Meta retry and, for
 		// messaging, unsubscribe the app within the hour.
 		log.WarnContext(ctx, "webhook refused: bad signature", slog.String("reason", err.Error()),
@@ -114,20 +144,24 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusUnauthorized, "bad-signature", detail)
 		return
 	}
+	_, pspan := m.startSpan(ctx, "parse payload", trace.SpanKindInternal)
 	p, err := ParsePayload(body)
+	endSpan(pspan, err)
 	if err != nil {
-		m.counters.countIntake(OutcomeMalformed)
+		count(OutcomeMalformed)
 		writeProblem(w, r, http.StatusBadRequest, "malformed-payload", err.Error())
 		return
 	}
 	if !slices.Contains(m.cfg.objects, p.Object) {
-		m.counters.countIntake(OutcomeMalformed)
+		count(OutcomeMalformed)
 		writeProblem(w, r, http.StatusBadRequest, "wrong-object", fmt.Sprintf("object %q is not accepted (want %q)", p.Object, m.cfg.objects))
 		return
 	}
 
 	now := m.cfg.now()
 	ev := newEvent(p, body, sig, now)
+	ev.TraceContext = m.carrier(ctx)
+	span.SetAttributes(attrEventID.String(ev.ID), attrEventItems.Int(len(ev.Items)))
 	if m.cfg.sync && ev.Status == EventPending {
 		// Keep the background loop off this event while the handler
 		// delivers it; if the process dies, the lease runs out and the
@@ -135,8 +169,11 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		ev.LeaseToken = newToken()
 		ev.NextAttemptAt = now.Add(m.cfg.lease)
 	}
-	if err := m.store.CreateEvent(ctx, ev); err != nil {
-		m.counters.countIntake(OutcomeStoreUnavailable)
+	sctx, sspan := m.startSpan(ctx, "persist event", trace.SpanKindInternal, attrEventID.String(ev.ID))
+	err = m.store.CreateEvent(sctx, ev)
+	endSpan(sspan, err)
+	if err != nil {
+		count(OutcomeStoreUnavailable)
 		log.ErrorContext(ctx, "webhook not stored; answering 503 so that Meta retries", slog.String("error", err.Error()))
 		w.Header().Set("Retry-After", "5")
 		writeProblem(w, r, http.StatusServiceUnavailable, "store-unavailable", "the event could not be stored; retry later")
@@ -145,13 +182,13 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	resp := IntakeResponse{EventID: ev.ID, Status: "accepted"}
 	switch ev.Status {
 	case EventDuplicate:
-		m.counters.countIntake(OutcomeDuplicate)
+		count(OutcomeDuplicate)
 		resp.Status = "duplicate"
 	case EventIgnored:
-		m.counters.countIntake(OutcomeAccepted)
+		count(OutcomeAccepted)
 		resp.Status = "ignored"
 	default:
-		m.counters.countIntake(OutcomeAccepted)
+		count(OutcomeAccepted)
 		if m.cfg.sync {
 			m.inflight.Add(1)
 			resp.Status, resp.Deliveries = m.deliverNow(ctx, ev)
@@ -163,6 +200,29 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	log.DebugContext(ctx, "webhook stored", slog.String("event_id", ev.ID), slog.String("status", resp.Status), slog.Int("items", len(ev.Items)))
 	writeJSON(w, http.StatusOK, resp)
 }
+
+// statusWriter remembers the status of the answer, for the span.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (m *Mapper) tooLarge(w http.ResponseWriter, r *http.Request, n int64) {
 	m.counters.countIntake(OutcomeTooLarge)

@@ -3,6 +3,7 @@ package mapper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -96,6 +97,7 @@ type Mapper struct {
 	due      schedule
 	counters counters
 	apps     *apps
+	tel      telemetry
 	closers  []func() error
 	handler  http.Handler
 	inflight sync.WaitGroup // sync-mode deliveries running in handlers
@@ -134,6 +136,10 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 	if cfg.rateLimit > 0 {
 		m.limiter = newClientLimiter(cfg.rateLimit, cfg.rateBurst, cfg.now)
 	}
+	if err := m.setupTelemetry(); err != nil {
+		return nil, fmt.Errorf("mapper: telemetry: %w", err)
+	}
+	m.closers = append(m.closers, func() error { return m.tel.reg.Unregister() })
 	m.handler = m.routes()
 	return m, nil
 }

@@ -7,6 +7,10 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option configures a [Mapper]. Options are applied in order over the
@@ -102,6 +106,9 @@ type config struct {
 	parkInterval    time.Duration
 	breaker         BreakerPolicy
 	appConcurrency  int
+	tracerProvider  trace.TracerProvider
+	meterProvider   metric.MeterProvider
+	propagator      propagation.TextMapPropagator
 	positiveTTL     time.Duration
 	negativeTTL     time.Duration
 	now             func() time.Time
@@ -125,6 +132,7 @@ func defaultConfig() config {
 		parkInterval:    30 * time.Second,
 		breaker:         DefaultBreakerPolicy,
 		appConcurrency:  8,
+		propagator:      propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		positiveTTL:     24 * time.Hour,
 		negativeTTL:     5 * time.Minute,
 		now:             time.Now,
@@ -313,6 +321,29 @@ func WithLease(d time.Duration) Option {
 // leases. Default 5 seconds.
 func WithPollInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.pollInterval = d })
+}
+
+// WithTracerProvider sets where the Mapper's spans go. The default is the
+// global provider (otel.GetTracerProvider), a no-op until the program
+// installs one (otelx does).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) { c.tracerProvider = tp })
+}
+
+// WithMeterProvider sets where the Mapper's metrics go. The default is the
+// global provider (otel.GetMeterProvider).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) { c.meterProvider = mp })
+}
+
+// WithPropagator sets how trace context is stored with an event and sent
+// to worker apps. The default is W3C trace context and baggage.
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return optionFunc(func(c *config) {
+		if p != nil {
+			c.propagator = p
+		}
+	})
 }
 
 // WithBreaker sets the circuit breaker of every worker app. Default

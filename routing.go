@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // notFoundMark is cached for a media whose owner cannot be known; owner IDs
@@ -132,6 +134,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 			CycleStart:    now,
 			Ordered:       g.app.Ordered,
 			LeaseToken:    newToken(),
+			TraceContext:  ev.TraceContext,
 		}
 		if g.n == len(ev.Items) && !hasEmptyEntry(p) {
 			// The whole payload is this app's: send Meta's bytes and
@@ -216,7 +219,9 @@ func (m *Mapper) ownerOf(ctx context.Context, e *Entry, it *Item) (string, error
 
 // resolveOwner goes cache → singleflight → resolver, so that a burst of
 // comments on one new media costs one Graph API call.
-func (m *Mapper) resolveOwner(ctx context.Context, mediaID string) (string, error) {
+func (m *Mapper) resolveOwner(ctx context.Context, mediaID string) (owner string, err error) {
+	ctx, span := m.startSpan(ctx, "resolve owner", trace.SpanKindInternal, attrMediaID.String(mediaID))
+	defer func() { endSpan(span, err) }()
 	key := "mapper:owner:" + mediaID
 	v, ok, err := m.cfg.cache.Get(ctx, key)
 	switch {
@@ -225,6 +230,7 @@ func (m *Mapper) resolveOwner(ctx context.Context, mediaID string) (string, erro
 		m.cfg.logger.WarnContext(ctx, "owner cache unavailable; asking the resolver", slog.String("error", err.Error()))
 	case ok:
 		m.counters.cacheHits.Add(1)
+		span.SetAttributes(attrCacheHit.Bool(true))
 		if v == notFoundMark {
 			return "", ErrMediaNotFound
 		}
@@ -232,6 +238,7 @@ func (m *Mapper) resolveOwner(ctx context.Context, mediaID string) (string, erro
 	default:
 		m.counters.cacheMisses.Add(1)
 	}
+	span.SetAttributes(attrCacheHit.Bool(false))
 	res, err, _ := m.flight.Do(mediaID, func() (any, error) {
 		// One caller's cancellation must not fail the others waiting on
 		// the same call; the resolver's own timeout bounds it.

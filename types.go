@@ -102,6 +102,10 @@ type Event struct {
 	CompletedAt   *time.Time `json:"completed_at,omitempty"`
 	// LeaseToken is set by a claim and must accompany the claimer's writes.
 	LeaseToken string `json:"-"`
+	// TraceContext is the intake's span context as the propagator wrote it
+	// (JSON of traceparent and tracestate), so that routing and delivery
+	// continue the same trace after a restart or on another replica.
+	TraceContext string `json:"-"`
 }
 
 // EventItem is one change or messaging item of a payload.
@@ -157,6 +161,8 @@ type Delivery struct {
 	CreatedAt      time.Time  `json:"created_at"`
 	CompletedAt    *time.Time `json:"completed_at,omitempty"`
 	LeaseToken     string     `json:"-"`
+	// TraceContext is copied from the event.
+	TraceContext string `json:"-"`
 }
 
 // Attempt records one try of a delivery.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/cache/rediscache"
 	"github.com/chatico/mapper/resolver/graphresolver"
@@ -172,7 +174,7 @@ func (p *parts) Close() {
 
 // build turns the configuration into Mapper options and the parts behind
 // them: the Graph API resolver, and the Redis cache when REDIS__URL is set.
-func (c *config) build(logger *slog.Logger) (*parts, error) {
+func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, error) {
 	opts := []mapper.Option{
 		mapper.WithLogger(logger),
 		mapper.WithAppSecrets(c.Secrets...),
@@ -207,7 +209,8 @@ func (c *config) build(logger *slog.Logger) (*parts, error) {
 		}))
 	}
 	if c.AccessToken != "" {
-		res, err := graphresolver.New(c.AccessToken, graphresolver.WithBaseURL(c.GraphURL), graphresolver.WithVersion(c.GraphVersion))
+		res, err := graphresolver.New(c.AccessToken, graphresolver.WithBaseURL(c.GraphURL), graphresolver.WithVersion(c.GraphVersion),
+			graphresolver.WithTracerProvider(tp))
 		if err != nil {
 			return nil, fmt.Errorf("GRAPH_API_URL/GRAPH_API_VERSION: %w", err)
 		}

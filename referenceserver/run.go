@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/otelx"
 	"github.com/chatico/mapper/resolver/graphresolver"
 	"github.com/chatico/mapper/storage/bunstore"
 )
@@ -45,7 +46,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	exportOTELVars(env)
+	tel, err := otelx.Setup(ctx, "mapper", version())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx) // flush the last spans
+	}()
+	logger := slog.New(otelx.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})))
 	store, where, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -60,12 +71,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			logger.Info("migrated", slog.Any("applied", applied))
 		}
 	}
-	p, err := cfg.build(logger)
+	p, err := cfg.build(logger, tel.TracerProvider)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	m, err := mapper.New(store, p.opts...)
+	opts := append(p.opts, mapper.WithTracerProvider(tel.TracerProvider), mapper.WithMeterProvider(tel.MeterProvider), mapper.WithPropagator(tel.Propagator))
+	m, err := mapper.New(store, opts...)
 	if err != nil {
 		return err
 	}
@@ -76,12 +88,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", cfg.Policy.String()),
 		slog.Int("app_secrets", len(cfg.Secrets)), slog.Bool("admin_api", cfg.AdminToken != ""), slog.Bool("sync_delivery", cfg.Sync),
-		slog.Bool("redis_cache", cfg.RedisURL != ""))
+		slog.Bool("redis_cache", cfg.RedisURL != ""), slog.Bool("traces_exported", tel.TracesExported), slog.String("version", version()))
 	if p.resolver != nil {
 		stop := reloadOnHangup(ctx, getenv, *envFile, p.resolver, logger)
 		defer stop()
 	}
-	return serve(ctx, m, ln, cfg.ShutdownTimeout, logger)
+	return serve(ctx, m, withTelemetry(m, tel, logger), ln, cfg.ShutdownTimeout, logger)
+}
+
+// withTelemetry adds Prometheus' /metrics (behind the admin token) and the
+// access log to the Mapper's handler.
+func withTelemetry(m *mapper.Mapper, tel *otelx.Telemetry, logger *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Protect(tel.MetricsHandler))
+	mux.Handle("/", m.Handler())
+	return accessLog(mux, tel.TracerProvider.Tracer("github.com/chatico/mapper/referenceserver"), tel.Propagator, logger)
 }
 
 // openStore opens PostgreSQL when DATABASE_URL is set, else the SQLite
@@ -191,6 +212,20 @@ func reloadOnHangup(ctx context.Context, getenv func(string) string, envFile str
 	return func() { signal.Stop(hup); cancel(); <-done }
 }
 
+// exportOTELVars puts the OTEL_* values of the .env file into the process
+// environment, where the OpenTelemetry SDK and its exporters read them.
+func exportOTELVars(getenv func(string) string) {
+	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_EXPORTER",
+		"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_HEADERS",
+		"OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_INSECURE",
+		"OTEL_EXPORTER_OTLP_CERTIFICATE"} {
+		if v := getenv(k); v != "" && os.Getenv(k) == "" {
+			_ = os.Setenv(k, v)
+		}
+	}
+}
+
 // withDotenv layers a .env file under the environment. A missing file is
 // not an error; a malformed one is.
 func withDotenv(getenv func(string) string, path string) (func(string) string, error) {
@@ -217,9 +252,9 @@ func withDotenv(getenv func(string) string, path string) (func(string) string, e
 // serve runs the HTTP server and the delivery loop until ctx ends, then
 // shuts down in order: stop taking requests and let the handlers finish,
 // then let the loop finish the deliveries in flight.
-func serve(ctx context.Context, m *mapper.Mapper, ln net.Listener, timeout time.Duration, logger *slog.Logger) error {
+func serve(ctx context.Context, m *mapper.Mapper, handler http.Handler, ln net.Listener, timeout time.Duration, logger *slog.Logger) error {
 	srv := &http.Server{
-		Handler:           m.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      2 * time.Minute,

@@ -164,6 +164,11 @@ func startServerAt(t *testing.T, envPath, dotenv string) (string, func()) {
 
 func startServerWith(t *testing.T, envPath, dotenv string, extra map[string]string) (string, func()) {
 	t.Helper()
+	return startServerLogs(t, envPath, dotenv, extra, &syncBuffer{wrote: make(chan struct{}, 1)})
+}
+
+func startServerLogs(t *testing.T, envPath, dotenv string, extra map[string]string, logs *syncBuffer) (string, func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +181,6 @@ func startServerWith(t *testing.T, envPath, dotenv string, extra map[string]stri
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	logs := &syncBuffer{wrote: make(chan struct{}, 1)}
 	go func() { done <- run(ctx, []string{"-env-file", envPath}, env(extra), io.Discard, logs) }()
 	started := make(chan struct{})
 	go func() { logs.waitFor(t, `"msg":"listening"`); close(started) }()
@@ -215,7 +219,8 @@ func TestServerFromEnvFile(t *testing.T) {
 	worker := mappertest.NewWorkerApp("worker-secret-0123456789")
 	t.Cleanup(worker.Close)
 	db := filepath.Join(t.TempDir(), "data", "mapper.db")
-	base, stop := startServer(t, "INSTAGRAM_APP_SECRET=from-file\nWEBHOOK_VERIFY_TOKEN=vt\nOWNER_POLICY=entry\nADMIN_TOKEN=adm\nSQLITE_PATH="+db+"\n", map[string]string{"LOG_LEVEL": "debug"})
+	logs := &syncBuffer{wrote: make(chan struct{}, 1)}
+	base, stop := startServerLogs(t, filepath.Join(t.TempDir(), ".env"), "INSTAGRAM_APP_SECRET=from-file\nWEBHOOK_VERIFY_TOKEN=verify-token-in-a-query\nOWNER_POLICY=entry\nADMIN_TOKEN=adm\nSQLITE_PATH="+db+"\n", map[string]string{"LOG_LEVEL": "debug"}, logs)
 	if code, body := adminDo(t, http.MethodPost, base+"/worker-apps/", "adm", `{"name":"w","url":"`+worker.URL()+`","account_ids":["1"],"secret":"`+worker.Secret()+`"}`); code != 201 {
 		t.Fatalf("register: %d %s", code, body)
 	}
@@ -229,9 +234,29 @@ func TestServerFromEnvFile(t *testing.T) {
 	if _, err := worker.WaitFor(wctx, 1); err != nil {
 		t.Fatal(err)
 	}
+	// Meta's handshake carries the verify token in the query string.
+	if resp, err := http.Get(base + "/webhook/?hub.mode=subscribe&hub.verify_token=verify-token-in-a-query&hub.challenge=42"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("handshake: %v %v", err, resp)
+	}
+	// Prometheus' /metrics is behind the admin token, and shows the same
+	// count as the JSON metrics.
+	if code, _ := adminDo(t, http.MethodGet, base+"/metrics", "wrong", ""); code != 401 {
+		t.Errorf("/metrics without the token: %d", code)
+	}
+	code, prom := adminDo(t, http.MethodGet, base+"/metrics", "adm", "")
+	if code != 200 || !strings.Contains(prom, `mapper_webhooks_received_total{mapper_outcome="accepted"`) {
+		t.Errorf("/metrics: %d %.500s", code, prom)
+	}
 	stop()
 	if _, err := os.Stat(db); err != nil {
 		t.Errorf("the SQLite file was not created: %v", err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, `"msg":"request"`) || !strings.Contains(out, `"trace_id":"`) {
+		t.Errorf("no access log line with a trace ID:\n%.2000s", out)
+	}
+	if strings.Contains(out, "verify-token-in-a-query") {
+		t.Error("the verify token reached the logs")
 	}
 }
 

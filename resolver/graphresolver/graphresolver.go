@@ -50,6 +50,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultBaseURL is Facebook Login's host; Instagram Login apps use
@@ -69,6 +74,8 @@ type Resolver struct {
 	minThrottle time.Duration
 	maxThrottle time.Duration
 	probeEvery  time.Duration
+
+	tracer trace.Tracer
 
 	mu           sync.Mutex
 	token        string
@@ -163,6 +170,19 @@ func WithTokenProbe(every time.Duration) Option {
 	}
 }
 
+// WithTracerProvider sets where the lookups' client spans go. The default
+// is the global provider. Spans carry the method, host, path and status,
+// never the query (it holds the token).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(r *Resolver) error {
+		if tp == nil {
+			return errors.New("graphresolver: nil tracer provider")
+		}
+		r.tracer = tp.Tracer("github.com/chatico/mapper/resolver/graphresolver")
+		return nil
+	}
+}
+
 // WithClock sets the clock; tests use it.
 func WithClock(now func() time.Time) Option {
 	return func(r *Resolver) error { r.now = now; return nil }
@@ -175,7 +195,8 @@ func New(token string, opts ...Option) (*Resolver, error) {
 	}
 	base, _ := url.Parse(DefaultBaseURL)
 	r := &Resolver{base: base, version: DefaultVersion, token: token, client: &http.Client{Timeout: 10 * time.Second},
-		now: time.Now, minThrottle: time.Minute, maxThrottle: time.Hour, probeEvery: 5 * time.Minute}
+		now: time.Now, minThrottle: time.Minute, maxThrottle: time.Hour, probeEvery: 5 * time.Minute,
+		tracer: otel.GetTracerProvider().Tracer("github.com/chatico/mapper/resolver/graphresolver")}
 	for _, o := range opts {
 		if err := o(r); err != nil {
 			return nil, err
@@ -266,7 +287,7 @@ var ErrNotOwned = errors.New("media is not owned by the token's account")
 var ErrInvalidMediaID = errors.New("not a Graph API object ID")
 
 // ResolveOwner returns the ID of the account that owns the media.
-func (r *Resolver) ResolveOwner(ctx context.Context, mediaID string) (string, error) {
+func (r *Resolver) ResolveOwner(ctx context.Context, mediaID string) (owner string, err error) {
 	if !validID(mediaID) {
 		return "", &Error{MediaID: mediaID, kind: kindNotFound, err: ErrInvalidMediaID}
 	}
@@ -276,6 +297,23 @@ func (r *Resolver) ResolveOwner(ctx context.Context, mediaID string) (string, er
 	}
 	u := *r.base
 	u.Path = u.Path + "/" + r.version + "/" + mediaID
+	ctx, span := r.tracer.Start(ctx, "GET", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("http.request.method", http.MethodGet), attribute.String("server.address", u.Hostname()),
+		attribute.String("url.path", u.Path), attribute.String("mapper.media.id", mediaID)))
+	var status int
+	defer func() {
+		if status != 0 {
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+		}
+		var ge *Error
+		if errors.As(err, &ge) {
+			if ge.Code != 0 {
+				span.SetAttributes(attribute.Int("mapper.graph.error_code", ge.Code), attribute.Int("mapper.graph.error_subcode", ge.Subcode))
+			}
+			span.SetStatus(codes.Error, fmt.Sprintf("graph API error %d", ge.Code))
+		}
+		span.End()
+	}()
 	u.RawQuery = url.Values{"fields": {"owner"}, "access_token": {token}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -291,6 +329,7 @@ func (r *Resolver) ResolveOwner(ctx context.Context, mediaID string) (string, er
 		return "", &Error{MediaID: mediaID, kind: kindTemporary, err: fmt.Errorf("GET %s/%s/%s: %w", redactedBase(r.base), r.version, mediaID, err)}
 	}
 	defer resp.Body.Close()
+	status = resp.StatusCode
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	usage := readUsage(resp.Header, r.now())
 	if err != nil {
@@ -443,6 +482,14 @@ func (r *Resolver) Health() error {
 		return fmt.Errorf("graph API throttled (%d answers in a row); calling again in %s", r.streak, max(r.blockedUntil.Sub(now), 0).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// UsagePercent reports the last usage by budget name, for the Mapper's
+// mapper.graph.usage gauge.
+func (r *Resolver) UsagePercent() map[string]int {
+	u := r.Usage()
+	return map[string]int{"app_call_count": u.AppCallCount, "app_total_time": u.AppTotalTime,
+		"app_total_cputime": u.AppTotalCPUTime, "business_use_case": u.BUC}
 }
 
 // Usage returns what Meta's usage headers said last.

@@ -49,6 +49,7 @@ type eventRow struct {
 	RoutedAt      *int64 `bun:"routed_at"`
 	CompletedAt   *int64 `bun:"completed_at"`
 	LeaseToken    string `bun:"lease_token"`
+	TraceContext  string `bun:"trace_context"`
 }
 
 type eventAccountRow struct {
@@ -78,6 +79,7 @@ type deliveryRow struct {
 	CreatedAt      int64  `bun:"created_at"`
 	CompletedAt    *int64 `bun:"completed_at"`
 	LeaseToken     string `bun:"lease_token"`
+	TraceContext   string `bun:"trace_context"`
 }
 
 type attemptRow struct {
@@ -138,7 +140,7 @@ func toEventRow(e *mapper.Event) *eventRow {
 		Items: jsonText(items), AccountIDs: jsonText(orEmpty(e.AccountIDs)), Status: string(e.Status),
 		Owners: jsonText(orEmpty(e.Owners)), Unroutable: jsonText(orEmpty(e.Unroutable)),
 		RouteAttempts: e.RouteAttempts, LastError: e.LastError, NextAttemptAt: us(e.NextAttemptAt),
-		RoutedAt: usPtr(e.RoutedAt), CompletedAt: usPtr(e.CompletedAt), LeaseToken: e.LeaseToken,
+		RoutedAt: usPtr(e.RoutedAt), CompletedAt: usPtr(e.CompletedAt), LeaseToken: e.LeaseToken, TraceContext: e.TraceContext,
 	}
 }
 
@@ -147,7 +149,7 @@ func (r *eventRow) event() mapper.Event {
 		ID: r.ID, ReceivedAt: fromUS(r.ReceivedAt), Object: r.Object, Payload: r.Payload, Signature: r.Signature,
 		Status: mapper.EventStatus(r.Status), RouteAttempts: r.RouteAttempts, LastError: r.LastError,
 		NextAttemptAt: fromUS(r.NextAttemptAt), RoutedAt: fromUSPtr(r.RoutedAt), CompletedAt: fromUSPtr(r.CompletedAt),
-		LeaseToken: r.LeaseToken,
+		LeaseToken: r.LeaseToken, TraceContext: r.TraceContext,
 	}
 	_ = json.Unmarshal([]byte(r.Items), &e.Items)
 	_ = json.Unmarshal([]byte(r.AccountIDs), &e.AccountIDs)
@@ -168,7 +170,7 @@ func toDeliveryRow(d *mapper.Delivery) *deliveryRow {
 		MetaSignature: d.MetaSignature, Ordered: d.Ordered, Status: string(d.Status), Attempts: d.Attempts,
 		AttemptBase: d.AttemptBase, CycleStart: us(d.CycleStart), NextAttemptAt: us(d.NextAttemptAt),
 		LastStatusCode: d.LastStatusCode, LastError: d.LastError, CreatedAt: us(d.CreatedAt),
-		CompletedAt: usPtr(d.CompletedAt), LeaseToken: d.LeaseToken,
+		CompletedAt: usPtr(d.CompletedAt), LeaseToken: d.LeaseToken, TraceContext: d.TraceContext,
 	}
 	if !d.Original {
 		r.Body = d.Body
@@ -185,7 +187,7 @@ func (r *deliveryRow) delivery() mapper.Delivery {
 		Ordered: r.Ordered, Status: mapper.DeliveryStatus(r.Status), Attempts: r.Attempts,
 		AttemptBase: r.AttemptBase, CycleStart: fromUS(r.CycleStart), NextAttemptAt: fromUS(r.NextAttemptAt),
 		LastStatusCode: r.LastStatusCode, LastError: r.LastError, CreatedAt: fromUS(r.CreatedAt),
-		CompletedAt: fromUSPtr(r.CompletedAt), LeaseToken: r.LeaseToken,
+		CompletedAt: fromUSPtr(r.CompletedAt), LeaseToken: r.LeaseToken, TraceContext: r.TraceContext,
 	}
 	_ = json.Unmarshal([]byte(r.OwnerIDs), &d.OwnerIDs)
 	return d

@@ -80,9 +80,10 @@ func must(t *testing.T, err error) {
 func newEvent(id string, at time.Time, account string, keys ...string) *mapper.Event {
 	ev := &mapper.Event{
 		ID: id, ReceivedAt: at, Object: "instagram", Status: mapper.EventPending, NextAttemptAt: at,
-		Payload:    []byte(`{"object":"instagram","entry":[{"id":"` + account + `","note":"\u00e4 \/ \ud83d\ude0d"}]}`),
-		Signature:  "sha256=" + fmt.Sprintf("%064d", 0),
-		AccountIDs: []string{account},
+		Payload:      []byte(`{"object":"instagram","entry":[{"id":"` + account + `","note":"\u00e4 \/ \ud83d\ude0d"}]}`),
+		Signature:    "sha256=" + fmt.Sprintf("%064d", 0),
+		AccountIDs:   []string{account},
+		TraceContext: `{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}`,
 	}
 	for _, k := range keys {
 		ev.Items = append(ev.Items, mapper.EventItem{Key: k})
@@ -176,7 +177,7 @@ func eventRoundTrip(t *testing.T, s mapper.Store) {
 	must(t, err)
 	if string(got.Payload) != string(ev.Payload) || got.Signature != ev.Signature || !got.ReceivedAt.Equal(base) ||
 		got.Status != mapper.EventPending || len(got.Items) != 2 || got.Items[1].Key != "k2" || got.Items[0].Duplicate ||
-		!slices.Equal(got.AccountIDs, ev.AccountIDs) || got.Object != "instagram" {
+		!slices.Equal(got.AccountIDs, ev.AccountIDs) || got.Object != "instagram" || got.TraceContext != ev.TraceContext {
 		t.Errorf("GetEvent: %+v", got)
 	}
 	if _, err := s.GetEvent(ctx, "missing"); !errors.Is(err, mapper.ErrNotFound) {
@@ -394,7 +395,7 @@ func routed(t *testing.T, s mapper.Store, id string, unroutable []string, apps .
 	var ds []mapper.Delivery
 	for _, a := range apps {
 		ds = append(ds, mapper.Delivery{ID: id + "-" + a, EventID: id, AppID: a, OwnerIDs: []string{"1"}, Body: []byte(`{"for":"` + a + `"}`),
-			Status: mapper.DeliveryPending, NextAttemptAt: base.Add(time.Minute), CreatedAt: routedAt, LeaseToken: "lease-" + a})
+			Status: mapper.DeliveryPending, NextAttemptAt: base.Add(time.Minute), CreatedAt: routedAt, LeaseToken: "lease-" + a, TraceContext: mine.TraceContext})
 	}
 	must(t, s.RouteEvent(ctx, mine, ds))
 	return ds
@@ -431,7 +432,7 @@ func routeAndSettle(t *testing.T, s mapper.Store) {
 		ds := routed(t, s, c.id, c.unroutable, apps...)
 		got, err := s.ListDeliveries(ctx, c.id)
 		must(t, err)
-		if len(got) != len(ds) || got[0].AppID != "app0" || got[0].Status != mapper.DeliveryPending {
+		if len(got) != len(ds) || got[0].AppID != "app0" || got[0].Status != mapper.DeliveryPending || got[0].TraceContext == "" {
 			t.Fatalf("%s: deliveries %+v", c.id, got)
 		}
 		// A retry first, then the outcomes; the event stays dispatched
