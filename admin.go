@@ -248,7 +248,9 @@ func (m *Mapper) handleCreateApp(w http.ResponseWriter, r *http.Request) {
 	app := &WorkerApp{ID: NewID("app_", now), Name: in.Name, URL: in.URL, AccountIDs: in.AccountIDs,
 		Secret: in.Secret, Enabled: in.Enabled == nil || *in.Enabled, Timeout: time.Duration(in.TimeoutMS) * time.Millisecond,
 		MaxConcurrency: in.MaxConcurrency, Ordered: in.Ordered, CreatedAt: now, UpdatedAt: now}
-	if err := m.store.CreateApp(r.Context(), app); err != nil {
+	err := m.store.CreateApp(r.Context(), app)
+	m.appCache.invalidate() // whatever happened, the next read asks the store
+	if err != nil {
 		m.storeError(w, r, err)
 		return
 	}
@@ -285,7 +287,9 @@ func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
 	}
 	app.Timeout, app.MaxConcurrency, app.Ordered = time.Duration(in.TimeoutMS)*time.Millisecond, in.MaxConcurrency, in.Ordered
 	app.UpdatedAt = m.cfg.now()
-	if err := m.store.UpdateApp(r.Context(), &app); err != nil {
+	err = m.store.UpdateApp(r.Context(), &app)
+	m.appCache.invalidate() // whatever happened, the next read asks the store
+	if err != nil {
 		m.storeError(w, r, err)
 		return
 	}
@@ -293,7 +297,9 @@ func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Mapper) handleDeleteApp(w http.ResponseWriter, r *http.Request) {
-	if err := m.store.DeleteApp(r.Context(), r.PathValue("id")); err != nil {
+	err := m.store.DeleteApp(r.Context(), r.PathValue("id"))
+	m.appCache.invalidate() // whatever happened, the next read asks the store
+	if err != nil {
 		m.storeError(w, r, err)
 		return
 	}

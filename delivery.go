@@ -28,7 +28,7 @@ func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 	defer span.End()
 	var res ForwardResult
 	counted := false // whether the outcome tells of the app's health
-	app, err := m.store.GetApp(ctx, d.AppID)
+	app, err := m.getApp(ctx, d.AppID)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		res = ForwardResult{Err: errors.New("worker app was deleted")}
@@ -251,8 +251,11 @@ func (m *Mapper) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// No handoff from now on; what is queued goes back.
+			m.running.Store(false)
 			wg.Wait()
 			m.inflight.Wait()
+			m.returnHandoff(ctx)
 			return nil
 		case <-m.wake:
 		case <-timer.C:
@@ -285,9 +288,24 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			return nil
 		}
 		now := m.cfg.now()
-		evs, err := m.store.ClaimEvents(ctx, now, free, m.cfg.lease)
-		if err != nil {
-			return err
+		handed := m.takeHandoff(free)
+		for _, ev := range handed {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer m.release(slots)
+				m.processEvent(work, ev)
+			})
+		}
+		free -= len(handed)
+		var evs []Event
+		if free > 0 && len(handed) == 0 {
+			// The outbox: events of other replicas, retries, expired
+			// leases. While handed-over work flows, the next pass (or the
+			// poll) gets to it.
+			var err error
+			if evs, err = m.store.ClaimEvents(ctx, now, free, m.cfg.lease); err != nil {
+				return err
+			}
 		}
 		for i := range evs {
 			slots <- struct{}{}
@@ -299,6 +317,7 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 		free -= len(evs)
 		var ds []Delivery
 		if free > 0 {
+			var err error
 			ds, err = m.store.ClaimDeliveries(ctx, now, free, m.cfg.lease, m.apps.skip(now))
 			if err != nil {
 				return err
@@ -319,7 +338,7 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			}
 			free -= len(ds)
 		}
-		if free > 0 {
+		if free > 0 && len(handed) == 0 {
 			// Less due work than room for it: nothing is waiting.
 			m.backlog.Store(false)
 			return nil

@@ -162,16 +162,28 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	ev := newEvent(p, body, sig, now)
 	ev.TraceContext = m.carrier(ctx)
 	span.SetAttributes(attrEventID.String(ev.ID), attrEventItems.Int(len(ev.Items)))
-	if m.cfg.sync && ev.Status == EventPending {
+	handoff := false
+	switch {
+	case ev.Status != EventPending:
+	case m.cfg.sync:
 		// Keep the background loop off this event while the handler
 		// delivers it; if the process dies, the lease runs out and the
 		// loop takes over.
-		ev.LeaseToken = newToken()
-		ev.NextAttemptAt = now.Add(m.cfg.lease)
+		ev.LeaseToken, ev.NextAttemptAt = newToken(), now.Add(m.cfg.lease)
+	case m.reserveHandoff():
+		// Stored already leased to this process and handed to its loop
+		// in memory: no claim query, no wait for a poll. Should the
+		// process die first, the lease runs out and any replica claims it.
+		ev.LeaseToken, ev.NextAttemptAt = newToken(), now.Add(m.cfg.lease)
+		handoff = true
 	}
 	sctx, sspan := m.startSpan(ctx, "persist event", trace.SpanKindInternal, attrEventID.String(ev.ID))
 	err = m.store.CreateEvent(sctx, ev)
 	endSpan(sspan, err)
+	if handoff && (err != nil || ev.Status != EventPending) {
+		m.cancelHandoff() // nothing to hand over: refused, or all duplicates
+		handoff = false
+	}
 	if err != nil {
 		count(OutcomeStoreUnavailable)
 		log.ErrorContext(ctx, "webhook not stored; answering 503 so that Meta retries", slog.String("error", err.Error()))
@@ -193,6 +205,8 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 			m.inflight.Add(1)
 			resp.Status, resp.Deliveries = m.deliverNow(ctx, ev)
 			m.inflight.Done()
+		} else if handoff {
+			m.handOver(ev)
 		} else {
 			m.notify()
 		}

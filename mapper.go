@@ -97,10 +97,15 @@ type Mapper struct {
 	due      schedule
 	counters counters
 	apps     *apps
-	tel      telemetry
-	closers  []func() error
-	handler  http.Handler
-	inflight sync.WaitGroup // sync-mode deliveries running in handlers
+	appCache *appCache
+	// handoff queues events this process stored leased to itself;
+	// handoffFree counts the places left, reserved before each write.
+	handoff     chan *Event
+	handoffFree atomic.Int64
+	tel         telemetry
+	closers     []func() error
+	handler     http.Handler
+	inflight    sync.WaitGroup // sync-mode deliveries running in handlers
 }
 
 // New returns a Mapper over store. See the With… options for the defaults;
@@ -117,7 +122,9 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	m := &Mapper{cfg: cfg, store: store, wake: make(chan struct{}, 1), apps: newApps(cfg.breaker, cfg.appConcurrency)}
+	m := &Mapper{cfg: cfg, store: store, wake: make(chan struct{}, 1), apps: newApps(cfg.breaker, cfg.appConcurrency),
+		appCache: newAppCache(cfg.appCacheTTL, cfg.now), handoff: make(chan *Event, handoffSize)}
+	m.handoffFree.Store(handoffSize)
 	m.apps.onOpen = func(appID string, until time.Time) {
 		m.cfg.logger.Warn("worker app circuit opened: no attempts until the probe", slog.String("app_id", appID), slog.Time("probe_at", until))
 		m.scheduleAt(until)

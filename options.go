@@ -106,6 +106,7 @@ type config struct {
 	parkInterval    time.Duration
 	breaker         BreakerPolicy
 	appConcurrency  int
+	appCacheTTL     time.Duration
 	tracerProvider  trace.TracerProvider
 	meterProvider   metric.MeterProvider
 	propagator      propagation.TextMapPropagator
@@ -132,6 +133,7 @@ func defaultConfig() config {
 		parkInterval:    30 * time.Second,
 		breaker:         DefaultBreakerPolicy,
 		appConcurrency:  8,
+		appCacheTTL:     time.Second,
 		propagator:      propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		positiveTTL:     24 * time.Hour,
 		negativeTTL:     5 * time.Minute,
@@ -321,6 +323,15 @@ func WithLease(d time.Duration) Option {
 // leases. Default 5 seconds.
 func WithPollInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.pollInterval = d })
+}
+
+// WithAppCacheTTL sets how long worker apps read from the store are reused
+// by routing and delivery. The admin routes of this Mapper clear the cache
+// on every change; changes made elsewhere (another replica, the store
+// directly) are seen within the TTL. Default 1 second; 0 reads the store
+// every time.
+func WithAppCacheTTL(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.appCacheTTL = d })
 }
 
 // WithTracerProvider sets where the Mapper's spans go. The default is the

@@ -87,7 +87,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 	}
 	apps := map[string]*WorkerApp{}
 	if len(distinct) > 0 {
-		apps, err = m.store.AppsForAccounts(ctx, distinct)
+		apps, err = m.appsForAccounts(ctx, distinct)
 		if err != nil {
 			return nil, m.retryRouting(ctx, ev, fmt.Errorf("looking up worker apps: %w", err))
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -89,6 +90,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", cfg.Policy.String()),
 		slog.Int("app_secrets", len(cfg.Secrets)), slog.Bool("admin_api", cfg.AdminToken != ""), slog.Bool("sync_delivery", cfg.Sync),
 		slog.Bool("redis_cache", cfg.RedisURL != ""), slog.Bool("traces_exported", tel.TracesExported), slog.String("version", version()))
+	if addr := env("PPROF_ADDR"); addr != "" {
+		// Profiling, for performance work: on its own listener, never on
+		// the public port.
+		pl, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("PPROF_ADDR: %w", err)
+		}
+		defer pl.Close()
+		go func() { _ = http.Serve(pl, pprofMux()) }()
+		logger.Info("profiling", slog.String("addr", pl.Addr().String()))
+	}
 	if p.resolver != nil {
 		stop := reloadOnHangup(ctx, getenv, *envFile, p.resolver, logger)
 		defer stop()
@@ -210,6 +222,14 @@ func reloadOnHangup(ctx context.Context, getenv func(string) string, envFile str
 		}
 	}()
 	return func() { signal.Stop(hup); cancel(); <-done }
+}
+
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // exportOTELVars puts the OTEL_* values of the .env file into the process

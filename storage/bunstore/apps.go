@@ -53,7 +53,7 @@ func insertAccounts(ctx context.Context, tx bun.Tx, app *mapper.WorkerApp) error
 // GetApp implements mapper.AppStore.
 func (s *Store) GetApp(ctx context.Context, id string) (*mapper.WorkerApp, error) {
 	var r appRow
-	if err := s.db.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
+	if err := s.read.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("worker app %q: %w", id, translate(err))
 	}
 	accounts, err := s.accountsOf(ctx, []string{id})
@@ -65,7 +65,7 @@ func (s *Store) GetApp(ctx context.Context, id string) (*mapper.WorkerApp, error
 
 func (s *Store) accountsOf(ctx context.Context, appIDs []string) (map[string][]string, error) {
 	var rows []accountRow
-	if err := s.db.NewSelect().Model(&rows).Where("app_id IN (?)", bun.In(appIDs)).Order("account_id").Scan(ctx); err != nil {
+	if err := s.read.NewSelect().Model(&rows).Where("app_id IN (?)", bun.In(appIDs)).Order("account_id").Scan(ctx); err != nil {
 		return nil, translate(err)
 	}
 	out := map[string][]string{}
@@ -78,7 +78,7 @@ func (s *Store) accountsOf(ctx context.Context, appIDs []string) (map[string][]s
 // ListApps implements mapper.AppStore.
 func (s *Store) ListApps(ctx context.Context) ([]mapper.WorkerApp, error) {
 	var rows []appRow
-	if err := s.db.NewSelect().Model(&rows).Order("created_at", "id").Scan(ctx); err != nil {
+	if err := s.read.NewSelect().Model(&rows).Order("created_at", "id").Scan(ctx); err != nil {
 		return nil, translate(err)
 	}
 	if len(rows) == 0 {
@@ -145,7 +145,7 @@ func (s *Store) AppsForAccounts(ctx context.Context, accountIDs []string) (map[s
 		AccountID string `bun:"account_id"`
 		appRow
 	}
-	err := s.db.NewSelect().
+	err := s.read.NewSelect().
 		ColumnExpr("aa.account_id, a.*").
 		TableExpr("mapper_app_accounts AS aa").
 		Join("JOIN mapper_worker_apps AS a ON a.id = aa.app_id").

@@ -70,10 +70,15 @@ var migrationFiles embed.FS
 
 // Store is a mapper.Store on a bun database. It is safe for concurrent use.
 type Store struct {
-	db       *bun.DB
+	db *bun.DB
+	// read serves the reads that need no transaction: on SQLite a pool of
+	// its own (WAL lets readers run beside the writer), so that they do
+	// not queue behind commits; elsewhere db itself.
+	read     *bun.DB
 	pg       bool
 	ownsDB   bool
 	claimSQL string // the FOR UPDATE SKIP LOCKED suffix on PostgreSQL
+	commits  *committer
 }
 
 var (
@@ -84,7 +89,7 @@ var (
 // New wraps db, whose dialect must be PostgreSQL or SQLite. The caller
 // keeps ownership of db: Close does not close it.
 func New(db *bun.DB) (*Store, error) {
-	s := &Store{db: db}
+	s := &Store{db: db, read: db}
 	switch db.Dialect().Name() {
 	case dialect.PG:
 		s.pg = true
@@ -93,6 +98,12 @@ func New(db *bun.DB) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("bunstore: dialect %s is not supported (PostgreSQL or SQLite)", db.Dialect().Name())
 	}
+	// SQLite has one writer; PostgreSQL commits several batches at once.
+	workers := 1
+	if s.pg {
+		workers = 4
+	}
+	s.commits = newCommitter(s, workers)
 	return s, nil
 }
 
@@ -122,7 +133,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("bunstore: empty SQLite path")
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=mmap_size(67108864)&_txlock=immediate"
 	sqldb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("bunstore: %w", err)
@@ -137,20 +148,44 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("bunstore: opening SQLite %s: %w", path, err)
 	}
+	// Readers: several connections, read only, opened after the writer so
+	// that the file and its WAL mode exist.
+	rdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)&_pragma=mmap_size(67108864)")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bunstore: %w", err)
+	}
+	rdb.SetMaxOpenConns(4)
 	s, _ := New(db)
+	s.read = bun.NewDB(rdb, sqlitedialect.New())
 	s.ownsDB = true
 	return s, nil
+}
+
+// inTx runs fn in a transaction: its own on PostgreSQL, a shared one of
+// the committer on SQLite (see commit.go).
+func (s *Store) inTx(ctx context.Context, fn func(context.Context, bun.Tx) error) error {
+	if s.pg {
+		return s.db.RunInTx(ctx, nil, fn)
+	}
+	return s.commits.submit(ctx, fn, false)
 }
 
 // DB returns the underlying bun database.
 func (s *Store) DB() *bun.DB { return s.db }
 
-// Close closes the database when the Store opened it.
+// Close stops the committer and closes the database when the Store
+// opened it.
 func (s *Store) Close() error {
-	if s.ownsDB {
-		return s.db.Close()
+	s.commits.close()
+	if !s.ownsDB {
+		return nil
 	}
-	return nil
+	var err error
+	if s.read != s.db {
+		err = s.read.Close()
+	}
+	return errors.Join(err, s.db.Close())
 }
 
 func (s *Store) migrator() (*migrate.Migrator, error) {

@@ -16,12 +16,18 @@ import (
 // parameters, whatever the number of items in a payload.
 const keysPerStatement = 500
 
-// CreateEvent implements mapper.EventStore.
+// CreateEvent implements mapper.EventStore. Concurrent calls are committed
+// together (see commit.go); each event still succeeds or fails alone.
 func (s *Store) CreateEvent(ctx context.Context, ev *mapper.Event) error {
 	if ev.ID == "" {
 		return &mapper.ValidationError{Field: "event ID", Reason: "must be set by the caller"}
 	}
-	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	return s.commits.submitEvent(ctx, ev)
+}
+
+// createEvent writes one event in tx: its keys, the event, its accounts.
+func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) error {
+	{
 		// Claim the keys first: the primary key decides, under
 		// concurrency, which event owns each change.
 		var distinct []string
@@ -82,20 +88,14 @@ func (s *Store) CreateEvent(ctx context.Context, ev *mapper.Event) error {
 				return translate(err)
 			}
 		}
-		if s.pg && ev.Status == mapper.EventPending {
-			// Delivered to listeners when the transaction commits.
-			if _, err := tx.ExecContext(ctx, "SELECT pg_notify('mapper_work', '')"); err != nil {
-				return translate(err)
-			}
-		}
 		return nil
-	})
+	}
 }
 
 // GetEvent implements mapper.EventStore.
 func (s *Store) GetEvent(ctx context.Context, id string) (*mapper.Event, error) {
 	var r eventRow
-	if err := s.db.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
+	if err := s.read.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("event %q: %w", id, translate(err))
 	}
 	e := r.event()
@@ -115,7 +115,7 @@ func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.Eve
 	// (account_id, received_at, event_id) then serves both the filter and
 	// the order.
 	at, id := "e.received_at", "e.id"
-	sel := s.db.NewSelect().Model(&rows).ExcludeColumn("payload")
+	sel := s.read.NewSelect().Model(&rows).ExcludeColumn("payload")
 	if q.Account != "" {
 		at, id = "ea.received_at", "ea.event_id"
 		sel.Join("JOIN mapper_event_accounts AS ea ON ea.event_id = e.id").Where("ea.account_id = ?", q.Account)
@@ -178,7 +178,7 @@ func decodeCursor(s string) (int64, string, error) {
 // ListDeliveries implements mapper.EventStore. Bodies are not read.
 func (s *Store) ListDeliveries(ctx context.Context, eventID string) ([]mapper.Delivery, error) {
 	var rows []deliveryRow
-	if err := s.db.NewSelect().Model(&rows).ExcludeColumn("body").Where("event_id = ?", eventID).Order("created_at", "id").Scan(ctx); err != nil {
+	if err := s.read.NewSelect().Model(&rows).ExcludeColumn("body").Where("event_id = ?", eventID).Order("created_at", "id").Scan(ctx); err != nil {
 		return nil, translate(err)
 	}
 	out := make([]mapper.Delivery, len(rows))
@@ -191,7 +191,7 @@ func (s *Store) ListDeliveries(ctx context.Context, eventID string) ([]mapper.De
 // ListAttempts implements mapper.EventStore.
 func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]mapper.Attempt, error) {
 	var rows []attemptRow
-	if err := s.db.NewSelect().Model(&rows).Where("delivery_id = ?", deliveryID).Order("number").Scan(ctx); err != nil {
+	if err := s.read.NewSelect().Model(&rows).Where("delivery_id = ?", deliveryID).Order("number").Scan(ctx); err != nil {
 		return nil, translate(err)
 	}
 	out := make([]mapper.Attempt, len(rows))

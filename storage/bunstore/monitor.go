@@ -24,14 +24,14 @@ func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error
 		Status string `bun:"status"`
 		N      int64  `bun:"n"`
 	}
-	if err := s.db.NewSelect().Table("mapper_events").ColumnExpr("status, COUNT(*) AS n").Group("status").Scan(ctx, &counts); err != nil {
+	if err := s.read.NewSelect().Table("mapper_events").ColumnExpr("status, COUNT(*) AS n").Group("status").Scan(ctx, &counts); err != nil {
 		return st, translate(err)
 	}
 	for _, c := range counts {
 		st.EventsByStatus[mapper.EventStatus(c.Status)] = c.N
 	}
 	counts = counts[:0]
-	if err := s.db.NewSelect().Table("mapper_deliveries").ColumnExpr("status, COUNT(*) AS n").Group("status").Scan(ctx, &counts); err != nil {
+	if err := s.read.NewSelect().Table("mapper_deliveries").ColumnExpr("status, COUNT(*) AS n").Group("status").Scan(ctx, &counts); err != nil {
 		return st, translate(err)
 	}
 	for _, c := range counts {
@@ -43,7 +43,7 @@ func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error
 		E *int64 `bun:"e"`
 		D *int64 `bun:"d"`
 	}
-	if err := s.db.NewRaw(`SELECT
+	if err := s.read.NewRaw(`SELECT
 (SELECT MIN(received_at) FROM mapper_events WHERE status = 'pending') AS e,
 (SELECT MIN(created_at) FROM mapper_deliveries WHERE status = 'pending') AS d`).Scan(ctx, &oldest); err != nil {
 		return st, translate(err)
@@ -56,7 +56,7 @@ func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error
 	}
 
 	// Percentiles by rank, which both dialects can do.
-	n, err := s.db.NewSelect().Table("mapper_events").Where("status = 'delivered' AND completed_at >= ?", us(since)).Count(ctx)
+	n, err := s.read.NewSelect().Table("mapper_events").Where("status = 'delivered' AND completed_at >= ?", us(since)).Count(ctx)
 	if err != nil {
 		return st, translate(err)
 	}
@@ -66,7 +66,7 @@ func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error
 			dst *time.Duration
 		}{{50, &st.ProcessingP50}, {95, &st.ProcessingP95}} {
 			var v int64
-			if err := s.db.NewSelect().Table("mapper_events").ColumnExpr("completed_at - received_at").
+			if err := s.read.NewSelect().Table("mapper_events").ColumnExpr("completed_at - received_at").
 				Where("status = 'delivered' AND completed_at >= ?", us(since)).
 				OrderExpr("completed_at - received_at").Limit(1).Offset((n-1)*p.pct/100).Scan(ctx, &v); err != nil {
 				return st, translate(err)

@@ -30,12 +30,15 @@ func (s *Store) ClaimEvents(ctx context.Context, now time.Time, limit int, lease
 		return nil, nil
 	}
 	var rows []eventRow
-	err := s.db.NewRaw(`UPDATE mapper_events SET lease_token = ?, next_attempt_at = ?
+	err := s.claim(ctx, func(ctx context.Context, db bun.IDB) error {
+		rows = rows[:0]
+		return db.NewRaw(`UPDATE mapper_events SET lease_token = ?, next_attempt_at = ?
 WHERE id IN (SELECT id FROM mapper_events WHERE status = 'pending' AND next_attempt_at <= ?
 ORDER BY next_attempt_at, id LIMIT ?`+s.claimSQL+`)
 RETURNING *`, newToken(), us(now.Add(lease)), us(now), limit).Scan(ctx, &rows)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, translate(err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]mapper.Event, len(rows))
 	for i := range rows {
@@ -43,6 +46,22 @@ RETURNING *`, newToken(), us(now.Add(lease)), us(now), limit).Scan(ctx, &rows)
 	}
 	slices.SortFunc(out, func(a, b mapper.Event) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
 	return out, nil
+}
+
+// claim runs a claim statement: on PostgreSQL on its own (SKIP LOCKED
+// wants short transactions), on SQLite in the committer's shared
+// transaction, so that a claim costs no commit of its own.
+func (s *Store) claim(ctx context.Context, fn func(context.Context, bun.IDB) error) error {
+	run := func(ctx context.Context, db bun.IDB) error {
+		if err := fn(ctx, db); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return translate(err)
+		}
+		return nil
+	}
+	if s.pg {
+		return run(ctx, s.db)
+	}
+	return s.commits.submit(ctx, func(ctx context.Context, tx bun.Tx) error { return run(ctx, tx) }, false)
 }
 
 // leaseError tells a lost lease from a missing row after an update that
@@ -64,7 +83,7 @@ func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []m
 		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
 	}
 	r := toEventRow(ev)
-	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewUpdate().Model(r).
 			Column("status", "owners", "unroutable", "route_attempts", "last_error", "routed_at", "completed_at", "next_attempt_at").
 			Set("lease_token = ''").
@@ -94,19 +113,21 @@ func (s *Store) RetryEvent(ctx context.Context, ev *mapper.Event) error {
 	if ev.LeaseToken == "" {
 		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
 	}
-	res, err := s.db.NewUpdate().Table("mapper_events").
-		Set("route_attempts = ?", ev.RouteAttempts).
-		Set("last_error = ?", ev.LastError).
-		Set("next_attempt_at = ?", us(ev.NextAttemptAt)).
-		Set("lease_token = ''").
-		Where("id = ? AND status = 'pending' AND lease_token = ?", ev.ID, ev.LeaseToken).Exec(ctx)
-	if err != nil {
-		return translate(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return s.leaseError(ctx, s.db, "mapper_events", ev.ID)
-	}
-	return nil
+	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Table("mapper_events").
+			Set("route_attempts = ?", ev.RouteAttempts).
+			Set("last_error = ?", ev.LastError).
+			Set("next_attempt_at = ?", us(ev.NextAttemptAt)).
+			Set("lease_token = ''").
+			Where("id = ? AND status = 'pending' AND lease_token = ?", ev.ID, ev.LeaseToken).Exec(ctx)
+		if err != nil {
+			return translate(err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return s.leaseError(ctx, tx, "mapper_events", ev.ID)
+		}
+		return nil
+	})
 }
 
 // ClaimDeliveries implements mapper.Outbox.
@@ -125,7 +146,9 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, l
 	// An ordered delivery waits while a delivery of an older event to its
 	// app is pending, or an older event of one of its app's accounts is
 	// not routed yet (event IDs follow the receive order).
-	err := s.db.NewRaw(`UPDATE mapper_deliveries SET lease_token = ?, next_attempt_at = ?
+	err := s.claim(ctx, func(ctx context.Context, db bun.IDB) error {
+		rows = rows[:0]
+		return db.NewRaw(`UPDATE mapper_deliveries SET lease_token = ?, next_attempt_at = ?
 WHERE id IN (SELECT id FROM mapper_deliveries AS d WHERE status = 'pending' AND next_attempt_at <= ?`+skip+`
 AND (NOT ordered OR (
 	NOT EXISTS (SELECT 1 FROM mapper_deliveries AS o
@@ -136,8 +159,9 @@ AND (NOT ordered OR (
 		WHERE aa.app_id = d.app_id AND e.status = 'pending' AND e.id < d.event_id)))
 ORDER BY next_attempt_at, id LIMIT ?`+s.claimSQL+`)
 RETURNING *`, args...).Scan(ctx, &rows)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, translate(err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	// Original deliveries are the event's payload, stored once.
 	var need []string
@@ -152,7 +176,7 @@ RETURNING *`, args...).Scan(ctx, &rows)
 			ID      string `bun:"id"`
 			Payload []byte `bun:"payload"`
 		}
-		if err := s.db.NewSelect().Table("mapper_events").Column("id", "payload").Where("id IN (?)", bun.In(need)).Scan(ctx, &ps); err != nil {
+		if err := s.read.NewSelect().Table("mapper_events").Column("id", "payload").Where("id IN (?)", bun.In(need)).Scan(ctx, &ps); err != nil {
 			return nil, translate(err)
 		}
 		for _, p := range ps {
@@ -176,7 +200,7 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.
 		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
 	}
 	terminal := d.Status.Terminal()
-	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if terminal && s.pg {
 			// Serialise the last deliveries of one event finishing at
 			// once, so that one of them sees the others ended and
@@ -226,15 +250,17 @@ func (s *Store) ReleaseDelivery(ctx context.Context, d *mapper.Delivery, next ti
 	if d.LeaseToken == "" {
 		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
 	}
-	res, err := s.db.NewUpdate().Table("mapper_deliveries").
-		Set("next_attempt_at = ?", us(next)).
-		Set("lease_token = ''").
-		Where("id = ? AND status = 'pending' AND lease_token = ?", d.ID, d.LeaseToken).Exec(ctx)
-	if err != nil {
-		return translate(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return s.leaseError(ctx, s.db, "mapper_deliveries", d.ID)
-	}
-	return nil
+	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Table("mapper_deliveries").
+			Set("next_attempt_at = ?", us(next)).
+			Set("lease_token = ''").
+			Where("id = ? AND status = 'pending' AND lease_token = ?", d.ID, d.LeaseToken).Exec(ctx)
+		if err != nil {
+			return translate(err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return s.leaseError(ctx, tx, "mapper_deliveries", d.ID)
+		}
+		return nil
+	})
 }

@@ -18,7 +18,7 @@ func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (map
 	}
 	limit = min(limit, 500)
 	var rows []deliveryRow
-	sel := s.db.NewSelect().Model(&rows).ExcludeColumn("body").OrderExpr("d.created_at DESC, d.id DESC").Limit(int64(limit + 1))
+	sel := s.read.NewSelect().Model(&rows).ExcludeColumn("body").OrderExpr("d.created_at DESC, d.id DESC").Limit(int64(limit + 1))
 	deliveryFilter(sel, q)
 	if q.Cursor != "" {
 		at, id, err := decodeCursor(q.Cursor)

@@ -1,0 +1,73 @@
+package bunstore_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/storage/bunstore"
+	"github.com/chatico/mapper/testing/containertest"
+	"github.com/chatico/mapper/testing/mappertest"
+)
+
+// benchIntake posts signed comment webhooks to the handler in parallel
+// (RunParallel: GOMAXPROCS goroutines, times -cpu), each answered only
+// once its event is committed. Group commit shows as throughput that
+// grows with the parallelism.
+func benchIntake(b *testing.B, s *bunstore.Store) {
+	m, err := mapper.New(s, mapper.WithAppSecrets(secret), mapper.WithVerifyToken("v"),
+		mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithRateLimit(0, 0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	h := m.Handler()
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			body := mappertest.NewWebhook().Comment("17841400000000001", "18000000000000001", "c"+strconv.FormatInt(i, 10), "Love it! 😍").Bytes()
+			req := httptest.NewRequest(http.MethodPost, "/webhook/", bytes.NewReader(body))
+			req.Header.Set(mapper.HeaderMetaSignature, mappertest.Sign(secret, body))
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != 200 {
+				b.Errorf("%d %s", rec.Code, rec.Body)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkIntakeSQLite(b *testing.B) {
+	s, err := bunstore.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	benchIntake(b, s)
+}
+
+func BenchmarkIntakePostgres(b *testing.B) {
+	s, err := bunstore.OpenPostgres(context.Background(), containertest.PostgresURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	benchIntake(b, s)
+}

@@ -1,0 +1,539 @@
+// Command loadgen measures the reference server under load, over loopback
+// only, against a baseline measured in the same run.
+//
+//	go run ./testing/loadgen                          # SQLite, flat out, 8 connections, 10 s
+//	go run ./testing/loadgen -rate 1000 -duration 60s # a fixed rate (open loop)
+//	go run ./testing/loadgen -database-url postgres://… -json result.json
+//
+// It builds the reference server, starts it as a child process on a
+// temporary SQLite file (or the given PostgreSQL database), starts two fake
+// worker apps, and sends signed webhooks of realistic size and mix: single
+// comments for either account, batches that mix both, messages, and Meta's
+// retries of earlier webhooks. It reports ingest requests/s, ack latency,
+// delivery lag (from the 200 Meta got to the worker app's receipt), errors
+// by kind, the idle lag of single webhooks on a quiet system, and the
+// server's peak RSS. The baseline is the same client against a bare
+// net/http handler in a child process that reads the body and answers 200;
+// the report gives the ratios. Latencies of a fixed rate are measured from
+// the time each request was due, so a stalled server cannot hide its
+// backlog (no coordinated omission).
+//
+// Every address it uses is on 127.0.0.1, and it stops by itself.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/chatico/mapper/testing/mappertest"
+)
+
+const (
+	secret     = "loadgen-meta-app-secret"
+	adminToken = "loadgen-admin-token"
+	accountA   = "17841400000000001"
+	accountB   = "17841400000000002"
+)
+
+type options struct {
+	duration    time.Duration
+	conns       int
+	rate        int
+	databaseURL string
+	server      string
+	jsonPath    string
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-serve-baseline" {
+		serveBaseline()
+		return
+	}
+	var o options
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send")
+	flag.IntVar(&o.conns, "conns", 8, "connections (concurrent senders)")
+	flag.IntVar(&o.rate, "rate", 0, "webhooks per second in all (0: flat out)")
+	flag.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL for the server (default: a temporary SQLite file)")
+	flag.StringVar(&o.server, "server", "", "reference server binary (default: built from this module)")
+	flag.StringVar(&o.jsonPath, "json", "", "also write the result as JSON to this file")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+// serveBaseline is the child process of the baseline: a bare handler that
+// reads the body and answers 200. It prints its address, then serves until
+// its standard input closes.
+func serveBaseline() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().String())
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
+	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	}))
+}
+
+// Result is what one run measured.
+type Result struct {
+	Target       string         `json:"target"`
+	Requests     int64          `json:"requests"`
+	PerSecond    float64        `json:"requests_per_second"`
+	AckP50       time.Duration  `json:"ack_p50_ns"`
+	AckP95       time.Duration  `json:"ack_p95_ns"`
+	AckP99       time.Duration  `json:"ack_p99_ns"`
+	LagP50       time.Duration  `json:"delivery_lag_p50_ns,omitempty"`
+	LagP95       time.Duration  `json:"delivery_lag_p95_ns,omitempty"`
+	LagP99       time.Duration  `json:"delivery_lag_p99_ns,omitempty"`
+	Delivered    int            `json:"delivered,omitempty"`
+	Undelivered  int            `json:"undelivered,omitempty"`
+	Errors       map[string]int `json:"errors"`
+	PeakRSSBytes int64          `json:"peak_rss_bytes"`
+}
+
+// Report is the whole output.
+type Report struct {
+	Machine   string        `json:"machine"`
+	Store     string        `json:"store"`
+	Mode      string        `json:"mode"`
+	Duration  time.Duration `json:"duration_ns"`
+	Baseline  Result        `json:"baseline"`
+	Mapper    Result        `json:"mapper"`
+	IdleLag   []int64       `json:"idle_lag_ns"`
+	Ratio     float64       `json:"ingest_ratio"`
+	AckRatio  float64       `json:"ack_p99_ratio"`
+	StartedAt time.Time     `json:"started_at"`
+}
+
+func run(o options) error {
+	if o.conns < 1 || o.duration <= 0 || o.rate < 0 {
+		return errors.New("-conns and -duration must be positive, -rate not negative")
+	}
+	tmp, err := os.MkdirTemp("", "mapper-loadgen-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin := o.server
+	if bin == "" {
+		bin = filepath.Join(tmp, "referenceserver")
+		fmt.Fprintln(os.Stderr, "building the reference server…")
+		cmd := exec.Command("go", "build", "-o", bin, "github.com/chatico/mapper/referenceserver")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("building the reference server: %w", err)
+		}
+	}
+	rep := Report{Machine: machine(), Store: "sqlite", Duration: o.duration, StartedAt: time.Now().UTC(), Mode: fmt.Sprintf("flat out, %d connections", o.conns)}
+	if o.databaseURL != "" {
+		rep.Store = "postgres"
+	}
+	if o.rate > 0 {
+		rep.Mode = fmt.Sprintf("%d webhooks/s, %d connections", o.rate, o.conns)
+	}
+
+	// The baseline first, in a child process like the server.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	base := exec.Command(self, "-serve-baseline")
+	stdin, _ := base.StdinPipe()
+	out, _ := base.StdoutPipe()
+	if err := base.Start(); err != nil {
+		return err
+	}
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("baseline server: %w", err)
+	}
+	fmt.Fprintln(os.Stderr, "baseline…")
+	rep.Baseline = drive(o, "http://"+strings.TrimSpace(addr), nil)
+	rep.Baseline.Target = "bare net/http handler"
+	rep.Baseline.PeakRSSBytes = peakRSS(base.Process.Pid)
+	stdin.Close()
+	_ = base.Wait()
+
+	// The reference server, with two worker apps.
+	workers := newWorkers()
+	defer workers.close()
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	srv := exec.Command(bin, "-env-file", filepath.Join(tmp, "none.env"))
+	srv.Env = append(os.Environ(),
+		"INSTAGRAM_APP_SECRET="+secret, "WEBHOOK_VERIFY_TOKEN=loadgen", "ADMIN_TOKEN="+adminToken, "OWNER_POLICY=entry",
+		"RATE_LIMIT_RPS=0", "LOG_LEVEL=warn", "PORT="+strconv.Itoa(port), "SQLITE_PATH="+filepath.Join(tmp, "mapper.db"),
+		"DATABASE_URL="+o.databaseURL, "OTEL_SDK_DISABLED=")
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("starting the reference server: %w", err)
+	}
+	defer func() {
+		_ = srv.Process.Signal(os.Interrupt)
+		_ = srv.Wait()
+	}()
+	url := "http://127.0.0.1:" + strconv.Itoa(port)
+	if err := waitHealthy(url); err != nil {
+		return err
+	}
+	for _, a := range []struct{ name, url, account string }{{"a", workers.a.URL, accountA}, {"b", workers.b.URL, accountB}} {
+		if err := register(url, a.name, a.url, a.account); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(os.Stderr, "idle lag…")
+	for i := range 5 {
+		id, ackAt, err := post(http.DefaultClient, url, mappertest.NewWebhook().Comment(accountA, "18000000000000009", fmt.Sprintf("idle-%d", i), "hi").Bytes())
+		if err != nil {
+			return err
+		}
+		got := workers.wait(id, 5*time.Second)
+		if got.IsZero() {
+			return fmt.Errorf("idle webhook %s was not delivered within 5s", id)
+		}
+		rep.IdleLag = append(rep.IdleLag, int64(got.Sub(ackAt)))
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Fprintln(os.Stderr, "mapper…")
+	rep.Mapper = drive(o, url, workers)
+	rep.Mapper.Target = "reference server (" + rep.Store + ")"
+	rep.Mapper.PeakRSSBytes = peakRSS(srv.Process.Pid)
+	if rep.Baseline.PerSecond > 0 {
+		rep.Ratio = rep.Mapper.PerSecond / rep.Baseline.PerSecond
+	}
+	if rep.Baseline.AckP99 > 0 {
+		rep.AckRatio = float64(rep.Mapper.AckP99) / float64(rep.Baseline.AckP99)
+	}
+	print(os.Stdout, rep)
+	if o.jsonPath != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(o.jsonPath, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// drive sends webhooks to url for the duration and measures. With workers,
+// it then waits for the deliveries and measures their lag.
+func drive(o options, url string, w *workers) Result {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conns, MaxConnsPerHost: o.conns}, Timeout: 30 * time.Second}
+	var (
+		mu      sync.Mutex
+		acks    []time.Duration
+		ackAt   = map[string]time.Time{}
+		errs    = map[string]int{}
+		sent    atomic.Int64
+		history [][]byte
+	)
+	deadline := time.Now().Add(o.duration)
+	due := make(chan time.Time, o.conns)
+	go func() {
+		defer close(due)
+		start := time.Now()
+		for i := 0; ; i++ {
+			at := time.Now()
+			if o.rate > 0 {
+				at = start.Add(time.Duration(i) * time.Second / time.Duration(o.rate))
+				if d := time.Until(at); d > 0 {
+					time.Sleep(d)
+				}
+			}
+			if at.After(deadline) {
+				return
+			}
+			due <- at
+		}
+	}()
+	var wg sync.WaitGroup
+	for c := range o.conns {
+		wg.Go(func() {
+			rnd := rand.New(rand.NewPCG(uint64(c), 42))
+			n := 0
+			for at := range due {
+				n++
+				body := webhook(rnd, c, n)
+				mu.Lock()
+				if len(history) > 0 && rnd.IntN(20) == 0 {
+					body = history[rnd.IntN(len(history))] // Meta retries an earlier one
+				} else if len(history) < 1000 {
+					history = append(history, body)
+				}
+				mu.Unlock()
+				id, ackTime, err := post(client, url, body)
+				lat := time.Since(at)
+				mu.Lock()
+				if err != nil {
+					errs[kind(err)]++
+				} else {
+					acks = append(acks, lat)
+					if id != "" {
+						ackAt[id] = ackTime
+					}
+				}
+				mu.Unlock()
+				sent.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := o.duration
+	r := Result{Requests: sent.Load(), Errors: errs}
+	r.PerSecond = float64(len(acks)) / elapsed.Seconds()
+	slices.Sort(acks)
+	r.AckP50, r.AckP95, r.AckP99 = pct(acks, 50), pct(acks, 95), pct(acks, 99)
+	if w != nil {
+		var lags []time.Duration
+		for id, at := range ackAt {
+			got := w.wait(id, 30*time.Second)
+			if got.IsZero() {
+				r.Undelivered++
+				continue
+			}
+			lags = append(lags, max(got.Sub(at), 0))
+		}
+		slices.Sort(lags)
+		r.Delivered = len(lags)
+		r.LagP50, r.LagP95, r.LagP99 = pct(lags, 50), pct(lags, 95), pct(lags, 99)
+	}
+	return r
+}
+
+// webhook is one body of the mix: 70 % a comment for one account, 15 % a
+// batch for both, 15 % a message. Texts carry Meta's escapes.
+func webhook(rnd *rand.Rand, conn, n int) []byte {
+	id := fmt.Sprintf("%d-%d-%d", conn, n, rnd.Uint32())
+	text := "Love this! 😍 Größe M? / @friend " + strings.Repeat("so good ", 10+rnd.IntN(20))
+	w := mappertest.NewWebhook()
+	switch p := rnd.IntN(100); {
+	case p < 70:
+		acc := accountA
+		if p%2 == 1 {
+			acc = accountB
+		}
+		w.Comment(acc, "18000000000000001", "c"+id, text)
+	case p < 85:
+		w.Comment(accountA, "18000000000000001", "ca"+id, text).Comment(accountB, "18000000000000002", "cb"+id, text)
+	default:
+		w.Message(accountB, "1236422025128657", "mid."+id, text)
+	}
+	return w.Bytes()
+}
+
+// post sends one signed webhook and returns the event ID (empty for the
+// baseline and for duplicates) and when the answer came.
+func post(client *http.Client, url string, body []byte) (string, time.Time, error) {
+	resp, err := client.Do(mappertest.SignedRequest(url+"/webhook/", secret, body))
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	at := time.Now()
+	if resp.StatusCode != http.StatusOK {
+		return "", at, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	var ir struct {
+		EventID string `json:"event_id"`
+		Status  string `json:"status"`
+	}
+	if json.Unmarshal(raw, &ir) == nil && ir.Status == "accepted" {
+		return ir.EventID, at, nil
+	}
+	return "", at, nil
+}
+
+func kind(err error) string {
+	switch s := err.Error(); {
+	case strings.HasPrefix(s, "status "):
+		return s
+	case strings.Contains(s, "timeout"), strings.Contains(s, "deadline"):
+		return "timeout"
+	case strings.Contains(s, "refused"), strings.Contains(s, "reset"):
+		return "connection"
+	}
+	return "other"
+}
+
+// workers are two fake worker apps noting when each event arrived.
+type workers struct {
+	a, b *httptest.Server
+	mu   sync.Mutex
+	at   map[string]time.Time
+	ch   chan struct{}
+}
+
+func newWorkers() *workers {
+	w := &workers{at: map[string]time.Time{}, ch: make(chan struct{})}
+	h := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		_, _ = io.Copy(io.Discard, r.Body)
+		id := r.Header.Get("X-Mapper-Event-Id")
+		w.mu.Lock()
+		if _, ok := w.at[id]; !ok {
+			w.at[id] = now
+		}
+		close(w.ch)
+		w.ch = make(chan struct{})
+		w.mu.Unlock()
+		rw.WriteHeader(http.StatusOK)
+	})
+	w.a, w.b = httptest.NewServer(h), httptest.NewServer(h)
+	return w
+}
+
+func (w *workers) close() { w.a.Close(); w.b.Close() }
+
+// wait returns when event id first reached a worker, or zero after timeout.
+func (w *workers) wait(id string, timeout time.Duration) time.Time {
+	deadline := time.After(timeout)
+	for {
+		w.mu.Lock()
+		at, ok := w.at[id]
+		ch := w.ch
+		w.mu.Unlock()
+		if ok {
+			return at
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return time.Time{}
+		}
+	}
+}
+
+func register(base, name, url, account string) error {
+	body, _ := json.Marshal(map[string]any{"name": name, "url": url, "secret": "loadgen-worker-secret", "account_ids": []string{account}})
+	req, _ := http.NewRequest(http.MethodPost, base+"/worker-apps/", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("registering worker app %s: %d", name, resp.StatusCode)
+	}
+	return nil
+}
+
+func waitHealthy(url string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if resp, err := http.Get(url + "/monitoring/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("the reference server did not become healthy within 30s")
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// peakRSS reads a process's high-water resident set (VmHWM) from /proc.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func machine() string {
+	cpus := "?"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		n := strings.Count(string(b), "\nprocessor") + 1
+		model := ""
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+		cpus = fmt.Sprintf("%d × %s", n, model)
+	}
+	return cpus
+}
+
+func pct(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	return ds[(len(ds)-1)*p/100]
+}
+
+func print(w io.Writer, r Report) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "machine: %s\nstore: %s; %s; %s each\n\n", r.Machine, r.Store, r.Mode, r.Duration)
+	fmt.Fprintln(tw, "TARGET\tREQ/S\tACK p50\tp95\tp99\tLAG p50\tp95\tp99\tDELIVERED\tERRORS\tPEAK RSS")
+	for _, x := range []Result{r.Baseline, r.Mapper} {
+		lag := [3]string{"-", "-", "-"}
+		delivered := "-"
+		if x.Delivered+x.Undelivered > 0 {
+			lag = [3]string{ms(x.LagP50), ms(x.LagP95), ms(x.LagP99)}
+			delivered = fmt.Sprintf("%d/%d", x.Delivered, x.Delivered+x.Undelivered)
+		}
+		errs := "0"
+		if len(x.Errors) > 0 {
+			b, _ := json.Marshal(x.Errors)
+			errs = string(b)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f MB\n", x.Target, x.PerSecond, ms(x.AckP50), ms(x.AckP95), ms(x.AckP99),
+			lag[0], lag[1], lag[2], delivered, errs, float64(x.PeakRSSBytes)/(1<<20))
+	}
+	tw.Flush()
+	var idle []string
+	for _, l := range r.IdleLag {
+		idle = append(idle, ms(time.Duration(l)))
+	}
+	fmt.Fprintf(w, "\ningest ratio (mapper / baseline): %.2f\nack p99 ratio (mapper / baseline): %.2f\nidle delivery lag (5 single webhooks): %s\n",
+		r.Ratio, r.AckRatio, strings.Join(idle, ", "))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }
