@@ -75,10 +75,11 @@
 // BenchmarkRoutingCacheMiss (one signed comment webhook through the
 // handler in sync mode on memstore: verify, parse, store, route, deliver
 // to an in-process forwarder, record) on the 2-core development machine:
-// about 60 µs and 245 allocations with the owner in the default cache,
-// about 90 µs and 252 allocations when it must be looked up (an
+// about 105 µs and 318 allocations with the owner in the default cache,
+// about 115 µs and 326 allocations when it must be looked up (an
 // in-process resolver; the difference is the cache write). A Graph API
 // call costs tens of milliseconds more, which is why the cache matters.
+// docs/performance.md has the rest of the measurements.
 //
 // Items are grouped by the worker app of their owner, and each app gets
 // one [Delivery] per event. When one app receives the whole payload it
@@ -199,10 +200,10 @@
 // GET /monitoring/metrics are the same numbers.
 //
 // The cost, measured by BenchmarkIntake on the 2-core development machine
-// (one signed webhook through the handler, memstore): about 35 µs and 153
-// allocations per webhook with tracing off, about 43 µs and 166
-// allocations with every span sampled and batched — some 25 % more,
-// before any network export.
+// (one signed webhook through the handler, memstore): 35–45 µs and 153
+// allocations per webhook with tracing off, 43–52 µs and 166 allocations
+// with every span sampled and batched — some 15–25 % more, before any
+// network export.
 //
 // # Logging
 //

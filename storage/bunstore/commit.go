@@ -55,7 +55,10 @@ func newCommitter(s *Store, workers int) *committer {
 var errClosed = errors.New("bunstore: store closed")
 
 func (c *committer) submitEvent(ctx context.Context, ev *mapper.Event) error {
-	return c.submit(ctx, func(ctx context.Context, tx bun.Tx) error { return c.s.createEvent(ctx, tx, ev) }, ev.Status == mapper.EventPending)
+	// Other replicas need waking only for work they may claim: an event
+	// stored leased (handed to this process's loop) is not.
+	return c.submit(ctx, func(ctx context.Context, tx bun.Tx) error { return c.s.createEvent(ctx, tx, ev) },
+		ev.Status == mapper.EventPending && ev.LeaseToken == "")
 }
 
 // submit runs fn in a shared transaction and returns its outcome once the
