@@ -76,7 +76,7 @@ func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) er
 			ev.CompletedAt = &t
 			ev.LeaseToken = ""
 		}
-		if _, err := tx.NewInsert().Model(toEventRow(ev)).Exec(ctx); err != nil {
+		if err := s.insertEvent(ctx, tx, toEventRow(ev)); err != nil {
 			return translate(err)
 		}
 		if len(ev.AccountIDs) > 0 {
@@ -201,4 +201,22 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]mapper.A
 			ResponseBody: r.ResponseBody}
 	}
 	return out, nil
+}
+
+// insertEventSQL binds its values as parameters rather than letting bun
+// inline them: the payload would otherwise be a hex literal of twice its
+// size for the database to parse on every insert.
+var insertEventSQL = map[bool]string{
+	false: `INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, owners, unroutable,
+route_attempts, last_error, next_attempt_at, routed_at, completed_at, lease_token, trace_context)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	true: `INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, owners, unroutable,
+route_attempts, last_error, next_attempt_at, routed_at, completed_at, lease_token, trace_context)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+}
+
+func (s *Store) insertEvent(ctx context.Context, tx bun.Tx, r *eventRow) error {
+	_, err := tx.Tx.ExecContext(ctx, insertEventSQL[s.pg], r.ID, r.ReceivedAt, r.Object, r.Payload, r.Signature, r.Items, r.AccountIDs,
+		r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.NextAttemptAt, r.RoutedAt, r.CompletedAt, r.LeaseToken, r.TraceContext)
+	return err
 }
