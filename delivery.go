@@ -247,6 +247,7 @@ func (m *Mapper) Run(ctx context.Context) error {
 	work := context.WithoutCancel(ctx)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	m.outboxDirty.Store(true)
 	errDelay := time.Duration(0)
 	for {
 		select {
@@ -259,6 +260,7 @@ func (m *Mapper) Run(ctx context.Context) error {
 			return nil
 		case <-m.wake:
 		case <-timer.C:
+			m.outboxDirty.Store(true) // a due time came, or the poll
 		}
 		err := m.dispatch(ctx, work, slots, &wg)
 		wait := m.cfg.pollInterval
@@ -297,11 +299,13 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			})
 		}
 		free -= len(handed)
+		// The outbox is read only when it may hold something: not for the
+		// wakes of handed-over events.
+		claim := m.outboxDirty.Swap(false)
 		var evs []Event
-		if free > 0 && len(handed) == 0 {
+		if free > 0 && claim {
 			// The outbox: events of other replicas, retries, expired
-			// leases. While handed-over work flows, the next pass (or the
-			// poll) gets to it.
+			// leases.
 			var err error
 			if evs, err = m.store.ClaimEvents(ctx, now, free, m.cfg.lease); err != nil {
 				return err
@@ -316,7 +320,7 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 		}
 		free -= len(evs)
 		var ds []Delivery
-		if free > 0 {
+		if free > 0 && claim {
 			var err error
 			ds, err = m.store.ClaimDeliveries(ctx, now, free, m.cfg.lease, m.apps.skip(now))
 			if err != nil {
@@ -342,6 +346,9 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			// Less due work than room for it: nothing is waiting.
 			m.backlog.Store(false)
 			return nil
+		}
+		if claim {
+			m.outboxDirty.Store(true) // full batches: claim again next pass
 		}
 	}
 	return nil

@@ -34,7 +34,7 @@ func (m *Mapper) cancelHandoff() { m.handoffFree.Add(1) }
 // handOver queues an event stored leased to this process.
 func (m *Mapper) handOver(ev *Event) {
 	m.handoff <- ev // a place was reserved
-	m.notify()
+	m.wakeLoop()
 }
 
 // takeHandoff returns up to n handed-over events.

@@ -102,6 +102,11 @@ type Mapper struct {
 	// handoffFree counts the places left, reserved before each write.
 	handoff     chan *Event
 	handoffFree atomic.Int64
+	// outboxDirty says the outbox may hold claimable work this Mapper has
+	// not claimed: set by every wake but a handoff's, by timers and polls.
+	// Under load most wakes are handoffs, and skipping the claim queries
+	// they would run for nothing spares the store a write per webhook.
+	outboxDirty atomic.Bool
 	tel         telemetry
 	closers     []func() error
 	handler     http.Handler
@@ -166,8 +171,16 @@ func (m *Mapper) Close() error {
 	return errors.Join(errs...)
 }
 
-// notify wakes the background loop without blocking.
+// notify wakes the background loop without blocking, for work in the
+// outbox: the loop's next pass runs its claim queries.
 func (m *Mapper) notify() {
+	m.outboxDirty.Store(true)
+	m.wakeLoop()
+}
+
+// wakeLoop wakes the loop for handed-over work only: no claim query is
+// needed for it.
+func (m *Mapper) wakeLoop() {
 	select {
 	case m.wake <- struct{}{}:
 	default:
