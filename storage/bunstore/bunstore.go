@@ -188,12 +188,10 @@ func (s *Store) Close() error {
 	return errors.Join(err, s.db.Close())
 }
 
+// migrator reads the embedded migrations. They are one set for both
+// dialects; the few words that differ are template fields.
 func (s *Store) migrator() (*migrate.Migrator, error) {
-	dir := "migrations/sqlite"
-	if s.pg {
-		dir = "migrations/postgres"
-	}
-	sub, err := fs.Sub(migrationFiles, dir)
+	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
 	}
@@ -201,8 +199,13 @@ func (s *Store) migrator() (*migrate.Migrator, error) {
 	if err := ms.Discover(sub); err != nil {
 		return nil, fmt.Errorf("bunstore: migrations: %w", err)
 	}
+	words := map[string]string{"Bytes": "BLOB"}
+	if s.pg {
+		words["Bytes"] = "BYTEA"
+	}
 	return migrate.NewMigrator(s.db, ms, migrate.WithTableName("mapper_migrations"),
-		migrate.WithLocksTableName("mapper_migration_locks"), migrate.WithMarkAppliedOnSuccess(true)), nil
+		migrate.WithLocksTableName("mapper_migration_locks"), migrate.WithMarkAppliedOnSuccess(true),
+		migrate.WithTemplateData(words)), nil
 }
 
 // Migrate brings the schema up to date. Concurrent calls from several

@@ -64,6 +64,20 @@ func (s *Store) claim(ctx context.Context, fn func(context.Context, bun.IDB) err
 	return s.commits.submit(ctx, func(ctx context.Context, tx bun.Tx) error { return run(ctx, tx) }, false)
 }
 
+// updateLeased runs an update of a pending row held under lease token,
+// clearing the lease, and tells "no row matched" apart: ErrNotFound or
+// ErrLeaseLost.
+func (s *Store) updateLeased(ctx context.Context, db bun.IDB, q *bun.UpdateQuery, table, id, token string) error {
+	res, err := q.Set("lease_token = ''").Where("id = ? AND status = 'pending' AND lease_token = ?", id, token).Exec(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return s.leaseError(ctx, db, table, id)
+	}
+	return nil
+}
+
 // leaseError tells a lost lease from a missing row after an update that
 // matched nothing.
 func (s *Store) leaseError(ctx context.Context, db bun.IDB, table, id string) error {
@@ -84,15 +98,10 @@ func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []m
 	}
 	r := toEventRow(ev)
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model(r).
-			Column("status", "owners", "unroutable", "route_attempts", "last_error", "routed_at", "completed_at", "next_attempt_at").
-			Set("lease_token = ''").
-			Where("id = ? AND status = 'pending' AND lease_token = ?", ev.ID, ev.LeaseToken).Exec(ctx)
-		if err != nil {
-			return translate(err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return s.leaseError(ctx, tx, "mapper_events", ev.ID)
+		q := tx.NewUpdate().Model(r).
+			Column("status", "owners", "unroutable", "route_attempts", "last_error", "routed_at", "completed_at", "next_attempt_at")
+		if err := s.updateLeased(ctx, tx, q, "mapper_events", ev.ID, ev.LeaseToken); err != nil {
+			return err
 		}
 		if len(deliveries) == 0 {
 			return nil
@@ -114,19 +123,10 @@ func (s *Store) RetryEvent(ctx context.Context, ev *mapper.Event) error {
 		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
 	}
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Table("mapper_events").
+		return s.updateLeased(ctx, tx, tx.NewUpdate().Table("mapper_events").
 			Set("route_attempts = ?", ev.RouteAttempts).
 			Set("last_error = ?", ev.LastError).
-			Set("next_attempt_at = ?", us(ev.NextAttemptAt)).
-			Set("lease_token = ''").
-			Where("id = ? AND status = 'pending' AND lease_token = ?", ev.ID, ev.LeaseToken).Exec(ctx)
-		if err != nil {
-			return translate(err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return s.leaseError(ctx, tx, "mapper_events", ev.ID)
-		}
-		return nil
+			Set("next_attempt_at = ?", us(ev.NextAttemptAt)), "mapper_events", ev.ID, ev.LeaseToken)
 	})
 }
 
@@ -209,20 +209,14 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.
 				return translate(err)
 			}
 		}
-		res, err := tx.NewUpdate().Table("mapper_deliveries").
+		if err := s.updateLeased(ctx, tx, tx.NewUpdate().Table("mapper_deliveries").
 			Set("status = ?", string(d.Status)).
 			Set("attempts = ?", d.Attempts).
 			Set("next_attempt_at = ?", us(d.NextAttemptAt)).
 			Set("last_status_code = ?", d.LastStatusCode).
 			Set("last_error = ?", d.LastError).
-			Set("completed_at = ?", usPtr(d.CompletedAt)).
-			Set("lease_token = ''").
-			Where("id = ? AND status = 'pending' AND lease_token = ?", d.ID, d.LeaseToken).Exec(ctx)
-		if err != nil {
-			return translate(err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return s.leaseError(ctx, tx, "mapper_deliveries", d.ID)
+			Set("completed_at = ?", usPtr(d.CompletedAt)), "mapper_deliveries", d.ID, d.LeaseToken); err != nil {
+			return err
 		}
 		row := &attemptRow{DeliveryID: a.DeliveryID, Number: a.Number, StartedAt: us(a.StartedAt),
 			DurationUS: a.Duration.Microseconds(), StatusCode: a.StatusCode, Error: a.Error, Outcome: string(a.Outcome),
@@ -233,7 +227,7 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.
 		if !terminal {
 			return nil
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE mapper_events SET
+		_, err := tx.ExecContext(ctx, `UPDATE mapper_events SET
 status = CASE
 	WHEN EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 'dead') THEN 'dead'
 	WHEN unroutable <> '[]' THEN 'unroutable'
@@ -251,16 +245,7 @@ func (s *Store) ReleaseDelivery(ctx context.Context, d *mapper.Delivery, next ti
 		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
 	}
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Table("mapper_deliveries").
-			Set("next_attempt_at = ?", us(next)).
-			Set("lease_token = ''").
-			Where("id = ? AND status = 'pending' AND lease_token = ?", d.ID, d.LeaseToken).Exec(ctx)
-		if err != nil {
-			return translate(err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return s.leaseError(ctx, tx, "mapper_deliveries", d.ID)
-		}
-		return nil
+		return s.updateLeased(ctx, tx, tx.NewUpdate().Table("mapper_deliveries").Set("next_attempt_at = ?", us(next)),
+			"mapper_deliveries", d.ID, d.LeaseToken)
 	})
 }

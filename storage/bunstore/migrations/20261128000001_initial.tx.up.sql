@@ -23,7 +23,7 @@ CREATE TABLE mapper_events (
 	id              TEXT PRIMARY KEY,
 	received_at     BIGINT NOT NULL,
 	object          TEXT NOT NULL,
-	payload         BYTEA NOT NULL,
+	payload         {{ .Bytes }} NOT NULL,
 	signature       TEXT NOT NULL,
 	items           TEXT NOT NULL,
 	account_ids     TEXT NOT NULL,
@@ -75,7 +75,7 @@ CREATE TABLE mapper_deliveries (
 	owner_ids        TEXT NOT NULL,
 	-- NULL when the delivery is the event's payload unchanged: it is not
 	-- stored twice.
-	body             BYTEA,
+	body             {{ .Bytes }},
 	original         BOOLEAN NOT NULL,
 	meta_signature   TEXT NOT NULL DEFAULT '',
 	status           TEXT NOT NULL,
