@@ -30,6 +30,7 @@ const maxBatch = 256
 
 type commitReq struct {
 	ctx  context.Context
+	ev   *mapper.Event // an event insert (PostgreSQL pipelines these)
 	fn   func(ctx context.Context, tx bun.Tx) error
 	pend bool // an event insert that makes new work: NOTIFY
 	done chan error
@@ -57,14 +58,19 @@ var errClosed = errors.New("bunstore: store closed")
 func (c *committer) submitEvent(ctx context.Context, ev *mapper.Event) error {
 	// Other replicas need waking only for work they may claim: an event
 	// stored leased (handed to this process's loop) is not.
-	return c.submit(ctx, func(ctx context.Context, tx bun.Tx) error { return c.s.createEvent(ctx, tx, ev) },
-		ev.Status == mapper.EventPending && ev.LeaseToken == "")
+	return c.send(commitReq{ctx: ctx, ev: ev, fn: func(ctx context.Context, tx bun.Tx) error { return c.s.createEvent(ctx, tx, ev) },
+		pend: ev.Status == mapper.EventPending && ev.LeaseToken == ""})
 }
 
 // submit runs fn in a shared transaction and returns its outcome once the
 // transaction is committed (or fn's own error, its writes undone).
 func (c *committer) submit(ctx context.Context, fn func(context.Context, bun.Tx) error, pend bool) error {
-	req := commitReq{ctx: ctx, fn: fn, pend: pend, done: make(chan error, 1)}
+	return c.send(commitReq{ctx: ctx, fn: fn, pend: pend})
+}
+
+func (c *committer) send(req commitReq) error {
+	ctx := req.ctx
+	req.done = make(chan error, 1)
 	select {
 	case c.reqs <- req:
 	case <-c.stop:
@@ -127,7 +133,20 @@ func (c *committer) commit(batch []commitReq) {
 			live++
 		}
 	}
-	if live > 0 {
+	if live > 0 && c.s.pg {
+		// On PostgreSQL only events come here: pipelined.
+		evs := make([]*mapper.Event, len(batch))
+		for i, r := range batch {
+			evs[i] = r.ev
+		}
+		if err := c.s.commitEventsPG(context.Background(), evs, errs); err != nil {
+			for i := range errs {
+				if errs[i] == nil || !errors.Is(errs[i], mapper.ErrConflict) {
+					errs[i] = err
+				}
+			}
+		}
+	} else if live > 0 {
 		// The transaction belongs to no single caller: one caller leaving
 		// must not roll back the others' events.
 		err := c.s.db.RunInTx(context.Background(), nil, func(ctx context.Context, tx bun.Tx) error {

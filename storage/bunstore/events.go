@@ -25,19 +25,45 @@ func (s *Store) CreateEvent(ctx context.Context, ev *mapper.Event) error {
 	return s.commits.submitEvent(ctx, ev)
 }
 
+// distinctKeys lists an event's deduplication keys, each once.
+func distinctKeys(ev *mapper.Event) []string {
+	var distinct []string
+	seen := map[string]bool{}
+	for _, it := range ev.Items {
+		if !seen[it.Key] {
+			seen[it.Key] = true
+			distinct = append(distinct, it.Key)
+		}
+	}
+	return distinct
+}
+
+// markDuplicates sets each item's Duplicate flag from the keys the event
+// claimed (fresh, consumed), and the event's status when nothing is new.
+func markDuplicates(ev *mapper.Event, fresh map[string]bool) {
+	n := 0
+	for i := range ev.Items {
+		k := ev.Items[i].Key
+		ev.Items[i].Duplicate = !fresh[k]
+		if fresh[k] {
+			delete(fresh, k) // a repeat of the key later in this payload is a duplicate
+			n++
+		}
+	}
+	if len(ev.Items) > 0 && n == 0 {
+		ev.Status = mapper.EventDuplicate
+		t := ev.ReceivedAt
+		ev.CompletedAt = &t
+		ev.LeaseToken = ""
+	}
+}
+
 // createEvent writes one event in tx: its keys, the event, its accounts.
 func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) error {
 	{
 		// Claim the keys first: the primary key decides, under
 		// concurrency, which event owns each change.
-		var distinct []string
-		seen := map[string]bool{}
-		for _, it := range ev.Items {
-			if !seen[it.Key] {
-				seen[it.Key] = true
-				distinct = append(distinct, it.Key)
-			}
-		}
+		distinct := distinctKeys(ev)
 		fresh := map[string]bool{}
 		created := us(ev.ReceivedAt)
 		for start := 0; start < len(distinct); start += keysPerStatement {
@@ -61,21 +87,7 @@ func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) er
 				fresh[k] = true
 			}
 		}
-		n := 0
-		for i := range ev.Items {
-			k := ev.Items[i].Key
-			ev.Items[i].Duplicate = !fresh[k]
-			if fresh[k] {
-				delete(fresh, k) // a repeat of the key later in this payload is a duplicate
-				n++
-			}
-		}
-		if len(ev.Items) > 0 && n == 0 {
-			ev.Status = mapper.EventDuplicate
-			t := ev.ReceivedAt
-			ev.CompletedAt = &t
-			ev.LeaseToken = ""
-		}
+		markDuplicates(ev, fresh)
 		if err := s.insertEvent(ctx, tx, toEventRow(ev)); err != nil {
 			return translate(err)
 		}
