@@ -293,6 +293,9 @@ func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
 		m.storeError(w, r, err)
 		return
 	}
+	// A changed app gets a fresh circuit, and what waits for it goes now.
+	m.apps.reset(app.ID)
+	m.notify()
 	writeJSON(w, http.StatusOK, m.view(&app))
 }
 

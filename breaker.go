@@ -207,3 +207,14 @@ func (a *apps) circuit(id string, now time.Time) string {
 	}
 	return s.state
 }
+
+// reset closes an app's circuit and forgets its history, after the app was
+// changed (a new URL, re-enabled): what failed before says nothing of it.
+// Its attempts in flight keep their slots.
+func (a *apps) reset(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s, ok := a.byID[id]; ok {
+		s.state, s.consecutive, s.filled, s.cooldown, s.probing = CircuitClosed, 0, 0, 0, false
+	}
+}

@@ -319,3 +319,25 @@ func TestOrderedDelivery(t *testing.T) {
 		t.Errorf("delivered in order %v, want %v", order, ids)
 	}
 }
+
+// Updating an app (say, to a new URL) closes its circuit at once.
+func TestUpdateClosesCircuit(t *testing.T) {
+	h := newHarness(t, mapper.WithBreaker(mapper.BreakerPolicy{ConsecutiveFailures: 2, FailureRate: 1, Window: 10, MinSamples: 10, Cooldown: time.Hour, MaxCooldown: time.Hour}))
+	app, id := h.addApp("a", accountA)
+	app.FailNext(503, 503)
+	ev := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "c1", "x").Bytes())
+	deadline := time.Now().Add(10 * time.Second)
+	for h.m.Circuit(id) != mapper.CircuitOpen && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c := h.m.Circuit(id); c != mapper.CircuitOpen {
+		t.Fatalf("circuit %s after two failures", c)
+	}
+	resp, raw := h.admin(http.MethodPut, "/worker-apps/"+id, map[string]any{"name": "a", "url": app.URL(), "account_ids": []string{accountA}})
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), `"circuit":"closed"`) {
+		t.Fatalf("update: %d %s", resp.StatusCode, raw)
+	}
+	if e := h.settled(ev); e.Status != mapper.EventDelivered {
+		t.Errorf("after the update: %s", e.Status)
+	}
+}
