@@ -365,8 +365,8 @@ func parseLimit(v url.Values) (int, error) {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 500 {
-		return 0, &ValidationError{"limit", "must be a whole number from 1 to 500"}
+	if err != nil || n < 1 || n > MaxPageLimit {
+		return 0, &ValidationError{"limit", fmt.Sprintf("must be a whole number from 1 to %d", MaxPageLimit)}
 	}
 	return n, nil
 }

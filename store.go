@@ -70,11 +70,25 @@ type EventQuery struct {
 	AppID   string // events with a delivery to this app
 	Since   time.Time
 	Until   time.Time // exclusive
-	// Limit caps the page; the store may lower it (the default is 50, the
-	// maximum 500).
+	// Limit caps the page; see PageLimit.
 	Limit int
 	// Cursor continues from the NextCursor of an earlier page.
 	Cursor string
+}
+
+// Page sizes of EventQuery and DeliveryQuery.
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 500
+)
+
+// PageLimit is the page size a store serves for a requested Limit: the
+// default for 0 or less, at most MaxPageLimit.
+func PageLimit(n int) int {
+	if n <= 0 {
+		return DefaultPageLimit
+	}
+	return min(n, MaxPageLimit)
 }
 
 // EventPage is one page of events.
@@ -168,7 +182,7 @@ type DeliveryQuery struct {
 	AppID  string
 	Since  time.Time // on CreatedAt
 	Until  time.Time // exclusive
-	Limit  int       // default 50, at most 500
+	Limit  int       // see PageLimit
 	Cursor string
 }
 

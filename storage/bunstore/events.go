@@ -116,11 +116,7 @@ func (s *Store) GetEvent(ctx context.Context, id string) (*mapper.Event, error) 
 
 // ListEvents implements mapper.EventStore. The payload is not read.
 func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.EventPage, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	limit = min(limit, 500)
+	limit := mapper.PageLimit(q.Limit)
 	var rows []eventRow
 	// The keyset columns: the event's own, or, filtered by account, the
 	// same values in mapper_event_accounts, whose primary key
@@ -158,15 +154,21 @@ func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.Eve
 		return mapper.EventPage{}, translate(err)
 	}
 	var page mapper.EventPage
+	page.Events, page.NextCursor = pageOf(rows, limit, (*eventRow).event, func(r *eventRow) (int64, string) { return r.ReceivedAt, r.ID })
+	return page, nil
+}
+
+// pageOf turns the limit+1 rows of a keyset query into a page and the
+// cursor of the next one ("" when this one is the last).
+func pageOf[R, T any](rows []R, limit int, conv func(*R) T, key func(*R) (int64, string)) ([]T, string) {
+	out := make([]T, 0, min(len(rows), limit))
 	for i := range rows {
 		if i == limit {
-			last := rows[i-1]
-			page.NextCursor = encodeCursor(last.ReceivedAt, last.ID)
-			break
+			return out, encodeCursor(key(&rows[i-1]))
 		}
-		page.Events = append(page.Events, rows[i].event())
+		out = append(out, conv(&rows[i]))
 	}
-	return page, nil
+	return out, ""
 }
 
 func encodeCursor(at int64, id string) string {

@@ -12,11 +12,7 @@ import (
 
 // FindDeliveries implements mapper.Replayer. Bodies are not read.
 func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (mapper.DeliveryPage, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	limit = min(limit, 500)
+	limit := mapper.PageLimit(q.Limit)
 	var rows []deliveryRow
 	sel := s.read.NewSelect().Model(&rows).ExcludeColumn("body").OrderExpr("d.created_at DESC, d.id DESC").Limit(int64(limit + 1))
 	deliveryFilter(sel, q)
@@ -31,14 +27,7 @@ func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (map
 		return mapper.DeliveryPage{}, translate(err)
 	}
 	var page mapper.DeliveryPage
-	for i := range rows {
-		if i == limit {
-			last := rows[i-1]
-			page.NextCursor = encodeCursor(last.CreatedAt, last.ID)
-			break
-		}
-		page.Deliveries = append(page.Deliveries, rows[i].delivery())
-	}
+	page.Deliveries, page.NextCursor = pageOf(rows, limit, (*deliveryRow).delivery, func(r *deliveryRow) (int64, string) { return r.CreatedAt, r.ID })
 	return page, nil
 }
 

@@ -256,24 +256,16 @@ func (s *Store) GetEvent(_ context.Context, id string) (*mapper.Event, error) {
 
 // ListEvents implements mapper.EventStore.
 func (s *Store) ListEvents(_ context.Context, q mapper.EventQuery) (mapper.EventPage, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	limit = min(limit, 500)
-	var after *cursor
-	if q.Cursor != "" {
-		c, err := decodeCursor(q.Cursor)
-		if err != nil {
-			return mapper.EventPage{}, err
-		}
-		after = &c
+	limit := mapper.PageLimit(q.Limit)
+	after, err := decodeAfter(q.Cursor)
+	if err != nil {
+		return mapper.EventPage{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var match []*mapper.Event
 	for _, e := range s.events {
-		if s.matches(e, &q) && (after == nil || before(e, after)) {
+		if s.matches(e, &q) && (after == nil || after.follows(e.ReceivedAt, e.ID)) {
 			match = append(match, e)
 		}
 	}
@@ -316,16 +308,29 @@ type cursor struct {
 	id string
 }
 
-// before reports whether e sorts after the cursor in newest-first order.
-func before(e *mapper.Event, c *cursor) bool {
-	if !e.ReceivedAt.Equal(c.at) {
-		return e.ReceivedAt.Before(c.at)
+// follows reports whether a record at (at, id) comes after the cursor in
+// newest-first order.
+func (c *cursor) follows(at time.Time, id string) bool {
+	if !at.Equal(c.at) {
+		return at.Before(c.at)
 	}
-	return e.ID < c.id
+	return id < c.id
 }
 
 func encodeCursor(c cursor) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.at.UnixNano(), 10) + "|" + c.id))
+}
+
+// decodeAfter reads an optional cursor: nil for the first page.
+func decodeAfter(s string) (*cursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	c, err := decodeCursor(s)
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
 }
 
 func decodeCursor(s string) (cursor, error) {
@@ -502,25 +507,17 @@ func (s *Store) ReleaseDelivery(_ context.Context, d *mapper.Delivery, next time
 
 // FindDeliveries implements mapper.Replayer.
 func (s *Store) FindDeliveries(_ context.Context, q mapper.DeliveryQuery) (mapper.DeliveryPage, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	limit = min(limit, 500)
-	var after *cursor
-	if q.Cursor != "" {
-		c, err := decodeCursor(q.Cursor)
-		if err != nil {
-			return mapper.DeliveryPage{}, err
-		}
-		after = &c
+	limit := mapper.PageLimit(q.Limit)
+	after, err := decodeAfter(q.Cursor)
+	if err != nil {
+		return mapper.DeliveryPage{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	match := s.matchDeliveries(q)
 	var page mapper.DeliveryPage
 	for _, d := range match {
-		if after != nil && !(d.CreatedAt.Before(after.at) || d.CreatedAt.Equal(after.at) && d.ID < after.id) {
+		if after != nil && !after.follows(d.CreatedAt, d.ID) {
 			continue
 		}
 		if len(page.Deliveries) == limit {
