@@ -20,12 +20,36 @@ import (
 // attempt makes one delivery attempt for a leased delivery, whose app slot
 // the caller holds, and records it.
 func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
+	t := m.try(ctx, d)
+	defer t.span.End()
+	if !t.ok {
+		return
+	}
+	// The attempt happened: record it even if the caller is shutting down.
+	if err := m.store.RecordAttempt(context.WithoutCancel(t.ctx), d, t.a); err != nil {
+		m.notRecorded(t, d, err)
+		return
+	}
+	m.recorded(t, d)
+}
+
+// tried is an attempt made and not yet recorded.
+type tried struct {
+	ctx  context.Context // carries the attempt's span
+	span trace.Span
+	a    Attempt
+	ok   bool // false: no attempt was made, and the lease runs out
+}
+
+// try makes one delivery attempt for a leased delivery, whose app slot the
+// caller holds, and sets d's new state; the caller records it and ends the
+// span.
+func (m *Mapper) try(ctx context.Context, d *Delivery) tried {
 	log := m.cfg.logger
 	start := m.cfg.now()
 	n := d.Attempts + 1
 	ctx, span := m.startSpan(m.resume(ctx, d.TraceContext), "deliver", trace.SpanKindClient,
 		attrDeliveryID.String(d.ID), attrEventID.String(d.EventID), attrAppID.String(d.AppID), attrAttempt.Int(n), attrHTTPMethod.String(http.MethodPost))
-	defer span.End()
 	var res ForwardResult
 	counted := false // whether the outcome tells of the app's health
 	app, err := m.getApp(ctx, d.AppID)
@@ -37,7 +61,7 @@ func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 		// lease runs out and the delivery is claimed again.
 		m.releaseApp(d.AppID, false, false)
 		log.ErrorContext(ctx, "delivery postponed: store unavailable", slog.String("delivery_id", d.ID), slog.String("error", err.Error()))
-		return
+		return tried{ctx: ctx, span: span}
 	case !app.Enabled:
 		res = ForwardResult{Err: errors.New("worker app is disabled")}
 	default:
@@ -91,20 +115,24 @@ func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 	if res.Err != nil {
 		span.SetStatus(codes.Error, d.LastError)
 	}
-	a := Attempt{DeliveryID: d.ID, Number: n, StartedAt: start, Duration: res.Duration, StatusCode: res.StatusCode,
-		Error: d.LastError, Outcome: d.Status, ResponseBody: strings.ToValidUTF8(string(res.ResponseBody), "\uFFFD")}
-	// The attempt happened: record it even if the caller is shutting down.
-	if err := m.store.RecordAttempt(context.WithoutCancel(ctx), d, a); err != nil {
-		log.ErrorContext(ctx, "delivery attempt not recorded", slog.String("delivery_id", d.ID), slog.Int("attempt", n), slog.String("error", err.Error()))
-		return
-	}
+	return tried{ctx: ctx, span: span, ok: true, a: Attempt{DeliveryID: d.ID, Number: n, StartedAt: start, Duration: res.Duration,
+		StatusCode: res.StatusCode, Error: d.LastError, Outcome: d.Status, ResponseBody: strings.ToValidUTF8(string(res.ResponseBody), "\uFFFD")}}
+}
+
+func (m *Mapper) notRecorded(t tried, d *Delivery, err error) {
+	m.cfg.logger.ErrorContext(t.ctx, "delivery attempt not recorded", slog.String("delivery_id", d.ID), slog.Int("attempt", t.a.Number), slog.String("error", err.Error()))
+}
+
+// recorded logs a recorded attempt and wakes the loop for what it left
+// to do.
+func (m *Mapper) recorded(t tried, d *Delivery) {
 	lvl := slog.LevelDebug
 	if d.Status != DeliveryDelivered {
 		lvl = slog.LevelWarn
 	}
-	log.Log(ctx, lvl, "delivery attempt", slog.String("delivery_id", d.ID), slog.String("event_id", d.EventID),
-		slog.String("app_id", d.AppID), slog.Int("attempt", n), slog.Int("status_code", res.StatusCode),
-		slog.String("outcome", string(d.Status)), slog.String("error", d.LastError), slog.Duration("duration", res.Duration))
+	m.cfg.logger.Log(t.ctx, lvl, "delivery attempt", slog.String("delivery_id", d.ID), slog.String("event_id", d.EventID),
+		slog.String("app_id", d.AppID), slog.Int("attempt", t.a.Number), slog.Int("status_code", t.a.StatusCode),
+		slog.String("outcome", string(d.Status)), slog.String("error", d.LastError), slog.Duration("duration", t.a.Duration))
 	if d.Status == DeliveryPending {
 		m.scheduleAt(d.NextAttemptAt)
 	}
@@ -149,7 +177,21 @@ func (m *Mapper) backoff(n int, asked time.Duration) time.Duration {
 // processEvent routes a claimed event and attempts its deliveries.
 func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 	ctx, span := m.startSpan(m.resume(ctx, ev.TraceContext), "route event", trace.SpanKindInternal, attrEventID.String(ev.ID))
-	ds, err := m.routeEvent(ctx, ev)
+	leaseEnd, replayed := ev.NextAttemptAt, ev.RoutedAt != nil
+	ds, store, err := m.routeEvent(ctx, ev)
+	var rec RouteRecorder
+	if store {
+		// With a RouteRecorder, deliveries that can all be attempted now
+		// are, and the route is written with their outcomes in one go. The
+		// event's lease must outlast the attempts (half the lease at most)
+		// and the write with room to spare.
+		var ok bool
+		rec, ok = m.store.(RouteRecorder)
+		if !ok || replayed || len(ds) == 0 || leaseEnd.Sub(m.cfg.now()) < 3*m.cfg.lease/4 || !m.acquireAll(ds) {
+			rec = nil
+			err = m.store.RouteEvent(ctx, ev, ds)
+		}
+	}
 	span.SetAttributes(attrRouteOutcome.String(string(ev.Status)), attrOwnerCount.Int(len(ev.Owners)),
 		attrUnroutable.Int(len(ev.Unroutable)), attrDeliveryCount.Int(len(ds)))
 	if err == nil && ev.LastError != "" {
@@ -159,6 +201,10 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 	if err != nil {
 		m.cfg.logger.ErrorContext(ctx, "routing not stored", slog.String("event_id", ev.ID), slog.String("error", err.Error()))
 		return nil
+	}
+	if rec != nil {
+		m.deliverRouted(ctx, rec, ev, ds)
+		return ds
 	}
 	// Different apps of one event are attempted side by side, so a slow
 	// app does not hold up the others. A delivery whose app has no free
@@ -175,6 +221,67 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 	}
 	wg.Wait()
 	return ds
+}
+
+// acquireAll takes an attempt slot for every delivery, or none: it fails
+// when one is ordered (it waits its turn in the outbox) or its app cannot
+// take an attempt now.
+func (m *Mapper) acquireAll(ds []Delivery) bool {
+	now := m.cfg.now()
+	for i := range ds {
+		if ds[i].Ordered || !m.apps.acquire(ds[i].AppID, now) {
+			for j := range i {
+				m.apps.release(ds[j].AppID, now, false, false)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+// deliverRouted attempts the deliveries of a routed event, whose slots
+// the caller holds, side by side, then records the route and the attempts
+// in one write.
+func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event, ds []Delivery) {
+	ts := make([]tried, len(ds))
+	var wg sync.WaitGroup
+	for i := range ds {
+		wg.Go(func() { ts[i] = m.try(ctx, &ds[i]) })
+	}
+	wg.Wait()
+	now := m.cfg.now()
+	attempts := make([]Attempt, 0, len(ds))
+	for i := range ds {
+		d := &ds[i]
+		if !ts[i].ok {
+			// Not attempted (the store failed): due again after a pause.
+			d.NextAttemptAt = now.Add(m.cfg.retry.MinBackoff)
+			continue
+		}
+		attempts = append(attempts, ts[i].a)
+	}
+	ev.Status = settle(ev, ds)
+	if ev.Status.Terminal() {
+		var end time.Time
+		for _, d := range ds {
+			if d.CompletedAt != nil && d.CompletedAt.After(end) {
+				end = *d.CompletedAt
+			}
+		}
+		ev.CompletedAt = &end
+	}
+	err := rec.RecordRoute(context.WithoutCancel(ctx), ev, ds, attempts)
+	for i := range ds {
+		switch {
+		case err != nil && ts[i].ok:
+			m.notRecorded(ts[i], &ds[i], err)
+		case err == nil && ts[i].ok:
+			m.recorded(ts[i], &ds[i])
+		case err == nil:
+			m.scheduleAt(ds[i].NextAttemptAt)
+		}
+		ts[i].span.End()
+	}
 }
 
 // releaseDelivery gives a delivery back to the outbox, due now, and wakes

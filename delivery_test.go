@@ -2,6 +2,7 @@ package mapper_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"strconv"
 	"testing"
@@ -24,49 +25,52 @@ func TestDeliveryRetries(t *testing.T) {
 		{"a redirect is not followed", []int{307}, mapper.DeliveryDead, 1},
 		{"attempts are capped", []int{503, 503, 503, 503, 503, 503}, mapper.DeliveryDead, 5},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t)
-			app, _ := h.addApp("a", accountA)
-			app.FailNext(tt.script...)
-			id := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "2", "x").Bytes())
-			ev := h.settled(id)
-			ds := h.deliveries(id)
-			if len(ds) != 1 {
-				t.Fatalf("%d deliveries", len(ds))
-			}
-			d := ds[0]
-			if d.Status != tt.wantStatus || d.Attempts != tt.wantAttempts {
-				t.Errorf("delivery %s after %d attempts, want %s after %d", d.Status, d.Attempts, tt.wantStatus, tt.wantAttempts)
-			}
-			wantEvent := mapper.EventDelivered
-			if tt.wantStatus == mapper.DeliveryDead {
-				wantEvent = mapper.EventDead
-			}
-			if ev.Status != wantEvent {
-				t.Errorf("event %s, want %s", ev.Status, wantEvent)
-			}
-			as, err := h.store.ListAttempts(context.Background(), d.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(as) != tt.wantAttempts {
-				t.Fatalf("%d attempts recorded, want %d", len(as), tt.wantAttempts)
-			}
-			for i, a := range as {
-				want := 200
-				if i < len(tt.script) {
-					want = tt.script[i]
+	outboxModes(t, func(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *harness) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				h := newHarness(t)
+				h.start()
+				app, _ := h.addApp("a", accountA)
+				app.FailNext(tt.script...)
+				id := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "2", "x").Bytes())
+				ev := h.settled(id)
+				ds := h.deliveries(id)
+				if len(ds) != 1 {
+					t.Fatalf("%d deliveries", len(ds))
 				}
-				if a.Number != i+1 || a.StatusCode != want {
-					t.Errorf("attempt %d: number %d status %d, want status %d", i, a.Number, a.StatusCode, want)
+				d := ds[0]
+				if d.Status != tt.wantStatus || d.Attempts != tt.wantAttempts {
+					t.Errorf("delivery %s after %d attempts, want %s after %d", d.Status, d.Attempts, tt.wantStatus, tt.wantAttempts)
 				}
-			}
-			if got := app.Received(); got[len(got)-1].Header.Get(mapper.HeaderAttempt) != strconv.Itoa(tt.wantAttempts) {
-				t.Errorf("last attempt header %q", got[len(got)-1].Header.Get(mapper.HeaderAttempt))
-			}
-		})
-	}
+				wantEvent := mapper.EventDelivered
+				if tt.wantStatus == mapper.DeliveryDead {
+					wantEvent = mapper.EventDead
+				}
+				if ev.Status != wantEvent {
+					t.Errorf("event %s, want %s", ev.Status, wantEvent)
+				}
+				as, err := h.store.ListAttempts(context.Background(), d.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(as) != tt.wantAttempts {
+					t.Fatalf("%d attempts recorded, want %d", len(as), tt.wantAttempts)
+				}
+				for i, a := range as {
+					want := 200
+					if i < len(tt.script) {
+						want = tt.script[i]
+					}
+					if a.Number != i+1 || a.StatusCode != want {
+						t.Errorf("attempt %d: number %d status %d, want status %d", i, a.Number, a.StatusCode, want)
+					}
+				}
+				if got := app.Received(); got[len(got)-1].Header.Get(mapper.HeaderAttempt) != strconv.Itoa(tt.wantAttempts) {
+					t.Errorf("last attempt header %q", got[len(got)-1].Header.Get(mapper.HeaderAttempt))
+				}
+			})
+		}
+	})
 }
 
 func TestDisabledAppIsUnroutable(t *testing.T) {
@@ -83,8 +87,10 @@ func TestDisabledAppIsUnroutable(t *testing.T) {
 	}
 }
 
-func TestSyncMode(t *testing.T) {
-	h := newHarnessNoRun(t, mapper.WithSyncDelivery(true))
+func TestSyncMode(t *testing.T) { outboxModes(t, testSyncMode) }
+
+func testSyncMode(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *harness) {
+	h := newHarness(t, mapper.WithSyncDelivery(true))
 	appA, _ := h.addApp("a", accountA)
 	appB, _ := h.addApp("b", accountB)
 	appB.FailNext(400)
@@ -164,4 +170,46 @@ func TestRunOnlyOnce(t *testing.T) {
 	if err := h.m.Run(ctxTimeout(t)); err == nil {
 		t.Error("a second Run started")
 	}
+}
+
+// TestRouteRecordedWithItsAttempts checks how many writes a webhook costs:
+// with a RouteRecorder, the route and the first attempts are one write;
+// without, the route and each attempt are one each. A retry is a write of
+// its own either way, and ordered apps always take the outbox.
+func TestRouteRecordedWithItsAttempts(t *testing.T) {
+	outboxModes(t, func(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *harness) {
+		h := newHarness(t)
+		h.start()
+		_, _ = h.addApp("a", accountA)
+		appB, _ := h.addApp("b", accountB)
+		appB.FailNext(503)
+		one := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "2", "x").Bytes())
+		if ev := h.settled(one); ev.Status != mapper.EventDelivered || ev.CompletedAt == nil {
+			t.Fatalf("one-app event: %+v", ev)
+		}
+		want := map[string]int{"CreateEvent": 1, "RecordRoute": 1}
+		if h.plain {
+			want = map[string]int{"CreateEvent": 1, "RouteEvent": 1, "RecordAttempt": 1}
+		}
+		if got := h.store.calls(); !maps.Equal(got, want) {
+			t.Errorf("writes for one webhook to one app: %v, want %v", got, want)
+		}
+
+		two := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "3", "y").Comment(accountB, "4", "5", "z").Bytes())
+		ev := h.settled(two)
+		if ev.Status != mapper.EventDelivered || len(appB.Received()) != 2 {
+			t.Fatalf("two-app event %s, app b got %d", ev.Status, len(appB.Received()))
+		}
+		as, err := h.store.ListAttempts(context.Background(), h.deliveries(two)[1].ID)
+		if err != nil || len(as) != 2 || as[0].StatusCode != 503 || as[1].StatusCode != 200 {
+			t.Fatalf("attempts of b: %+v %v", as, err)
+		}
+		want = map[string]int{"CreateEvent": 2, "RecordRoute": 2, "RecordAttempt": 1}
+		if h.plain {
+			want = map[string]int{"CreateEvent": 2, "RouteEvent": 2, "RecordAttempt": 4}
+		}
+		if got := h.store.calls(); !maps.Equal(got, want) {
+			t.Errorf("writes after a two-app webhook with one retry: %v, want %v", got, want)
+		}
+	})
 }

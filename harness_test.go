@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -34,10 +35,24 @@ type watchedStore struct {
 	*memstore.Store
 	mu      sync.Mutex
 	changed chan struct{}
+	writes  map[string]int // calls by method
 }
 
 func newWatchedStore() *watchedStore {
-	return &watchedStore{Store: memstore.New(), changed: make(chan struct{})}
+	return &watchedStore{Store: memstore.New(), changed: make(chan struct{}), writes: map[string]int{}}
+}
+
+func (s *watchedStore) count(method string) {
+	s.mu.Lock()
+	s.writes[method]++
+	s.mu.Unlock()
+}
+
+// calls returns how often each write method was called.
+func (s *watchedStore) calls() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.writes)
 }
 
 func (s *watchedStore) signal() {
@@ -54,27 +69,38 @@ func (s *watchedStore) wait() <-chan struct{} {
 }
 
 func (s *watchedStore) CreateEvent(ctx context.Context, ev *mapper.Event) error {
+	s.count("CreateEvent")
 	defer s.signal()
 	return s.Store.CreateEvent(ctx, ev)
 }
 
 func (s *watchedStore) RouteEvent(ctx context.Context, ev *mapper.Event, ds []mapper.Delivery) error {
+	s.count("RouteEvent")
 	defer s.signal()
 	return s.Store.RouteEvent(ctx, ev, ds)
 }
 
 func (s *watchedStore) RetryEvent(ctx context.Context, ev *mapper.Event) error {
+	s.count("RetryEvent")
 	defer s.signal()
 	return s.Store.RetryEvent(ctx, ev)
 }
 
+func (s *watchedStore) RecordRoute(ctx context.Context, ev *mapper.Event, ds []mapper.Delivery, as []mapper.Attempt) error {
+	s.count("RecordRoute")
+	defer s.signal()
+	return s.Store.RecordRoute(ctx, ev, ds, as)
+}
+
 func (s *watchedStore) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.Attempt) error {
+	s.count("RecordAttempt")
 	defer s.signal()
 	return s.Store.RecordAttempt(ctx, d, a)
 }
 
 type harness struct {
 	t     *testing.T
+	plain bool // the Mapper does not see the store's RouteRecorder
 	store *watchedStore
 	graph *mappertest.GraphAPI
 	res   *graphresolver.Resolver
@@ -94,7 +120,25 @@ func newHarness(t *testing.T, opts ...mapper.Option) *harness {
 
 func newHarnessNoRun(t *testing.T, opts ...mapper.Option) *harness {
 	t.Helper()
-	h := &harness{t: t, store: newWatchedStore(), graph: mappertest.NewGraphAPI(graphToken)}
+	return newHarnessOn(t, false, opts...)
+}
+
+// withoutRecorder hides the store's mapper.RouteRecorder from the Mapper.
+type withoutRecorder struct{ mapper.Store }
+
+// outboxModes runs fn with the store's RouteRecorder (a route and its
+// first attempts written together) and without it (the route, then each
+// attempt), the two ways the Mapper stores its work.
+func outboxModes(t *testing.T, fn func(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *harness)) {
+	t.Run("route_recorder", func(t *testing.T) { fn(t, newHarnessNoRun) })
+	t.Run("route_then_attempts", func(t *testing.T) {
+		fn(t, func(t *testing.T, opts ...mapper.Option) *harness { return newHarnessOn(t, true, opts...) })
+	})
+}
+
+func newHarnessOn(t *testing.T, plain bool, opts ...mapper.Option) *harness {
+	t.Helper()
+	h := &harness{t: t, plain: plain, store: newWatchedStore(), graph: mappertest.NewGraphAPI(graphToken)}
 	t.Cleanup(h.graph.Close)
 	res, err := graphresolver.New(graphToken, graphresolver.WithBaseURL(h.graph.URL()),
 		graphresolver.WithThrottleBackoff(20*time.Millisecond, 100*time.Millisecond), graphresolver.WithTokenProbe(20*time.Millisecond))
@@ -112,7 +156,11 @@ func newHarnessNoRun(t *testing.T, opts ...mapper.Option) *harness {
 		mapper.WithLease(20 * time.Second),
 		mapper.WithParkInterval(20 * time.Millisecond),
 	}
-	h.m, err = mapper.New(h.store, append(base, opts...)...)
+	var store mapper.Store = h.store
+	if plain {
+		store = withoutRecorder{h.store}
+	}
+	h.m, err = mapper.New(store, append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

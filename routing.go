@@ -17,10 +17,13 @@ import (
 // are digits, so it cannot collide with one.
 const notFoundMark = "-"
 
-// routeEvent routes a claimed event: it finds the owner of every new item,
-// the worker app of every owner, and stores one delivery per app. The
-// deliveries come back leased to the caller, to be attempted at once.
-func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) {
+// routeEvent routes a claimed event: it finds the owner of every new item
+// and the worker app of every owner, and plans one delivery per app, leased
+// to the caller, to be attempted at once. It sets ev's new state; with
+// store true the caller stores it and the deliveries (RouteEvent or
+// RecordRoute), otherwise the outcome is stored already (the event was
+// given up, or put back for a later try).
+func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, store bool, err error) {
 	now := m.cfg.now()
 	ev.RouteAttempts++
 	p, err := ParsePayload(ev.Payload)
@@ -31,7 +34,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 		// The payload passed this parser at intake, so the stored copy is
 		// damaged; retrying cannot help.
 		ev.Status, ev.LastError, ev.CompletedAt = EventDead, "stored payload unusable: "+err.Error(), &now
-		return nil, m.store.RouteEvent(ctx, ev, nil)
+		return nil, false, m.store.RouteEvent(ctx, ev, nil)
 	}
 
 	// A replayed event already has deliveries: the owners they cover are
@@ -40,7 +43,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 	covered := map[string]bool{}
 	if ev.RoutedAt != nil {
 		if existing, err = m.store.ListDeliveries(ctx, ev.ID); err != nil {
-			return nil, m.retryRouting(ctx, ev, fmt.Errorf("reading earlier deliveries: %w", err))
+			return nil, false, m.retryRouting(ctx, ev, fmt.Errorf("reading earlier deliveries: %w", err))
 		}
 		for _, d := range existing {
 			for _, o := range d.OwnerIDs {
@@ -65,7 +68,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 			case errors.Is(err, ErrMediaNotFound):
 				unroutable = appendNew(unroutable, "media:"+it.MediaID)
 			case err != nil:
-				return nil, m.retryRouting(ctx, ev, err)
+				return nil, false, m.retryRouting(ctx, ev, err)
 			case owner == "":
 				unroutable = appendNew(unroutable, fmt.Sprintf("entry:%d", i))
 			case covered[owner]:
@@ -89,7 +92,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 	if len(distinct) > 0 {
 		apps, err = m.appsForAccounts(ctx, distinct)
 		if err != nil {
-			return nil, m.retryRouting(ctx, ev, fmt.Errorf("looking up worker apps: %w", err))
+			return nil, false, m.retryRouting(ctx, ev, fmt.Errorf("looking up worker apps: %w", err))
 		}
 	}
 
@@ -164,10 +167,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) ([]Delivery, error) 
 	if len(unroutable) > 0 {
 		m.cfg.logger.InfoContext(ctx, "event has unroutable owners", slog.String("event_id", ev.ID), slog.Any("unroutable", unroutable))
 	}
-	if err := m.store.RouteEvent(ctx, ev, deliveries); err != nil {
-		return nil, err
-	}
-	return deliveries, nil
+	return deliveries, true, nil
 }
 
 // retryRouting puts an event back for a later try, or gives up on it once

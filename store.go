@@ -136,6 +136,27 @@ type Outbox interface {
 	RecordAttempt(ctx context.Context, d *Delivery, a Attempt) error
 }
 
+// RouteRecorder is an optional part of an Outbox that stores a route
+// together with the first attempt of each of its deliveries, in one write
+// instead of one for the route and one per attempt. The Mapper uses it,
+// when its Store implements it, for an event whose deliveries it can all
+// attempt at once (none ordered, every app with a free slot and a closed
+// circuit): it attempts them first and then records everything. Should
+// the process stop in between, the event's lease runs out and the event is
+// routed and delivered again, which is the at-least-once promise that a
+// stop between an attempt and its RecordAttempt already implies.
+type RouteRecorder interface {
+	// RecordRoute stores what RouteEvent would for ev and deliveries,
+	// then appends attempts (at most one per delivery, in any order), in
+	// one atomic step. Deliveries are stored as given and not leased (their
+	// LeaseToken is ignored): a pending one is claimable when its
+	// NextAttemptAt comes. The event's Status and CompletedAt are stored as
+	// given: the caller settles it, since it knows every delivery.
+	// ErrLeaseLost when the event's lease is no longer ev.LeaseToken;
+	// nothing is stored then.
+	RecordRoute(ctx context.Context, ev *Event, deliveries []Delivery, attempts []Attempt) error
+}
+
 // Retention removes old records.
 type Retention interface {
 	// Prune deletes events that ended (delivered, dead, unroutable,

@@ -82,8 +82,9 @@ type Store struct {
 }
 
 var (
-	_ mapper.Store        = (*Store)(nil)
-	_ mapper.WorkNotifier = (*Store)(nil)
+	_ mapper.Store         = (*Store)(nil)
+	_ mapper.WorkNotifier  = (*Store)(nil)
+	_ mapper.RouteRecorder = (*Store)(nil)
 )
 
 // New wraps db, whose dialect must be PostgreSQL or SQLite. The caller
@@ -133,7 +134,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("bunstore: empty SQLite path")
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=mmap_size(67108864)&_txlock=immediate"
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=mmap_size(67108864)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	sqldb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("bunstore: %w", err)

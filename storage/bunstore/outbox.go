@@ -96,25 +96,59 @@ func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []m
 	if ev.LeaseToken == "" {
 		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
 	}
-	r := toEventRow(ev)
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		q := tx.NewUpdate().Model(r).
-			Column("status", "owners", "unroutable", "route_attempts", "last_error", "routed_at", "completed_at", "next_attempt_at")
-		if err := s.updateLeased(ctx, tx, q, "mapper_events", ev.ID, ev.LeaseToken); err != nil {
+		return s.route(ctx, tx, ev, deliveries, false)
+	})
+}
+
+// RecordRoute implements mapper.RouteRecorder: the route and the first
+// attempts in one transaction (on SQLite one write of the shared one).
+func (s *Store) RecordRoute(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
+	if ev.LeaseToken == "" {
+		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
+	}
+	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if err := s.route(ctx, tx, ev, deliveries, true); err != nil {
 			return err
 		}
-		if len(deliveries) == 0 {
-			return nil
-		}
-		rows := make([]*deliveryRow, len(deliveries))
-		for i := range deliveries {
-			rows[i] = toDeliveryRow(&deliveries[i])
-		}
-		if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
-			return translate(err)
-		}
-		return nil
+		return s.insertAttempts(ctx, tx, attempts)
 	})
+}
+
+// route stores a routed event and its deliveries, leased as given or,
+// with unleased set, not leased.
+func (s *Store) route(ctx context.Context, tx bun.Tx, ev *mapper.Event, deliveries []mapper.Delivery, unleased bool) error {
+	q := tx.NewUpdate().Model(toEventRow(ev)).
+		Column("status", "owners", "unroutable", "route_attempts", "last_error", "routed_at", "completed_at", "next_attempt_at")
+	if err := s.updateLeased(ctx, tx, q, "mapper_events", ev.ID, ev.LeaseToken); err != nil {
+		return err
+	}
+	if len(deliveries) == 0 {
+		return nil
+	}
+	rows := make([]*deliveryRow, len(deliveries))
+	for i := range deliveries {
+		rows[i] = toDeliveryRow(&deliveries[i])
+		if unleased {
+			rows[i].LeaseToken = ""
+		}
+	}
+	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+		return translate(err)
+	}
+	return nil
+}
+
+func (s *Store) insertAttempts(ctx context.Context, tx bun.Tx, attempts []mapper.Attempt) error {
+	if len(attempts) == 0 {
+		return nil
+	}
+	rows := make([]*attemptRow, len(attempts))
+	for i, a := range attempts {
+		rows[i] = toAttemptRow(a)
+	}
+	_, err := tx.NewInsert().Model(&rows).Exec(ctx)
+	return translate(err)
 }
 
 // RetryEvent implements mapper.Outbox.
@@ -218,11 +252,8 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.
 			Set("completed_at = ?", usPtr(d.CompletedAt)), "mapper_deliveries", d.ID, d.LeaseToken); err != nil {
 			return err
 		}
-		row := &attemptRow{DeliveryID: a.DeliveryID, Number: a.Number, StartedAt: us(a.StartedAt),
-			DurationUS: a.Duration.Microseconds(), StatusCode: a.StatusCode, Error: a.Error, Outcome: string(a.Outcome),
-			ResponseBody: a.ResponseBody}
-		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
-			return translate(err)
+		if err := s.insertAttempts(ctx, tx, []mapper.Attempt{a}); err != nil {
+			return err
 		}
 		if !terminal {
 			return nil

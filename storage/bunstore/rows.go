@@ -94,6 +94,12 @@ type attemptRow struct {
 	ResponseBody  string `bun:"response_body"`
 }
 
+func toAttemptRow(a mapper.Attempt) *attemptRow {
+	return &attemptRow{DeliveryID: a.DeliveryID, Number: a.Number, StartedAt: us(a.StartedAt),
+		DurationUS: a.Duration.Microseconds(), StatusCode: a.StatusCode, Error: a.Error, Outcome: string(a.Outcome),
+		ResponseBody: a.ResponseBody}
+}
+
 func us(t time.Time) int64 { return t.UnixMicro() }
 
 func fromUS(v int64) time.Time { return time.UnixMicro(v).UTC() }

@@ -37,7 +37,10 @@ type Store struct {
 	attempts   map[string][]mapper.Attempt
 }
 
-var _ mapper.Store = (*Store)(nil)
+var (
+	_ mapper.Store         = (*Store)(nil)
+	_ mapper.RouteRecorder = (*Store)(nil)
+)
 
 // New returns an empty Store.
 func New() *Store {
@@ -403,6 +406,32 @@ func (s *Store) leasedEvent(ev *mapper.Event) (*mapper.Event, error) {
 func (s *Store) RouteEvent(_ context.Context, ev *mapper.Event, deliveries []mapper.Delivery) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.route(ev, deliveries)
+}
+
+// RecordRoute implements mapper.RouteRecorder.
+func (s *Store) RecordRoute(_ context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range attempts {
+		if !slices.ContainsFunc(deliveries, func(d mapper.Delivery) bool { return d.ID == a.DeliveryID }) {
+			return fmt.Errorf("attempt of delivery %q, which is not in the route: %w", a.DeliveryID, mapper.ErrConflict)
+		}
+	}
+	if err := s.route(ev, deliveries); err != nil {
+		return err
+	}
+	for i := range deliveries {
+		s.deliveries[deliveries[i].ID].LeaseToken = ""
+	}
+	for _, a := range attempts {
+		s.attempts[a.DeliveryID] = append(s.attempts[a.DeliveryID], a)
+	}
+	return nil
+}
+
+// route stores a route; the caller holds mu.
+func (s *Store) route(ev *mapper.Event, deliveries []mapper.Delivery) error {
 	e, err := s.leasedEvent(ev)
 	if err != nil {
 		return err

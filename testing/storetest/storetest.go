@@ -53,6 +53,7 @@ var cases = []struct {
 	{"route_record_and_settle", routeAndSettle},
 	{"original_body_read_from_payload", originalBody},
 	{"retry_event", retryEvent},
+	{"record_route_with_attempts", recordRoute},
 	{"list_filters_and_pagination_with_ties", listEvents},
 	{"stats", stats},
 	{"prune", prune},
@@ -502,6 +503,109 @@ func retryEvent(t *testing.T, s mapper.Store) {
 	if len(got) != 1 || got[0].RouteAttempts != 1 || got[0].LastError != "Graph API throttled" {
 		t.Errorf("after retry: %+v", got)
 	}
+}
+
+// recordRoute checks mapper.RouteRecorder, for stores that implement it.
+func recordRoute(t *testing.T, s mapper.Store) {
+	rec, ok := s.(mapper.RouteRecorder)
+	if !ok {
+		t.Skip("the store does not implement mapper.RouteRecorder")
+	}
+	claimOne := func(id string) mapper.Event {
+		t.Helper()
+		must(t, s.CreateEvent(ctx, newEvent(id, base, "1", "key-"+id)))
+		cl, err := s.ClaimEvents(ctx, base, 1, time.Minute)
+		must(t, err)
+		if len(cl) != 1 || cl[0].ID != id {
+			t.Fatalf("claimed %v, want %s", ids(cl), id)
+		}
+		return cl[0]
+	}
+	at := base.Add(time.Second)
+	plan := func(ev *mapper.Event, apps ...string) []mapper.Delivery {
+		ev.Status, ev.Owners, ev.RoutedAt, ev.RouteAttempts = mapper.EventDispatched, []string{"1"}, &at, 1
+		var ds []mapper.Delivery
+		for _, a := range apps {
+			ds = append(ds, mapper.Delivery{ID: ev.ID + "-" + a, EventID: ev.ID, AppID: a, OwnerIDs: []string{"1"}, Body: []byte(`{"for":"` + a + `"}`),
+				Status: mapper.DeliveryPending, Attempts: 1, CreatedAt: at, CycleStart: at, LeaseToken: "lease-" + a, TraceContext: ev.TraceContext})
+		}
+		return ds
+	}
+	attempt := func(d *mapper.Delivery, code int) mapper.Attempt {
+		return mapper.Attempt{DeliveryID: d.ID, Number: 1, StartedAt: at, Duration: time.Millisecond, StatusCode: code, Outcome: d.Status,
+			ResponseBody: fmt.Sprint("answer ", code)}
+	}
+
+	// One delivered, one to retry: the event stays dispatched, the retry
+	// is claimable when due and not leased before.
+	ev := claimOne("e1")
+	ds := plan(&ev, "app0", "app1")
+	done := at.Add(time.Millisecond)
+	ds[0].Status, ds[0].LastStatusCode, ds[0].CompletedAt = mapper.DeliveryDelivered, 200, &done
+	ds[1].Status, ds[1].LastStatusCode, ds[1].LastError, ds[1].NextAttemptAt = mapper.DeliveryPending, 503, "HTTP 503", base.Add(time.Minute)
+	must(t, rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{attempt(&ds[0], 200), attempt(&ds[1], 503)}))
+	got, err := s.GetEvent(ctx, "e1")
+	must(t, err)
+	if got.Status != mapper.EventDispatched || got.RoutedAt == nil || got.CompletedAt != nil || got.LeaseToken != "" {
+		t.Errorf("event after RecordRoute: %+v", got)
+	}
+	stored, err := s.ListDeliveries(ctx, "e1")
+	must(t, err)
+	if len(stored) != 2 || stored[0].Status != mapper.DeliveryDelivered || stored[1].Status != mapper.DeliveryPending ||
+		stored[1].LastStatusCode != 503 || stored[0].LeaseToken != "" || stored[1].LeaseToken != "" || stored[1].Attempts != 1 {
+		t.Fatalf("deliveries after RecordRoute: %+v", stored)
+	}
+	for i, code := range []int{200, 503} {
+		as, err := s.ListAttempts(ctx, ds[i].ID)
+		must(t, err)
+		if len(as) != 1 || as[0].StatusCode != code || as[0].Number != 1 || as[0].ResponseBody != fmt.Sprint("answer ", code) {
+			t.Errorf("attempts of %s: %+v", ds[i].ID, as)
+		}
+	}
+	if got := claimIDs(t, s, base.Add(30*time.Second)); len(got) != 0 {
+		t.Errorf("claimed before due: %v", got)
+	}
+	cl, err := s.ClaimDeliveries(ctx, base.Add(time.Minute), 10, time.Minute, nil)
+	must(t, err)
+	if len(cl) != 1 || cl[0].ID != ds[1].ID {
+		t.Fatalf("claimed %+v, want the retry", cl)
+	}
+	finish(t, s, &cl[0], mapper.DeliveryDelivered, 200, base.Add(2*time.Minute))
+	if got, _ := s.GetEvent(ctx, "e1"); got.Status != mapper.EventDelivered {
+		t.Errorf("event after the retry: %s", got.Status)
+	}
+
+	// Settled in one go by the caller.
+	ev = claimOne("e2")
+	ds = plan(&ev, "app0")
+	ds[0].Status, ds[0].LastStatusCode, ds[0].CompletedAt = mapper.DeliveryDelivered, 200, &done
+	ev.Status, ev.CompletedAt = mapper.EventDelivered, &done
+	must(t, rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{attempt(&ds[0], 200)}))
+	if got, _ := s.GetEvent(ctx, "e2"); got.Status != mapper.EventDelivered || got.CompletedAt == nil || !got.CompletedAt.Equal(done) {
+		t.Errorf("settled event: %+v", got)
+	}
+
+	// A lost lease, or an attempt of a delivery the route lacks, stores
+	// nothing.
+	ev = claimOne("e3")
+	ds = plan(&ev, "app0")
+	ds[0].Status, ds[0].CompletedAt = mapper.DeliveryDelivered, &done
+	stale := ev
+	stale.LeaseToken = "not-the-lease"
+	if err := rec.RecordRoute(ctx, &stale, ds, []mapper.Attempt{attempt(&ds[0], 200)}); !errors.Is(err, mapper.ErrLeaseLost) {
+		t.Errorf("stale lease: %v, want ErrLeaseLost", err)
+	}
+	stray := mapper.Delivery{ID: "elsewhere"}
+	if err := rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{attempt(&ds[0], 200), attempt(&stray, 200)}); err == nil {
+		t.Error("an attempt of a delivery outside the route was stored")
+	}
+	if got, _ := s.ListDeliveries(ctx, "e3"); len(got) != 0 {
+		t.Errorf("deliveries stored by failed calls: %+v", got)
+	}
+	if got, _ := s.GetEvent(ctx, "e3"); got.Status != mapper.EventPending || got.RoutedAt != nil {
+		t.Errorf("event changed by failed calls: %+v", got)
+	}
+	must(t, rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{attempt(&ds[0], 200)}))
 }
 
 func listEvents(t *testing.T, s mapper.Store) {
