@@ -179,17 +179,35 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 	ctx, span := m.startSpan(m.resume(ctx, ev.TraceContext), "route event", trace.SpanKindInternal, attrEventID.String(ev.ID))
 	leaseEnd, replayed := ev.NextAttemptAt, ev.RoutedAt != nil
 	ds, store, err := m.routeEvent(ctx, ev)
-	var rec RouteRecorder
+	// Deliveries whose app has a free slot (and a closed circuit) are
+	// attempted now; the others (and every ordered one, which waits its
+	// turn) are stored unleased and due, for the loop to claim when their
+	// app can take them.
+	now := m.cfg.now()
+	acquired, waiting := 0, 0
 	if store {
-		// With a RouteRecorder, deliveries that can all be attempted now
-		// are, and the route is written with their outcomes in one go. The
-		// event's lease must outlast the attempts (half the lease at most)
-		// and the write with room to spare.
-		var ok bool
-		rec, ok = m.store.(RouteRecorder)
-		if !ok || replayed || len(ds) == 0 || leaseEnd.Sub(m.cfg.now()) < 3*m.cfg.lease/4 || !m.acquireAll(ds) {
-			rec = nil
-			err = m.store.RouteEvent(ctx, ev, ds)
+		for i := range ds {
+			if !ds[i].Ordered && m.apps.acquire(ds[i].AppID, now) {
+				acquired++
+				continue
+			}
+			ds[i].LeaseToken, ds[i].NextAttemptAt = "", now
+			waiting++
+		}
+	}
+	// With a RouteRecorder, when every delivery can be attempted now, the
+	// route is written after the attempts, with their outcomes, in one
+	// write. The event's lease must outlast the attempts (half the lease at
+	// most) and the write, with room to spare.
+	rec, _ := m.store.(RouteRecorder)
+	together := store && rec != nil && !replayed && acquired > 0 && waiting == 0 && leaseEnd.Sub(now) >= 3*m.cfg.lease/4
+	if store && !together {
+		if err = m.store.RouteEvent(ctx, ev, ds); err != nil {
+			for i := range ds {
+				if ds[i].LeaseToken != "" {
+					m.apps.release(ds[i].AppID, now, false, false)
+				}
+			}
 		}
 	}
 	span.SetAttributes(attrRouteOutcome.String(string(ev.Status)), attrOwnerCount.Int(len(ev.Owners)),
@@ -202,41 +220,23 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 		m.cfg.logger.ErrorContext(ctx, "routing not stored", slog.String("event_id", ev.ID), slog.String("error", err.Error()))
 		return nil
 	}
-	if rec != nil {
+	if together {
 		m.deliverRouted(ctx, rec, ev, ds)
 		return ds
 	}
+	if waiting > 0 {
+		m.notify()
+	}
 	// Different apps of one event are attempted side by side, so a slow
-	// app does not hold up the others. A delivery whose app has no free
-	// slot (or an open circuit, or an older delivery pending while it is
-	// ordered) goes back to the outbox for the loop.
+	// app does not hold up the others.
 	var wg sync.WaitGroup
 	for i := range ds {
-		d := &ds[i]
-		if d.Ordered || !m.apps.acquire(d.AppID, m.cfg.now()) {
-			m.releaseDelivery(ctx, d)
-			continue
+		if d := &ds[i]; d.LeaseToken != "" {
+			wg.Go(func() { m.attempt(ctx, d) })
 		}
-		wg.Go(func() { m.attempt(ctx, d) })
 	}
 	wg.Wait()
 	return ds
-}
-
-// acquireAll takes an attempt slot for every delivery, or none: it fails
-// when one is ordered (it waits its turn in the outbox) or its app cannot
-// take an attempt now.
-func (m *Mapper) acquireAll(ds []Delivery) bool {
-	now := m.cfg.now()
-	for i := range ds {
-		if ds[i].Ordered || !m.apps.acquire(ds[i].AppID, now) {
-			for j := range i {
-				m.apps.release(ds[j].AppID, now, false, false)
-			}
-			return false
-		}
-	}
-	return true
 }
 
 // deliverRouted attempts the deliveries of a routed event, whose slots
@@ -396,7 +396,6 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			m.backlog.Store(true)
 			return nil
 		}
-		now := m.cfg.now()
 		handed := m.takeHandoff(free)
 		for _, ev := range handed {
 			slots <- struct{}{}
@@ -409,6 +408,9 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 		// The outbox is read only when it may hold something: not for the
 		// wakes of handed-over events.
 		claim := m.outboxDirty.Swap(false)
+		// Read the clock after taking the flag: work stored due at t sets
+		// it after t, so a claim that consumed its signal sees it due.
+		now := m.cfg.now()
 		var evs []Event
 		if free > 0 && claim {
 			// The outbox: events of other replicas, retries, expired

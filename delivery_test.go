@@ -175,7 +175,8 @@ func TestRunOnlyOnce(t *testing.T) {
 // TestRouteRecordedWithItsAttempts checks how many writes a webhook costs:
 // with a RouteRecorder, the route and the first attempts are one write;
 // without, the route and each attempt are one each. A retry is a write of
-// its own either way, and ordered apps always take the outbox.
+// its own either way, and ordered apps always take the outbox, with no
+// write to give their delivery back.
 func TestRouteRecordedWithItsAttempts(t *testing.T) {
 	outboxModes(t, func(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *harness) {
 		h := newHarness(t)
@@ -210,6 +211,24 @@ func TestRouteRecordedWithItsAttempts(t *testing.T) {
 		}
 		if got := h.store.calls(); !maps.Equal(got, want) {
 			t.Errorf("writes after a two-app webhook with one retry: %v, want %v", got, want)
+		}
+
+		// An ordered app's delivery is stored unleased and claimed by the
+		// loop: no write to give it back.
+		w := mappertest.NewWorkerApp("secret-of-o-0123456789")
+		t.Cleanup(w.Close)
+		if resp, raw := h.admin(http.MethodPost, "/worker-apps/", map[string]any{"name": "o", "url": w.URL(), "account_ids": []string{accountC},
+			"secret": w.Secret(), "ordered": true}); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("creating the ordered app: %d %s", resp.StatusCode, raw)
+		}
+		if ev := h.settled(h.accept(mappertest.NewWebhook().Comment(accountC, "6", "7", "o").Bytes())); ev.Status != mapper.EventDelivered {
+			t.Fatalf("ordered app's event: %s", ev.Status)
+		}
+		want["CreateEvent"]++
+		want["RouteEvent"]++
+		want["RecordAttempt"]++
+		if got := h.store.calls(); !maps.Equal(got, want) {
+			t.Errorf("writes after a webhook to an ordered app: %v, want %v", got, want)
 		}
 	})
 }

@@ -92,6 +92,12 @@ func (s *watchedStore) RecordRoute(ctx context.Context, ev *mapper.Event, ds []m
 	return s.Store.RecordRoute(ctx, ev, ds, as)
 }
 
+func (s *watchedStore) ReleaseDelivery(ctx context.Context, d *mapper.Delivery, next time.Time) error {
+	s.count("ReleaseDelivery")
+	defer s.signal()
+	return s.Store.ReleaseDelivery(ctx, d, next)
+}
+
 func (s *watchedStore) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.Attempt) error {
 	s.count("RecordAttempt")
 	defer s.signal()

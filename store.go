@@ -107,10 +107,11 @@ type Outbox interface {
 	// from other claims until now+lease.
 	ClaimEvents(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Event, error)
 	// RouteEvent finishes routing a claimed event: it stores the deliveries
-	// (their IDs, status and NextAttemptAt are set by the caller, and they
-	// come back leased to the caller with LeaseToken set) and the event's
-	// new state in one atomic step. ErrLeaseLost when the event's lease is
-	// no longer ev.LeaseToken.
+	// and the event's new state in one atomic step. The caller sets the
+	// deliveries' IDs, status and NextAttemptAt; a delivery with a
+	// LeaseToken is leased to the caller until its NextAttemptAt, one
+	// without is claimable from its NextAttemptAt on. ErrLeaseLost when the
+	// event's lease is no longer ev.LeaseToken.
 	RouteEvent(ctx context.Context, ev *Event, deliveries []Delivery) error
 	// RetryEvent puts a claimed event back with its RouteAttempts,
 	// LastError and NextAttemptAt as given (routing could not finish).

@@ -79,6 +79,7 @@ type Store struct {
 	ownsDB   bool
 	claimSQL string // the FOR UPDATE SKIP LOCKED suffix on PostgreSQL
 	commits  *committer
+	hot      prepared // see hot.go
 }
 
 var (
@@ -179,14 +180,17 @@ func (s *Store) DB() *bun.DB { return s.db }
 // opened it.
 func (s *Store) Close() error {
 	s.commits.close()
+	var errs []error
+	if p := s.hot.stmts.Load(); p != nil {
+		errs = append(errs, closeStmts(*p))
+	}
 	if !s.ownsDB {
-		return nil
+		return errors.Join(errs...)
 	}
-	var err error
 	if s.read != s.db {
-		err = s.read.Close()
+		errs = append(errs, s.read.Close())
 	}
-	return errors.Join(err, s.db.Close())
+	return errors.Join(append(errs, s.db.Close())...)
 }
 
 // migrator reads the embedded migrations. They are one set for both

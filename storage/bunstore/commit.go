@@ -3,7 +3,6 @@ package bunstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/uptrace/bun"
@@ -147,6 +146,7 @@ func (c *committer) commit(batch []commitReq) {
 			}
 		}
 	} else if live > 0 {
+		c.s.prepare(context.Background())
 		// The transaction belongs to no single caller: one caller leaving
 		// must not roll back the others' events.
 		err := c.s.db.RunInTx(context.Background(), nil, func(ctx context.Context, tx bun.Tx) error {
@@ -155,18 +155,20 @@ func (c *committer) commit(batch []commitReq) {
 				if errs[i] != nil {
 					continue
 				}
-				sp := fmt.Sprintf("ev%d", i)
-				if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
+				if _, err := c.s.exec(ctx, tx, savepointSQL); err != nil {
 					return translate(err)
 				}
 				if err := r.fn(ctx, tx); err != nil {
 					errs[i] = err
-					if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); err != nil {
+					if _, err := c.s.exec(ctx, tx, rollbackSavepointSQL); err != nil {
+						return translate(err)
+					}
+					if _, err := c.s.exec(ctx, tx, releaseSavepointSQL); err != nil {
 						return translate(err)
 					}
 					continue
 				}
-				if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+sp); err != nil {
+				if _, err := c.s.exec(ctx, tx, releaseSavepointSQL); err != nil {
 					return translate(err)
 				}
 				notify = notify || r.pend

@@ -2,7 +2,9 @@ package bunstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,10 +13,6 @@ import (
 
 	"github.com/chatico/mapper"
 )
-
-// keysPerStatement keeps a key insert well under PostgreSQL's 65,535
-// parameters, whatever the number of items in a payload.
-const keysPerStatement = 500
 
 // CreateEvent implements mapper.EventStore. Concurrent calls are committed
 // together (see commit.go); each event still succeeds or fails alone.
@@ -58,50 +56,33 @@ func markDuplicates(ev *mapper.Event, fresh map[string]bool) {
 	}
 }
 
-// createEvent writes one event in tx: its keys, the event, its accounts.
+// createEvent writes one event in tx: its keys, the event, its accounts
+// (PostgreSQL writes batches of events in commitEventsPG instead).
 func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) error {
-	{
-		// Claim the keys first: the primary key decides, under
-		// concurrency, which event owns each change.
-		distinct := distinctKeys(ev)
-		fresh := map[string]bool{}
-		created := us(ev.ReceivedAt)
-		for start := 0; start < len(distinct); start += keysPerStatement {
-			chunk := distinct[start:min(start+keysPerStatement, len(distinct))]
-			var b strings.Builder
-			args := make([]any, 0, 3*len(chunk))
-			b.WriteString("INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at) VALUES ")
-			for i, k := range chunk {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString("(?, ?, ?)")
-				args = append(args, k, ev.ID, created)
-			}
-			b.WriteString(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key")
-			var got []string
-			if err := tx.NewRaw(b.String(), args...).Scan(ctx, &got); err != nil {
-				return translate(err)
-			}
-			for _, k := range got {
-				fresh[k] = true
-			}
-		}
-		markDuplicates(ev, fresh)
-		if err := s.insertEvent(ctx, tx, toEventRow(ev)); err != nil {
+	// Claim the keys first: the primary key decides, under concurrency,
+	// which event owns each change. One statement per key: prepared, it
+	// costs less than parsing a statement of many rows.
+	created := us(ev.ReceivedAt)
+	fresh := map[string]bool{}
+	for _, k := range distinctKeys(ev) {
+		var got string
+		switch err := s.queryRow(ctx, tx, claimKeySQL, k, ev.ID, created).Scan(&got); {
+		case err == nil:
+			fresh[got] = true
+		case !errors.Is(err, sql.ErrNoRows): // no row: an earlier event holds the key
 			return translate(err)
 		}
-		if len(ev.AccountIDs) > 0 {
-			rows := make([]eventAccountRow, len(ev.AccountIDs))
-			for i, a := range ev.AccountIDs {
-				rows[i] = eventAccountRow{AccountID: a, ReceivedAt: created, EventID: ev.ID}
-			}
-			if _, err := tx.NewInsert().Model(&rows).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
-				return translate(err)
-			}
-		}
-		return nil
 	}
+	markDuplicates(ev, fresh)
+	if err := s.insertEvent(ctx, tx, toEventRow(ev)); err != nil {
+		return translate(err)
+	}
+	for _, a := range ev.AccountIDs {
+		if _, err := s.exec(ctx, tx, insertEventAccountSQL, a, created, ev.ID); err != nil {
+			return translate(err)
+		}
+	}
+	return nil
 }
 
 // GetEvent implements mapper.EventStore.
@@ -217,20 +198,10 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]mapper.A
 	return out, nil
 }
 
-// insertEventSQL binds its values as parameters rather than letting bun
-// inline them: the payload would otherwise be a hex literal of twice its
-// size for the database to parse on every insert.
-var insertEventSQL = map[bool]string{
-	false: `INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, owners, unroutable,
-route_attempts, last_error, next_attempt_at, routed_at, completed_at, lease_token, trace_context)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	true: `INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, owners, unroutable,
-route_attempts, last_error, next_attempt_at, routed_at, completed_at, lease_token, trace_context)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
-}
-
+// insertEvent binds the values as parameters: inlined, the payload would
+// be a hex literal of twice its size for the database to parse.
 func (s *Store) insertEvent(ctx context.Context, tx bun.Tx, r *eventRow) error {
-	_, err := tx.Tx.ExecContext(ctx, insertEventSQL[s.pg], r.ID, r.ReceivedAt, r.Object, r.Payload, r.Signature, r.Items, r.AccountIDs,
+	_, err := s.exec(ctx, tx, insertEventSQL, r.ID, r.ReceivedAt, r.Object, r.Payload, r.Signature, r.Items, r.AccountIDs,
 		r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.NextAttemptAt, r.RoutedAt, r.CompletedAt, r.LeaseToken, r.TraceContext)
 	return err
 }

@@ -69,13 +69,7 @@ func (s *Store) claim(ctx context.Context, fn func(context.Context, bun.IDB) err
 // ErrLeaseLost.
 func (s *Store) updateLeased(ctx context.Context, db bun.IDB, q *bun.UpdateQuery, table, id, token string) error {
 	res, err := q.Set("lease_token = ''").Where("id = ? AND status = 'pending' AND lease_token = ?", id, token).Exec(ctx)
-	if err != nil {
-		return translate(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return s.leaseError(ctx, db, table, id)
-	}
-	return nil
+	return s.matched(ctx, db, res, err, table, id)
 }
 
 // leaseError tells a lost lease from a missing row after an update that
@@ -118,37 +112,46 @@ func (s *Store) RecordRoute(ctx context.Context, ev *mapper.Event, deliveries []
 // route stores a routed event and its deliveries, leased as given or,
 // with unleased set, not leased.
 func (s *Store) route(ctx context.Context, tx bun.Tx, ev *mapper.Event, deliveries []mapper.Delivery, unleased bool) error {
-	q := tx.NewUpdate().Model(toEventRow(ev)).
-		Column("status", "owners", "unroutable", "route_attempts", "last_error", "routed_at", "completed_at", "next_attempt_at")
-	if err := s.updateLeased(ctx, tx, q, "mapper_events", ev.ID, ev.LeaseToken); err != nil {
+	r := toEventRow(ev)
+	res, err := s.exec(ctx, tx, routeEventSQL, r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.RoutedAt, r.CompletedAt,
+		r.NextAttemptAt, ev.ID, ev.LeaseToken)
+	if err := s.matched(ctx, tx, res, err, "mapper_events", ev.ID); err != nil {
 		return err
 	}
-	if len(deliveries) == 0 {
-		return nil
-	}
-	rows := make([]*deliveryRow, len(deliveries))
 	for i := range deliveries {
-		rows[i] = toDeliveryRow(&deliveries[i])
+		d := toDeliveryRow(&deliveries[i])
 		if unleased {
-			rows[i].LeaseToken = ""
+			d.LeaseToken = ""
+		}
+		if _, err := s.exec(ctx, tx, insertDeliverySQL, d.ID, d.EventID, d.AppID, d.OwnerIDs, d.Body, d.Original, d.MetaSignature, d.Ordered,
+			d.Status, d.Attempts, d.AttemptBase, d.CycleStart, d.NextAttemptAt, d.LastStatusCode, d.LastError, d.CreatedAt, d.CompletedAt,
+			d.LeaseToken, d.TraceContext); err != nil {
+			return translate(err)
 		}
 	}
-	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+	return nil
+}
+
+// matched checks that an update of a leased row found it: ErrNotFound or
+// ErrLeaseLost when it did not.
+func (s *Store) matched(ctx context.Context, db bun.IDB, res sql.Result, err error, table, id string) error {
+	if err != nil {
 		return translate(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return s.leaseError(ctx, db, table, id)
 	}
 	return nil
 }
 
 func (s *Store) insertAttempts(ctx context.Context, tx bun.Tx, attempts []mapper.Attempt) error {
-	if len(attempts) == 0 {
-		return nil
+	for _, a := range attempts {
+		if _, err := s.exec(ctx, tx, insertAttemptSQL, a.DeliveryID, a.Number, us(a.StartedAt), a.Duration.Microseconds(), a.StatusCode,
+			a.Error, string(a.Outcome), a.ResponseBody); err != nil {
+			return translate(err)
+		}
 	}
-	rows := make([]*attemptRow, len(attempts))
-	for i, a := range attempts {
-		rows[i] = toAttemptRow(a)
-	}
-	_, err := tx.NewInsert().Model(&rows).Exec(ctx)
-	return translate(err)
+	return nil
 }
 
 // RetryEvent implements mapper.Outbox.
@@ -243,13 +246,9 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.
 				return translate(err)
 			}
 		}
-		if err := s.updateLeased(ctx, tx, tx.NewUpdate().Table("mapper_deliveries").
-			Set("status = ?", string(d.Status)).
-			Set("attempts = ?", d.Attempts).
-			Set("next_attempt_at = ?", us(d.NextAttemptAt)).
-			Set("last_status_code = ?", d.LastStatusCode).
-			Set("last_error = ?", d.LastError).
-			Set("completed_at = ?", usPtr(d.CompletedAt)), "mapper_deliveries", d.ID, d.LeaseToken); err != nil {
+		res, err := s.exec(ctx, tx, recordDeliverySQL, string(d.Status), d.Attempts, us(d.NextAttemptAt), d.LastStatusCode, d.LastError,
+			usPtr(d.CompletedAt), d.ID, d.LeaseToken)
+		if err := s.matched(ctx, tx, res, err, "mapper_deliveries", d.ID); err != nil {
 			return err
 		}
 		if err := s.insertAttempts(ctx, tx, []mapper.Attempt{a}); err != nil {
@@ -258,14 +257,7 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.
 		if !terminal {
 			return nil
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE mapper_events SET
-status = CASE
-	WHEN EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 'dead') THEN 'dead'
-	WHEN unroutable <> '[]' THEN 'unroutable'
-	ELSE 'delivered' END,
-completed_at = (SELECT MAX(completed_at) FROM mapper_deliveries WHERE event_id = ?)
-WHERE id = ? AND status = 'dispatched'
-AND NOT EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 'pending')`, d.EventID, d.EventID, d.EventID, d.EventID)
+		_, err = s.exec(ctx, tx, settleEventSQL, d.EventID, d.EventID, d.EventID, d.EventID)
 		return translate(err)
 	})
 }

@@ -102,7 +102,7 @@ SELECT k, $2, $3 FROM unnest($1::text[]) AS k ON CONFLICT (dedup_key) DO NOTHING
 				continue
 			}
 			r := toEventRow(ev)
-			writes.Queue(insertEventSQL[true], r.ID, r.ReceivedAt, r.Object, r.Payload, r.Signature, r.Items, r.AccountIDs,
+			writes.Queue(insertEventSQL.pg, r.ID, r.ReceivedAt, r.Object, r.Payload, r.Signature, r.Items, r.AccountIDs,
 				r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.NextAttemptAt, r.RoutedAt, r.CompletedAt, r.LeaseToken, r.TraceContext)
 			if len(ev.AccountIDs) > 0 {
 				writes.Queue(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id)

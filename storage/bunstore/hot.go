@@ -1,0 +1,149 @@
+package bunstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// The statements every webhook runs: storing it, routing it, recording its
+// attempts. bun writes a new SQL text for every call, with the values
+// inlined, so the database parses each one anew; on SQLite that parse was
+// about a sixth of the single writer's time. These are written once, with
+// placeholders, and prepared once: on SQLite by the committer (between
+// batches, when the only write connection is free), on PostgreSQL by pgx,
+// whose connections cache the statements they run.
+
+// hotStmt is one such statement, with ? placeholders.
+type hotStmt struct {
+	sqlite, pg string
+	id         int // its place in hotStmts
+}
+
+var hotStmts []*hotStmt
+
+func hot(q string) *hotStmt {
+	st := &hotStmt{sqlite: q, pg: dollarPlaceholders(q), id: len(hotStmts)}
+	hotStmts = append(hotStmts, st)
+	return st
+}
+
+// dollarPlaceholders numbers the ? of q as PostgreSQL's $1, $2…; none of
+// the hot statements has a ? inside a literal.
+func dollarPlaceholders(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+var (
+	claimKeySQL = hot(`INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at) VALUES (?, ?, ?)
+ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key`)
+	insertEventSQL = hot(`INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, owners, unroutable,
+route_attempts, last_error, next_attempt_at, routed_at, completed_at, lease_token, trace_context)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	insertEventAccountSQL = hot(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
+	routeEventSQL         = hot(`UPDATE mapper_events SET status = ?, owners = ?, unroutable = ?, route_attempts = ?, last_error = ?,
+routed_at = ?, completed_at = ?, next_attempt_at = ?, lease_token = '' WHERE id = ? AND status = 'pending' AND lease_token = ?`)
+	insertDeliverySQL = hot(`INSERT INTO mapper_deliveries (id, event_id, app_id, owner_ids, body, original, meta_signature, ordered, status,
+attempts, attempt_base, cycle_start, next_attempt_at, last_status_code, last_error, created_at, completed_at, lease_token, trace_context)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	insertAttemptSQL = hot(`INSERT INTO mapper_attempts (delivery_id, number, started_at, duration_us, status_code, error, outcome, response_body)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	recordDeliverySQL = hot(`UPDATE mapper_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?,
+completed_at = ?, lease_token = '' WHERE id = ? AND status = 'pending' AND lease_token = ?`)
+	settleEventSQL = hot(`UPDATE mapper_events SET
+status = CASE
+	WHEN EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 'dead') THEN 'dead'
+	WHEN unroutable <> '[]' THEN 'unroutable'
+	ELSE 'delivered' END,
+completed_at = (SELECT MAX(completed_at) FROM mapper_deliveries WHERE event_id = ?)
+WHERE id = ? AND status = 'dispatched'
+AND NOT EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 'pending')`)
+	// The committer's savepoints: one is open at a time, so one name does.
+	savepointSQL         = hot(`SAVEPOINT w`)
+	releaseSavepointSQL  = hot(`RELEASE SAVEPOINT w`)
+	rollbackSavepointSQL = hot(`ROLLBACK TO SAVEPOINT w`)
+)
+
+// prepared holds the SQLite statements, by hotStmt.id, once prepared.
+type prepared struct {
+	stmts   atomic.Pointer[[]*sql.Stmt]
+	lastTry time.Time // of the committer, which alone prepares
+}
+
+// prepare prepares every hot statement on SQLite, when not done yet. The
+// committer calls it between batches, so that the write connection is
+// free. Before the schema exists preparing fails; it is tried again at
+// most once a second, and the statements run unprepared meanwhile.
+func (s *Store) prepare(ctx context.Context) {
+	if s.pg || s.hot.stmts.Load() != nil || time.Since(s.hot.lastTry) < time.Second {
+		return
+	}
+	s.hot.lastTry = time.Now()
+	stmts := make([]*sql.Stmt, len(hotStmts))
+	for _, h := range hotStmts {
+		st, err := s.db.DB.PrepareContext(ctx, h.sqlite)
+		if err != nil {
+			closeStmts(stmts)
+			return
+		}
+		stmts[h.id] = st
+	}
+	s.hot.stmts.Store(&stmts)
+}
+
+func closeStmts(stmts []*sql.Stmt) error {
+	var errs []error
+	for _, st := range stmts {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stmt returns h prepared for tx, or nil to run h's text.
+func (s *Store) stmt(ctx context.Context, tx bun.Tx, h *hotStmt) *sql.Stmt {
+	if p := s.hot.stmts.Load(); p != nil {
+		return tx.Tx.StmtContext(ctx, (*p)[h.id])
+	}
+	return nil
+}
+
+func (s *Store) text(h *hotStmt) string {
+	if s.pg {
+		return h.pg
+	}
+	return h.sqlite
+}
+
+// exec runs a hot statement in tx.
+func (s *Store) exec(ctx context.Context, tx bun.Tx, h *hotStmt, args ...any) (sql.Result, error) {
+	if st := s.stmt(ctx, tx, h); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.Tx.ExecContext(ctx, s.text(h), args...)
+}
+
+// queryRow runs a hot statement that returns at most one row in tx.
+func (s *Store) queryRow(ctx context.Context, tx bun.Tx, h *hotStmt, args ...any) *sql.Row {
+	if st := s.stmt(ctx, tx, h); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.Tx.QueryRowContext(ctx, s.text(h), args...)
+}
