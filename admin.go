@@ -254,6 +254,7 @@ func (m *Mapper) handleCreateApp(w http.ResponseWriter, r *http.Request) {
 		m.storeError(w, r, err)
 		return
 	}
+	m.apps.setLimit(app)
 	w.Header().Set("Location", "/worker-apps/"+app.ID)
 	writeJSON(w, http.StatusCreated, m.view(app))
 }
@@ -295,6 +296,7 @@ func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
 	}
 	// A changed app gets a fresh circuit, and what waits for it goes now.
 	m.apps.reset(app.ID)
+	m.apps.setLimit(&app)
 	m.notify()
 	writeJSON(w, http.StatusOK, m.view(&app))
 }

@@ -39,6 +39,7 @@ const (
 type appState struct {
 	inflight int
 	limit    int
+	known    bool // limit was read from the app's record
 
 	state       string
 	consecutive int
@@ -78,6 +79,7 @@ func (a *apps) setLimit(app *WorkerApp) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.get(app.ID)
+	s.known = true
 	switch {
 	case app.Ordered:
 		s.limit = 1
@@ -86,6 +88,14 @@ func (a *apps) setLimit(app *WorkerApp) {
 	default:
 		s.limit = a.defLimit
 	}
+}
+
+// known reports whether the app's limit was read from its record.
+func (a *apps) known(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.byID[id]
+	return s != nil && s.known
 }
 
 // skip lists the apps that can take no attempt now: circuit open (or

@@ -142,11 +142,26 @@ func (m *Mapper) recorded(t tried, d *Delivery) {
 	}
 }
 
+// learnLimit reads an app's concurrency limit from its record when this
+// process has not seen the app yet (after a start, the first claim of its
+// deliveries), so that not even the first burst exceeds it.
+func (m *Mapper) learnLimit(ctx context.Context, appID string) {
+	if m.apps.known(appID) {
+		return
+	}
+	if app, err := m.getApp(ctx, appID); err == nil {
+		m.apps.setLimit(app)
+	}
+}
+
 // releaseApp returns an app slot and wakes the loop when deliveries may be
-// waiting for it.
+// waiting for it, in the outbox or in the waiting room.
 func (m *Mapper) releaseApp(appID string, counted, failed bool) {
-	if m.apps.release(appID, m.cfg.now(), counted, failed) {
+	switch {
+	case m.apps.release(appID, m.cfg.now(), counted, failed):
 		m.notify()
+	case m.waiting.has(appID):
+		m.wakeLoop() // no claim needed: the next one is here
 	}
 }
 
@@ -364,6 +379,7 @@ func (m *Mapper) Run(ctx context.Context) error {
 			wg.Wait()
 			m.inflight.Wait()
 			m.returnHandoff(ctx)
+			m.returnWaiting(ctx)
 			return nil
 		case <-m.wake:
 		case <-timer.C:
@@ -405,6 +421,14 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			})
 		}
 		free -= len(handed)
+		// Deliveries that waited for their app's slot, before any claim.
+		free -= m.startWaiting(work, free, func(d *Delivery) {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer m.release(slots)
+				m.attempt(work, d)
+			})
+		})
 		// The outbox is read only when it may hold something: not for the
 		// wakes of handed-over events.
 		claim := m.outboxDirty.Swap(false)
@@ -431,16 +455,21 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 		var ds []Delivery
 		if free > 0 && claim {
 			var err error
-			ds, err = m.store.ClaimDeliveries(ctx, now, free, m.cfg.lease, m.apps.skip(now))
+			ds, err = m.store.ClaimDeliveries(ctx, now, free, m.cfg.lease, append(m.apps.skip(now), m.waiting.apps()...))
 			if err != nil {
 				return err
 			}
 			for i := range ds {
 				d := &ds[i]
+				m.learnLimit(ctx, d.AppID)
 				if !m.apps.acquire(d.AppID, now) {
 					// Several of one app's deliveries in one claim: the
-					// app's limit sends the rest back.
-					m.releaseDelivery(work, d)
+					// rest wait for the app's slots (or, the room full,
+					// go back).
+					if !m.waiting.add(d, now) {
+						m.releaseDelivery(work, d)
+					}
+					m.wakeLoop() // in case its slot freed just before
 					continue
 				}
 				slots <- struct{}{}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -339,5 +340,53 @@ func TestUpdateClosesCircuit(t *testing.T) {
 	}
 	if e := h.settled(ev); e.Status != mapper.EventDelivered {
 		t.Errorf("after the update: %s", e.Status)
+	}
+}
+
+// TestAppAtItsLimitCostsNoExtraWrites sends a burst to an app that takes
+// one delivery at a time: the deliveries the loop claims beyond the app's
+// room wait in memory for its slot, rather than going back to the store
+// one write each to be claimed again.
+func TestAppAtItsLimitCostsNoExtraWrites(t *testing.T) {
+	h := newHarness(t)
+	w := mappertest.NewWorkerApp("secret-of-one-0123456789")
+	t.Cleanup(w.Close)
+	var inflight, most atomic.Int32
+	w.Respond(func(*http.Request) int {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(5 * time.Millisecond)
+		return http.StatusOK
+	})
+	if resp, raw := h.admin(http.MethodPost, "/worker-apps/", map[string]any{"name": "one", "url": w.URL(), "account_ids": []string{accountA},
+		"secret": w.Secret(), "max_concurrency": 1}); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("creating the app: %d %s", resp.StatusCode, raw)
+	}
+	const n = 40
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, ir, raw := h.post(mappertest.NewWebhook().Comment(accountA, "1", fmt.Sprint("burst-", i), "x").Bytes(), metaSecret)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("POST: %d %s", resp.StatusCode, raw)
+			}
+			ids[i] = ir.EventID
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if ev := h.settled(id); ev.Status != mapper.EventDelivered {
+			t.Fatalf("event %s: %s", id, ev.Status)
+		}
+	}
+	calls := h.store.calls()
+	if calls["ReleaseDelivery"] != 0 || calls["RecordRoute"]+calls["RecordAttempt"] != n {
+		t.Errorf("writes: %v; want no release and one record per delivery", calls)
+	}
+	if most.Load() != 1 || len(w.Received()) != n {
+		t.Errorf("app got %d deliveries, at most %d at once; want %d, 1", len(w.Received()), most.Load(), n)
 	}
 }

@@ -102,6 +102,8 @@ type Mapper struct {
 	// handoffFree counts the places left, reserved before each write.
 	handoff     chan *Event
 	handoffFree atomic.Int64
+	// waiting holds claimed deliveries waiting for their app's slot.
+	waiting *waitingRoom
 	// outboxDirty says the outbox may hold claimable work this Mapper has
 	// not claimed: set by every wake but a handoff's, by timers and polls.
 	// Under load most wakes are handoffs, and skipping the claim queries
@@ -128,7 +130,8 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 		return nil, err
 	}
 	m := &Mapper{cfg: cfg, store: store, wake: make(chan struct{}, 1), apps: newApps(cfg.breaker, cfg.appConcurrency),
-		appCache: newAppCache(cfg.appCacheTTL, cfg.now), handoff: make(chan *Event, handoffSize)}
+		appCache: newAppCache(cfg.appCacheTTL, cfg.now), handoff: make(chan *Event, handoffSize),
+		waiting: newWaitingRoom(waitingFactor * cfg.concurrency)}
 	m.handoffFree.Store(handoffSize)
 	m.apps.onOpen = func(appID string, until time.Time) {
 		m.cfg.logger.Warn("worker app circuit opened: no attempts until the probe", slog.String("app_id", appID), slog.Time("probe_at", until))

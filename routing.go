@@ -115,6 +115,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, stor
 		}
 		g := byApp[app.ID]
 		if g == nil {
+			m.apps.setLimit(app) // before its first attempt is counted against it
 			g = &group{app: app, items: make([]bool, len(owners))}
 			byApp[app.ID] = g
 			groups = append(groups, g)
