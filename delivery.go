@@ -387,6 +387,9 @@ func (m *Mapper) Run(ctx context.Context) error {
 		}
 		err := m.dispatch(ctx, work, slots, &wg)
 		wait := m.cfg.pollInterval
+		if err != nil && ctx.Err() != nil {
+			continue // stopping: a claim cut short is no failure
+		}
 		if err != nil {
 			errDelay = min(max(2*errDelay, 100*time.Millisecond), 10*time.Second)
 			wait = errDelay

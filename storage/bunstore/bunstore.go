@@ -79,7 +79,8 @@ type Store struct {
 	ownsDB   bool
 	claimSQL string // the FOR UPDATE SKIP LOCKED suffix on PostgreSQL
 	commits  *committer
-	hot      prepared // see hot.go
+	routes   *committer // RecordRoute on PostgreSQL
+	hot      prepared   // see hot.go
 }
 
 var (
@@ -106,6 +107,9 @@ func New(db *bun.DB) (*Store, error) {
 		workers = 4
 	}
 	s.commits = newCommitter(s, workers)
+	if s.pg {
+		s.routes = newCommitter(s, workers)
+	}
 	return s, nil
 }
 
@@ -180,6 +184,9 @@ func (s *Store) DB() *bun.DB { return s.db }
 // opened it.
 func (s *Store) Close() error {
 	s.commits.close()
+	if s.routes != nil {
+		s.routes.close()
+	}
 	var errs []error
 	if p := s.hot.stmts.Load(); p != nil {
 		errs = append(errs, closeStmts(*p))

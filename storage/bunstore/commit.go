@@ -19,20 +19,24 @@ import (
 // batches grow by themselves; alone, a write is committed at once, with no
 // added wait.
 //
-// On PostgreSQL only event inserts go through it (several committers run
-// at once); the outbox's writes lock rows, and batching them could hold
-// those locks across unrelated work. On SQLite, whose single writer
+// On PostgreSQL event inserts go through it (several committers run at
+// once), and so do RecordRoute's writes, through a committer of their own:
+// each is one statement on a row leased to its caller, so a batch locks
+// nothing another write waits for, and many commits become one. The rest
+// of the outbox's writes lock rows others contend for (settling an event,
+// claims), and batching them could hold those locks across unrelated work. On SQLite, whose single writer
 // serialises everything anyway, every write of the outbox goes through it.
 
 // maxBatch bounds one transaction.
 const maxBatch = 256
 
 type commitReq struct {
-	ctx  context.Context
-	ev   *mapper.Event // an event insert (PostgreSQL pipelines these)
-	fn   func(ctx context.Context, tx bun.Tx) error
-	pend bool // an event insert that makes new work: NOTIFY
-	done chan error
+	ctx   context.Context
+	ev    *mapper.Event // an event insert (PostgreSQL pipelines these)
+	route *routeReq     // a RecordRoute (PostgreSQL pipelines these too)
+	fn    func(ctx context.Context, tx bun.Tx) error
+	pend  bool // an event insert that makes new work: NOTIFY
+	done  chan error
 }
 
 type committer struct {
@@ -132,8 +136,11 @@ func (c *committer) commit(batch []commitReq) {
 			live++
 		}
 	}
-	if live > 0 && c.s.pg {
-		// On PostgreSQL only events come here: pipelined.
+	if live > 0 && c.s.pg && batch[0].route != nil {
+		// The routes committer's batches hold only routes.
+		c.s.commitRoutesPG(batch, errs)
+	} else if live > 0 && c.s.pg {
+		// The events committer on PostgreSQL: pipelined.
 		evs := make([]*mapper.Event, len(batch))
 		for i, r := range batch {
 			evs[i] = r.ev

@@ -96,10 +96,15 @@ func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []m
 }
 
 // RecordRoute implements mapper.RouteRecorder: the route and the first
-// attempts in one transaction (on SQLite one write of the shared one).
+// attempts in one write of the committer's shared transaction on SQLite,
+// in one statement on PostgreSQL, pipelined with others in one
+// transaction by a committer of its own.
 func (s *Store) RecordRoute(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
 	if ev.LeaseToken == "" {
 		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
+	}
+	if s.pg {
+		return s.routes.send(commitReq{ctx: ctx, route: &routeReq{ev, deliveries, attempts}})
 	}
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if err := s.route(ctx, tx, ev, deliveries, true); err != nil {
