@@ -126,6 +126,15 @@
 // at-least-once: worker apps should use X-Mapper-Delivery-Id (or the
 // items' own IDs) to recognise a repeat.
 //
+// A webhook costs the store two writes when its deliveries can go at
+// once: the event (group-committed with other webhooks' before the 200),
+// then, after the attempts, the route with their outcomes, when the Store
+// implements [RouteRecorder] (both bundled stores do). A delivery whose
+// app is at its limit, ordered, or behind an open circuit is stored
+// unleased with the route and claimed by the loop when its turn comes;
+// claimed deliveries beyond an app's room wait in memory, leased, rather
+// than going back to the store. docs/performance.md has the numbers.
+//
 // With [WithSyncDelivery] the handler routes and delivers before it
 // answers, and answers with the outcome; what fails with a retryable
 // error is left to the loop.
