@@ -77,8 +77,8 @@ type Store struct {
 	read     *bun.DB
 	pg       bool
 	ownsDB   bool
-	claimSQL string // the FOR UPDATE SKIP LOCKED suffix on PostgreSQL
-	commits  *committer
+	claimSQL string     // the FOR UPDATE SKIP LOCKED suffix on PostgreSQL
+	commits  *committer // events; on SQLite every write (see commit.go)
 	routes   *committer // RecordRoute on PostgreSQL
 	hot      prepared   // see hot.go
 }
@@ -102,13 +102,11 @@ func New(db *bun.DB) (*Store, error) {
 		return nil, fmt.Errorf("bunstore: dialect %s is not supported (PostgreSQL or SQLite)", db.Dialect().Name())
 	}
 	// SQLite has one writer; PostgreSQL commits several batches at once.
-	workers := 1
 	if s.pg {
-		workers = 4
-	}
-	s.commits = newCommitter(s, workers)
-	if s.pg {
-		s.routes = newCommitter(s, workers)
+		s.commits = newCommitter(4, s.commitEvents)
+		s.routes = newCommitter(4, s.commitRoutesPG)
+	} else {
+		s.commits = newCommitter(1, s.commitShared)
 	}
 	return s, nil
 }
@@ -174,7 +172,7 @@ func (s *Store) inTx(ctx context.Context, fn func(context.Context, bun.Tx) error
 	if s.pg {
 		return s.db.RunInTx(ctx, nil, fn)
 	}
-	return s.commits.submit(ctx, fn, false)
+	return s.commits.send(commitReq{ctx: ctx, fn: fn})
 }
 
 // DB returns the underlying bun database.

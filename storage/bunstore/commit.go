@@ -14,63 +14,58 @@ import (
 // and a commit costs an fsync (a few milliseconds on most disks), so one
 // transaction per webhook caps intake at a few hundred per second. Instead,
 // writes are handed to a committer, which runs every write waiting at that
-// moment in one transaction, each inside a savepoint, so that one write's
-// failure (a conflict, a lost lease) undoes only that write. Under load
-// batches grow by themselves; alone, a write is committed at once, with no
-// added wait.
+// moment as one batch. Under load batches grow by themselves; alone, a
+// write is committed at once, with no added wait. How a batch is written
+// is the committer's run function:
 //
-// On PostgreSQL event inserts go through it (several committers run at
-// once), and so do RecordRoute's writes, through a committer of their own:
-// each is one statement on a row leased to its caller, so a batch locks
-// nothing another write waits for, and many commits become one. The rest
-// of the outbox's writes lock rows others contend for (settling an event,
-// claims), and batching them could hold those locks across unrelated work. On SQLite, whose single writer
-// serialises everything anyway, every write of the outbox goes through it.
+//   - SQLite (commitShared): every write, each in a savepoint of one
+//     shared transaction, so that one write's failure (a conflict, a lost
+//     lease) undoes only that write. Its single writer serialises
+//     everything anyway, so every write of the outbox goes through it.
+//   - PostgreSQL events (commitEvents, several committers at once):
+//     pipelined, a few round trips per batch (commitEventsPG).
+//   - PostgreSQL RecordRoutes (commitRoutesPG, a committer of their own):
+//     each one statement on a row leased to its caller, so a batch locks
+//     nothing another write waits for, and many commits become one. The
+//     rest of PostgreSQL's outbox writes lock rows others contend for
+//     (settling an event, claims), and batching them could hold those
+//     locks across unrelated work.
 
 // maxBatch bounds one transaction.
 const maxBatch = 256
 
+// commitReq is one write: fn (SQLite), ev (PostgreSQL events) or route
+// (PostgreSQL RecordRoutes), as the committer's run function expects.
 type commitReq struct {
 	ctx   context.Context
-	ev    *mapper.Event // an event insert (PostgreSQL pipelines these)
-	route *routeReq     // a RecordRoute (PostgreSQL pipelines these too)
 	fn    func(ctx context.Context, tx bun.Tx) error
-	pend  bool // an event insert that makes new work: NOTIFY
+	ev    *mapper.Event
+	route *routeReq
 	done  chan error
 }
 
 type committer struct {
-	s       *Store
+	// run writes a batch, setting errs[i] for each write that failed; it
+	// skips those whose errs[i] is set already (their callers left).
+	run     func(batch []commitReq, errs []error)
 	reqs    chan commitReq
 	stop    chan struct{}
 	stopped sync.Once
 	wg      sync.WaitGroup
 }
 
-func newCommitter(s *Store, workers int) *committer {
-	c := &committer{s: s, reqs: make(chan commitReq, maxBatch), stop: make(chan struct{})}
+func newCommitter(workers int, run func(batch []commitReq, errs []error)) *committer {
+	c := &committer{run: run, reqs: make(chan commitReq, maxBatch), stop: make(chan struct{})}
 	for range workers {
 		c.wg.Go(c.loop)
 	}
 	return c
 }
 
-// errClosed is returned for events submitted after Close.
+// errClosed is returned for writes submitted after Close.
 var errClosed = errors.New("bunstore: store closed")
 
-func (c *committer) submitEvent(ctx context.Context, ev *mapper.Event) error {
-	// Other replicas need waking only for work they may claim: an event
-	// stored leased (handed to this process's loop) is not.
-	return c.send(commitReq{ctx: ctx, ev: ev, fn: func(ctx context.Context, tx bun.Tx) error { return c.s.createEvent(ctx, tx, ev) },
-		pend: ev.Status == mapper.EventPending && ev.LeaseToken == ""})
-}
-
-// submit runs fn in a shared transaction and returns its outcome once the
-// transaction is committed (or fn's own error, its writes undone).
-func (c *committer) submit(ctx context.Context, fn func(context.Context, bun.Tx) error, pend bool) error {
-	return c.send(commitReq{ctx: ctx, fn: fn, pend: pend})
-}
-
+// send hands req over and returns its outcome once its batch is written.
 func (c *committer) send(req commitReq) error {
 	ctx := req.ctx
 	req.done = make(chan error, 1)
@@ -136,67 +131,61 @@ func (c *committer) commit(batch []commitReq) {
 			live++
 		}
 	}
-	if live > 0 && c.s.pg && batch[0].route != nil {
-		// The routes committer's batches hold only routes.
-		c.s.commitRoutesPG(batch, errs)
-	} else if live > 0 && c.s.pg {
-		// The events committer on PostgreSQL: pipelined.
-		evs := make([]*mapper.Event, len(batch))
-		for i, r := range batch {
-			evs[i] = r.ev
-		}
-		if err := c.s.commitEventsPG(context.Background(), evs, errs); err != nil {
-			for i := range errs {
-				if errs[i] == nil || !errors.Is(errs[i], mapper.ErrConflict) {
-					errs[i] = err
-				}
-			}
-		}
-	} else if live > 0 {
-		c.s.prepare(context.Background())
-		// The transaction belongs to no single caller: one caller leaving
-		// must not roll back the others' events.
-		err := c.s.db.RunInTx(context.Background(), nil, func(ctx context.Context, tx bun.Tx) error {
-			notify := false
-			for i, r := range batch {
-				if errs[i] != nil {
-					continue
-				}
-				if _, err := c.s.exec(ctx, tx, savepointSQL); err != nil {
-					return translate(err)
-				}
-				if err := r.fn(ctx, tx); err != nil {
-					errs[i] = err
-					if _, err := c.s.exec(ctx, tx, rollbackSavepointSQL); err != nil {
-						return translate(err)
-					}
-					if _, err := c.s.exec(ctx, tx, releaseSavepointSQL); err != nil {
-						return translate(err)
-					}
-					continue
-				}
-				if _, err := c.s.exec(ctx, tx, releaseSavepointSQL); err != nil {
-					return translate(err)
-				}
-				notify = notify || r.pend
-			}
-			if c.s.pg && notify {
-				// Delivered to listeners when the transaction commits.
-				if _, err := tx.ExecContext(ctx, "SELECT pg_notify('mapper_work', '')"); err != nil {
-					return translate(err)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			for i := range errs {
-				if errs[i] == nil {
-					errs[i] = err
-				}
-			}
-		}
+	if live > 0 {
+		c.run(batch, errs)
 	}
 	for i, r := range batch {
 		r.done <- errs[i]
+	}
+}
+
+// commitShared runs a batch of writes in one transaction, each in a
+// savepoint (SQLite).
+func (s *Store) commitShared(batch []commitReq, errs []error) {
+	s.prepare(context.Background())
+	// The transaction belongs to no single caller: one caller leaving
+	// must not roll back the others' writes.
+	err := s.db.RunInTx(context.Background(), nil, func(ctx context.Context, tx bun.Tx) error {
+		for i, r := range batch {
+			if errs[i] != nil {
+				continue
+			}
+			if _, err := s.exec(ctx, tx, savepointSQL); err != nil {
+				return translate(err)
+			}
+			if err := r.fn(ctx, tx); err != nil {
+				errs[i] = err
+				if _, err := s.exec(ctx, tx, rollbackSavepointSQL); err != nil {
+					return translate(err)
+				}
+			}
+			if _, err := s.exec(ctx, tx, releaseSavepointSQL); err != nil {
+				return translate(err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
+}
+
+// commitEvents writes a batch of events on PostgreSQL: a failure of the
+// batch fails every event but those refused on their own (a conflict).
+func (s *Store) commitEvents(batch []commitReq, errs []error) {
+	evs := make([]*mapper.Event, len(batch))
+	for i, r := range batch {
+		evs[i] = r.ev
+	}
+	if err := s.commitEventsPG(context.Background(), evs, errs); err != nil {
+		for i := range errs {
+			if errs[i] == nil || !errors.Is(errs[i], mapper.ErrConflict) {
+				errs[i] = err
+			}
+		}
 	}
 }

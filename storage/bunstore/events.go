@@ -20,7 +20,7 @@ func (s *Store) CreateEvent(ctx context.Context, ev *mapper.Event) error {
 	if ev.ID == "" {
 		return &mapper.ValidationError{Field: "event ID", Reason: "must be set by the caller"}
 	}
-	return s.commits.submitEvent(ctx, ev)
+	return s.commits.send(commitReq{ctx: ctx, ev: ev, fn: func(ctx context.Context, tx bun.Tx) error { return s.createEvent(ctx, tx, ev) }})
 }
 
 // distinctKeys lists an event's deduplication keys, each once.
@@ -201,7 +201,6 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]mapper.A
 // insertEvent binds the values as parameters: inlined, the payload would
 // be a hex literal of twice its size for the database to parse.
 func (s *Store) insertEvent(ctx context.Context, tx bun.Tx, r *eventRow) error {
-	_, err := s.exec(ctx, tx, insertEventSQL, r.ID, r.ReceivedAt, r.Object, r.Payload, r.Signature, r.Items, r.AccountIDs,
-		r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.NextAttemptAt, r.RoutedAt, r.CompletedAt, r.LeaseToken, r.TraceContext)
+	_, err := s.exec(ctx, tx, insertEventSQL, r.args()...)
 	return err
 }

@@ -59,11 +59,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	insertEventAccountSQL = hot(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
 	routeEventSQL         = hot(`UPDATE mapper_events SET status = ?, owners = ?, unroutable = ?, route_attempts = ?, last_error = ?,
 routed_at = ?, completed_at = ?, next_attempt_at = ?, lease_token = '' WHERE id = ? AND status = 'pending' AND lease_token = ?`)
-	insertDeliverySQL = hot(`INSERT INTO mapper_deliveries (id, event_id, app_id, owner_ids, body, original, meta_signature, ordered, status,
-attempts, attempt_base, cycle_start, next_attempt_at, last_status_code, last_error, created_at, completed_at, lease_token, trace_context)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	insertAttemptSQL = hot(`INSERT INTO mapper_attempts (delivery_id, number, started_at, duration_us, status_code, error, outcome, response_body)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	insertDeliverySQL = hot(insertSQL("mapper_deliveries", deliveryColumns))
+	insertAttemptSQL  = hot(insertSQL("mapper_attempts", attemptColumns))
 	recordDeliverySQL = hot(`UPDATE mapper_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?,
 completed_at = ?, lease_token = '' WHERE id = ? AND status = 'pending' AND lease_token = ?`)
 	settleEventSQL = hot(`UPDATE mapper_events SET
@@ -79,6 +76,32 @@ AND NOT EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 
 	releaseSavepointSQL  = hot(`RELEASE SAVEPOINT w`)
 	rollbackSavepointSQL = hot(`ROLLBACK TO SAVEPOINT w`)
 )
+
+// column is a column written by the hot inserts, with its PostgreSQL type
+// (which recordRouteSQL must spell out).
+type column struct{ name, pgType string }
+
+// The columns of the hot inserts, in the order of their rows' args.
+var (
+	deliveryColumns = []column{{"id", "text"}, {"event_id", "text"}, {"app_id", "text"}, {"owner_ids", "text"}, {"body", "bytea"},
+		{"original", "boolean"}, {"meta_signature", "text"}, {"ordered", "boolean"}, {"status", "text"}, {"attempts", "integer"},
+		{"attempt_base", "integer"}, {"cycle_start", "bigint"}, {"next_attempt_at", "bigint"}, {"last_status_code", "integer"},
+		{"last_error", "text"}, {"created_at", "bigint"}, {"completed_at", "bigint"}, {"lease_token", "text"}, {"trace_context", "text"}}
+	attemptColumns = []column{{"delivery_id", "text"}, {"number", "integer"}, {"started_at", "bigint"}, {"duration_us", "bigint"},
+		{"status_code", "integer"}, {"error", "text"}, {"outcome", "text"}, {"response_body", "text"}}
+)
+
+func columnNames(cols []column) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+	}
+	return strings.Join(names, ", ")
+}
+
+func insertSQL(table string, cols []column) string {
+	return "INSERT INTO " + table + " (" + columnNames(cols) + ") VALUES (" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+}
 
 // prepared holds the SQLite statements, by hotStmt.id, once prepared.
 type prepared struct {

@@ -61,7 +61,7 @@ func (s *Store) claim(ctx context.Context, fn func(context.Context, bun.IDB) err
 	if s.pg {
 		return run(ctx, s.db)
 	}
-	return s.commits.submit(ctx, func(ctx context.Context, tx bun.Tx) error { return run(ctx, tx) }, false)
+	return s.commits.send(commitReq{ctx: ctx, fn: func(ctx context.Context, tx bun.Tx) error { return run(ctx, tx) }})
 }
 
 // updateLeased runs an update of a pending row held under lease token,
@@ -117,9 +117,7 @@ func (s *Store) RecordRoute(ctx context.Context, ev *mapper.Event, deliveries []
 // route stores a routed event and its deliveries, leased as given or,
 // with unleased set, not leased.
 func (s *Store) route(ctx context.Context, tx bun.Tx, ev *mapper.Event, deliveries []mapper.Delivery, unleased bool) error {
-	r := toEventRow(ev)
-	res, err := s.exec(ctx, tx, routeEventSQL, r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.RoutedAt, r.CompletedAt,
-		r.NextAttemptAt, ev.ID, ev.LeaseToken)
+	res, err := s.exec(ctx, tx, routeEventSQL, routeArgs(ev)...)
 	if err := s.matched(ctx, tx, res, err, "mapper_events", ev.ID); err != nil {
 		return err
 	}
@@ -128,9 +126,7 @@ func (s *Store) route(ctx context.Context, tx bun.Tx, ev *mapper.Event, deliveri
 		if unleased {
 			d.LeaseToken = ""
 		}
-		if _, err := s.exec(ctx, tx, insertDeliverySQL, d.ID, d.EventID, d.AppID, d.OwnerIDs, d.Body, d.Original, d.MetaSignature, d.Ordered,
-			d.Status, d.Attempts, d.AttemptBase, d.CycleStart, d.NextAttemptAt, d.LastStatusCode, d.LastError, d.CreatedAt, d.CompletedAt,
-			d.LeaseToken, d.TraceContext); err != nil {
+		if _, err := s.exec(ctx, tx, insertDeliverySQL, d.args()...); err != nil {
 			return translate(err)
 		}
 	}
@@ -151,8 +147,7 @@ func (s *Store) matched(ctx context.Context, db bun.IDB, res sql.Result, err err
 
 func (s *Store) insertAttempts(ctx context.Context, tx bun.Tx, attempts []mapper.Attempt) error {
 	for _, a := range attempts {
-		if _, err := s.exec(ctx, tx, insertAttemptSQL, a.DeliveryID, a.Number, us(a.StartedAt), a.Duration.Microseconds(), a.StatusCode,
-			a.Error, string(a.Outcome), a.ResponseBody); err != nil {
+		if _, err := s.exec(ctx, tx, insertAttemptSQL, attemptArgs(a)...); err != nil {
 			return translate(err)
 		}
 	}

@@ -111,8 +111,7 @@ SELECT k, $2, $3 FROM unnest($1::text[]) AS k ON CONFLICT (dedup_key) DO NOTHING
 				continue
 			}
 			r := toEventRow(ev)
-			writes.Queue(insertEventSQL.pg, r.ID, r.ReceivedAt, r.Object, r.Payload, r.Signature, r.Items, r.AccountIDs,
-				r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.NextAttemptAt, r.RoutedAt, r.CompletedAt, r.LeaseToken, r.TraceContext)
+			writes.Queue(insertEventSQL.pg, r.args()...)
 			if len(ev.AccountIDs) > 0 {
 				writes.Queue(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id)
 SELECT a, $2, $3 FROM unnest($1::text[]) AS a ON CONFLICT DO NOTHING`, ev.AccountIDs, r.ReceivedAt, ev.ID)
@@ -207,66 +206,57 @@ func (s *Store) recordRoutePG(ctx context.Context, ev *mapper.Event, deliveries 
 
 // recordRouteArgs is RecordRoute's statement and its arguments.
 func recordRouteArgs(ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) (string, []any) {
-	r := toEventRow(ev)
-	args := []any{r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.RoutedAt, r.CompletedAt, r.NextAttemptAt, ev.ID, ev.LeaseToken}
+	args := routeArgs(ev)
 	for i := range deliveries {
 		d := toDeliveryRow(&deliveries[i])
-		args = append(args, d.ID, d.EventID, d.AppID, d.OwnerIDs, d.Body, d.Original, d.MetaSignature, d.Ordered, d.Status, d.Attempts,
-			d.AttemptBase, d.CycleStart, d.NextAttemptAt, d.LastStatusCode, d.LastError, d.CreatedAt, d.CompletedAt, "", d.TraceContext)
+		d.LeaseToken = "" // not leased: see mapper.RouteRecorder
+		args = append(args, d.args()...)
 	}
 	for _, a := range attempts {
-		args = append(args, a.DeliveryID, a.Number, us(a.StartedAt), a.Duration.Microseconds(), a.StatusCode, a.Error, string(a.Outcome), a.ResponseBody)
+		args = append(args, attemptArgs(a)...)
 	}
 	return recordRouteSQL(len(deliveries), len(attempts)), args
 }
 
-var (
-	deliveryColumns = `id, event_id, app_id, owner_ids, body, original, meta_signature, ordered, status, attempts, attempt_base,
-cycle_start, next_attempt_at, last_status_code, last_error, created_at, completed_at, lease_token, trace_context`
-	deliveryTypes = []string{"text", "text", "text", "text", "bytea", "boolean", "text", "boolean", "text", "integer", "integer",
-		"bigint", "bigint", "integer", "text", "bigint", "bigint", "text", "text"}
-	attemptColumns = `delivery_id, number, started_at, duration_us, status_code, error, outcome, response_body`
-	attemptTypes   = []string{"text", "integer", "bigint", "bigint", "integer", "text", "text", "text"}
+var recordRouteSQLs sync.Map // [2]int{deliveries, attempts} → statement
 
-	recordRouteSQLs sync.Map // "deliveries,attempts" → statement
-)
-
-// recordRouteSQL is the statement for n deliveries and k attempts; the
-// parameters carry explicit types, which rows of VALUES do not infer.
+// recordRouteSQL is the statement for n deliveries and k attempts: the
+// route's update (routeEventSQL) as a CTE, the inserts reading it. The
+// inserts' parameters carry explicit types, which rows of VALUES do not
+// infer.
 func recordRouteSQL(n, k int) string {
 	key := [2]int{n, k}
 	if q, ok := recordRouteSQLs.Load(key); ok {
 		return q.(string)
 	}
-	p := 10 // the event's parameters come first
-	values := func(rows int, types []string) string {
+	p := strings.Count(routeEventSQL.sqlite, "?") // the event's parameters come first
+	values := func(rows int, cols []column) string {
 		var b strings.Builder
 		for i := range rows {
 			if i > 0 {
 				b.WriteString(", ")
 			}
 			b.WriteByte('(')
-			for j, t := range types {
+			for j, c := range cols {
 				if j > 0 {
 					b.WriteString(", ")
 				}
 				p++
-				fmt.Fprintf(&b, "$%d::%s", p, t)
+				fmt.Fprintf(&b, "$%d::%s", p, c.pgType)
 			}
 			b.WriteByte(')')
 		}
 		return b.String()
 	}
 	var b strings.Builder
-	b.WriteString(`WITH ev AS (UPDATE mapper_events SET status = $1, owners = $2, unroutable = $3, route_attempts = $4, last_error = $5,
-routed_at = $6, completed_at = $7, next_attempt_at = $8, lease_token = '' WHERE id = $9 AND status = 'pending' AND lease_token = $10 RETURNING id)`)
+	b.WriteString("WITH ev AS (" + routeEventSQL.pg + " RETURNING id)")
 	if n > 0 {
 		fmt.Fprintf(&b, `, d AS (INSERT INTO mapper_deliveries (%s) SELECT * FROM (VALUES %s) AS v WHERE EXISTS (SELECT 1 FROM ev) RETURNING 1)`,
-			deliveryColumns, values(n, deliveryTypes))
+			columnNames(deliveryColumns), values(n, deliveryColumns))
 	}
 	if k > 0 {
 		fmt.Fprintf(&b, `, a AS (INSERT INTO mapper_attempts (%s) SELECT * FROM (VALUES %s) AS v WHERE EXISTS (SELECT 1 FROM ev) RETURNING 1)`,
-			attemptColumns, values(k, attemptTypes))
+			columnNames(attemptColumns), values(k, attemptColumns))
 	}
 	b.WriteString(` SELECT count(*) FROM ev`)
 	q := b.String()

@@ -94,10 +94,27 @@ type attemptRow struct {
 	ResponseBody  string `bun:"response_body"`
 }
 
-func toAttemptRow(a mapper.Attempt) *attemptRow {
-	return &attemptRow{DeliveryID: a.DeliveryID, Number: a.Number, StartedAt: us(a.StartedAt),
-		DurationUS: a.Duration.Microseconds(), StatusCode: a.StatusCode, Error: a.Error, Outcome: string(a.Outcome),
-		ResponseBody: a.ResponseBody}
+// args are the row's values in the order of insertEventSQL.
+func (r *eventRow) args() []any {
+	return []any{r.ID, r.ReceivedAt, r.Object, r.Payload, r.Signature, r.Items, r.AccountIDs, r.Status, r.Owners, r.Unroutable,
+		r.RouteAttempts, r.LastError, r.NextAttemptAt, r.RoutedAt, r.CompletedAt, r.LeaseToken, r.TraceContext}
+}
+
+// args are the row's values in the order of deliveryColumns.
+func (d *deliveryRow) args() []any {
+	return []any{d.ID, d.EventID, d.AppID, d.OwnerIDs, d.Body, d.Original, d.MetaSignature, d.Ordered, d.Status, d.Attempts,
+		d.AttemptBase, d.CycleStart, d.NextAttemptAt, d.LastStatusCode, d.LastError, d.CreatedAt, d.CompletedAt, d.LeaseToken, d.TraceContext}
+}
+
+// attemptArgs are an attempt's values in the order of attemptColumns.
+func attemptArgs(a mapper.Attempt) []any {
+	return []any{a.DeliveryID, a.Number, us(a.StartedAt), a.Duration.Microseconds(), a.StatusCode, a.Error, string(a.Outcome), a.ResponseBody}
+}
+
+// routeArgs are routeEventSQL's values for a routed event.
+func routeArgs(ev *mapper.Event) []any {
+	r := toEventRow(ev)
+	return []any{r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.RoutedAt, r.CompletedAt, r.NextAttemptAt, ev.ID, ev.LeaseToken}
 }
 
 func us(t time.Time) int64 { return t.UnixMicro() }
