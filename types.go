@@ -108,6 +108,28 @@ type Event struct {
 	TraceContext string `json:"-"`
 }
 
+// MarkDuplicates is for Store implementations of CreateEvent. Given
+// whether the event claimed each item's key (an earlier event holds the
+// others), it sets every item's Duplicate flag, a repeat of a key within
+// the event counting as a duplicate too; when no item is new, the event
+// becomes EventDuplicate, completed at ReceivedAt and not leased.
+func (e *Event) MarkDuplicates(claimed func(key string) bool) {
+	seen := make(map[string]bool, len(e.Items))
+	fresh := 0
+	for i := range e.Items {
+		k := e.Items[i].Key
+		e.Items[i].Duplicate = seen[k] || !claimed(k)
+		seen[k] = true
+		if !e.Items[i].Duplicate {
+			fresh++
+		}
+	}
+	if len(e.Items) > 0 && fresh == 0 {
+		t := e.ReceivedAt
+		e.Status, e.CompletedAt, e.LeaseToken = EventDuplicate, &t, ""
+	}
+}
+
 // EventItem is one change or messaging item of a payload.
 type EventItem struct {
 	// Key identifies the item across Meta's retries, for example

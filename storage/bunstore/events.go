@@ -36,26 +36,6 @@ func distinctKeys(ev *mapper.Event) []string {
 	return distinct
 }
 
-// markDuplicates sets each item's Duplicate flag from the keys the event
-// claimed (fresh, consumed), and the event's status when nothing is new.
-func markDuplicates(ev *mapper.Event, fresh map[string]bool) {
-	n := 0
-	for i := range ev.Items {
-		k := ev.Items[i].Key
-		ev.Items[i].Duplicate = !fresh[k]
-		if fresh[k] {
-			delete(fresh, k) // a repeat of the key later in this payload is a duplicate
-			n++
-		}
-	}
-	if len(ev.Items) > 0 && n == 0 {
-		ev.Status = mapper.EventDuplicate
-		t := ev.ReceivedAt
-		ev.CompletedAt = &t
-		ev.LeaseToken = ""
-	}
-}
-
 // createEvent writes one event in tx: its keys, the event, its accounts
 // (PostgreSQL writes batches of events in commitEventsPG instead).
 func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) error {
@@ -73,7 +53,7 @@ func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) er
 			return translate(err)
 		}
 	}
-	markDuplicates(ev, fresh)
+	ev.MarkDuplicates(func(k string) bool { return fresh[k] })
 	if err := s.insertEvent(ctx, tx, toEventRow(ev)); err != nil {
 		return translate(err)
 	}

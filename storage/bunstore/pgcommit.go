@@ -98,7 +98,7 @@ SELECT k, $2, $3 FROM unnest($1::text[]) AS k ON CONFLICT (dedup_key) DO NOTHING
 			for _, k := range got {
 				fresh[k] = true
 			}
-			markDuplicates(ev, fresh)
+			ev.MarkDuplicates(func(k string) bool { return fresh[k] })
 		}
 		if err := br.Close(); err != nil {
 			return translate(err)

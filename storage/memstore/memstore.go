@@ -222,25 +222,11 @@ func (s *Store) CreateEvent(_ context.Context, ev *mapper.Event) error {
 	if _, ok := s.events[ev.ID]; ok {
 		return fmt.Errorf("event %s exists: %w", ev.ID, mapper.ErrConflict)
 	}
-	fresh := 0
-	claimed := map[string]bool{}
-	for i := range ev.Items {
-		k := ev.Items[i].Key
-		_, taken := s.keys[k]
-		ev.Items[i].Duplicate = taken || claimed[k]
-		if !ev.Items[i].Duplicate {
-			claimed[k] = true
-			fresh++
+	ev.MarkDuplicates(func(k string) bool { _, taken := s.keys[k]; return !taken })
+	for _, it := range ev.Items {
+		if !it.Duplicate {
+			s.keys[it.Key] = ev.ID
 		}
-	}
-	if len(ev.Items) > 0 && fresh == 0 {
-		ev.Status = mapper.EventDuplicate
-		t := ev.ReceivedAt
-		ev.CompletedAt = &t
-		ev.LeaseToken = ""
-	}
-	for k := range claimed {
-		s.keys[k] = ev.ID
 	}
 	s.events[ev.ID] = copyEvent(ev)
 	return nil
@@ -402,6 +388,19 @@ func (s *Store) leasedEvent(ev *mapper.Event) (*mapper.Event, error) {
 	return e, nil
 }
 
+// leasedDelivery returns the stored delivery d names when d holds its
+// lease; the caller holds mu.
+func (s *Store) leasedDelivery(d *mapper.Delivery) (*mapper.Delivery, error) {
+	cur, ok := s.deliveries[d.ID]
+	if !ok {
+		return nil, fmt.Errorf("delivery %q: %w", d.ID, mapper.ErrNotFound)
+	}
+	if cur.Status != mapper.DeliveryPending || d.LeaseToken == "" || cur.LeaseToken != d.LeaseToken {
+		return nil, fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
+	}
+	return cur, nil
+}
+
 // RouteEvent implements mapper.Outbox.
 func (s *Store) RouteEvent(_ context.Context, ev *mapper.Event, deliveries []mapper.Delivery) error {
 	s.mu.Lock()
@@ -523,12 +522,9 @@ func (s *Store) blockedByOlder(d *mapper.Delivery) bool {
 func (s *Store) ReleaseDelivery(_ context.Context, d *mapper.Delivery, next time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.deliveries[d.ID]
-	if !ok {
-		return fmt.Errorf("delivery %q: %w", d.ID, mapper.ErrNotFound)
-	}
-	if cur.Status != mapper.DeliveryPending || d.LeaseToken == "" || cur.LeaseToken != d.LeaseToken {
-		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
+	cur, err := s.leasedDelivery(d)
+	if err != nil {
+		return err
 	}
 	cur.NextAttemptAt, cur.LeaseToken = next, ""
 	return nil
@@ -647,12 +643,9 @@ func (s *Store) ReplayDead(_ context.Context, q mapper.DeliveryQuery, now time.T
 func (s *Store) RecordAttempt(_ context.Context, d *mapper.Delivery, a mapper.Attempt) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.deliveries[d.ID]
-	if !ok {
-		return fmt.Errorf("delivery %q: %w", d.ID, mapper.ErrNotFound)
-	}
-	if cur.Status != mapper.DeliveryPending || d.LeaseToken == "" || cur.LeaseToken != d.LeaseToken {
-		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
+	cur, err := s.leasedDelivery(d)
+	if err != nil {
+		return err
 	}
 	cur.Status, cur.Attempts, cur.NextAttemptAt = d.Status, d.Attempts, d.NextAttemptAt
 	cur.LastStatusCode, cur.LastError, cur.CompletedAt = d.LastStatusCode, d.LastError, clonePtr(d.CompletedAt)
