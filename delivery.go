@@ -462,6 +462,7 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			if err != nil {
 				return err
 			}
+			waited := false
 			for i := range ds {
 				d := &ds[i]
 				m.learnLimit(ctx, d.AppID)
@@ -469,10 +470,11 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 					// Several of one app's deliveries in one claim: the
 					// rest wait for the app's slots (or, the room full,
 					// go back).
-					if !m.waiting.add(d, now) {
+					if m.waiting.add(d, now) {
+						waited = true
+					} else {
 						m.releaseDelivery(work, d)
 					}
-					m.wakeLoop() // in case its slot freed just before
 					continue
 				}
 				slots <- struct{}{}
@@ -480,6 +482,11 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 					defer m.release(slots)
 					m.attempt(work, d)
 				})
+			}
+			if waited {
+				// A slot may have freed between a failed acquire and the
+				// add, its release seeing nothing waiting.
+				m.wakeLoop()
 			}
 			free -= len(ds)
 		}

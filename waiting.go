@@ -66,28 +66,42 @@ func (w *waitingRoom) apps() []string {
 	return out
 }
 
-// take removes and returns app's oldest waiting delivery when start
-// agrees to run it (it takes the app's slot), and every delivery of app
-// that waited since before stale, to be given back.
-func (w *waitingRoom) take(app string, stale time.Time, start func() bool) (next *Delivery, expired []*Delivery) {
+// expire removes and returns app's deliveries that have waited since
+// before stale, to be given back.
+func (w *waitingRoom) expire(app string, stale time.Time) []*Delivery {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q := w.byApp[app]
+	var out []*Delivery
 	for len(q) > 0 && q[0].since.Before(stale) {
-		expired = append(expired, q[0].d)
+		out = append(out, q[0].d)
 		q = q[1:]
 	}
-	if len(q) > 0 && start() {
-		next = q[0].d
-		q = q[1:]
+	w.set(app, q)
+	w.n -= len(out)
+	return out
+}
+
+// pop removes and returns app's oldest waiting delivery, nil when none.
+func (w *waitingRoom) pop(app string) *Delivery {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.byApp[app]
+	if len(q) == 0 {
+		return nil
 	}
-	w.n -= len(w.byApp[app]) - len(q)
+	w.set(app, q[1:])
+	w.n--
+	return q[0].d
+}
+
+// set stores app's queue; the caller holds mu.
+func (w *waitingRoom) set(app string, q []waitingDelivery) {
 	if len(q) == 0 {
 		delete(w.byApp, app)
 	} else {
 		w.byApp[app] = q
 	}
-	return next, expired
 }
 
 // drain removes every waiting delivery.
@@ -107,20 +121,17 @@ func (w *waitingRoom) drain() []*Delivery {
 
 // startWaiting starts waiting deliveries whose apps have a free slot, as
 // many as free loop slots allow, and gives back those that waited too
-// long. It returns how many it started.
+// long. It returns how many it started. Only the loop adds to the room
+// and takes from it, so what has() saw is still there for pop().
 func (m *Mapper) startWaiting(work context.Context, free int, start func(*Delivery)) int {
 	started := 0
 	for _, app := range m.waiting.apps() {
-		for started < free {
-			now := m.cfg.now()
-			next, expired := m.waiting.take(app, now.Add(-m.cfg.lease/2), func() bool { return m.apps.acquire(app, now) })
-			for _, d := range expired {
-				m.releaseDelivery(work, d)
-			}
-			if next == nil {
-				break
-			}
-			start(next)
+		now := m.cfg.now()
+		for _, d := range m.waiting.expire(app, now.Add(-m.cfg.lease/2)) {
+			m.releaseDelivery(work, d)
+		}
+		for started < free && m.waiting.has(app) && m.apps.acquire(app, now) {
+			start(m.waiting.pop(app))
 			started++
 		}
 	}
