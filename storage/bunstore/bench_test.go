@@ -2,17 +2,14 @@ package bunstore_test
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/storage/bunstore"
-	"github.com/chatico/mapper/testing/containertest"
 	"github.com/chatico/mapper/testing/mappertest"
 )
 
@@ -48,26 +45,6 @@ func benchIntake(b *testing.B, s *bunstore.Store) {
 	})
 }
 
-func BenchmarkIntakeSQLite(b *testing.B) {
-	s, err := bunstore.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.Migrate(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	benchIntake(b, s)
-}
+func BenchmarkIntakeSQLite(b *testing.B) { benchIntake(b, newSQLite(b)) }
 
-func BenchmarkIntakePostgres(b *testing.B) {
-	s, err := bunstore.OpenPostgres(context.Background(), containertest.PostgresURL(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.Migrate(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	benchIntake(b, s)
-}
+func BenchmarkIntakePostgres(b *testing.B) { benchIntake(b, newPostgres(b)) }

@@ -14,7 +14,7 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(containertest.Main(m)) }
 
-func migrated(t *testing.T, s *bunstore.Store, err error) *bunstore.Store {
+func migrated(t testing.TB, s *bunstore.Store, err error) *bunstore.Store {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -26,12 +26,12 @@ func migrated(t *testing.T, s *bunstore.Store, err error) *bunstore.Store {
 	return s
 }
 
-func newSQLite(t *testing.T) *bunstore.Store {
+func newSQLite(t testing.TB) *bunstore.Store {
 	s, err := bunstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "mapper.db"))
 	return migrated(t, s, err)
 }
 
-func newPostgres(t *testing.T) *bunstore.Store {
+func newPostgres(t testing.TB) *bunstore.Store {
 	s, err := bunstore.OpenPostgres(context.Background(), containertest.PostgresURL(t))
 	return migrated(t, s, err)
 }
