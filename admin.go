@@ -8,9 +8,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chatico/mapper/internal/payload"
 )
 
 // routes builds the handler: webhook routes open (they check Meta's
@@ -120,8 +123,11 @@ type AppInput struct {
 	Name       string   `json:"name"`
 	URL        string   `json:"url"`
 	AccountIDs []string `json:"account_ids"`
-	Secret     string   `json:"secret"`
-	Enabled    *bool    `json:"enabled"`
+	// Fields limits the app to these webhook subscription fields of its
+	// accounts (empty or absent: every field).
+	Fields  []string `json:"fields"`
+	Secret  string   `json:"secret"`
+	Enabled *bool    `json:"enabled"`
 	// TimeoutMS caps one attempt to this app (0: the Mapper's timeout).
 	TimeoutMS int64 `json:"timeout_ms"`
 	// MaxConcurrency caps the attempts in flight to it (0: the default).
@@ -139,6 +145,7 @@ type appView struct {
 }
 
 func (m *Mapper) view(app *WorkerApp) appView {
+	app.Fields = orEmpty(app.Fields)
 	return appView{WorkerApp: app, TimeoutMS: app.Timeout.Milliseconds(), Circuit: m.Circuit(app.ID)}
 }
 
@@ -164,6 +171,19 @@ func (in *AppInput) Validate(requireSecret bool) error {
 		}
 		seen[id] = true
 	}
+	fields := map[string]bool{}
+	for i, f := range in.Fields {
+		if canon, ok := payload.FieldAliases[f]; ok {
+			f, in.Fields[i] = canon, canon
+		}
+		switch {
+		case !slices.Contains(payload.Fields, f):
+			errs = append(errs, &ValidationError{"fields", fmt.Sprintf("%q is not an Instagram webhook field (want one of %s)", f, strings.Join(payload.Fields, ", "))})
+		case fields[f]:
+			errs = append(errs, &ValidationError{"fields", fmt.Sprintf("%q is listed twice", f)})
+		}
+		fields[f] = true
+	}
 	if (requireSecret || in.Secret != "") && len(in.Secret) < 16 {
 		errs = append(errs, &ValidationError{"secret", "must be at least 16 characters"})
 	}
@@ -179,6 +199,14 @@ func (in *AppInput) Validate(requireSecret bool) error {
 // maxAppTimeout bounds an app's own timeout; the Mapper also holds every
 // attempt within half its lease.
 const maxAppTimeout = 5 * time.Minute
+
+// orEmpty makes an absent list an empty one, so that the API shows [].
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
 
 func isDigits(s string) bool {
 	if s == "" || len(s) > 64 {
@@ -245,7 +273,7 @@ func (m *Mapper) handleCreateApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := m.cfg.now()
-	app := &WorkerApp{ID: NewID("app_", now), Name: in.Name, URL: in.URL, AccountIDs: in.AccountIDs,
+	app := &WorkerApp{ID: NewID("app_", now), Name: in.Name, URL: in.URL, AccountIDs: in.AccountIDs, Fields: orEmpty(in.Fields),
 		Secret: in.Secret, Enabled: in.Enabled == nil || *in.Enabled, Timeout: time.Duration(in.TimeoutMS) * time.Millisecond,
 		MaxConcurrency: in.MaxConcurrency, Ordered: in.Ordered, CreatedAt: now, UpdatedAt: now}
 	err := m.store.CreateApp(r.Context(), app)
@@ -279,7 +307,7 @@ func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	app := *old
-	app.Name, app.URL, app.AccountIDs = in.Name, in.URL, in.AccountIDs
+	app.Name, app.URL, app.AccountIDs, app.Fields = in.Name, in.URL, in.AccountIDs, orEmpty(in.Fields)
 	if in.Secret != "" {
 		app.Secret = in.Secret
 	}

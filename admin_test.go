@@ -43,7 +43,7 @@ func TestAdminAuth(t *testing.T) {
 	}
 
 	// Without an admin token the admin routes are closed, never open.
-	m, err := mapper.New(newWatchedStore(), mapper.WithAppSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry))
+	m, err := mapper.New(newWatchedStore(), mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry))
 	if err != nil {
 		t.Fatal(err)
 	}

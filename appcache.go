@@ -26,8 +26,8 @@ type cachedApp struct {
 }
 
 type cachedAccount struct {
-	appID string // "": no enabled app
-	at    time.Time
+	appIDs []string // none: no enabled app
+	at     time.Time
 }
 
 func newAppCache(ttl time.Duration, now func() time.Time) *appCache {
@@ -50,6 +50,7 @@ func copyApp(a *WorkerApp) *WorkerApp {
 	}
 	c := *a
 	c.AccountIDs = append([]string(nil), a.AccountIDs...)
+	c.Fields = append([]string(nil), a.Fields...)
 	return &c
 }
 
@@ -83,13 +84,13 @@ func (m *Mapper) getApp(ctx context.Context, id string) (*WorkerApp, error) {
 }
 
 // appsForAccounts is Store.AppsForAccounts through the cache.
-func (m *Mapper) appsForAccounts(ctx context.Context, accounts []string) (map[string]*WorkerApp, error) {
+func (m *Mapper) appsForAccounts(ctx context.Context, accounts []string) (map[string][]*WorkerApp, error) {
 	c := m.appCache
 	if c.ttl <= 0 {
 		return m.store.AppsForAccounts(ctx, accounts)
 	}
 	now := c.now()
-	out := make(map[string]*WorkerApp, len(accounts))
+	out := make(map[string][]*WorkerApp, len(accounts))
 	var missing []string
 	c.mu.Lock()
 	gen := c.gen
@@ -99,15 +100,19 @@ func (m *Mapper) appsForAccounts(ctx context.Context, accounts []string) (map[st
 			missing = append(missing, acc)
 			continue
 		}
-		if e.appID == "" {
-			continue
+		var apps []*WorkerApp
+		for _, id := range e.appIDs {
+			a, ok := c.byID[id]
+			if !ok || a.app == nil || now.Sub(a.at) >= c.ttl {
+				apps = nil
+				missing = append(missing, acc)
+				break
+			}
+			apps = append(apps, copyApp(a.app))
 		}
-		a, ok := c.byID[e.appID]
-		if !ok || a.app == nil || now.Sub(a.at) >= c.ttl {
-			missing = append(missing, acc)
-			continue
+		if len(apps) > 0 {
+			out[acc] = apps
 		}
-		out[acc] = copyApp(a.app)
 	}
 	c.mu.Unlock()
 	if len(missing) == 0 {
@@ -120,19 +125,19 @@ func (m *Mapper) appsForAccounts(ctx context.Context, accounts []string) (map[st
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, acc := range missing {
-		app := found[acc]
-		if app != nil {
-			out[acc] = app
+		apps := found[acc]
+		if len(apps) > 0 {
+			out[acc] = apps
 		}
 		if c.gen != gen {
 			continue
 		}
-		if app == nil {
-			c.byAccount[acc] = cachedAccount{at: now}
-			continue
+		e := cachedAccount{at: now}
+		for _, app := range apps {
+			e.appIDs = append(e.appIDs, app.ID)
+			c.byID[app.ID] = cachedApp{app: copyApp(app), at: now}
 		}
-		c.byAccount[acc] = cachedAccount{appID: app.ID, at: now}
-		c.byID[app.ID] = cachedApp{app: copyApp(app), at: now}
+		c.byAccount[acc] = e
 	}
 	return out, nil
 }

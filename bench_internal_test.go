@@ -22,14 +22,3 @@ func BenchmarkVerifySignature(b *testing.B) {
 		}
 	}
 }
-
-// BenchmarkParsePayload parses the same payload.
-func BenchmarkParsePayload(b *testing.B) {
-	b.ReportAllocs()
-	b.SetBytes(int64(len(benchBody)))
-	for b.Loop() {
-		if _, err := ParsePayload(benchBody); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

@@ -40,8 +40,8 @@ func benchRouting(b *testing.B, newMedia func(i int) string) {
 	if err := store.CreateApp(context.Background(), &mapper.WorkerApp{ID: "a", Name: "a", URL: "http://127.0.0.1:1", Secret: "0123456789abcdef", AccountIDs: []string{accountA}, Enabled: true}); err != nil {
 		b.Fatal(err)
 	}
-	m, err := mapper.New(store, mapper.WithAppSecrets(metaSecret), mapper.WithVerifyToken("v"),
-		mapper.WithOwnerPolicy(mapper.OwnerLookupAll), mapper.WithSyncDelivery(true), mapper.WithRateLimit(0, 0),
+	m, err := mapper.New(store, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken("v"),
+		mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithSyncDelivery(true), mapper.WithRateLimit(0, 0),
 		mapper.WithForwarder(nopForwarder{}),
 		mapper.WithResolver(resolverFunc(func(context.Context, string) (string, error) { return accountA, nil })))
 	if err != nil {
@@ -98,7 +98,7 @@ func BenchmarkIntake(b *testing.B) {
 			sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(tracetest.NewNoopExporter())))}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			opts := append([]mapper.Option{mapper.WithAppSecrets(metaSecret), mapper.WithVerifyToken("v"),
+			opts := append([]mapper.Option{mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken("v"),
 				mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithRateLimit(0, 0)}, tc.opts...)
 			m, err := mapper.New(memstore.New(), opts...)
 			if err != nil {

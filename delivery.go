@@ -73,6 +73,7 @@ func (m *Mapper) try(ctx context.Context, d *Delivery) tried {
 			span.SetAttributes(attrServerAddress.String(u.Hostname()))
 		}
 		h := forwardHeader(d, n)
+		m.mediaHeader(ctx, d, h)
 		m.injectHeader(ctx, h) // the worker app continues the trace
 		fctx, cancel := context.WithTimeout(ctx, timeout)
 		res = m.cfg.forwarder.Forward(fctx, &ForwardRequest{App: app, Delivery: d, Attempt: n, Header: h})

@@ -1,7 +1,8 @@
-// Package mapper receives Meta's Instagram webhooks, verifies them, finds
-// which Instagram account owns the media each change is about, and
-// delivers each webhook to the internal worker app that serves that
-// account: durably, with retries, and with a record of every attempt.
+// Package mapper receives Meta's Instagram webhooks, verifies them, works
+// out which Instagram account each item belongs to, and delivers each
+// webhook to the internal worker app that serves that account (and that
+// item's field): durably, with retries, and with a record of every
+// attempt.
 //
 // # Embedding
 //
@@ -9,10 +10,9 @@
 // and a background loop:
 //
 //	m, err := mapper.New(store,
-//		mapper.WithAppSecrets(os.Getenv("INSTAGRAM_APP_SECRET")),
+//		mapper.WithMetaSecrets(os.Getenv("INSTAGRAM_APP_SECRET")),
 //		mapper.WithVerifyToken(os.Getenv("WEBHOOK_VERIFY_TOKEN")),
 //		mapper.WithAdminToken(os.Getenv("ADMIN_TOKEN")),
-//		mapper.WithResolver(resolver), // e.g. graphresolver.New(token)
 //	)
 //	if err != nil { … }
 //	go m.Run(ctx)                       // routing and delivery
@@ -34,16 +34,23 @@
 //     against every configured secret (401, and nothing is stored). Several
 //     secrets serve a rotation, and Instagram Login apps, which sign with
 //     the Instagram app secret rather than the Meta app secret.
-//  4. Parse (400 for a body that is not a webhook, or whose object is not
-//     accepted; see [WithObjects]). Every entry and every changes[] and
-//     messaging[] item is read; IDs may be strings or numbers, times
-//     seconds or milliseconds, and unknown fields are kept.
+//  4. Parse: 400 only for a body that is not a JSON object with an
+//     "object" string and an "entry" array, or whose object is not
+//     accepted ([WithObjects]). Inside the entries nothing fails a
+//     webhook, since a 400 makes Meta retry for 36 hours and then disable
+//     the subscription: every changes[], messaging[] and standby[] item
+//     is read leniently (IDs as strings or numbers, times in seconds or
+//     milliseconds, a member of an unexpected type read as well as it
+//     can be), and an array the Mapper does not know, or an entry with no
+//     items, is passed through as an item of kind "entry". An item whose
+//     account cannot be read is unroutable, with the reason, not refused.
 //  5. One atomic write of the event and its routing work, then 200. If
 //     the store cannot take it, 503, so that Meta retries.
 //
 // Each item gets a deduplication key: the comment ID with its field, the
 // message ID, the mention's media and comment, and for items without an
-// ID the hash of the payload and the item's place. Meta retries a webhook
+// ID a hash of the item's own bytes (so a retry recognises it alone or in
+// another batch). Meta retries a webhook
 // for up to 36 hours, sometimes alone and sometimes batched with new
 // changes; an item whose key is already stored is marked duplicate and is
 // never delivered again, and a payload made only of duplicates is stored
@@ -54,22 +61,48 @@
 // milliseconds; a slow poll ([WithPollInterval]) only picks up work that
 // other replicas left or whose lease expired.
 //
-// # Routing: whose media is it?
+// # Routing: whose event is it?
 //
-// For comments and live_comments Meta's entry.id is the account that owns
-// the media, and messaging items belong to the entry's account. For
-// mentions the media belongs to someone else, and only the Graph API can
-// tell whose. [OwnerPolicy] chooses: [OwnerLookupMentions] (the default)
-// looks up only mentions, [OwnerFromEntry] never calls the resolver, and
-// [OwnerLookupAll] looks up every media, as the original design did. Every
-// lookup goes cache → singleflight → [OwnerResolver], so a burst of
-// thousands of comments on one new post costs one Graph API call (a test
-// sends 10,000 in 100 concurrent webhooks and counts one). A media the
-// resolver cannot see is cached negatively for a short time and its items
-// are unroutable. A throttled resolver, or one whose token was rejected,
-// parks the event until it can answer, however long that is; other
-// failures are retried with backoff. The event's LastError says why it
-// waits. A cache that fails is skipped, never failing a webhook.
+// Meta sends each webhook for a subscribed app user, and entry.id is that
+// Instagram professional account: a comment on its media, a mention of it
+// on someone else's media, a message to it, a standby event of one of its
+// conversations are all its events. By default ([OwnerFromEntry]) every
+// item goes to the app serving its entry's account and the item's field,
+// and routing makes no Graph API call. [OwnerFromMedia] is the original
+// service's behaviour: an item naming a media is routed by the media's
+// owner, looked up through cache → singleflight → [OwnerResolver], so a
+// burst of thousands of comments on one new post costs one Graph API call
+// (a test sends 10,000 in 100 concurrent webhooks and counts one). Meta
+// shows a media's owner only to its creator, so a mention's media
+// (someone else's) has no visible owner: such an item, and one whose
+// media cannot be seen at all, routes by entry.id, and the event's
+// LastError says so. A throttled resolver, or one whose token was
+// rejected, parks the event until it can answer, however long that is;
+// other failures are retried with backoff. A cache that fails is
+// skipped, never failing a webhook.
+//
+// [WithMediaEnrichment] looks the media of mentions (or of other fields)
+// up without changing where they go, and tells the worker app what Meta
+// said in the X-Mapper-Media header: the owner's ID for the token's own
+// media, else the owner's username. It never holds a delivery up for
+// longer than [WithEnrichmentBudget].
+//
+// # Fields
+//
+// A worker app takes every field of its accounts, or only some
+// ([WorkerApp.Fields]): one account's comments may go to a moderation
+// service and its messages to an inbox. An (account, field) pair belongs
+// to one app at most. Field names are Meta's subscription fields:
+// comments, live_comments, mentions and story_insights (changes[]
+// items, under their own field); messages, message_echoes (a message
+// with is_echo), message_reactions, message_edit, messaging_seen (read),
+// messaging_postbacks, messaging_referral, messaging_optins and
+// messaging_handovers (pass_thread_control, take_thread_control,
+// request_thread_control) for messaging[] items; and standby for every
+// standby[] item, whatever its kind. Passed-through arrays carry their
+// member name as field, and only an app taking every field receives
+// them. The event log lists each item with its key, field and kind
+// ("change", "messaging", "standby" or "entry").
 //
 // The cost of the routing step, measured by BenchmarkRoutingCacheHit and
 // BenchmarkRoutingCacheMiss (one signed comment webhook through the
@@ -81,15 +114,16 @@
 // call costs tens of milliseconds more, which is why the cache matters.
 // docs/performance.md has the rest of the measurements.
 //
-// Items are grouped by the worker app of their owner, and each app gets
-// one [Delivery] per event. When one app receives the whole payload it
+// Items are grouped by the worker app of their account and field, and
+// each app gets one [Delivery] per event. When one app receives the whole payload it
 // gets Meta's bytes unchanged, with Meta's X-Hub-Signature-256, so it can
 // verify Meta's signature itself. When a batch mixes accounts, each app
 // gets an envelope {"object":…,"entry":[…]} holding only its own entries
 // and items (their bytes as Meta sent them): no app ever sees another
-// account's data. Owners with no enabled app are listed in the event's
-// Unroutable field; an event none of whose owners has an app is
-// [EventUnroutable], and is kept.
+// account's data, nor another app's fields. Accounts with no enabled app
+// are listed in the event's Unroutable field, and as "account/field" when
+// apps serve other fields of the account but none this one; an event
+// none of whose items has an app is [EventUnroutable], and is kept.
 //
 // # Delivery
 //
@@ -97,8 +131,9 @@
 // X-Mapper-Signature-256 is "sha256=" + hex(HMAC-SHA256(secret,
 // timestamp + "." + body)) with the Unix timestamp in X-Mapper-Timestamp;
 // [VerifyDelivery] checks it on the worker app's side. X-Mapper-Event-Id,
-// X-Mapper-Delivery-Id, X-Mapper-Attempt, X-Mapper-Owner-Ids and
-// X-Mapper-Envelope ("original" or "split") go with it.
+// X-Mapper-Delivery-Id, X-Mapper-Attempt, X-Mapper-Owner-Ids,
+// X-Mapper-Envelope ("original" or "split") and, with enrichment,
+// X-Mapper-Media go with it.
 //
 // A 2xx answer delivers. Network errors, timeouts, 408, 425, 429 and 5xx
 // are retried with exponential backoff and full jitter, honouring the
@@ -107,11 +142,11 @@
 // permanent. A delivery that cannot be made is [DeliveryDead], and so is
 // its event; the admin API lists dead deliveries and replays one, an
 // event, or all that match a filter, and replays an unroutable event once
-// an app serves its account. Every attempt is recorded with its time,
+// an app serves its account (only the items that were unroutable go). Every attempt is recorded with its time,
 // status code, error, duration and the start of the app's answer.
 //
 // One worker app cannot hold up the others: each has at most
-// [WithAppConcurrency] attempts in flight (its MaxConcurrency overrides
+// [WithWorkerAppConcurrency] attempts in flight (its MaxConcurrency overrides
 // it; Ordered apps get one at a time, in receive order) and a circuit
 // breaker ([BreakerPolicy]) that stops attempts to an app that keeps
 // failing, so a dead app costs a probe now and then rather than a storm

@@ -11,7 +11,8 @@ var (
 	// ErrNotFound: no record has the given ID.
 	ErrNotFound = errors.New("mapper: not found")
 	// ErrConflict: the write clashes with a stored record (a duplicate ID, or
-	// an account already served by another worker app).
+	// an account and field already served by another worker app, reported
+	// as a *RouteConflictError).
 	ErrConflict = errors.New("mapper: conflict")
 	// ErrLeaseLost: the caller's lease on a piece of work expired and
 	// another claimer may hold it; the caller must drop the work.
@@ -25,6 +26,27 @@ var (
 	// caches it for the negative TTL and routes the item as unroutable.
 	ErrMediaNotFound = errors.New("mapper: media not found or not visible")
 )
+
+// RouteConflictError is the ErrConflict of a worker app that would serve
+// an (account, field) pair another app serves. Stores return it so that
+// the admin API can name the pair and the app that holds it.
+type RouteConflictError struct {
+	AccountID string
+	// Field is the field both would serve; "" when both take every field.
+	Field string
+	// AppID is the app that serves the pair now.
+	AppID string
+}
+
+func (e *RouteConflictError) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("account %s is already served by worker app %s", e.AccountID, e.AppID)
+	}
+	return fmt.Sprintf("field %s of account %s is already served by worker app %s", e.Field, e.AccountID, e.AppID)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *RouteConflictError) Is(target error) bool { return target == ErrConflict }
 
 // RetryLaterError is returned by an OwnerResolver (or a Forwarder) when the
 // answer may come later: throttling, a 5xx, a network failure. After, when

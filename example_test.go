@@ -19,7 +19,7 @@ func Example() {
 
 	store := memstore.New()
 	m, err := mapper.New(store,
-		mapper.WithAppSecrets("meta-app-secret"),
+		mapper.WithMetaSecrets("meta-app-secret"),
 		mapper.WithVerifyToken("verify-token"),
 		mapper.WithOwnerPolicy(mapper.OwnerFromEntry), // no Graph API in this example
 	)

@@ -153,7 +153,7 @@ func newHarnessOn(t *testing.T, plain bool, opts ...mapper.Option) *harness {
 	}
 	h.res = res
 	base := []mapper.Option{
-		mapper.WithAppSecrets(metaSecret, igSecret),
+		mapper.WithMetaSecrets(metaSecret, igSecret),
 		mapper.WithVerifyToken(verifyToken),
 		mapper.WithAdminToken(adminToken),
 		mapper.WithResolver(res),
@@ -196,10 +196,17 @@ func (h *harness) start() {
 // addApp registers a fake worker app for accounts through the admin API.
 func (h *harness) addApp(name string, accounts ...string) (*mappertest.WorkerApp, string) {
 	h.t.Helper()
+	return h.addFieldApp(name, nil, accounts...)
+}
+
+// addFieldApp registers a fake worker app for some fields of accounts
+// (nil: every field).
+func (h *harness) addFieldApp(name string, fields []string, accounts ...string) (*mappertest.WorkerApp, string) {
+	h.t.Helper()
 	w := mappertest.NewWorkerApp("secret-of-" + name + "-0123456789")
 	h.t.Cleanup(w.Close)
 	resp, body := h.admin(http.MethodPost, "/worker-apps/", map[string]any{
-		"name": name, "url": w.URL(), "account_ids": accounts, "secret": w.Secret(),
+		"name": name, "url": w.URL(), "account_ids": accounts, "secret": w.Secret(), "fields": fields,
 	})
 	if resp.StatusCode != http.StatusCreated {
 		h.t.Fatalf("creating app %s: %d %s", name, resp.StatusCode, body)

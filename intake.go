@@ -18,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chatico/mapper/internal/payload"
 )
 
 // handleHandshake answers Meta's verification GET: the challenge, byte for
@@ -145,7 +147,7 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, pspan := m.startSpan(ctx, "parse payload", trace.SpanKindInternal)
-	p, err := ParsePayload(body)
+	p, err := payload.Parse(body)
 	endSpan(pspan, err)
 	if err != nil {
 		count(OutcomeMalformed)
@@ -267,7 +269,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 }
 
 // newEvent builds the event record of a verified, parsed payload.
-func newEvent(p *Payload, body []byte, sig string, now time.Time) *Event {
+func newEvent(p *payload.Payload, body []byte, sig string, now time.Time) *Event {
 	ev := &Event{
 		ID:            NewID("evt_", now),
 		ReceivedAt:    now,
@@ -282,8 +284,8 @@ func newEvent(p *Payload, body []byte, sig string, now time.Time) *Event {
 		if e.ID != "" && !slices.Contains(ev.AccountIDs, e.ID) {
 			ev.AccountIDs = append(ev.AccountIDs, e.ID)
 		}
-		for _, it := range e.Items() {
-			ev.Items = append(ev.Items, EventItem{Key: it.Key})
+		for _, it := range e.Items {
+			ev.Items = append(ev.Items, EventItem{Key: it.Key, Field: it.Field, Kind: string(it.Kind)})
 		}
 	}
 	if len(ev.Items) == 0 {

@@ -219,11 +219,8 @@ func TestMalformedPayloads(t *testing.T) {
 		{"no object", `{"entry":[]}`, "malformed-payload"},
 		{"no entry", `{"object":"instagram"}`, "malformed-payload"},
 		{"entry not an array", `{"object":"instagram","entry":{}}`, "malformed-payload"},
-		{"entry item not an object", `{"object":"instagram","entry":[1]}`, "malformed-payload"},
-		{"changes not an array", `{"object":"instagram","entry":[{"id":"1","changes":{}}]}`, "malformed-payload"},
-		{"change without field", `{"object":"instagram","entry":[{"id":"1","changes":[{"value":{}}]}]}`, "malformed-payload"},
-		{"id not a string", `{"object":"instagram","entry":[{"id":{},"changes":[]}]}`, "malformed-payload"},
 		{"trailing garbage", `{"object":"instagram","entry":[]} x`, "malformed-payload"},
+		{"object not a string", `{"object":["instagram"],"entry":[]}`, "malformed-payload"},
 		{"wrong object", `{"object":"page","entry":[]}`, "wrong-object"},
 	}
 	for _, tt := range tests {
@@ -248,7 +245,7 @@ func (failingStore) CreateEvent(context.Context, *mapper.Event) error {
 }
 
 func TestStoreUnavailable(t *testing.T) {
-	m, err := mapper.New(failingStore{newWatchedStore()}, mapper.WithAppSecrets(metaSecret), mapper.WithVerifyToken(verifyToken), mapper.WithOwnerPolicy(mapper.OwnerFromEntry))
+	m, err := mapper.New(failingStore{newWatchedStore()}, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken(verifyToken), mapper.WithOwnerPolicy(mapper.OwnerFromEntry))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,11 +268,12 @@ func TestNewValidates(t *testing.T) {
 		opts []mapper.Option
 		want string
 	}{
-		{"no secret", []mapper.Option{mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry)}, "WithAppSecrets is required"},
-		{"empty secret", []mapper.Option{mapper.WithAppSecrets(""), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry)}, "app secret 0 is empty"},
-		{"no verify token", []mapper.Option{mapper.WithAppSecrets("s"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry)}, "WithVerifyToken is required"},
-		{"policy needs resolver", []mapper.Option{mapper.WithAppSecrets("s"), mapper.WithVerifyToken("v")}, "no OwnerResolver"},
-		{"lease too short", []mapper.Option{mapper.WithAppSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithLease(1e9)}, "lease"},
+		{"no secret", []mapper.Option{mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry)}, "WithMetaSecrets is required"},
+		{"empty secret", []mapper.Option{mapper.WithMetaSecrets(""), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry)}, "app secret 0 is empty"},
+		{"no verify token", []mapper.Option{mapper.WithMetaSecrets("s"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry)}, "WithVerifyToken is required"},
+		{"policy needs resolver", []mapper.Option{mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromMedia)}, "no OwnerResolver"},
+		{"enrichment needs resolver", []mapper.Option{mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithMediaEnrichment()}, "no OwnerResolver"},
+		{"lease too short", []mapper.Option{mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithLease(1e9)}, "lease"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -116,7 +116,7 @@ type Mapper struct {
 }
 
 // New returns a Mapper over store. See the With… options for the defaults;
-// WithAppSecrets and WithVerifyToken are required, and so is WithResolver
+// WithMetaSecrets and WithVerifyToken are required, and so is WithResolver
 // unless the owner policy is OwnerFromEntry.
 func New(store Store, opts ...Option) (*Mapper, error) {
 	if store == nil {
@@ -137,7 +137,7 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 		m.cfg.logger.Warn("worker app circuit opened: no attempts until the probe", slog.String("app_id", appID), slog.Time("probe_at", until))
 		m.scheduleAt(until)
 	}
-	if cfg.cache == nil && cfg.policy != OwnerFromEntry {
+	if cfg.cache == nil && (cfg.policy != OwnerFromEntry || len(cfg.enrich) > 0) {
 		c, err := ristrettocache.New()
 		if err != nil {
 			return nil, err

@@ -23,44 +23,49 @@ type optionFunc func(*config)
 
 func (f optionFunc) apply(c *config) { f(c) }
 
-// OwnerPolicy says when the Mapper asks the [OwnerResolver] who owns a
-// media, rather than trusting the entry's account ID.
+// OwnerPolicy says which account an item is routed by.
 type OwnerPolicy int
 
 const (
-	// OwnerLookupMentions trusts entry.id for everything Meta documents it
-	// as the owner of (comments, live_comments, messaging, story_insights)
-	// and asks the resolver only about media the payload cannot place:
-	// mentions, where the media belongs to someone else. The default.
-	OwnerLookupMentions OwnerPolicy = iota
-	// OwnerFromEntry routes every item by its entry's account ID and never
-	// calls the resolver.
-	OwnerFromEntry
-	// OwnerLookupAll resolves every media through the resolver (the seed's
-	// behaviour); items without a media route by entry.id.
-	OwnerLookupAll
+	// OwnerFromEntry routes every item by its entry's account (entry.id):
+	// the subscribed app user Meta sent it for. A comment on its media,
+	// a mention of it on someone else's media, a message to it: each is
+	// that account's event. No Graph API call is made to route. The
+	// default.
+	OwnerFromEntry OwnerPolicy = iota
+	// OwnerFromMedia routes an item that names a media by the media's
+	// owner, looked up through the cache, a singleflight group and the
+	// [OwnerResolver] (the original service's behaviour); items without a
+	// media route by entry.id. When the owner cannot be seen (Meta shows
+	// it only to the media's creator, and a mention's media is almost
+	// always someone else's) the item routes by entry.id, and the event's
+	// last_error says so. For a token that sees every tenant's media, in
+	// a setup where a comment's media owner is not the subscriber.
+	OwnerFromMedia
 )
 
 func (p OwnerPolicy) String() string {
 	switch p {
-	case OwnerLookupMentions:
-		return "mentions"
 	case OwnerFromEntry:
 		return "entry"
-	case OwnerLookupAll:
-		return "all"
+	case OwnerFromMedia:
+		return "media_owner"
 	}
 	return fmt.Sprintf("OwnerPolicy(%d)", int(p))
 }
 
-// ParseOwnerPolicy reads the names String gives: "mentions", "entry", "all".
+// ParseOwnerPolicy reads the names String gives, "entry" and
+// "media_owner", and the names of earlier versions: "all" is
+// "media_owner", and "mentions" (which looked mentions up and so
+// misrouted them) is "entry".
 func ParseOwnerPolicy(s string) (OwnerPolicy, error) {
-	for _, p := range []OwnerPolicy{OwnerLookupMentions, OwnerFromEntry, OwnerLookupAll} {
-		if p.String() == s {
-			return p, nil
-		}
+	switch s {
+	case "entry", "mentions":
+		return OwnerFromEntry, nil
+	case "media_owner", "all":
+		return OwnerFromMedia, nil
 	}
-	return 0, fmt.Errorf("mapper: unknown owner policy %q (want mentions, entry or all)", s)
+	return 0, fmt.Errorf("mapper: unknown owner policy %q (want entry or media_owner)", s)
 }
 
 // RetryPolicy bounds how a failed delivery (or routing step) is retried:
@@ -91,6 +96,8 @@ type config struct {
 	cache           Cache
 	forwarder       Forwarder
 	policy          OwnerPolicy
+	enrich          []string
+	enrichBudget    time.Duration
 	objects         []string
 	maxBody         int64
 	rateLimit       float64
@@ -118,7 +125,8 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		logger:          slog.New(slog.DiscardHandler),
-		policy:          OwnerLookupMentions,
+		policy:          OwnerFromEntry,
+		enrichBudget:    500 * time.Millisecond,
 		objects:         []string{"instagram"},
 		maxBody:         4 << 20,
 		rateLimit:       200,
@@ -144,7 +152,7 @@ func defaultConfig() config {
 func (c *config) validate() error {
 	var errs []error
 	if len(c.secrets) == 0 {
-		errs = append(errs, errors.New("mapper: no app secret: WithAppSecrets is required (the Mapper never accepts unsigned webhooks)"))
+		errs = append(errs, errors.New("mapper: no app secret: WithMetaSecrets is required (the Mapper never accepts unsigned webhooks)"))
 	}
 	for i, s := range c.secrets {
 		if len(s) == 0 {
@@ -197,6 +205,12 @@ func (c *config) validate() error {
 	if c.policy != OwnerFromEntry && c.resolver == nil {
 		errs = append(errs, fmt.Errorf("mapper: owner policy %q looks media up, but no OwnerResolver is set: pass WithResolver, or WithOwnerPolicy(OwnerFromEntry)", c.policy))
 	}
+	if len(c.enrich) > 0 && c.resolver == nil {
+		errs = append(errs, errors.New("mapper: media enrichment looks media up, but no OwnerResolver is set: pass WithResolver"))
+	}
+	if c.enrichBudget < 0 {
+		errs = append(errs, errors.New("mapper: enrichment budget must not be negative"))
+	}
 	if len(c.objects) == 0 {
 		errs = append(errs, errors.New("mapper: no accepted object types"))
 	}
@@ -212,11 +226,11 @@ func WithLogger(l *slog.Logger) Option {
 	})
 }
 
-// WithAppSecrets sets the secrets Meta's X-Hub-Signature-256 may be keyed
+// WithMetaSecrets sets the secrets Meta's X-Hub-Signature-256 may be keyed
 // with; a request is accepted when any one matches. Give the Meta app
 // secret and, for Instagram Login apps, the Instagram app secret; during a
 // rotation, the old and the new. Required.
-func WithAppSecrets(secrets ...string) Option {
+func WithMetaSecrets(secrets ...string) Option {
 	return optionFunc(func(c *config) {
 		for _, s := range secrets {
 			c.secrets = append(c.secrets, []byte(s))
@@ -260,9 +274,35 @@ func WithForwarder(f Forwarder) Option {
 	return optionFunc(func(c *config) { c.forwarder = f })
 }
 
-// WithOwnerPolicy sets when media are looked up. Default OwnerLookupMentions.
+// WithOwnerPolicy sets which account items are routed by. Default
+// OwnerFromEntry.
 func WithOwnerPolicy(p OwnerPolicy) Option {
 	return optionFunc(func(c *config) { c.policy = p })
+}
+
+// WithMediaEnrichment looks up the media of the items of these fields
+// (default: "mentions") and tells the worker app what Meta says of it in
+// the X-Mapper-Media header: the owner's ID when the token may see it,
+// else the owner's username. Lookups go through the cache, a singleflight
+// group and the resolver (which must be set), and never hold a delivery
+// up for longer than the enrichment budget ([WithEnrichmentBudget]); a
+// throttled, failing or slow Graph API delivers without, and the header
+// says "unknown". Enrichment never changes where an item is routed.
+func WithMediaEnrichment(fields ...string) Option {
+	return optionFunc(func(c *config) {
+		if len(fields) == 0 {
+			fields = []string{"mentions"}
+		}
+		c.enrich = fields
+	})
+}
+
+// WithEnrichmentBudget sets how long routing waits for one enrichment
+// lookup before delivering without it (the lookup goes on in the
+// background and fills the cache for the next attempt). 0 reads the cache
+// only. Default 500 ms.
+func WithEnrichmentBudget(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.enrichBudget = d })
 }
 
 // WithObjects sets the accepted values of the payload's "object" field.
@@ -325,12 +365,12 @@ func WithPollInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.pollInterval = d })
 }
 
-// WithAppCacheTTL sets how long worker apps read from the store are reused
+// WithWorkerAppCacheTTL sets how long worker apps read from the store are reused
 // by routing and delivery. The admin routes of this Mapper clear the cache
 // on every change; changes made elsewhere (another replica, the store
 // directly) are seen within the TTL. Default 1 second; 0 reads the store
 // every time.
-func WithAppCacheTTL(d time.Duration) Option {
+func WithWorkerAppCacheTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.appCacheTTL = d })
 }
 
@@ -363,11 +403,11 @@ func WithBreaker(p BreakerPolicy) Option {
 	return optionFunc(func(c *config) { c.breaker = p })
 }
 
-// WithAppConcurrency sets how many attempts may be in flight to one worker
+// WithWorkerAppConcurrency sets how many attempts may be in flight to one worker
 // app at once (per Mapper), unless the app's MaxConcurrency says
 // otherwise. Default 8: one slow app can hold no more than a quarter of
 // the Mapper's default 32 WithConcurrency slots.
-func WithAppConcurrency(n int) Option {
+func WithWorkerAppConcurrency(n int) Option {
 	return optionFunc(func(c *config) { c.appConcurrency = n })
 }
 

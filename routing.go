@@ -1,34 +1,37 @@
 package mapper
 
 import (
-	"bytes"
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chatico/mapper/internal/payload"
 )
 
 // notFoundMark is cached for a media whose owner cannot be known; owner IDs
 // are digits, so it cannot collide with one.
 const notFoundMark = "-"
 
-// routeEvent routes a claimed event: it finds the owner of every new item
-// and the worker app of every owner, and plans one delivery per app, leased
-// to the caller, to be attempted at once. It sets ev's new state; with
-// store true the caller stores it and the deliveries (RouteEvent or
-// RecordRoute), otherwise the outcome is stored already (the event was
-// given up, or put back for a later try).
+// routeEvent routes a claimed event: it finds the account of every new
+// item (under the owner policy) and the worker app serving that account
+// and the item's field, and plans one delivery per app, leased to the
+// caller, to be attempted at once. It sets ev's new state; with store true
+// the caller stores it and the deliveries (RouteEvent or RecordRoute),
+// otherwise the outcome is stored already (the event was given up, or put
+// back for a later try).
 func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, store bool, err error) {
 	now := m.cfg.now()
 	ev.RouteAttempts++
-	p, err := ParsePayload(ev.Payload)
-	if err == nil && countItems(p) != len(ev.Items) {
-		err = fmt.Errorf("stored event has %d items, its payload %d", len(ev.Items), countItems(p))
+	p, err := payload.Parse(ev.Payload)
+	if err == nil && p.Count() != len(ev.Items) {
+		err = fmt.Errorf("stored event has %d items, its payload %d", len(ev.Items), p.Count())
 	}
 	if err != nil {
 		// The payload passed this parser at intake, so the stored copy is
@@ -37,64 +40,65 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, stor
 		return nil, false, m.store.RouteEvent(ctx, ev, nil)
 	}
 
-	// A replayed event already has deliveries: the owners they cover are
-	// not routed again.
+	// A replayed event already has deliveries: only the items that were
+	// unroutable then are routed again.
 	var existing []Delivery
-	covered := map[string]bool{}
+	var again map[string]bool
 	if ev.RoutedAt != nil {
 		if existing, err = m.store.ListDeliveries(ctx, ev.ID); err != nil {
 			return nil, false, m.retryRouting(ctx, ev, fmt.Errorf("reading earlier deliveries: %w", err))
 		}
-		for _, d := range existing {
-			for _, o := range d.OwnerIDs {
-				covered[o] = true
-			}
+		again = make(map[string]bool, len(ev.Unroutable))
+		for _, u := range ev.Unroutable {
+			again[u] = true
 		}
 	}
 
-	// Owner of each item (by position); "" for items not routed.
-	owners := make([]string, len(ev.Items))
-	var unroutable []string
+	// The account of each item (by position); "" for items not routed.
+	accounts := make([]string, len(ev.Items))
+	fields := make([]string, len(ev.Items))
+	var unroutable, notes []string
 	k := 0
 	for i := range p.Entries {
 		e := &p.Entries[i]
-		for _, it := range e.Items() {
+		for j := range e.Items {
+			it := &e.Items[j]
+			fields[k] = it.Field
 			if ev.Items[k].Duplicate {
 				k++
 				continue
 			}
-			owner, err := m.ownerOf(ctx, e, &it)
+			account, note, err := m.accountOf(ctx, e, it)
 			switch {
-			case errors.Is(err, ErrMediaNotFound):
-				unroutable = appendNew(unroutable, "media:"+it.MediaID)
 			case err != nil:
 				return nil, false, m.retryRouting(ctx, ev, err)
-			case owner == "":
+			case account == "":
 				unroutable = appendNew(unroutable, fmt.Sprintf("entry:%d", i))
-			case covered[owner]:
+			case again != nil && !again[account] && !again[routeMark(account, it.Field)]:
+				// Delivered (or dead, and replayed as such) the first time.
 			default:
-				owners[k] = owner
+				accounts[k] = account
+				if note != "" {
+					notes = appendNew(notes, note)
+				}
 			}
 			k++
 		}
 	}
 	var distinct []string
-	for _, o := range owners {
-		if o != "" {
-			distinct = appendNew(distinct, o)
+	for _, a := range accounts {
+		if a != "" {
+			distinct = appendNew(distinct, a)
 		}
 	}
-	allOwners := slices.Clone(distinct)
-	for o := range covered {
-		allOwners = appendNew(allOwners, o)
-	}
-	apps := map[string]*WorkerApp{}
+	apps := map[string][]*WorkerApp{}
 	if len(distinct) > 0 {
 		apps, err = m.appsForAccounts(ctx, distinct)
 		if err != nil {
 			return nil, false, m.retryRouting(ctx, ev, fmt.Errorf("looking up worker apps: %w", err))
 		}
 	}
+	m.enrich(ctx, p, ev)
 
 	type group struct {
 		app    *WorkerApp
@@ -104,23 +108,29 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, stor
 	}
 	var groups []*group
 	byApp := map[string]*group{}
-	for k, o := range owners {
-		if o == "" {
+	allOwners := slices.Clone(ev.Owners)
+	for k, acc := range accounts {
+		if acc == "" {
 			continue
 		}
-		app, ok := apps[o]
-		if !ok {
-			unroutable = appendNew(unroutable, o)
+		allOwners = appendNew(allOwners, acc)
+		app := pickApp(apps[acc], fields[k])
+		if app == nil {
+			if len(apps[acc]) == 0 {
+				unroutable = appendNew(unroutable, acc)
+			} else {
+				unroutable = appendNew(unroutable, routeMark(acc, fields[k]))
+			}
 			continue
 		}
 		g := byApp[app.ID]
 		if g == nil {
 			m.apps.setLimit(app) // before its first attempt is counted against it
-			g = &group{app: app, items: make([]bool, len(owners))}
+			g = &group{app: app, items: make([]bool, len(accounts))}
 			byApp[app.ID] = g
 			groups = append(groups, g)
 		}
-		g.owners = appendNew(g.owners, o)
+		g.owners = appendNew(g.owners, acc)
 		g.items[k] = true
 		g.n++
 	}
@@ -140,19 +150,17 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, stor
 			LeaseToken:    newToken(),
 			TraceContext:  ev.TraceContext,
 		}
-		if g.n == len(ev.Items) && !hasEmptyEntry(p) {
+		if g.n == len(ev.Items) {
 			// The whole payload is this app's: send Meta's bytes and
 			// signature unchanged, so the app can check Meta's signature.
-			// (An entry without items would still name its account, so
-			// such a payload is rebuilt without it.)
 			d.Body, d.Original, d.MetaSignature = ev.Payload, true, ev.Signature
 		} else {
-			d.Body = envelope(p, g.items)
+			d.Body = p.Envelope(g.items)
 		}
 		deliveries = append(deliveries, d)
 	}
 
-	ev.Owners, ev.Unroutable, ev.LastError, ev.RoutedAt = allOwners, unroutable, "", &now
+	ev.Owners, ev.Unroutable, ev.LastError, ev.RoutedAt = allOwners, unroutable, strings.Join(notes, "; "), &now
 	all := append(slices.Clone(existing), deliveries...)
 	ev.Status = settle(ev, all)
 	switch {
@@ -166,9 +174,31 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, stor
 		ev.CompletedAt = &now
 	}
 	if len(unroutable) > 0 {
-		m.cfg.logger.InfoContext(ctx, "event has unroutable owners", slog.String("event_id", ev.ID), slog.Any("unroutable", unroutable))
+		m.cfg.logger.InfoContext(ctx, "event has unroutable items", slog.String("event_id", ev.ID), slog.Any("unroutable", unroutable))
 	}
 	return deliveries, true, nil
+}
+
+// routeMark names an (account, field) pair that no app serves, while some
+// app serves other fields of the account, in an event's Unroutable.
+func routeMark(account, field string) string {
+	return account + "/" + cmp.Or(field, "-")
+}
+
+// pickApp chooses, among the apps serving an account, the one that takes
+// field: the one subscribed to it by name, else the one taking every
+// field. Stores refuse apps that would overlap, so there is one at most.
+func pickApp(apps []*WorkerApp, field string) *WorkerApp {
+	var every *WorkerApp
+	for _, a := range apps {
+		switch {
+		case len(a.Fields) == 0:
+			every = a
+		case slices.Contains(a.Fields, field):
+			return a
+		}
+	}
+	return every
 }
 
 // retryRouting puts an event back for a later try, or gives up on it once
@@ -203,19 +233,23 @@ func (m *Mapper) retryRouting(ctx context.Context, ev *Event, cause error) error
 	return nil
 }
 
-// ownerOf returns the account an item is routed to, under the policy.
-func (m *Mapper) ownerOf(ctx context.Context, e *Entry, it *Item) (string, error) {
-	lookup := false
-	switch m.cfg.policy {
-	case OwnerLookupAll:
-		lookup = it.MediaID != ""
-	case OwnerLookupMentions:
-		lookup = it.MediaID != "" && it.Field == "mentions"
+// accountOf returns the account an item is routed by, under the policy,
+// with a note when it fell back to the entry's account. An error means
+// routing must wait (the resolver is throttled or failing).
+func (m *Mapper) accountOf(ctx context.Context, e *payload.Entry, it *payload.Item) (account, note string, err error) {
+	if m.cfg.policy != OwnerFromMedia || it.MediaID == "" || e.ID == "" {
+		return e.ID, "", nil
 	}
-	if !lookup {
-		return e.ID, nil
+	owner, err := m.resolveOwner(ctx, it.MediaID)
+	if errors.Is(err, ErrMediaNotFound) {
+		// Meta shows the owner only to the media's creator: a mention is
+		// on someone else's media. The subscriber is who Meta sent it for.
+		return e.ID, "media " + it.MediaID + ": owner not visible to the token; routed by entry.id", nil
 	}
-	return m.resolveOwner(ctx, it.MediaID)
+	if err != nil {
+		return "", "", err
+	}
+	return owner, "", nil
 }
 
 // resolveOwner goes cache → singleflight → resolver, so that a burst of
@@ -301,116 +335,6 @@ func retryAfter(err error) time.Duration {
 		return ra.RetryAfter()
 	}
 	return 0
-}
-
-func hasEmptyEntry(p *Payload) bool {
-	for i := range p.Entries {
-		if len(p.Entries[i].Changes)+len(p.Entries[i].Messaging) == 0 {
-			return true
-		}
-	}
-	return false
-}
-
-func countItems(p *Payload) int {
-	n := 0
-	for i := range p.Entries {
-		n += len(p.Entries[i].Changes) + len(p.Entries[i].Messaging)
-	}
-	return n
-}
-
-// envelope builds a payload holding only the selected items (by position),
-// keeping each item's bytes as Meta sent them and every other member of the
-// entries that hold them. No other account's entry or item gets in.
-func envelope(p *Payload, selected []bool) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"object":`)
-	obj, _ := json.Marshal(p.Object)
-	b.Write(obj)
-	b.WriteString(`,"entry":[`)
-	k, first := 0, true
-	for i := range p.Entries {
-		e := &p.Entries[i]
-		nc, nm := len(e.Changes), len(e.Messaging)
-		changes := pick(e.Changes, selected[k:k+nc])
-		messaging := pick(e.Messaging, selected[k+nc:k+nc+nm])
-		k += nc + nm
-		if len(changes) == 0 && len(messaging) == 0 {
-			continue
-		}
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		if len(changes) == nc && len(messaging) == nm {
-			b.Write(e.raw)
-			continue
-		}
-		members := make(map[string]json.RawMessage, len(e.Raw))
-		for name, v := range e.Raw {
-			members[name] = v
-		}
-		if nc > 0 {
-			members["changes"] = rawArray(changes)
-		}
-		if nm > 0 {
-			members["messaging"] = rawArray(messaging)
-		}
-		writeObject(&b, members)
-	}
-	b.WriteString("]}")
-	return b.Bytes()
-}
-
-func pick(items []Item, sel []bool) []json.RawMessage {
-	var out []json.RawMessage
-	for j := range items {
-		if sel[j] {
-			out = append(out, items[j].Raw)
-		}
-	}
-	return out
-}
-
-func rawArray(items []json.RawMessage) json.RawMessage {
-	if len(items) == 0 {
-		return json.RawMessage("[]")
-	}
-	n := 2 + len(items) - 1
-	for _, it := range items {
-		n += len(it)
-	}
-	out := make(json.RawMessage, 0, n)
-	out = append(out, '[')
-	for i, it := range items {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, it...)
-	}
-	return append(out, ']')
-}
-
-// writeObject writes members in sorted order, values as they are, so that
-// the items keep Meta's escaping.
-func writeObject(b *bytes.Buffer, members map[string]json.RawMessage) {
-	names := make([]string, 0, len(members))
-	for n := range members {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	b.WriteByte('{')
-	for i, n := range names {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		key, _ := json.Marshal(n)
-		b.Write(key)
-		b.WriteByte(':')
-		b.Write(members[n])
-	}
-	b.WriteByte('}')
 }
 
 func appendNew(list []string, s string) []string {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/internal/payload"
 	"github.com/chatico/mapper/testing/mappertest"
 )
 
@@ -88,7 +89,7 @@ func TestMixedBatchIsSplitWithoutLeaks(t *testing.T) {
 		if r.Header.Get(mapper.HeaderEnvelope) != "split" || r.Header.Get(mapper.HeaderMetaSignature) != "" {
 			t.Errorf("%s: envelope %q with Meta signature %q", name, r.Header.Get(mapper.HeaderEnvelope), r.Header.Get(mapper.HeaderMetaSignature))
 		}
-		p, err := mapper.ParsePayload(r.Body)
+		p, err := payload.Parse(r.Body)
 		if err != nil {
 			t.Fatalf("%s: envelope does not parse: %v\n%s", name, err, r.Body)
 		}
@@ -222,8 +223,14 @@ func TestUnroutableIsKept(t *testing.T) {
 	}
 }
 
+// TestOwnerPolicy: with a fake Graph API answering Meta's documented
+// shapes (owner for the token's own media, username only for others',
+// 100/33 for invisible media), every item goes to the subscribed account
+// by default with no Graph call; under media_owner a comment goes to its
+// media's owner and a mention whose owner cannot be seen falls back to
+// the subscriber, saying why.
 func TestOwnerPolicy(t *testing.T) {
-	const ownMedia, theirMedia, unknownMedia = "18000000000000001", "18000000000000002", "18000000000000404"
+	const ownMedia, theirMedia, othersMedia, unknownMedia = "18000000000000001", "18000000000000002", "18000000000000003", "18000000000000404"
 	tests := []struct {
 		name   string
 		policy mapper.OwnerPolicy
@@ -231,33 +238,40 @@ func TestOwnerPolicy(t *testing.T) {
 		// wantApp is the app that must receive it ("" for none).
 		wantApp        string
 		wantGraphCalls int
-		wantStatus     mapper.EventStatus
+		wantNote       string
 	}{
-		{"mentions: comment trusted to entry.id", mapper.OwnerLookupMentions,
-			mappertest.NewWebhook().Comment(accountA, ownMedia, "1", "x").Bytes(), "a", 0, mapper.EventDelivered},
-		{"mentions: mention looked up, goes to the media owner", mapper.OwnerLookupMentions,
-			mappertest.NewWebhook().Mention(accountA, theirMedia, "17894227972186120").Bytes(), "b", 1, mapper.EventDelivered},
-		{"mentions: media not visible is unroutable", mapper.OwnerLookupMentions,
-			mappertest.NewWebhook().Mention(accountA, unknownMedia, "").Bytes(), "", 1, mapper.EventUnroutable},
-		{"entry: mention routed to the mentioned account, no call", mapper.OwnerFromEntry,
-			mappertest.NewWebhook().Mention(accountA, theirMedia, "").Bytes(), "a", 0, mapper.EventDelivered},
-		{"all: comment looked up", mapper.OwnerLookupAll,
-			mappertest.NewWebhook().Comment(accountA, theirMedia, "2", "x").Bytes(), "b", 1, mapper.EventDelivered},
-		{"all: messaging has no media, routes by entry.id", mapper.OwnerLookupAll,
-			mappertest.NewWebhook().Message(accountA, "99", "mid.1", "hi").Bytes(), "a", 0, mapper.EventDelivered},
+		{"default: comment by entry.id", mapper.OwnerFromEntry,
+			mappertest.NewWebhook().Comment(accountA, theirMedia, "1", "x").Bytes(), "a", 0, ""},
+		{"default: mention of A on someone else's media goes to A", mapper.OwnerFromEntry,
+			mappertest.NewWebhook().Mention(accountA, othersMedia, "17894227972186120").Bytes(), "a", 0, ""},
+		{"default: mention of media nobody can see goes to A", mapper.OwnerFromEntry,
+			mappertest.NewWebhook().Mention(accountA, unknownMedia, "").Bytes(), "a", 0, ""},
+		{"media_owner: comment goes to the media's owner", mapper.OwnerFromMedia,
+			mappertest.NewWebhook().Comment(accountA, theirMedia, "2", "x").Bytes(), "b", 1, ""},
+		{"media_owner: mention with a username-only answer falls back to A", mapper.OwnerFromMedia,
+			mappertest.NewWebhook().Mention(accountA, othersMedia, "").Bytes(), "a", 1, "media " + othersMedia + ": owner not visible"},
+		{"media_owner: invisible media falls back to A", mapper.OwnerFromMedia,
+			mappertest.NewWebhook().Mention(accountA, unknownMedia, "").Bytes(), "a", 1, "media " + unknownMedia + ": owner not visible"},
+		{"media_owner: messaging has no media, routes by entry.id", mapper.OwnerFromMedia,
+			mappertest.NewWebhook().Message(accountA, "99", "mid.1", "hi").Bytes(), "a", 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, mapper.WithOwnerPolicy(tt.policy))
 			h.graph.SetOwner(ownMedia, accountA)
 			h.graph.SetOwner(theirMedia, accountB)
+			h.graph.SetUsername(othersMedia, "someone_else")
 			apps := map[string]*mappertest.WorkerApp{}
 			apps["a"], _ = h.addApp("a", accountA)
 			apps["b"], _ = h.addApp("b", accountB)
 			id := h.accept(tt.body)
 			ev := h.settled(id)
-			if ev.Status != tt.wantStatus {
-				t.Errorf("status %s, want %s (unroutable %v, error %q)", ev.Status, tt.wantStatus, ev.Unroutable, ev.LastError)
+			if ev.Status != mapper.EventDelivered || len(ev.Unroutable) != 0 {
+				t.Errorf("status %s, want delivered (unroutable %v, error %q)", ev.Status, ev.Unroutable, ev.LastError)
+			}
+			if !strings.HasPrefix(ev.LastError, tt.wantNote) || (tt.wantNote == "") != (ev.LastError == "") {
+				t.Errorf("note %q, want %q", ev.LastError, tt.wantNote)
 			}
 			for name, app := range apps {
 				n := len(app.Received())
@@ -272,8 +286,45 @@ func TestOwnerPolicy(t *testing.T) {
 	}
 }
 
+// TestMediaEnrichment: a mention is delivered to the mentioned account
+// with what the Graph API shows of the media (the username for someone
+// else's media, the owner for the token's own), and a throttled Graph API
+// delivers at once without it, saying "unknown".
+func TestMediaEnrichment(t *testing.T) {
+	const ownMedia, othersMedia, throttledMedia = "18000000000000001", "18000000000000003", "18000000000000005"
+	h := newHarness(t, mapper.WithMediaEnrichment(), mapper.WithEnrichmentBudget(5*time.Second))
+	h.graph.SetOwner(ownMedia, accountA)
+	h.graph.SetUsername(othersMedia, "someone_else")
+	h.graph.SetError(throttledMedia, mappertest.GraphError{HTTPStatus: 400, Code: 4, Message: "Application request limit reached"})
+	appA, _ := h.addApp("a", accountA)
+	for i, tc := range []struct{ media, want string }{
+		{othersMedia, othersMedia + "=username:someone_else"},
+		{ownMedia, ownMedia + "=owner:" + accountA},
+		{throttledMedia, throttledMedia + "=unknown"},
+	} {
+		h.accept(mappertest.NewWebhook().Mention(accountA, tc.media, "1789422797218612"+string(rune('0'+i))).Bytes())
+		got, err := appA.WaitFor(ctxTimeout(t), i+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := got[i].Header.Get(mapper.HeaderMedia); v != tc.want {
+			t.Errorf("%s = %q, want %q", mapper.HeaderMedia, v, tc.want)
+		}
+	}
+	// Comments are not enriched unless asked for: no header, no call.
+	calls := h.graph.Calls()
+	h.accept(mappertest.NewWebhook().Comment(accountA, ownMedia, "17900000000000009", "hi").Bytes())
+	got, err := appA.WaitFor(ctxTimeout(t), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := got[3].Header.Get(mapper.HeaderMedia); v != "" || h.graph.Calls() != calls {
+		t.Errorf("a comment got %s %q and %d Graph calls", mapper.HeaderMedia, v, h.graph.Calls()-calls)
+	}
+}
+
 func TestResolverCacheAndSingleflight(t *testing.T) {
-	h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerLookupAll))
+	h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerFromMedia))
 	h.graph.SetOwner("18000000000000001", accountA)
 	h.graph.SetLatency(50 * time.Millisecond) // let concurrent misses meet
 	appA, _ := h.addApp("a", accountA)
@@ -290,7 +341,7 @@ func TestResolverCacheAndSingleflight(t *testing.T) {
 }
 
 func TestResolverThrottledEventWaits(t *testing.T) {
-	h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerLookupAll))
+	h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerFromMedia))
 	h.graph.SetOwner("18000000000000001", accountA)
 	h.graph.SetError("18000000000000001", mappertest.GraphError{HTTPStatus: 400, Code: 80002, Message: "too many calls", Times: 2})
 	appA, _ := h.addApp("a", accountA)

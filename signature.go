@@ -32,6 +32,13 @@ const (
 	// byte (and HeaderMetaSignature is forwarded), "split" when it is an
 	// envelope holding only the receiving app's entries.
 	HeaderEnvelope = "X-Mapper-Envelope"
+	// HeaderMedia says, with media enrichment on ([WithMediaEnrichment]),
+	// what the Graph API told of each media the body's enriched items
+	// name: comma-separated "<media-id>=owner:<account-id>",
+	// "<media-id>=username:<name>", "<media-id>=not_visible" or
+	// "<media-id>=unknown" (the lookup failed, was throttled or took
+	// longer than the budget).
+	HeaderMedia = "X-Mapper-Media"
 )
 
 // Errors of signature checks.

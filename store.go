@@ -25,23 +25,25 @@ type Store interface {
 // AppStore keeps worker apps.
 type AppStore interface {
 	// CreateApp stores app, assigning ID, CreatedAt and UpdatedAt when they
-	// are empty. It returns ErrConflict when the ID exists or one of the
-	// app's accounts is already served by another app.
+	// are empty. It returns ErrConflict when the ID exists or the app
+	// would serve an (account, field) pair another app serves
+	// ([WorkerApp.Clash]); the check and the write are one atomic step.
 	CreateApp(ctx context.Context, app *WorkerApp) error
 	// GetApp returns ErrNotFound for an unknown ID.
 	GetApp(ctx context.Context, id string) (*WorkerApp, error)
 	// ListApps returns every app ordered by CreatedAt, then ID.
 	ListApps(ctx context.Context) ([]WorkerApp, error)
 	// UpdateApp replaces the stored app with the same ID (ErrNotFound when
-	// absent, ErrConflict when an account is served by another app) and sets
-	// UpdatedAt.
+	// absent, ErrConflict as for CreateApp) and sets UpdatedAt.
 	UpdateApp(ctx context.Context, app *WorkerApp) error
 	// DeleteApp removes an app; pending deliveries to it stay in the outbox
 	// and die at their next attempt. ErrNotFound when absent.
 	DeleteApp(ctx context.Context, id string) error
-	// AppsForAccounts maps each given account ID to the enabled app that
-	// serves it; accounts with no enabled app are absent from the result.
-	AppsForAccounts(ctx context.Context, accountIDs []string) (map[string]*WorkerApp, error)
+	// AppsForAccounts maps each given account ID to the enabled apps that
+	// serve some field of it (one app taking every field, or several
+	// taking a field each); accounts with no enabled app are absent from
+	// the result.
+	AppsForAccounts(ctx context.Context, accountIDs []string) (map[string][]*WorkerApp, error)
 }
 
 // EventStore keeps the event log.

@@ -43,8 +43,8 @@ func TestTraceSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	newMapper := func() *mapper.Mapper {
-		m, err := mapper.New(store, mapper.WithAppSecrets(metaSecret), mapper.WithVerifyToken("v"), mapper.WithResolver(res),
-			mapper.WithOwnerPolicy(mapper.OwnerLookupAll), mapper.WithTracerProvider(tp))
+		m, err := mapper.New(store, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken("v"), mapper.WithResolver(res),
+			mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithTracerProvider(tp))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,8 +261,8 @@ func TestNoSecretsInLogsOrSpans(t *testing.T) {
 	if err := store.CreateApp(context.Background(), &mapper.WorkerApp{ID: "w", Name: "w", URL: worker.URL(), Secret: workerSecret, AccountIDs: []string{accountA}, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	m, err := mapper.New(store, mapper.WithAppSecrets(appSecret), mapper.WithVerifyToken("v"), mapper.WithAdminToken(adminTok),
-		mapper.WithResolver(res), mapper.WithOwnerPolicy(mapper.OwnerLookupAll), mapper.WithTracerProvider(tp), mapper.WithLogger(logger),
+	m, err := mapper.New(store, mapper.WithMetaSecrets(appSecret), mapper.WithVerifyToken("v"), mapper.WithAdminToken(adminTok),
+		mapper.WithResolver(res), mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithTracerProvider(tp), mapper.WithLogger(logger),
 		mapper.WithParkInterval(10*time.Millisecond), mapper.WithRetryPolicy(mapper.RetryPolicy{MaxAttempts: 5, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)

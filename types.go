@@ -1,12 +1,14 @@
 package mapper
 
 import (
+	"slices"
 	"time"
 )
 
 // WorkerApp is an internal application that acts on the webhooks of one or
-// more Instagram professional accounts. Each account is served by at most one
-// app; the Store enforces that.
+// more Instagram professional accounts: all their webhooks, or only those
+// of some subscription fields. An (account, field) pair is served by at
+// most one app; the Store enforces that (see [WorkerApp.Clash]).
 type WorkerApp struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
@@ -15,6 +17,11 @@ type WorkerApp struct {
 	// AccountIDs are the Instagram professional account IDs (the entry.id of
 	// Meta's webhooks) whose events this app receives.
 	AccountIDs []string `json:"account_ids"`
+	// Fields are the webhook subscription fields ("comments", "messages",
+	// ...; see the package documentation) of those accounts that this app
+	// receives; empty receives them all. Another app may take the other
+	// fields of the same accounts.
+	Fields []string `json:"fields"`
 	// Secret signs every delivery to this app (X-Mapper-Signature-256). It is
 	// write-only in the admin API: responses never include it.
 	Secret  string `json:"-"`
@@ -23,7 +30,7 @@ type WorkerApp struct {
 	// delivery timeout.
 	Timeout time.Duration `json:"-"`
 	// MaxConcurrency caps the attempts in flight to this app at once, per
-	// Mapper; 0 uses the Mapper's default (4).
+	// Mapper; 0 uses the Mapper's default (8, see [WithWorkerAppConcurrency]).
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
 	// Ordered delivers to this app one at a time, in the order the events
 	// were received: a delivery waits while an older one to the same app
@@ -31,6 +38,41 @@ type WorkerApp struct {
 	Ordered   bool      `json:"ordered"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Serves reports whether the app receives the items of account that come
+// under field. It does not look at Enabled.
+func (a *WorkerApp) Serves(account, field string) bool {
+	if !slices.Contains(a.AccountIDs, account) {
+		return false
+	}
+	return len(a.Fields) == 0 || slices.Contains(a.Fields, field)
+}
+
+// Clash returns an (account, field) pair that both a and b would serve,
+// with field "" standing for "every field", and ok == false when they can
+// share their accounts. Stores call it to refuse, with ErrConflict, an app
+// that would take another app's webhooks.
+func (a *WorkerApp) Clash(b *WorkerApp) (account, field string, ok bool) {
+	for _, acc := range a.AccountIDs {
+		if !slices.Contains(b.AccountIDs, acc) {
+			continue
+		}
+		switch {
+		case len(a.Fields) == 0 && len(b.Fields) == 0:
+			return acc, "", true
+		case len(a.Fields) == 0:
+			return acc, b.Fields[0], true
+		case len(b.Fields) == 0:
+			return acc, a.Fields[0], true
+		}
+		for _, f := range a.Fields {
+			if slices.Contains(b.Fields, f) {
+				return acc, f, true
+			}
+		}
+	}
+	return "", "", false
 }
 
 // EventStatus is where an event stands in the processing flow.
@@ -134,7 +176,15 @@ func (e *Event) MarkDuplicates(claimed func(key string) bool) {
 type EventItem struct {
 	// Key identifies the item across Meta's retries, for example
 	// "17841405309211844/comments/17919697626119712".
-	Key       string `json:"key"`
+	Key string `json:"key"`
+	// Field is the webhook subscription field the item comes under
+	// ("comments", "messages", "standby", ...), which field routing
+	// matches; "" when the item names none.
+	Field string `json:"field,omitempty"`
+	// Kind says where the item was found: "change", "messaging",
+	// "standby", or "entry" for a member (or whole entry) the Mapper does
+	// not know, passed through as it is.
+	Kind      string `json:"kind,omitempty"`
 	Duplicate bool   `json:"duplicate,omitempty"`
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,23 +14,27 @@ import (
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/cache/rediscache"
+	"github.com/chatico/mapper/internal/payload"
 	"github.com/chatico/mapper/resolver/graphresolver"
 )
 
 // config is the server's configuration, read from the environment.
 type config struct {
-	AppID           string
-	Secrets         []string
-	VerifyToken     string
-	AccessToken     string
-	AdminToken      string
-	Port            string
-	DatabaseURL     string
-	SQLitePath      string
-	RedisURL        string
-	GraphURL        string
-	GraphVersion    string
-	Policy          mapper.OwnerPolicy
+	AppID        string
+	Secrets      []string
+	VerifyToken  string
+	AccessToken  string
+	AdminToken   string
+	Port         string
+	DatabaseURL  string
+	SQLitePath   string
+	RedisURL     string
+	GraphURL     string
+	GraphVersion string
+	Policy       mapper.OwnerPolicy
+	EnrichFields []string
+	// Deprecated lists settings of earlier versions in use, logged at start.
+	Deprecated      []string
 	MaxBody         int64
 	RateRPS         float64
 	RateBurst       int
@@ -80,11 +85,27 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		missing = append(missing, "WEBHOOK_VERIFY_TOKEN")
 	}
 	var err error
-	if c.Policy, err = mapper.ParseOwnerPolicy(cmpOr(getenv("OWNER_POLICY"), "mentions")); err != nil {
+	policy := cmpOr(getenv("OWNER_POLICY"), "entry")
+	if c.Policy, err = mapper.ParseOwnerPolicy(policy); err != nil {
 		errs = append(errs, fmt.Errorf("OWNER_POLICY: %w", err))
+	} else if policy != c.Policy.String() {
+		c.Deprecated = append(c.Deprecated, fmt.Sprintf("OWNER_POLICY=%s is read as %s", policy, c.Policy))
 	}
-	if c.Policy != mapper.OwnerFromEntry && c.AccessToken == "" {
+	for _, f := range strings.Split(getenv("ENRICH_MEDIA"), ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !slices.Contains(payload.Fields, f) {
+			errs = append(errs, fmt.Errorf("ENRICH_MEDIA: %q is not an Instagram webhook field (want one of %s)", f, strings.Join(payload.Fields, ", ")))
+		}
+		c.EnrichFields = append(c.EnrichFields, f)
+	}
+	switch {
+	case c.AccessToken != "":
+	case c.Policy != mapper.OwnerFromEntry:
 		missing = append(missing, "INSTAGRAM_ACCESS_TOKEN (needed by OWNER_POLICY="+c.Policy.String()+"; or set OWNER_POLICY=entry)")
+	case len(c.EnrichFields) > 0:
+		missing = append(missing, "INSTAGRAM_ACCESS_TOKEN (needed by ENRICH_MEDIA)")
 	}
 	if len(missing) > 0 {
 		errs = append([]error{fmt.Errorf("missing required configuration: %s", strings.Join(missing, ", "))}, errs...)
@@ -177,7 +198,7 @@ func (p *parts) Close() {
 func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, error) {
 	opts := []mapper.Option{
 		mapper.WithLogger(logger),
-		mapper.WithAppSecrets(c.Secrets...),
+		mapper.WithMetaSecrets(c.Secrets...),
 		mapper.WithVerifyToken(c.VerifyToken),
 		mapper.WithAdminToken(c.AdminToken),
 		mapper.WithOwnerPolicy(c.Policy),
@@ -191,7 +212,7 @@ func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, er
 		mapper.WithRetention(c.Retention),
 		mapper.WithCacheTTL(c.CacheTTL, c.NegativeTTL),
 		mapper.WithParkInterval(c.ParkInterval),
-		mapper.WithAppConcurrency(c.AppConcurrency),
+		mapper.WithWorkerAppConcurrency(c.AppConcurrency),
 	}
 	p := &parts{}
 	if c.ClientIPHeader != "" {
@@ -216,6 +237,9 @@ func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, er
 		}
 		opts = append(opts, mapper.WithResolver(res))
 		p.resolver = res
+	}
+	if len(c.EnrichFields) > 0 {
+		opts = append(opts, mapper.WithMediaEnrichment(c.EnrichFields...))
 	}
 	if c.RedisURL != "" {
 		rc, err := rediscache.Open(c.RedisURL, rediscache.WithPrefix("mapper:"))

@@ -59,11 +59,16 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 
 	graph := mappertest.NewGraphAPI(demoGraphTk)
 	defer graph.Close()
-	graph.SetOwner("18000000000000002", demoStudio)
+	// The demo's token is @shop's: it sees the owner of @shop's own media
+	// only, and the username of anyone else's, as Meta answers.
+	graph.SetOwner("18000000000000001", demoShop)
+	graph.SetUsername("18000000000000002", "studio")
 	shop := mappertest.NewWorkerApp("shop-secret-" + randomHex(8))
 	defer shop.Close()
 	studio := mappertest.NewWorkerApp("studio-secret-" + randomHex(8))
 	defer studio.Close()
+	inbox := mappertest.NewWorkerApp("inbox-secret-" + randomHex(8))
+	defer inbox.Close()
 
 	adminToken := "demo-admin-" + randomHex(8)
 	res, err := graphresolver.New(demoGraphTk, graphresolver.WithBaseURL(graph.URL()))
@@ -87,10 +92,11 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 	}
 	m, err := mapper.New(store,
 		mapper.WithLogger(logger),
-		mapper.WithAppSecrets(demoSecret),
+		mapper.WithMetaSecrets(demoSecret),
 		mapper.WithVerifyToken(demoVerify),
 		mapper.WithAdminToken(adminToken),
 		mapper.WithResolver(res),
+		mapper.WithMediaEnrichment("mentions"),
 	)
 	if err != nil {
 		return err
@@ -108,11 +114,15 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 	shutdown := func() error { stopSrv(); return <-srvDone }
 
 	apps := map[string]string{}
-	for _, a := range []struct{ name, url, secret, account string }{
-		{"shop", shop.URL(), shop.Secret(), demoShop},
-		{"studio", studio.URL(), studio.Secret(), demoStudio},
+	for _, a := range []struct {
+		name, url, secret, account string
+		fields                     []string
+	}{
+		{"shop", shop.URL(), shop.Secret(), demoShop, nil},
+		{"studio", studio.URL(), studio.Secret(), demoStudio, []string{"comments", "mentions"}},
+		{"studio-inbox", inbox.URL(), inbox.Secret(), demoStudio, []string{"messages", "standby"}},
 	} {
-		id, err := demoRegister(base, adminToken, a.name, a.url, a.secret, a.account)
+		id, err := demoRegister(base, adminToken, a.name, a.url, a.secret, a.account, a.fields)
 		if err != nil {
 			return errors.Join(err, shutdown())
 		}
@@ -130,6 +140,8 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 		{name: "forged (wrong signature)", body: mappertest.NewWebhook().Comment(demoShop, "1", "2", "forged").Bytes(), secret: "not-the-app-secret"},
 		{name: "account with no worker app", body: mappertest.NewWebhook().Comment(demoNobody, "18000000000000003", "17900000000000004", "anyone?").Bytes(), secret: demoSecret},
 		{name: "@shop mentioned on @studio's post", body: mappertest.NewWebhook().Mention(demoShop, "18000000000000002", "17900000000000005").Bytes(), secret: demoSecret},
+		{name: "DM to @studio on the standby channel", body: mappertest.NewWebhook().Standby(demoStudio, "1236422025128657", "mid.demo.2", "talking to a human").Bytes(), secret: demoSecret},
+		{name: "a field's type changed by Meta", body: []byte(`{"object":"instagram","entry":[{"id":"` + demoStudio + `","time":1764331200,"changes":[{"field":"comments","value":"a string where an object was"}]}]}`), secret: demoSecret},
 	}
 	for _, c := range cases {
 		resp, err := http.DefaultClient.Do(mappertest.SignedRequest(base+"/webhook/", c.secret, c.body))
@@ -151,7 +163,7 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 	}
 
 	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "\nmapper demo: %d webhooks sent to %s/webhook/ (fake Graph API, worker apps \"shop\" and \"studio\", SQLite in %s)\n\n", len(cases), base, dir)
+	fmt.Fprintf(w, "\nmapper demo: %d webhooks sent to %s/webhook/ (fake Graph API; worker apps \"shop\" for every field of @shop, \"studio\" for @studio's comments and mentions, \"studio-inbox\" for its messages; SQLite in %s)\n\n", len(cases), base, dir)
 	fmt.Fprintln(w, "CASE\tHTTP\tANSWER\tEVENT\tDELIVERED TO")
 	for _, c := range cases {
 		event, to := "-", "-"
@@ -181,7 +193,8 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", c.name, c.status, c.answer, event, to)
 	}
 	w.Flush()
-	fmt.Fprintf(stdout, "\nworker apps received: shop %d, studio %d; Graph API lookups: %d\n", len(shop.Received()), len(studio.Received()), graph.Calls())
+	fmt.Fprintf(stdout, "\nworker apps received: shop %d, studio %d, studio-inbox %d; Graph API lookups: %d (none to route: a mention is the mentioned account's; one to tell shop who posted the media it was mentioned on: %s)\n",
+		len(shop.Received()), len(studio.Received()), len(inbox.Received()), graph.Calls(), demoMediaHeader(shop.Received()))
 	fmt.Fprintf(stdout, `
 The server keeps running (Ctrl-C stops it). Try:
 
@@ -198,8 +211,18 @@ The server keeps running (Ctrl-C stops it). Try:
 	return shutdown()
 }
 
-func demoRegister(base, token, name, url, secret, account string) (string, error) {
-	body, _ := json.Marshal(map[string]any{"name": name, "url": url, "secret": secret, "account_ids": []string{account}})
+// demoMediaHeader is the enrichment header of the delivery that had one.
+func demoMediaHeader(got []mappertest.Received) string {
+	for _, r := range got {
+		if v := r.Header.Get(mapper.HeaderMedia); v != "" {
+			return mapper.HeaderMedia + ": " + v
+		}
+	}
+	return "no " + mapper.HeaderMedia + " header"
+}
+
+func demoRegister(base, token, name, url, secret, account string, fields []string) (string, error) {
+	body, _ := json.Marshal(map[string]any{"name": name, "url": url, "secret": secret, "account_ids": []string{account}, "fields": fields})
 	req, _ := http.NewRequest(http.MethodPost, base+"/worker-apps/", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)

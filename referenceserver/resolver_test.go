@@ -18,8 +18,9 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(containertest.Main(m)) }
 
-// The token expires: events wait; the operator puts a new token in .env
-// and sends SIGHUP; the events flow, and lookups are shared through Redis.
+// Under OWNER_POLICY=media_owner the token expires: events wait; the
+// operator puts a new token in .env and sends SIGHUP; the events flow,
+// and lookups are shared through Redis.
 func TestTokenReloadAndRedisCache(t *testing.T) {
 	redisURL := containertest.RedisURL(t)
 	graph := mappertest.NewGraphAPI("new-token")
@@ -30,7 +31,7 @@ func TestTokenReloadAndRedisCache(t *testing.T) {
 	dir := t.TempDir()
 	envPath := filepath.Join(dir, ".env")
 	conf := func(token string) string {
-		return "INSTAGRAM_APP_SECRET=s3cret\nWEBHOOK_VERIFY_TOKEN=vt\nADMIN_TOKEN=adm\nPARK_INTERVAL=50ms\n" +
+		return "INSTAGRAM_APP_SECRET=s3cret\nWEBHOOK_VERIFY_TOKEN=vt\nADMIN_TOKEN=adm\nPARK_INTERVAL=50ms\nOWNER_POLICY=media_owner\n" +
 			"GRAPH_API_URL=" + graph.URL() + "\nREDIS__URL=" + redisURL + "\nSQLITE_PATH=" + filepath.Join(dir, "m.db") + "\n" +
 			"INSTAGRAM_ACCESS_TOKEN=" + token + "\n"
 	}
@@ -39,7 +40,7 @@ func TestTokenReloadAndRedisCache(t *testing.T) {
 	if code, body := adminDo(t, http.MethodPost, base+"/worker-apps/", "adm", `{"name":"studio","url":"`+worker.URL()+`","account_ids":["17841400000000002"],"secret":"`+worker.Secret()+`"}`); code != 201 {
 		t.Fatalf("register: %d %s", code, body)
 	}
-	resp, err := http.DefaultClient.Do(mappertest.NewWebhook().Mention("17841400000000001", "18000000000000002", "179").Request(base+"/webhook/", "s3cret"))
+	resp, err := http.DefaultClient.Do(mappertest.NewWebhook().Comment("17841400000000001", "18000000000000002", "179", "on studio's media").Request(base+"/webhook/", "s3cret"))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("webhook: %v %v", err, resp)
 	}

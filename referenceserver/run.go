@@ -90,6 +90,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", cfg.Policy.String()),
 		slog.Int("app_secrets", len(cfg.Secrets)), slog.Bool("admin_api", cfg.AdminToken != ""), slog.Bool("sync_delivery", cfg.Sync),
 		slog.Bool("redis_cache", cfg.RedisURL != ""), slog.Bool("traces_exported", tel.TracesExported), slog.String("version", version()))
+	for _, d := range cfg.Deprecated {
+		logger.Warn("deprecated setting: "+d, slog.String("owner_policy", cfg.Policy.String()))
+	}
 	if addr := env("PPROF_ADDR"); addr != "" {
 		// Profiling, for performance work: on its own listener, never on
 		// the public port.

@@ -70,13 +70,15 @@ func TestDemo(t *testing.T) {
 	}()
 	text := out.waitFor(t, "Ctrl-C stops it")
 	want := map[string]string{
-		"comment on @shop's post":           "shop (original bytes, delivered)",
-		"comment on @studio's post":         "studio (original bytes, delivered)",
-		"one POST for both accounts":        "shop (split, delivered), studio (split, delivered)",
-		"Meta retries the first webhook":    "duplicate",
-		"forged (wrong signature)":          "401",
-		"account with no worker app":        "unroutable (no app for 17841400000000003)",
-		"@shop mentioned on @studio's post": "studio (original bytes, delivered)",
+		"comment on @shop's post":              "shop (original bytes, delivered)",
+		"comment on @studio's post":            "studio (original bytes, delivered)",
+		"one POST for both accounts":           "shop (split, delivered), studio-inbox (split, delivered)",
+		"Meta retries the first webhook":       "duplicate",
+		"forged (wrong signature)":             "401",
+		"account with no worker app":           "unroutable (no app for 17841400000000003)",
+		"@shop mentioned on @studio's post":    "shop (original bytes, delivered)",
+		"DM to @studio on the standby channel": "studio-inbox (original bytes, delivered)",
+		"a field's type changed by Meta":       "studio (original bytes, delivered)",
 	}
 	for _, line := range strings.Split(text, "\n") {
 		for name, w := range want {
@@ -91,7 +93,7 @@ func TestDemo(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("cases missing from the table: %v\n%s", want, text)
 	}
-	if !strings.Contains(text, "shop 2, studio 3; Graph API lookups: 1") {
+	if !strings.Contains(text, "shop 3, studio 2, studio-inbox 2; Graph API lookups: 1") || !strings.Contains(text, "X-Mapper-Media: 18000000000000002=username:studio") {
 		t.Errorf("summary line wrong:\n%s", text)
 	}
 	cancel()
@@ -106,7 +108,11 @@ func TestConfigErrors(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
-		{"nothing set", map[string]string{}, []string{"missing required configuration: INSTAGRAM_APP_SECRET (or WEBHOOK_SECRET), WEBHOOK_VERIFY_TOKEN, INSTAGRAM_ACCESS_TOKEN"}},
+		// No Graph API token: the default routes without one.
+		{"nothing set", map[string]string{}, []string{"missing required configuration: INSTAGRAM_APP_SECRET (or WEBHOOK_SECRET), WEBHOOK_VERIFY_TOKEN"}},
+		{"media_owner needs a token", map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "OWNER_POLICY": "all"}, []string{"INSTAGRAM_ACCESS_TOKEN (needed by OWNER_POLICY=media_owner"}},
+		{"enrichment needs a token", map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "ENRICH_MEDIA": "mentions"}, []string{"INSTAGRAM_ACCESS_TOKEN (needed by ENRICH_MEDIA)"}},
+		{"enrichment of an unknown field", map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "INSTAGRAM_ACCESS_TOKEN": "t", "ENRICH_MEDIA": "mentions,mention"}, []string{`ENRICH_MEDIA: "mention" is not`}},
 		{"entry policy needs no token", map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "OWNER_POLICY": "entry", "PORT": "x"}, []string{`PORT "x"`}},
 		{"bad values", map[string]string{"WEBHOOK_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "OWNER_POLICY": "guess", "DELIVERY_TIMEOUT": "soon", "MAX_BODY_BYTES": "10", "LOG_LEVEL": "loud", "SYNC_DELIVERY": "maybe"},
 			[]string{"OWNER_POLICY", "DELIVERY_TIMEOUT", "MAX_BODY_BYTES", "LOG_LEVEL", "SYNC_DELIVERY"}},
@@ -125,6 +131,9 @@ func TestConfigErrors(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "hunter2") {
 				t.Errorf("password in the error: %v", err)
+			}
+			if tt.name == "nothing set" && strings.Contains(err.Error(), "ACCESS_TOKEN") {
+				t.Errorf("the default policy asks for a Graph API token: %v", err)
 			}
 		})
 	}

@@ -67,8 +67,8 @@ func TestRedisDownWebhooksFlow(t *testing.T) {
 	if err := store.CreateApp(context.Background(), &mapper.WorkerApp{ID: "w", Name: "w", URL: worker.URL(), Secret: worker.Secret(), AccountIDs: []string{"1"}, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	m, err := mapper.New(store, mapper.WithAppSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithResolver(res),
-		mapper.WithCache(cache), mapper.WithOwnerPolicy(mapper.OwnerLookupAll))
+	m, err := mapper.New(store, mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithResolver(res),
+		mapper.WithCache(cache), mapper.WithOwnerPolicy(mapper.OwnerFromMedia))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package graphresolver finds who owns an Instagram media through Meta's
-// Graph API: GET /{version}/{media-id}?fields=owner.
+// Graph API: GET /{version}/{media-id}?fields=owner,username.
 //
 // The answer's owner field is present only when the token's own account
 // created the media; otherwise Meta returns the username, or error 100/33
@@ -286,14 +286,27 @@ var ErrNotOwned = errors.New("media is not owned by the token's account")
 // it is never sent.
 var ErrInvalidMediaID = errors.New("not a Graph API object ID")
 
-// ResolveOwner returns the ID of the account that owns the media.
+// ResolveOwner returns the ID of the account that owns the media. A
+// media the token's account did not create has no visible owner: the
+// error wraps ErrNotOwned and says MediaNotFound.
 func (r *Resolver) ResolveOwner(ctx context.Context, mediaID string) (owner string, err error) {
+	owner, _, err = r.DescribeMedia(ctx, mediaID)
+	if err == nil && owner == "" {
+		return "", &Error{MediaID: mediaID, HTTPStatus: 200, kind: kindNotFound, err: ErrNotOwned}
+	}
+	return owner, err
+}
+
+// DescribeMedia returns what Meta shows of a media: the owner's ID when
+// the token's account created it, else the owner's username (one of the
+// two is set when err is nil). It implements mapper.MediaDescriber.
+func (r *Resolver) DescribeMedia(ctx context.Context, mediaID string) (owner, username string, err error) {
 	if !validID(mediaID) {
-		return "", &Error{MediaID: mediaID, kind: kindNotFound, err: ErrInvalidMediaID}
+		return "", "", &Error{MediaID: mediaID, kind: kindNotFound, err: ErrInvalidMediaID}
 	}
 	token, err := r.gate(mediaID)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	u := *r.base
 	u.Path = u.Path + "/" + r.version + "/" + mediaID
@@ -314,10 +327,10 @@ func (r *Resolver) ResolveOwner(ctx context.Context, mediaID string) (owner stri
 		}
 		span.End()
 	}()
-	u.RawQuery = url.Values{"fields": {"owner"}, "access_token": {token}}.Encode()
+	u.RawQuery = url.Values{"fields": {"owner,username"}, "access_token": {token}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return "", &Error{MediaID: mediaID, kind: kindPermanent, err: errors.New("cannot build request")}
+		return "", "", &Error{MediaID: mediaID, kind: kindPermanent, err: errors.New("cannot build request")}
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
@@ -326,7 +339,7 @@ func (r *Resolver) ResolveOwner(ctx context.Context, mediaID string) (owner stri
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", &Error{MediaID: mediaID, kind: kindTemporary, err: fmt.Errorf("GET %s/%s/%s: %w", redactedBase(r.base), r.version, mediaID, err)}
+		return "", "", &Error{MediaID: mediaID, kind: kindTemporary, err: fmt.Errorf("GET %s/%s/%s: %w", redactedBase(r.base), r.version, mediaID, err)}
 	}
 	defer resp.Body.Close()
 	status = resp.StatusCode
@@ -335,27 +348,31 @@ func (r *Resolver) ResolveOwner(ctx context.Context, mediaID string) (owner stri
 	if err != nil {
 		// A cut answer says nothing of usage.
 		r.observe(token, &keepUsage, nil)
-		return "", &Error{MediaID: mediaID, HTTPStatus: resp.StatusCode, kind: kindTemporary, err: fmt.Errorf("reading answer: %w", err)}
+		return "", "", &Error{MediaID: mediaID, HTTPStatus: resp.StatusCode, kind: kindTemporary, err: fmt.Errorf("reading answer: %w", err)}
 	}
 	if resp.StatusCode == http.StatusOK {
 		var ok struct {
 			Owner *struct {
 				ID string `json:"id"`
 			} `json:"owner"`
+			Username string `json:"username"`
 		}
 		if err := json.Unmarshal(body, &ok); err != nil {
 			r.observe(token, usage, nil)
-			return "", &Error{MediaID: mediaID, HTTPStatus: 200, kind: kindTemporary, err: fmt.Errorf("undecodable answer: %w", err)}
+			return "", "", &Error{MediaID: mediaID, HTTPStatus: 200, kind: kindTemporary, err: fmt.Errorf("undecodable answer: %w", err)}
 		}
 		r.observe(token, usage, nil)
-		if ok.Owner == nil || ok.Owner.ID == "" {
-			return "", &Error{MediaID: mediaID, HTTPStatus: 200, kind: kindNotFound, err: ErrNotOwned}
+		if ok.Owner != nil && ok.Owner.ID != "" {
+			return ok.Owner.ID, "", nil
 		}
-		return ok.Owner.ID, nil
+		if ok.Username != "" {
+			return "", ok.Username, nil
+		}
+		return "", "", &Error{MediaID: mediaID, HTTPStatus: 200, kind: kindNotFound, err: ErrNotOwned}
 	}
 	e := classify(mediaID, resp, body)
 	r.observe(token, usage, e)
-	return "", e
+	return "", "", e
 }
 
 // gate decides whether a call may leave now, and with which token.

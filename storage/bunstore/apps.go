@@ -25,29 +25,73 @@ func (s *Store) CreateApp(ctx context.Context, app *mapper.WorkerApp) error {
 		app.UpdatedAt = app.CreatedAt
 	}
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := s.lockApps(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.NewInsert().Model(toAppRow(app)).Exec(ctx); err != nil {
-			return translate(err)
+			err = translate(err)
+			if errors.Is(err, mapper.ErrConflict) {
+				return fmt.Errorf("worker app %s exists: %w", app.ID, err)
+			}
+			return err
 		}
 		return insertAccounts(ctx, tx, app)
 	})
 }
 
+// appsLockKey is the PostgreSQL advisory lock that serialises app writes:
+// whether two apps overlap on an (account, field) pair is a rule no
+// unique index can hold, so it is checked and written under this lock.
+// SQLite has one writer already.
+const appsLockKey = 0x6d61707065720001
+
+func (s *Store) lockApps(ctx context.Context, tx bun.Tx) error {
+	if !s.pg {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", int64(appsLockKey))
+	return translate(err)
+}
+
+// insertAccounts writes app's routes after checking, in the caller's
+// transaction, that no other app serves one of its (account, field)
+// pairs.
 func insertAccounts(ctx context.Context, tx bun.Tx, app *mapper.WorkerApp) error {
 	if len(app.AccountIDs) == 0 {
 		return nil
 	}
+	seen := make(map[string]bool, len(app.AccountIDs))
 	rows := make([]accountRow, len(app.AccountIDs))
 	for i, a := range app.AccountIDs {
+		if seen[a] {
+			return fmt.Errorf("account %s is listed twice: %w", a, mapper.ErrConflict)
+		}
+		seen[a] = true
 		rows[i] = accountRow{AccountID: a, AppID: app.ID}
 	}
-	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
-		err = translate(err)
-		if errors.Is(err, mapper.ErrConflict) {
-			return fmt.Errorf("an account of %v is already served by another worker app, or listed twice: %w", app.AccountIDs, mapper.ErrConflict)
-		}
-		return err
+	var others []struct {
+		AccountID string `bun:"account_id"`
+		appRow
 	}
-	return nil
+	err := tx.NewSelect().
+		ColumnExpr("aa.account_id, a.*").
+		TableExpr("mapper_app_accounts AS aa").
+		Join("JOIN mapper_worker_apps AS a ON a.id = aa.app_id").
+		Where("aa.account_id IN (?)", bun.In(app.AccountIDs)).
+		Where("aa.app_id <> ?", app.ID).
+		OrderExpr("aa.account_id, a.id").
+		Scan(ctx, &others)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return translate(err)
+	}
+	for _, o := range others {
+		other := o.appRow.app([]string{o.AccountID})
+		if acc, field, clash := app.Clash(other); clash {
+			return &mapper.RouteConflictError{AccountID: acc, Field: field, AppID: other.ID}
+		}
+	}
+	_, err = tx.NewInsert().Model(&rows).Exec(ctx)
+	return translate(err)
 }
 
 // GetApp implements mapper.AppStore.
@@ -103,6 +147,9 @@ func (s *Store) ListApps(ctx context.Context) ([]mapper.WorkerApp, error) {
 func (s *Store) UpdateApp(ctx context.Context, app *mapper.WorkerApp) error {
 	app.UpdatedAt = time.Now().UTC()
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := s.lockApps(ctx, tx); err != nil {
+			return err
+		}
 		var old appRow
 		if err := tx.NewSelect().Model(&old).Where("id = ?", app.ID).Scan(ctx); err != nil {
 			return fmt.Errorf("worker app %q: %w", app.ID, translate(err))
@@ -136,8 +183,8 @@ func (s *Store) DeleteApp(ctx context.Context, id string) error {
 }
 
 // AppsForAccounts implements mapper.AppStore.
-func (s *Store) AppsForAccounts(ctx context.Context, accountIDs []string) (map[string]*mapper.WorkerApp, error) {
-	out := map[string]*mapper.WorkerApp{}
+func (s *Store) AppsForAccounts(ctx context.Context, accountIDs []string) (map[string][]*mapper.WorkerApp, error) {
+	out := map[string][]*mapper.WorkerApp{}
 	if len(accountIDs) == 0 {
 		return out, nil
 	}
@@ -165,8 +212,14 @@ func (s *Store) AppsForAccounts(ctx context.Context, accountIDs []string) (map[s
 			return nil, err
 		}
 	}
+	apps := map[string]*mapper.WorkerApp{}
 	for _, r := range rows {
-		out[r.AccountID] = r.appRow.app(accounts[r.ID])
+		app := apps[r.ID]
+		if app == nil {
+			app = r.appRow.app(accounts[r.ID])
+			apps[r.ID] = app
+		}
+		out[r.AccountID] = append(out[r.AccountID], app)
 	}
 	return out, nil
 }

@@ -18,7 +18,7 @@ import (
 // once its event is committed. Group commit shows as throughput that
 // grows with the parallelism.
 func benchIntake(b *testing.B, s *bunstore.Store) {
-	m, err := mapper.New(s, mapper.WithAppSecrets(secret), mapper.WithVerifyToken("v"),
+	m, err := mapper.New(s, mapper.WithMetaSecrets(secret), mapper.WithVerifyToken("v"),
 		mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithRateLimit(0, 0))
 	if err != nil {
 		b.Fatal(err)

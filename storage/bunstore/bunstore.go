@@ -200,14 +200,28 @@ func (s *Store) Close() error {
 
 // migrator reads the embedded migrations. They are one set for both
 // dialects; the few words that differ are template fields.
-func (s *Store) migrator() (*migrate.Migrator, error) {
+func (s *Store) migrator() (*migrate.Migrator, error) { return s.migratorUpTo("") }
+
+// migratorUpTo reads the migrations up to and including the one named
+// last ("" for all), so that a test can build an older schema and
+// migrate data on from it.
+func (s *Store) migratorUpTo(last string) (*migrate.Migrator, error) {
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	ms := migrate.NewMigrations()
-	if err := ms.Discover(sub); err != nil {
+	all := migrate.NewMigrations()
+	if err := all.Discover(sub); err != nil {
 		return nil, fmt.Errorf("bunstore: migrations: %w", err)
+	}
+	ms := all
+	if last != "" {
+		ms = migrate.NewMigrations()
+		for _, m := range all.Sorted() {
+			if m.Name <= last {
+				ms.Add(m)
+			}
+		}
 	}
 	words := map[string]string{"Bytes": "BLOB"}
 	if s.pg {

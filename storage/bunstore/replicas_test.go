@@ -81,7 +81,7 @@ func replica(t *testing.T, url string, opts ...mapper.Option) (*mapper.Mapper, *
 	if _, err := s.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	base := []mapper.Option{mapper.WithAppSecrets(secret), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithRateLimit(0, 0)}
+	base := []mapper.Option{mapper.WithMetaSecrets(secret), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithRateLimit(0, 0)}
 	m, err := mapper.New(s, append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)

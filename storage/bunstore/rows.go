@@ -21,6 +21,7 @@ type appRow struct {
 	TimeoutUS      int64  `bun:"timeout_us"`
 	MaxConcurrency int    `bun:"max_concurrency"`
 	Ordered        bool   `bun:"ordered"`
+	Fields         string `bun:"fields"`
 	CreatedAt      int64  `bun:"created_at"`
 	UpdatedAt      int64  `bun:"updated_at"`
 }
@@ -28,7 +29,7 @@ type appRow struct {
 type accountRow struct {
 	bun.BaseModel `bun:"table:mapper_app_accounts,alias:aa"`
 	AccountID     string `bun:"account_id,pk"`
-	AppID         string `bun:"app_id"`
+	AppID         string `bun:"app_id,pk"`
 }
 
 type eventRow struct {
@@ -144,13 +145,15 @@ func jsonText(v any) string {
 
 func toAppRow(a *mapper.WorkerApp) *appRow {
 	return &appRow{ID: a.ID, Name: a.Name, URL: a.URL, Secret: a.Secret, Enabled: a.Enabled, TimeoutUS: a.Timeout.Microseconds(),
-		MaxConcurrency: a.MaxConcurrency, Ordered: a.Ordered, CreatedAt: us(a.CreatedAt), UpdatedAt: us(a.UpdatedAt)}
+		MaxConcurrency: a.MaxConcurrency, Ordered: a.Ordered, Fields: jsonText(orEmpty(a.Fields)), CreatedAt: us(a.CreatedAt), UpdatedAt: us(a.UpdatedAt)}
 }
 
 func (r *appRow) app(accounts []string) *mapper.WorkerApp {
-	return &mapper.WorkerApp{ID: r.ID, Name: r.Name, URL: r.URL, Secret: r.Secret, Enabled: r.Enabled,
+	a := &mapper.WorkerApp{ID: r.ID, Name: r.Name, URL: r.URL, Secret: r.Secret, Enabled: r.Enabled,
 		Timeout: usDuration(r.TimeoutUS), MaxConcurrency: r.MaxConcurrency, Ordered: r.Ordered,
 		AccountIDs: accounts, CreatedAt: fromUS(r.CreatedAt), UpdatedAt: fromUS(r.UpdatedAt)}
+	_ = json.Unmarshal([]byte(r.Fields), &a.Fields)
+	return a
 }
 
 func toEventRow(e *mapper.Event) *eventRow {

@@ -29,7 +29,7 @@ import (
 type Store struct {
 	mu         sync.Mutex
 	apps       map[string]*mapper.WorkerApp
-	accountApp map[string]string
+	accountApp map[string][]string // account → the apps serving some field of it
 	events     map[string]*mapper.Event
 	keys       map[string]string // deduplication key → event ID
 	deliveries map[string]*mapper.Delivery
@@ -46,7 +46,7 @@ var (
 func New() *Store {
 	return &Store{
 		apps:       map[string]*mapper.WorkerApp{},
-		accountApp: map[string]string{},
+		accountApp: map[string][]string{},
 		events:     map[string]*mapper.Event{},
 		keys:       map[string]string{},
 		deliveries: map[string]*mapper.Delivery{},
@@ -58,6 +58,7 @@ func New() *Store {
 func copyApp(a *mapper.WorkerApp) *mapper.WorkerApp {
 	c := *a
 	c.AccountIDs = slices.Clone(a.AccountIDs)
+	c.Fields = slices.Clone(a.Fields)
 	return &c
 }
 
@@ -114,24 +115,42 @@ func (s *Store) CreateApp(_ context.Context, app *mapper.WorkerApp) error {
 		app.UpdatedAt = app.CreatedAt
 	}
 	s.apps[app.ID] = copyApp(app)
-	for _, a := range app.AccountIDs {
-		s.accountApp[a] = app.ID
-	}
+	s.link(app)
 	return nil
 }
 
-// checkAccounts returns ErrConflict when an account of app is served by
-// another app, or listed twice.
+func (s *Store) link(app *mapper.WorkerApp) {
+	for _, a := range app.AccountIDs {
+		s.accountApp[a] = append(s.accountApp[a], app.ID)
+	}
+}
+
+func (s *Store) unlink(app *mapper.WorkerApp) {
+	for _, a := range app.AccountIDs {
+		s.accountApp[a] = slices.DeleteFunc(s.accountApp[a], func(id string) bool { return id == app.ID })
+		if len(s.accountApp[a]) == 0 {
+			delete(s.accountApp, a)
+		}
+	}
+}
+
+// checkAccounts returns ErrConflict when app would serve an (account,
+// field) pair another app serves, or lists an account twice.
 func (s *Store) checkAccounts(app *mapper.WorkerApp) error {
 	seen := map[string]bool{}
 	for _, a := range app.AccountIDs {
-		if other, ok := s.accountApp[a]; ok && other != app.ID {
-			return fmt.Errorf("account %s is served by worker app %s: %w", a, other, mapper.ErrConflict)
-		}
 		if seen[a] {
 			return fmt.Errorf("account %s is listed twice: %w", a, mapper.ErrConflict)
 		}
 		seen[a] = true
+		for _, id := range s.accountApp[a] {
+			if id == app.ID {
+				continue
+			}
+			if acc, field, clash := app.Clash(s.apps[id]); clash {
+				return &mapper.RouteConflictError{AccountID: acc, Field: field, AppID: id}
+			}
+		}
 	}
 	return nil
 }
@@ -172,15 +191,11 @@ func (s *Store) UpdateApp(_ context.Context, app *mapper.WorkerApp) error {
 	if err := s.checkAccounts(app); err != nil {
 		return err
 	}
-	for _, a := range old.AccountIDs {
-		delete(s.accountApp, a)
-	}
+	s.unlink(old)
 	app.CreatedAt = old.CreatedAt
 	app.UpdatedAt = time.Now().UTC()
 	s.apps[app.ID] = copyApp(app)
-	for _, a := range app.AccountIDs {
-		s.accountApp[a] = app.ID
-	}
+	s.link(app)
 	return nil
 }
 
@@ -192,21 +207,21 @@ func (s *Store) DeleteApp(_ context.Context, id string) error {
 	if !ok {
 		return fmt.Errorf("worker app %q: %w", id, mapper.ErrNotFound)
 	}
-	for _, acc := range a.AccountIDs {
-		delete(s.accountApp, acc)
-	}
+	s.unlink(a)
 	delete(s.apps, id)
 	return nil
 }
 
 // AppsForAccounts implements mapper.AppStore.
-func (s *Store) AppsForAccounts(_ context.Context, accountIDs []string) (map[string]*mapper.WorkerApp, error) {
+func (s *Store) AppsForAccounts(_ context.Context, accountIDs []string) (map[string][]*mapper.WorkerApp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]*mapper.WorkerApp, len(accountIDs))
+	out := make(map[string][]*mapper.WorkerApp, len(accountIDs))
 	for _, acc := range accountIDs {
-		if id, ok := s.accountApp[acc]; ok && s.apps[id].Enabled {
-			out[acc] = copyApp(s.apps[id])
+		for _, id := range s.accountApp[acc] {
+			if s.apps[id].Enabled {
+				out[acc] = append(out[acc], copyApp(s.apps[id]))
+			}
 		}
 	}
 	return out, nil

@@ -9,10 +9,13 @@ import (
 	"time"
 )
 
-// GraphAPI is a fake of Meta's Graph API for owner lookups:
-// GET /{version}/{media-id}?fields=owner&access_token=…. Media get owners
-// with SetOwner; a media with no owner answers error 100/33, as Meta does
-// for a media the token cannot see. A wrong token answers 190.
+// GraphAPI is a fake of Meta's Graph API for media lookups:
+// GET /{version}/{media-id}?fields=owner[,username]&access_token=…. It
+// answers in Meta's documented shapes: {"id","owner":{"id"}} for a media
+// given an owner with SetOwner (the token's own media), {"id","username"}
+// for one given only a username with SetUsername (someone else's media:
+// Meta shows the owner only to the media's creator), and error 100/33 for
+// a media the token cannot see. A wrong token answers 190.
 type GraphAPI struct {
 	srv *httptest.Server
 	// Token is the access token the fake accepts; change it with SetToken.
@@ -20,6 +23,7 @@ type GraphAPI struct {
 
 	mu       sync.Mutex
 	owners   map[string]string
+	names    map[string]string
 	errs     map[string]GraphError
 	calls    map[string]int
 	total    int
@@ -44,7 +48,7 @@ type GraphError struct {
 
 // NewGraphAPI starts a fake that accepts token. Close it when done.
 func NewGraphAPI(token string) *GraphAPI {
-	g := &GraphAPI{Token: token, owners: map[string]string{}, errs: map[string]GraphError{}, calls: map[string]int{}}
+	g := &GraphAPI{Token: token, owners: map[string]string{}, names: map[string]string{}, errs: map[string]GraphError{}, calls: map[string]int{}}
 	g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
 	return g
 }
@@ -60,6 +64,14 @@ func (g *GraphAPI) SetOwner(mediaID, ownerID string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.owners[mediaID] = ownerID
+}
+
+// SetUsername makes mediaID someone else's media, posted by username: the
+// answer holds the username and no owner.
+func (g *GraphAPI) SetUsername(mediaID, username string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.names[mediaID] = username
 }
 
 // SetError makes calls for mediaID fail with e.
@@ -142,6 +154,7 @@ func (g *GraphAPI) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	owner, owned := g.owners[media]
+	username, named := g.names[media]
 	if g.throttle != nil && g.total > g.after {
 		e, hasErr = *g.throttle, true
 	}
@@ -162,8 +175,11 @@ func (g *GraphAPI) serve(w http.ResponseWriter, r *http.Request) {
 		writeGraphError(w, GraphError{HTTPStatus: 400, Code: 190, Subcode: 463, Message: "Error validating access token: Session has expired"})
 	case hasErr:
 		writeGraphError(w, e)
-	case r.URL.Query().Get("fields") != "owner":
-		writeGraphError(w, GraphError{HTTPStatus: 400, Code: 100, Message: "the fake answers fields=owner only"})
+	case r.URL.Query().Get("fields") != "owner" && r.URL.Query().Get("fields") != "owner,username":
+		writeGraphError(w, GraphError{HTTPStatus: 400, Code: 100, Message: "the fake answers fields=owner or fields=owner,username only"})
+	case named && !owned:
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": media, "username": username})
 	case !owned:
 		writeGraphError(w, GraphError{HTTPStatus: 400, Code: 100, Subcode: 33,
 			Message: "Unsupported get request. Object with ID '" + media + "' does not exist, cannot be loaded due to missing permissions, or does not support this operation"})

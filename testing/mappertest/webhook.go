@@ -26,6 +26,7 @@ type entry struct {
 	id        string
 	changes   [][]byte
 	messaging [][]byte
+	standby   [][]byte
 }
 
 // NewWebhook returns an empty builder for object "instagram", sent now.
@@ -92,6 +93,28 @@ func (w *Webhook) Mention(account, mediaID, commentID string) *Webhook {
 
 // Message adds a messaging item: senderID wrote text to account.
 func (w *Webhook) Message(account, senderID, mid, text string) *Webhook {
+	e := w.entry(account)
+	e.messaging = append(e.messaging, w.messagingItem(account, senderID, "message", mid, text))
+	return w
+}
+
+// Reaction adds a messaging item: senderID reacted with a heart to the
+// message mid.
+func (w *Webhook) Reaction(account, senderID, mid string) *Webhook {
+	e := w.entry(account)
+	e.messaging = append(e.messaging, w.messagingItem(account, senderID, "reaction", mid, ""))
+	return w
+}
+
+// Standby adds a message on the standby channel: senderID wrote text to
+// account in a conversation another app owns (Meta's handover protocol).
+func (w *Webhook) Standby(account, senderID, mid, text string) *Webhook {
+	e := w.entry(account)
+	e.standby = append(e.standby, w.messagingItem(account, senderID, "message", mid, text))
+	return w
+}
+
+func (w *Webhook) messagingItem(account, senderID, event, mid, text string) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"sender":{"id":`)
 	writeString(&b, senderID)
@@ -99,14 +122,16 @@ func (w *Webhook) Message(account, senderID, mid, text string) *Webhook {
 	writeString(&b, account)
 	b.WriteString(`},"timestamp":`)
 	b.WriteString(strconv.FormatInt(w.time.UnixMilli(), 10))
-	b.WriteString(`,"message":{"mid":`)
+	b.WriteString(`,"` + event + `":{"mid":`)
 	writeString(&b, mid)
-	b.WriteString(`,"text":`)
-	writeString(&b, text)
+	if event == "reaction" {
+		b.WriteString(`,"action":"react","reaction":"love","emoji":"\u2764"`)
+	} else {
+		b.WriteString(`,"text":`)
+		writeString(&b, text)
+	}
 	b.WriteString(`}}`)
-	e := w.entry(account)
-	e.messaging = append(e.messaging, b.Bytes())
-	return w
+	return b.Bytes()
 }
 
 // Bytes returns the body.
@@ -122,7 +147,7 @@ func (w *Webhook) Bytes() []byte {
 		b.WriteString(`{"id":`)
 		writeString(&b, e.id)
 		b.WriteString(`,"time":`)
-		if len(e.messaging) > 0 {
+		if len(e.messaging)+len(e.standby) > 0 {
 			b.WriteString(strconv.FormatInt(w.time.UnixMilli(), 10))
 		} else {
 			b.WriteString(strconv.FormatInt(w.time.Unix(), 10))
@@ -130,7 +155,7 @@ func (w *Webhook) Bytes() []byte {
 		for _, part := range []struct {
 			name  string
 			items [][]byte
-		}{{"changes", e.changes}, {"messaging", e.messaging}} {
+		}{{"changes", e.changes}, {"messaging", e.messaging}, {"standby", e.standby}} {
 			if len(part.items) == 0 {
 				continue
 			}

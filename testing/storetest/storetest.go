@@ -43,6 +43,7 @@ var cases = []struct {
 	{"apps_crud_and_not_found", appsCRUD},
 	{"account_served_by_one_app", accountConflicts},
 	{"apps_for_accounts_skips_disabled", appsForAccounts},
+	{"field_routes_one_app_per_account_and_field", fieldRoutes},
 	{"event_round_trip", eventRoundTrip},
 	{"event_id_conflict", eventConflict},
 	{"dedup_across_and_within_events", dedup},
@@ -163,7 +164,7 @@ func appsForAccounts(t *testing.T, s mapper.Store) {
 	createApp(t, s, "off", false, "3")
 	got, err := s.AppsForAccounts(ctx, []string{"1", "2", "3", "4"})
 	must(t, err)
-	if len(got) != 2 || got["1"] == nil || got["1"].ID != "on" || got["2"] == nil || got["2"].URL == "" || got["2"].Secret == "" {
+	if len(got) != 2 || len(got["1"]) != 1 || got["1"][0].ID != "on" || len(got["2"]) != 1 || got["2"][0].URL == "" || got["2"][0].Secret == "" {
 		t.Errorf("AppsForAccounts: %v", got)
 	}
 	if empty, err := s.AppsForAccounts(ctx, nil); err != nil || len(empty) != 0 {
@@ -171,13 +172,78 @@ func appsForAccounts(t *testing.T, s mapper.Store) {
 	}
 }
 
+func fieldApp(id string, fields []string, accounts ...string) *mapper.WorkerApp {
+	return &mapper.WorkerApp{ID: id, Name: id, URL: "http://127.0.0.1:1/" + id, Secret: "secret-" + id,
+		AccountIDs: accounts, Fields: fields, Enabled: true, CreatedAt: base, UpdatedAt: base}
+}
+
+// fieldRoutes: one account split across apps by field; an app that would
+// take a pair another app serves is refused with a RouteConflictError
+// naming the pair and the holder, and leaves nothing behind.
+func fieldRoutes(t *testing.T, s mapper.Store) {
+	must(t, s.CreateApp(ctx, fieldApp("mod", []string{"comments", "live_comments"}, "1", "2")))
+	must(t, s.CreateApp(ctx, fieldApp("inbox", []string{"messages"}, "1")))
+	for _, tc := range []struct {
+		app          *mapper.WorkerApp
+		acc, field   string
+		holder       string
+		anyFieldOkay bool
+	}{
+		{fieldApp("all", nil, "3", "1"), "1", "", "", true},
+		{fieldApp("dm", []string{"standby", "messages"}, "1"), "1", "messages", "inbox", false},
+		{fieldApp("live", []string{"live_comments"}, "2"), "2", "live_comments", "mod", false},
+	} {
+		err := s.CreateApp(ctx, tc.app)
+		var rc *mapper.RouteConflictError
+		if !errors.Is(err, mapper.ErrConflict) || !errors.As(err, &rc) {
+			t.Fatalf("app %s: %v, want a RouteConflictError", tc.app.ID, err)
+		}
+		if rc.AccountID != tc.acc || (!tc.anyFieldOkay && (rc.Field != tc.field || rc.AppID != tc.holder)) {
+			t.Errorf("app %s: conflict %+v, want account %s field %q held by %s", tc.app.ID, rc, tc.acc, tc.field, tc.holder)
+		}
+		if _, err := s.GetApp(ctx, tc.app.ID); !errors.Is(err, mapper.ErrNotFound) {
+			t.Errorf("refused app %s was stored: %v", tc.app.ID, err)
+		}
+	}
+	must(t, s.CreateApp(ctx, fieldApp("standby", []string{"standby"}, "1")))
+	got, err := s.AppsForAccounts(ctx, []string{"1", "2", "3"})
+	must(t, err)
+	var ids []string
+	for _, a := range got["1"] {
+		ids = append(ids, a.ID)
+		if a.ID == "mod" && !slices.Equal(a.Fields, []string{"comments", "live_comments"}) {
+			t.Errorf("fields did not round-trip: %+v", a)
+		}
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"inbox", "mod", "standby"}) || len(got["2"]) != 1 || len(got["3"]) != 0 {
+		t.Errorf("AppsForAccounts: %v", got)
+	}
+	// Taking every field of account 1 clashes; giving up a field frees it.
+	inbox, err := s.GetApp(ctx, "inbox")
+	must(t, err)
+	inbox.Fields = nil
+	if err := s.UpdateApp(ctx, inbox); !errors.Is(err, mapper.ErrConflict) {
+		t.Errorf("update taking every field of a shared account: %v, want ErrConflict", err)
+	}
+	mod, err := s.GetApp(ctx, "mod")
+	must(t, err)
+	mod.Fields = []string{"comments"}
+	must(t, s.UpdateApp(ctx, mod))
+	must(t, s.CreateApp(ctx, fieldApp("live", []string{"live_comments"}, "1", "2")))
+	must(t, s.DeleteApp(ctx, "standby"))
+	must(t, s.CreateApp(ctx, fieldApp("standby2", []string{"standby"}, "1")))
+}
+
 func eventRoundTrip(t *testing.T, s mapper.Store) {
 	ev := newEvent("e1", base, "17841400000000001", "k1", "k2")
+	ev.Items[0].Field, ev.Items[0].Kind = "comments", "change"
 	must(t, s.CreateEvent(ctx, ev))
 	got, err := s.GetEvent(ctx, "e1")
 	must(t, err)
 	if string(got.Payload) != string(ev.Payload) || got.Signature != ev.Signature || !got.ReceivedAt.Equal(base) ||
 		got.Status != mapper.EventPending || len(got.Items) != 2 || got.Items[1].Key != "k2" || got.Items[0].Duplicate ||
+		got.Items[0].Field != "comments" || got.Items[0].Kind != "change" ||
 		!slices.Equal(got.AccountIDs, ev.AccountIDs) || got.Object != "instagram" || got.TraceContext != ev.TraceContext {
 		t.Errorf("GetEvent: %+v", got)
 	}
