@@ -16,29 +16,41 @@ import (
 	"github.com/chatico/mapper/internal/payload"
 )
 
-// routes builds the handler: webhook routes open (they check Meta's
-// signature), health open, everything else behind the admin token. Every
-// error, 404 and 405 included, is problem+json.
-func (m *Mapper) routes() http.Handler {
+// surface says which routes a handler serves.
+type surface uint8
+
+const (
+	surfaceWebhook surface = 1 << iota // Meta's routes: public, they check Meta's signature
+	surfaceAdmin                       // worker apps, deliveries, events, monitoring: the admin token
+)
+
+// routes builds a handler of the given surfaces. GET /monitoring/health
+// is on both, open, so that a load balancer can probe either listener.
+// Every error, 404 and 405 included, is problem+json.
+func (m *Mapper) routes(which surface) http.Handler {
 	mux := http.NewServeMux()
-	for _, p := range []string{"/webhook/{$}", "/webhook"} {
-		mux.HandleFunc("GET "+p, m.handleHandshake)
-		mux.HandleFunc("POST "+p, m.handleWebhook)
+	if which&surfaceWebhook != 0 {
+		for _, p := range []string{"/webhook/{$}", "/webhook"} {
+			mux.HandleFunc("GET "+p, m.handleHandshake)
+			mux.HandleFunc("POST "+p, m.handleWebhook)
+		}
 	}
 	mux.HandleFunc("GET /monitoring/health", m.handleHealth)
-	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, m.requireAdmin(h)) }
-	admin("GET /worker-apps/{$}", m.handleListApps)
-	admin("POST /worker-apps/{$}", m.handleCreateApp)
-	admin("GET /worker-apps/{id}", m.handleGetApp)
-	admin("PUT /worker-apps/{id}", m.handleUpdateApp)
-	admin("DELETE /worker-apps/{id}", m.handleDeleteApp)
-	admin("GET /deliveries/{$}", m.handleListDeliveries)
-	admin("POST /deliveries/{id}/replay", m.handleReplayDelivery)
-	admin("POST /deliveries/replay", m.handleReplayDead)
-	admin("POST /events/{id}/replay", m.handleReplayEvent)
-	admin("GET /monitoring/metrics", m.handleMetrics)
-	admin("GET /monitoring/webhook-logs", m.handleLogs)
-	admin("GET /monitoring/webhook-logs/{id}", m.handleEvent)
+	if which&surfaceAdmin != 0 {
+		admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, m.requireAdmin(h)) }
+		admin("GET /worker-apps/{$}", m.handleListApps)
+		admin("POST /worker-apps/{$}", m.handleCreateApp)
+		admin("GET /worker-apps/{id}", m.handleGetApp)
+		admin("PUT /worker-apps/{id}", m.handleUpdateApp)
+		admin("DELETE /worker-apps/{id}", m.handleDeleteApp)
+		admin("GET /deliveries/{$}", m.handleListDeliveries)
+		admin("POST /deliveries/{id}/replay", m.handleReplayDelivery)
+		admin("POST /deliveries/replay", m.handleReplayDead)
+		admin("POST /events/{id}/replay", m.handleReplayEvent)
+		admin("GET /monitoring/metrics", m.handleMetrics)
+		admin("GET /monitoring/webhook-logs", m.handleLogs)
+		admin("GET /monitoring/webhook-logs/{id}", m.handleEvent)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
@@ -57,6 +69,17 @@ func (m *Mapper) routes() http.Handler {
 			writeProblem(w, r, http.StatusNotFound, "not-found", "no route for "+r.URL.Path)
 		}
 	})
+}
+
+// mountPrefix is the path an embedding service mounted the handler under
+// with http.StripPrefix, which leaves RequestURI as the client sent it;
+// links the admin API returns start with it.
+func mountPrefix(r *http.Request) string {
+	path, _, _ := strings.Cut(r.RequestURI, "?")
+	if prefix, ok := strings.CutSuffix(path, r.URL.Path); ok && strings.HasPrefix(prefix, "/") {
+		return prefix
+	}
+	return ""
 }
 
 type statusCapture struct {
@@ -283,7 +306,7 @@ func (m *Mapper) handleCreateApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.apps.setLimit(app)
-	w.Header().Set("Location", "/worker-apps/"+app.ID)
+	w.Header().Set("Location", mountPrefix(r)+"/worker-apps/"+app.ID)
 	writeJSON(w, http.StatusCreated, m.view(app))
 }
 

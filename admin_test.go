@@ -207,3 +207,51 @@ func TestLogsAndMetrics(t *testing.T) {
 		t.Errorf("metrics %s", raw)
 	}
 }
+
+// TestHandlersUnderPrefixes: WebhookHandler and AdminHandler mounted
+// apart, each under its own prefix with http.StripPrefix, serve their own
+// routes only; a created app's Location keeps the admin prefix.
+func TestHandlersUnderPrefixes(t *testing.T) {
+	h := newHarness(t)
+	mux := http.NewServeMux()
+	mux.Handle("/meta/", http.StripPrefix("/meta", h.m.WebhookHandler()))
+	mux.Handle("/ops/", http.StripPrefix("/ops", h.m.AdminHandler()))
+	srv := newServer(t, mux)
+	worker := mappertest.NewWorkerApp("secret-of-prefixed-0123456789")
+	t.Cleanup(worker.Close)
+	body := `{"name":"p","url":"` + worker.URL() + `","account_ids":["` + accountA + `"],"secret":"` + worker.Secret() + `"}`
+	req := mustRequest(t, http.MethodPost, srv+"/ops/worker-apps/", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, raw := h.do(req)
+	var app mapper.WorkerApp
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(raw, &app) != nil {
+		t.Fatalf("create under /ops: %d %s", resp.StatusCode, raw)
+	}
+	if loc := resp.Header.Get("Location"); loc != "/ops/worker-apps/"+app.ID {
+		t.Errorf("Location %q", loc)
+	}
+	resp, raw = h.do(mappertest.NewWebhook().Comment(accountA, "1", "17900000000000001", "via prefix").Request(srv+"/meta/webhook/", metaSecret))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("webhook under /meta: %d %s", resp.StatusCode, raw)
+	}
+	if _, err := worker.WaitFor(ctxTimeout(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/meta/worker-apps/", http.StatusNotFound},
+		{"/meta/monitoring/webhook-logs", http.StatusNotFound},
+		{"/meta/monitoring/health", http.StatusOK},
+		{"/ops/webhook/?hub.mode=subscribe&hub.verify_token=" + verifyToken + "&hub.challenge=1", http.StatusNotFound},
+		{"/ops/monitoring/health", http.StatusOK},
+		{"/ops/worker-apps/" + app.ID, http.StatusOK},
+	} {
+		req := mustRequest(t, http.MethodGet, srv+tc.path, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		if resp, raw := h.do(req); resp.StatusCode != tc.want {
+			t.Errorf("GET %s: %d, want %d: %s", tc.path, resp.StatusCode, tc.want, raw)
+		}
+	}
+}

@@ -18,6 +18,10 @@
 //	go m.Run(ctx)                       // routing and delivery
 //	http.ListenAndServe(":8100", m.Handler())
 //
+// [Mapper.Handler] serves every route; [Mapper.WebhookHandler] (Meta's
+// routes) and [Mapper.AdminHandler] (the operators') serve each half, so
+// that the admin API can live on a private listener or under a prefix.
+//
 // # What happens to a webhook
 //
 // GET /webhook/ answers Meta's verification handshake: when hub.mode is

@@ -112,6 +112,8 @@ type Mapper struct {
 	tel         telemetry
 	closers     []func() error
 	handler     http.Handler
+	webhook     http.Handler
+	admin       http.Handler
 	inflight    sync.WaitGroup // sync-mode deliveries running in handlers
 }
 
@@ -155,13 +157,30 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 		return nil, fmt.Errorf("mapper: telemetry: %w", err)
 	}
 	m.closers = append(m.closers, func() error { return m.tel.reg.Unregister() })
-	m.handler = m.routes()
+	m.handler = m.routes(surfaceWebhook | surfaceAdmin)
+	m.webhook = m.routes(surfaceWebhook)
+	m.admin = m.routes(surfaceAdmin)
 	return m, nil
 }
 
-// Handler returns the HTTP handler of the webhook, admin and monitoring
-// routes. See the package documentation for the routes.
+// Handler returns the HTTP handler of every route: [Mapper.WebhookHandler]'s
+// and [Mapper.AdminHandler]'s. See the package documentation for the routes.
 func (m *Mapper) Handler() http.Handler { return m.handler }
+
+// WebhookHandler returns the handler of the routes that face Meta: GET and
+// POST /webhook/ (open: a POST must carry Meta's signature), and GET
+// /monitoring/health for load balancers. Every other path is a 404. Mount
+// it on the public listener, at the root or under a prefix with
+// http.StripPrefix.
+func (m *Mapper) WebhookHandler() http.Handler { return m.webhook }
+
+// AdminHandler returns the handler of the routes that face operators,
+// behind the admin token ([WithAdminToken]): worker apps, deliveries,
+// events and replays, monitoring (metrics, webhook logs), and GET
+// /monitoring/health (open). Mount it on a private listener or under a
+// prefix (http.StripPrefix); the Location of a created app keeps the
+// prefix.
+func (m *Mapper) AdminHandler() http.Handler { return m.admin }
 
 // Close releases what New created (the default cache). It does not close
 // the Store, which belongs to the caller.

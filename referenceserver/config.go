@@ -26,6 +26,7 @@ type config struct {
 	AccessToken  string
 	AdminToken   string
 	Port         string
+	AdminAddr    string
 	DatabaseURL  string
 	SQLitePath   string
 	RedisURL     string
@@ -62,6 +63,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		AccessToken:    getenv("INSTAGRAM_ACCESS_TOKEN"),
 		AdminToken:     cmpOr(getenv("ADMIN_TOKEN"), getenv("SECRET_KEY")),
 		Port:           cmpOr(getenv("PORT"), "8100"),
+		AdminAddr:      getenv("ADMIN_ADDR"),
 		DatabaseURL:    getenv("DATABASE_URL"),
 		SQLitePath:     cmpOr(getenv("SQLITE_PATH"), defaultSQLitePath),
 		RedisURL:       getenv("REDIS__URL"),

@@ -110,7 +110,7 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 	base := "http://" + ln.Addr().String()
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- serve(srvCtx, m, m.Handler(), ln, 10*time.Second, logger) }()
+	go func() { srvDone <- serve(srvCtx, m, []listener{{ln, m.Handler()}}, 10*time.Second, logger) }()
 	shutdown := func() error { stopSrv(); return <-srvDone }
 
 	apps := map[string]string{}

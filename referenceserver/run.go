@@ -108,15 +108,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		stop := reloadOnHangup(ctx, getenv, *envFile, p.resolver, logger)
 		defer stop()
 	}
-	return serve(ctx, m, withTelemetry(m, tel, logger), ln, cfg.ShutdownTimeout, logger)
+	if cfg.AdminAddr == "" {
+		return serve(ctx, m, []listener{{ln, withTelemetry(m, m.Handler(), tel, logger)}}, cfg.ShutdownTimeout, logger)
+	}
+	// Admin routes only on their own listener: the public port serves
+	// Meta's routes and health, and 404 for the rest.
+	al, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
+	}
+	logger.Info("admin listening", slog.String("addr", al.Addr().String()))
+	trace := tel.TracerProvider.Tracer("github.com/chatico/mapper/referenceserver")
+	return serve(ctx, m, []listener{
+		{ln, accessLog(m.WebhookHandler(), trace, tel.Propagator, logger)},
+		{al, withTelemetry(m, m.AdminHandler(), tel, logger)},
+	}, cfg.ShutdownTimeout, logger)
 }
 
 // withTelemetry adds Prometheus' /metrics (behind the admin token) and the
-// access log to the Mapper's handler.
-func withTelemetry(m *mapper.Mapper, tel *otelx.Telemetry, logger *slog.Logger) http.Handler {
+// access log to one of the Mapper's handlers.
+func withTelemetry(m *mapper.Mapper, h http.Handler, tel *otelx.Telemetry, logger *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Protect(tel.MetricsHandler))
-	mux.Handle("/", m.Handler())
+	mux.Handle("/", h)
 	return accessLog(mux, tel.TracerProvider.Tracer("github.com/chatico/mapper/referenceserver"), tel.Propagator, logger)
 }
 
@@ -275,41 +290,57 @@ func withDotenv(getenv func(string) string, path string) (func(string) string, e
 // serve runs the HTTP server and the delivery loop until ctx ends, then
 // shuts down in order: stop taking requests and let the handlers finish,
 // then let the loop finish the deliveries in flight.
-func serve(ctx context.Context, m *mapper.Mapper, handler http.Handler, ln net.Listener, timeout time.Duration, logger *slog.Logger) error {
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+// listener is one address the server answers on, with its handler.
+type listener struct {
+	ln      net.Listener
+	handler http.Handler
+}
+
+func serve(ctx context.Context, m *mapper.Mapper, lns []listener, timeout time.Duration, logger *slog.Logger) error {
+	srvs := make([]*http.Server, len(lns))
+	for i, l := range lns {
+		srvs[i] = &http.Server{
+			Handler:           l.handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       time.Minute,
+			WriteTimeout:      2 * time.Minute,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
 	}
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLoop()
 	loopDone := make(chan error, 1)
 	go func() { loopDone <- m.Run(loopCtx) }()
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(ln) }()
+	srvDone := make(chan error, len(srvs))
+	for i, srv := range srvs {
+		go func() { srvDone <- srv.Serve(lns[i].ln) }()
+	}
 
+	var failed error
 	select {
 	case <-ctx.Done():
 	case err := <-srvDone:
-		stopLoop()
-		<-loopDone
-		return fmt.Errorf("HTTP server: %w", err)
+		failed = fmt.Errorf("HTTP server: %w", err)
+		logger.Error("a listener failed; shutting down", slog.String("error", err.Error()))
 	}
 	logger.Info("shutting down: no new webhooks; finishing in-flight work", slog.Duration("timeout", timeout))
 	shCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	err := srv.Shutdown(shCtx)
+	var errs []error
+	for _, srv := range srvs {
+		if err := srv.Shutdown(shCtx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+	}
 	stopLoop()
 	select {
 	case <-loopDone:
 	case <-shCtx.Done():
 		logger.Warn("shutdown timeout reached with deliveries in flight; they are retried when their leases expire")
 	}
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	if err := errors.Join(append([]error{failed}, errs...)...); err != nil {
+		return err
 	}
 	logger.Info("stopped")
 	return nil

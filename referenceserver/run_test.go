@@ -364,3 +364,44 @@ func TestMigrateCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminAddr: with ADMIN_ADDR the admin routes and /metrics answer
+// only there; the public port serves Meta's routes and health, and 404
+// for everything else, even with the admin token.
+func TestAdminAddr(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	base, stop := startServer(t, "INSTAGRAM_APP_SECRET=s3cret\nWEBHOOK_VERIFY_TOKEN=vt\nADMIN_TOKEN=adm\nSQLITE_PATH="+filepath.Join(dir, "m.db")+"\nADMIN_ADDR="+adminAddr+"\n", nil)
+	defer stop()
+	admin := "http://" + adminAddr
+	for _, tc := range []struct {
+		url  string
+		want int
+	}{
+		{base + "/worker-apps/", http.StatusNotFound},
+		{base + "/monitoring/metrics", http.StatusNotFound},
+		{base + "/monitoring/webhook-logs", http.StatusNotFound},
+		{base + "/metrics", http.StatusNotFound},
+		{base + "/monitoring/health", http.StatusOK},
+		{base + "/webhook/?hub.mode=subscribe&hub.verify_token=vt&hub.challenge=42", http.StatusOK},
+		{admin + "/worker-apps/", http.StatusOK},
+		{admin + "/monitoring/metrics", http.StatusOK},
+		{admin + "/metrics", http.StatusOK},
+		{admin + "/monitoring/health", http.StatusOK},
+		{admin + "/webhook/?hub.mode=subscribe&hub.verify_token=vt&hub.challenge=42", http.StatusNotFound},
+	} {
+		if code, body := adminDo(t, http.MethodGet, tc.url, "adm", ""); code != tc.want {
+			t.Errorf("GET %s: %d, want %d: %s", tc.url, code, tc.want, body)
+		}
+	}
+	resp, err := http.DefaultClient.Do(mappertest.NewWebhook().Comment("17841400000000001", "1", "2", "x").Request(base+"/webhook/", "s3cret"))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("webhook on the public port: %v %v", err, resp)
+	}
+	resp.Body.Close()
+}
