@@ -163,8 +163,8 @@ type AppInput struct {
 // with its timeout in milliseconds and its circuit in this Mapper.
 type appView struct {
 	*WorkerApp
-	TimeoutMS int64  `json:"timeout_ms,omitempty"`
-	Circuit   string `json:"circuit"`
+	TimeoutMS int64        `json:"timeout_ms,omitempty"`
+	Circuit   CircuitState `json:"circuit"`
 }
 
 func (m *Mapper) view(app *WorkerApp) appView {

@@ -27,11 +27,15 @@ type BreakerPolicy struct {
 var DefaultBreakerPolicy = BreakerPolicy{ConsecutiveFailures: 5, FailureRate: 0.5, Window: 20, MinSamples: 10,
 	Cooldown: 10 * time.Second, MaxCooldown: 5 * time.Minute}
 
-// Circuit states, as [Mapper.Circuit] reports them.
+// CircuitState is a worker app's circuit in one Mapper, as
+// [Mapper.Circuit] and the admin API report it.
+type CircuitState string
+
+// Circuit states.
 const (
-	CircuitClosed   = "closed"
-	CircuitOpen     = "open"
-	CircuitHalfOpen = "half-open"
+	CircuitClosed   CircuitState = "closed"
+	CircuitOpen     CircuitState = "open"
+	CircuitHalfOpen CircuitState = "half-open"
 )
 
 // appState is one worker app's share of this Mapper: attempts in flight,
@@ -41,7 +45,7 @@ type appState struct {
 	limit    int
 	known    bool // limit was read from the app's record
 
-	state       string
+	state       CircuitState
 	consecutive int
 	outcomes    []bool // ring of the last Window outcomes, true = failure
 	next        int
@@ -205,7 +209,7 @@ func (a *apps) open(s *appState, now time.Time) time.Time {
 }
 
 // circuit reports an app's circuit state.
-func (a *apps) circuit(id string, now time.Time) string {
+func (a *apps) circuit(id string, now time.Time) CircuitState {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s, ok := a.byID[id]

@@ -2,18 +2,22 @@ package mapper
 
 import "sync/atomic"
 
-// Intake outcomes, the reasons a webhook was accepted or refused.
+// Outcome is what became of a webhook POST at intake: accepted, or the
+// reason it was refused. [Counters] counts them, and so do the metrics.
+type Outcome string
+
+// Intake outcomes.
 const (
-	OutcomeAccepted         = "accepted"
-	OutcomeDuplicate        = "duplicate"
-	OutcomeBadSignature     = "bad_signature"
-	OutcomeTooLarge         = "too_large"
-	OutcomeRateLimited      = "rate_limited"
-	OutcomeMalformed        = "malformed"
-	OutcomeStoreUnavailable = "store_unavailable"
+	OutcomeAccepted         Outcome = "accepted"
+	OutcomeDuplicate        Outcome = "duplicate"
+	OutcomeBadSignature     Outcome = "bad_signature"
+	OutcomeTooLarge         Outcome = "too_large"
+	OutcomeRateLimited      Outcome = "rate_limited"
+	OutcomeMalformed        Outcome = "malformed"
+	OutcomeStoreUnavailable Outcome = "store_unavailable"
 )
 
-var intakeOutcomes = []string{OutcomeAccepted, OutcomeDuplicate, OutcomeBadSignature, OutcomeTooLarge, OutcomeRateLimited, OutcomeMalformed, OutcomeStoreUnavailable}
+var intakeOutcomes = []Outcome{OutcomeAccepted, OutcomeDuplicate, OutcomeBadSignature, OutcomeTooLarge, OutcomeRateLimited, OutcomeMalformed, OutcomeStoreUnavailable}
 
 // counters are the Mapper's in-process totals since start.
 type counters struct {
@@ -31,7 +35,7 @@ type counters struct {
 	resolverRetryLater atomic.Int64
 }
 
-func (c *counters) countIntake(outcome string) {
+func (c *counters) countIntake(outcome Outcome) {
 	for i, o := range intakeOutcomes {
 		if o == outcome {
 			c.intake[i].Add(1)
@@ -42,19 +46,19 @@ func (c *counters) countIntake(outcome string) {
 
 // Counters is a snapshot of the Mapper's totals since it started.
 type Counters struct {
-	Webhooks         map[string]int64 `json:"webhooks"`
-	HandshakeOK      int64            `json:"handshake_ok"`
-	HandshakeRefused int64            `json:"handshake_refused"`
-	Attempts         map[string]int64 `json:"delivery_attempts"`
-	Routing          map[string]int64 `json:"routing"`
-	Resolver         map[string]int64 `json:"resolver"`
+	Webhooks         map[Outcome]int64 `json:"webhooks"`
+	HandshakeOK      int64             `json:"handshake_ok"`
+	HandshakeRefused int64             `json:"handshake_refused"`
+	Attempts         map[string]int64  `json:"delivery_attempts"`
+	Routing          map[string]int64  `json:"routing"`
+	Resolver         map[string]int64  `json:"resolver"`
 }
 
 // Counters returns the in-process totals since the Mapper started.
 func (m *Mapper) Counters() Counters {
 	c := &m.counters
 	out := Counters{
-		Webhooks:         make(map[string]int64, len(intakeOutcomes)),
+		Webhooks:         make(map[Outcome]int64, len(intakeOutcomes)),
 		HandshakeOK:      c.handshakeOK.Load(),
 		HandshakeRefused: c.handshakeRefused.Load(),
 		Attempts:         map[string]int64{"delivered": 0, "retrying": 0, "dead": 0},

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -117,7 +118,28 @@ func (m *Mapper) try(ctx context.Context, d *Delivery) tried {
 		span.SetStatus(codes.Error, d.LastError)
 	}
 	return tried{ctx: ctx, span: span, ok: true, a: Attempt{DeliveryID: d.ID, Number: n, StartedAt: start, Duration: res.Duration,
-		StatusCode: res.StatusCode, Error: d.LastError, Outcome: d.Status, ResponseBody: strings.ToValidUTF8(string(res.ResponseBody), "\uFFFD")}}
+		StatusCode: res.StatusCode, Error: d.LastError, Outcome: d.Status, ResponseBody: answerStart(res.ResponseBody)}}
+}
+
+// MaxResponseBody is how much of a worker app's answer an attempt keeps,
+// whatever the Forwarder returned: enough to see why it failed, never
+// enough to fill the store.
+const MaxResponseBody = 4 << 10
+
+// answerStart is the start of an app's answer as stored: at most
+// MaxResponseBody bytes, valid UTF-8 (a rune cut in two, or bytes that are
+// not text, become U+FFFD).
+func answerStart(b []byte) string {
+	if len(b) > MaxResponseBody {
+		b = b[:MaxResponseBody]
+	}
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	for len(s) > MaxResponseBody {
+		// A replacement char is longer than the byte it stands for.
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
 }
 
 func (m *Mapper) notRecorded(t tried, d *Delivery, err error) {

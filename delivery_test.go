@@ -1,12 +1,14 @@
 package mapper_test
 
 import (
+	"bytes"
 	"context"
 	"maps"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/testing/mappertest"
@@ -231,4 +233,29 @@ func TestRouteRecordedWithItsAttempts(t *testing.T) {
 			t.Errorf("writes after a webhook to an ordered app: %v, want %v", got, want)
 		}
 	})
+}
+
+// bigAnswerForwarder answers every attempt with 1 MiB, as a Forwarder that
+// reads the whole answer would.
+type bigAnswerForwarder struct{}
+
+func (bigAnswerForwarder) Forward(context.Context, *mapper.ForwardRequest) mapper.ForwardResult {
+	return mapper.ForwardResult{StatusCode: 200, ResponseBody: bytes.Repeat([]byte("é"), 1<<19)}
+}
+
+// The Mapper keeps MaxResponseBody bytes of an answer, whatever the
+// Forwarder returns, as valid UTF-8.
+func TestAnswerCappedWhateverTheForwarder(t *testing.T) {
+	h := newHarness(t, mapper.WithForwarder(bigAnswerForwarder{}))
+	h.addApp("a", accountA)
+	id := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "17900000000000001", "x").Bytes())
+	h.settled(id)
+	ds := h.deliveries(id)
+	as, err := h.store.ListAttempts(context.Background(), ds[0].ID)
+	if err != nil || len(as) != 1 {
+		t.Fatalf("attempts %v %v", as, err)
+	}
+	if n := len(as[0].ResponseBody); n > mapper.MaxResponseBody || n < mapper.MaxResponseBody-4 || !utf8.ValidString(as[0].ResponseBody) {
+		t.Errorf("stored %d bytes of the answer (valid UTF-8: %v), want about %d", n, utf8.ValidString(as[0].ResponseBody), mapper.MaxResponseBody)
+	}
 }

@@ -89,15 +89,15 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	ctx, span := m.startSpan(ctx, "POST /webhook/", kind, attrHTTPMethod.String(r.Method), attrURLPath.String(r.URL.Path))
 	sw := &statusWriter{ResponseWriter: w}
 	w = sw
-	var outcome string
-	count := func(o string) { outcome = o; m.counters.countIntake(o) }
+	var outcome Outcome
+	count := func(o Outcome) { outcome = o; m.counters.countIntake(o) }
 	defer func() {
-		span.SetAttributes(attrHTTPStatus.Int(sw.status), attrOutcome.String(outcome))
+		span.SetAttributes(attrHTTPStatus.Int(sw.status), attrOutcome.String(string(outcome)))
 		if sw.status >= 500 {
-			span.SetStatus(codes.Error, outcome)
+			span.SetStatus(codes.Error, string(outcome))
 		}
 		span.End()
-		m.tel.ackLatency.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrOutcome.String(outcome)))
+		m.tel.ackLatency.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrOutcome.String(string(outcome))))
 	}()
 	log := m.cfg.logger
 	if m.limiter != nil {

@@ -74,14 +74,15 @@ type ForwardResult struct {
 	Retryable bool
 	// RetryAfter is the delay the app asked for, 0 when none.
 	RetryAfter time.Duration
-	// ResponseBody is the start of the app's answer, kept for the audit
-	// (the Mapper keeps 4 KiB at most).
+	// ResponseBody is the start of the app's answer, kept for the audit;
+	// the Mapper keeps the first MaxResponseBody bytes, so a Forwarder
+	// need not read more.
 	ResponseBody []byte
 }
 
 // Circuit reports the circuit state of a worker app in this Mapper:
 // CircuitClosed, CircuitOpen or CircuitHalfOpen.
-func (m *Mapper) Circuit(appID string) string { return m.apps.circuit(appID, m.cfg.now()) }
+func (m *Mapper) Circuit(appID string) CircuitState { return m.apps.circuit(appID, m.cfg.now()) }
 
 // Mapper receives Meta's webhooks, stores them, and routes and delivers
 // them to worker apps. Create it with [New], mount [Mapper.Handler], and run

@@ -148,7 +148,7 @@ func (m *Mapper) setupTelemetry() error {
 	c := &m.counters
 	t.reg, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		for i, name := range intakeOutcomes {
-			o.ObserveInt64(received, c.intake[i].Load(), metric.WithAttributes(attrOutcome.String(name)))
+			o.ObserveInt64(received, c.intake[i].Load(), metric.WithAttributes(attrOutcome.String(string(name))))
 		}
 		o.ObserveInt64(routing, c.routed.Load(), metric.WithAttributes(attrRouteOutcome.String("routed")))
 		o.ObserveInt64(routing, c.unroutable.Load(), metric.WithAttributes(attrRouteOutcome.String("unroutable")))
