@@ -15,6 +15,7 @@ import (
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/storage/memstore"
 	"github.com/chatico/mapper/testing/mappertest"
+	"github.com/chatico/mapper/workerauth"
 )
 
 // resolverFunc is an in-process resolver, so the benchmarks measure the
@@ -64,7 +65,7 @@ func postSigned(b *testing.B, h http.Handler, newMedia func(i int) string) {
 	b.ResetTimer()
 	for i := range b.N {
 		req := httptest.NewRequest(http.MethodPost, "/webhook/", bytes.NewReader(bodies[i]))
-		req.Header.Set(mapper.HeaderMetaSignature, sigs[i])
+		req.Header.Set(workerauth.HeaderMetaSignature, sigs[i])
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != 200 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/testing/mappertest"
+	"github.com/chatico/mapper/workerauth"
 )
 
 func TestDeliveryRetries(t *testing.T) {
@@ -67,8 +68,8 @@ func TestDeliveryRetries(t *testing.T) {
 						t.Errorf("attempt %d: number %d status %d, want status %d", i, a.Number, a.StatusCode, want)
 					}
 				}
-				if got := app.Received(); got[len(got)-1].Header.Get(mapper.HeaderAttempt) != strconv.Itoa(tt.wantAttempts) {
-					t.Errorf("last attempt header %q", got[len(got)-1].Header.Get(mapper.HeaderAttempt))
+				if got := app.Received(); got[len(got)-1].Header.Get(workerauth.HeaderAttempt) != strconv.Itoa(tt.wantAttempts) {
+					t.Errorf("last attempt header %q", got[len(got)-1].Header.Get(workerauth.HeaderAttempt))
 				}
 			})
 		}

@@ -134,10 +134,10 @@
 // Every delivery is a POST signed with the app's own secret:
 // X-Mapper-Signature-256 is "sha256=" + hex(HMAC-SHA256(secret,
 // timestamp + "." + body)) with the Unix timestamp in X-Mapper-Timestamp;
-// [VerifyDelivery] checks it on the worker app's side. X-Mapper-Event-Id,
-// X-Mapper-Delivery-Id, X-Mapper-Attempt, X-Mapper-Owner-Ids,
-// X-Mapper-Envelope ("original" or "split") and, with enrichment,
-// X-Mapper-Media go with it.
+// package workerauth checks it on the worker app's side, and names every
+// header. X-Mapper-Event-Id, X-Mapper-Delivery-Id, X-Mapper-Attempt,
+// X-Mapper-Owner-Ids, X-Mapper-Envelope ("original" or "split") and, with
+// enrichment, X-Mapper-Media go with it.
 //
 // A 2xx answer delivers. Network errors, timeouts, 408, 425, 429 and 5xx
 // are retried with exponential backoff and full jitter, honouring the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chatico/mapper/internal/payload"
+	"github.com/chatico/mapper/workerauth"
 )
 
 // MediaDescriber is an optional part of an [OwnerResolver], used by media
@@ -129,5 +130,5 @@ func (m *Mapper) mediaHeader(ctx context.Context, d *Delivery, h http.Header) {
 		}
 		parts[i] = id + "=" + v
 	}
-	h.Set(HeaderMedia, strings.Join(parts, ","))
+	h.Set(workerauth.HeaderMedia, strings.Join(parts, ","))
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/storage/memstore"
 	"github.com/chatico/mapper/testing/mappertest"
+	"github.com/chatico/mapper/workerauth"
 )
 
 // Embed the Mapper in a service: mount its handler, run its loop.
@@ -53,7 +54,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println("worker got", got[0].Header.Get(mapper.HeaderEnvelope), "bytes, signature ok:", got[0].SignatureOK)
+	fmt.Println("worker got", got[0].Header.Get(workerauth.HeaderEnvelope), "bytes, signature ok:", got[0].SignatureOK)
 	// Output:
 	// Meta got 200
 	// worker got original bytes, signature ok: true

@@ -15,6 +15,7 @@ import (
 	"github.com/chatico/mapper/internal/payload"
 	"github.com/chatico/mapper/storage/memstore"
 	"github.com/chatico/mapper/testing/mappertest"
+	"github.com/chatico/mapper/workerauth"
 )
 
 func fuzzSeeds(f *testing.F) {
@@ -76,7 +77,7 @@ func FuzzIntake(f *testing.F) {
 		}
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodPost, "/webhook/", bytes.NewReader(body))
-		req.Header.Set(mapper.HeaderMetaSignature, mappertest.Sign(metaSecret, body))
+		req.Header.Set(workerauth.HeaderMetaSignature, mappertest.Sign(metaSecret, body))
 		m.Handler().ServeHTTP(rec, req)
 		switch rec.Code {
 		case 200:

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatico/mapper/internal/payload"
+	"github.com/chatico/mapper/workerauth"
 )
 
 // handleHandshake answers Meta's verification GET: the challenge, byte for
@@ -126,7 +127,7 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	span.SetAttributes(attrBodySize.Int(len(body)))
-	sig := r.Header.Get(HeaderMetaSignature)
+	sig := r.Header.Get(workerauth.HeaderMetaSignature)
 	_, vspan := m.startSpan(ctx, "verify signature", trace.SpanKindInternal)
 	_, err = verifyMeta(sig, body, m.cfg.secrets)
 	endSpan(vspan, err)
@@ -138,9 +139,9 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 			slog.Int("body_bytes", len(body)), slog.String("remote", r.RemoteAddr))
 		detail := "X-Hub-Signature-256 does not match the body for any configured app secret"
 		switch {
-		case errors.Is(err, ErrSignatureMissing):
+		case errors.Is(err, errSignatureMissing):
 			detail = "X-Hub-Signature-256 is missing"
-		case errors.Is(err, ErrSignatureMalformed):
+		case errors.Is(err, errSignatureMalformed):
 			detail = `X-Hub-Signature-256 must be "sha256=" followed by 64 hex digits`
 		}
 		writeProblem(w, r, http.StatusUnauthorized, "bad-signature", detail)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/testing/mappertest"
+	"github.com/chatico/mapper/workerauth"
 )
 
 func TestHandshake(t *testing.T) {
@@ -100,7 +101,7 @@ func TestSignature(t *testing.T) {
 			before := countEvents(t, h)
 			req := mustRequest(t, http.MethodPost, h.srv.URL+"/webhook/", bytes.NewReader(body))
 			if tt.header != "" {
-				req.Header.Set(mapper.HeaderMetaSignature, tt.header)
+				req.Header.Set(workerauth.HeaderMetaSignature, tt.header)
 			}
 			resp, raw := h.do(req)
 			if resp.StatusCode != tt.wantStatus {
@@ -161,7 +162,7 @@ func TestBodyLimit(t *testing.T) {
 				rd = chunked{rd}
 			}
 			req := mustRequest(t, http.MethodPost, h.srv.URL+"/webhook/", rd)
-			req.Header.Set(mapper.HeaderMetaSignature, mappertest.Sign(metaSecret, tt.body))
+			req.Header.Set(workerauth.HeaderMetaSignature, mappertest.Sign(metaSecret, tt.body))
 			if tt.hideLength {
 				req.ContentLength = -1 // unknown: sent chunked
 			}

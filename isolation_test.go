@@ -14,6 +14,7 @@ import (
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/testing/mappertest"
+	"github.com/chatico/mapper/workerauth"
 )
 
 // latencies measures, per event, from the 200 Meta got to the worker
@@ -41,7 +42,7 @@ func (l *latencies) of(got []mappertest.Received) []time.Duration {
 	defer l.mu.Unlock()
 	var out []time.Duration
 	for _, r := range got {
-		if at, ok := l.ack[r.Header.Get(mapper.HeaderEventID)]; ok {
+		if at, ok := l.ack[r.Header.Get(workerauth.HeaderEventID)]; ok {
 			out = append(out, max(r.At.Sub(at), 0))
 		}
 	}
@@ -313,7 +314,7 @@ func TestOrderedDelivery(t *testing.T) {
 	var order []string
 	for _, r := range got {
 		if r.Status == 200 {
-			order = append(order, r.Header.Get(mapper.HeaderEventID))
+			order = append(order, r.Header.Get(workerauth.HeaderEventID))
 		}
 	}
 	if !slices.Equal(order, ids) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/chatico/mapper/cache/ristrettocache"
 	"github.com/chatico/mapper/forwarder/httpforwarder"
+	"github.com/chatico/mapper/workerauth"
 )
 
 // OwnerResolver finds the Instagram account that owns a media.
@@ -46,8 +47,9 @@ type Cache interface {
 }
 
 // Forwarder makes one attempt to deliver d to app. attempt counts from 1.
-// It must sign the request with app.Secret (see [SignDelivery]), send the
-// identifiers of [ForwardRequest.Header], and classify the outcome.
+// It must sign the request with app.Secret (workerauth.Sign, in the
+// headers workerauth names), send the headers of [ForwardRequest.Header],
+// and classify the outcome.
 type Forwarder interface {
 	Forward(ctx context.Context, req *ForwardRequest) ForwardResult
 }
@@ -63,22 +65,12 @@ type ForwardRequest struct {
 	Header http.Header
 }
 
-// ForwardResult is the outcome of one attempt.
-type ForwardResult struct {
-	// StatusCode is the app's answer, 0 when none came.
-	StatusCode int
-	Duration   time.Duration
-	// Err is nil exactly when the app accepted the delivery.
-	Err error
-	// Retryable says whether another attempt may succeed.
-	Retryable bool
-	// RetryAfter is the delay the app asked for, 0 when none.
-	RetryAfter time.Duration
-	// ResponseBody is the start of the app's answer, kept for the audit;
-	// the Mapper keeps the first MaxResponseBody bytes, so a Forwarder
-	// need not read more.
-	ResponseBody []byte
-}
+// ForwardResult is the outcome of one attempt: the app's status code,
+// the duration, Err nil exactly when the app accepted the delivery,
+// whether another attempt may succeed, the delay the app asked for, and
+// the start of its answer (the Mapper keeps [MaxResponseBody] bytes of
+// it). It is the result type of the default HTTP forwarder.
+type ForwardResult = httpforwarder.Result
 
 // Circuit reports the circuit state of a worker app in this Mapper:
 // CircuitClosed, CircuitOpen or CircuitHalfOpen.
@@ -222,31 +214,29 @@ func (m *Mapper) scheduleAt(t time.Time) {
 type httpForwarder struct{ f *httpforwarder.Forwarder }
 
 func (h httpForwarder) Forward(ctx context.Context, r *ForwardRequest) ForwardResult {
-	res := h.f.Forward(ctx, httpforwarder.Request{
+	return h.f.Forward(ctx, httpforwarder.Request{
 		URL:     r.App.URL,
 		Secret:  r.App.Secret,
 		Body:    r.Delivery.Body,
 		Header:  r.Header,
 		Timeout: r.App.Timeout,
 	})
-	return ForwardResult{StatusCode: res.StatusCode, Duration: res.Duration, Err: res.Err, Retryable: res.Retryable,
-		RetryAfter: res.RetryAfter, ResponseBody: res.ResponseBody}
 }
 
 // forwardHeader is the header set the Mapper asks a Forwarder to send.
 func forwardHeader(d *Delivery, attempt int) http.Header {
 	h := http.Header{}
-	h.Set(HeaderEventID, d.EventID)
-	h.Set(HeaderDeliveryID, d.ID)
-	h.Set(HeaderAttempt, strconv.Itoa(attempt))
-	h.Set(HeaderOwnerIDs, strings.Join(d.OwnerIDs, ","))
+	h.Set(workerauth.HeaderEventID, d.EventID)
+	h.Set(workerauth.HeaderDeliveryID, d.ID)
+	h.Set(workerauth.HeaderAttempt, strconv.Itoa(attempt))
+	h.Set(workerauth.HeaderOwnerIDs, strings.Join(d.OwnerIDs, ","))
 	if d.Original {
-		h.Set(HeaderEnvelope, "original")
+		h.Set(workerauth.HeaderEnvelope, "original")
 		if d.MetaSignature != "" {
-			h.Set(HeaderMetaSignature, d.MetaSignature)
+			h.Set(workerauth.HeaderMetaSignature, d.MetaSignature)
 		}
 	} else {
-		h.Set(HeaderEnvelope, "split")
+		h.Set(workerauth.HeaderEnvelope, "split")
 	}
 	return h
 }

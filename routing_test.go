@@ -13,6 +13,7 @@ import (
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/internal/payload"
 	"github.com/chatico/mapper/testing/mappertest"
+	"github.com/chatico/mapper/workerauth"
 )
 
 func TestSingleAppGetsOriginalBytes(t *testing.T) {
@@ -36,14 +37,14 @@ func TestSingleAppGetsOriginalBytes(t *testing.T) {
 	if !r.SignatureOK {
 		t.Error("the mapper's signature did not verify")
 	}
-	if r.Header.Get(mapper.HeaderMetaSignature) != mappertest.Sign(metaSecret, body) {
-		t.Errorf("Meta's signature not forwarded: %q", r.Header.Get(mapper.HeaderMetaSignature))
+	if r.Header.Get(workerauth.HeaderMetaSignature) != mappertest.Sign(metaSecret, body) {
+		t.Errorf("Meta's signature not forwarded: %q", r.Header.Get(workerauth.HeaderMetaSignature))
 	}
 	for k, want := range map[string]string{
-		mapper.HeaderEventID:  id,
-		mapper.HeaderAttempt:  "1",
-		mapper.HeaderOwnerIDs: accountA,
-		mapper.HeaderEnvelope: "original",
+		workerauth.HeaderEventID:  id,
+		workerauth.HeaderAttempt:  "1",
+		workerauth.HeaderOwnerIDs: accountA,
+		workerauth.HeaderEnvelope: "original",
 	} {
 		if v := r.Header.Get(k); v != want {
 			t.Errorf("%s = %q, want %q", k, v, want)
@@ -54,7 +55,7 @@ func TestSingleAppGetsOriginalBytes(t *testing.T) {
 		t.Errorf("event %s, want delivered", ev.Status)
 	}
 	ds := h.deliveries(id)
-	if len(ds) != 1 || r.Header.Get(mapper.HeaderDeliveryID) != ds[0].ID || ds[0].Attempts != 1 {
+	if len(ds) != 1 || r.Header.Get(workerauth.HeaderDeliveryID) != ds[0].ID || ds[0].Attempts != 1 {
 		t.Errorf("deliveries %+v", ds)
 	}
 	if n := h.graph.Calls(); n != 0 {
@@ -86,8 +87,8 @@ func TestMixedBatchIsSplitWithoutLeaks(t *testing.T) {
 		if !r.SignatureOK {
 			t.Errorf("%s: bad mapper signature", name)
 		}
-		if r.Header.Get(mapper.HeaderEnvelope) != "split" || r.Header.Get(mapper.HeaderMetaSignature) != "" {
-			t.Errorf("%s: envelope %q with Meta signature %q", name, r.Header.Get(mapper.HeaderEnvelope), r.Header.Get(mapper.HeaderMetaSignature))
+		if r.Header.Get(workerauth.HeaderEnvelope) != "split" || r.Header.Get(workerauth.HeaderMetaSignature) != "" {
+			t.Errorf("%s: envelope %q with Meta signature %q", name, r.Header.Get(workerauth.HeaderEnvelope), r.Header.Get(workerauth.HeaderMetaSignature))
 		}
 		p, err := payload.Parse(r.Body)
 		if err != nil {
@@ -307,8 +308,8 @@ func TestMediaEnrichment(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v := got[i].Header.Get(mapper.HeaderMedia); v != tc.want {
-			t.Errorf("%s = %q, want %q", mapper.HeaderMedia, v, tc.want)
+		if v := got[i].Header.Get(workerauth.HeaderMedia); v != tc.want {
+			t.Errorf("%s = %q, want %q", workerauth.HeaderMedia, v, tc.want)
 		}
 	}
 	// Comments are not enriched unless asked for: no header, no call.
@@ -318,8 +319,8 @@ func TestMediaEnrichment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := got[3].Header.Get(mapper.HeaderMedia); v != "" || h.graph.Calls() != calls {
-		t.Errorf("a comment got %s %q and %d Graph calls", mapper.HeaderMedia, v, h.graph.Calls()-calls)
+	if v := got[3].Header.Get(workerauth.HeaderMedia); v != "" || h.graph.Calls() != calls {
+		t.Errorf("a comment got %s %q and %d Graph calls", workerauth.HeaderMedia, v, h.graph.Calls()-calls)
 	}
 }
 

@@ -6,47 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
-	"time"
-
-	"github.com/chatico/mapper/forwarder/httpforwarder"
-	"github.com/chatico/mapper/workerauth"
 )
 
-// Header names on Meta's requests and on the Mapper's deliveries.
-const (
-	// HeaderMetaSignature carries Meta's HMAC-SHA256 of the raw body,
-	// keyed with the app secret, as "sha256=<hex>".
-	HeaderMetaSignature = "X-Hub-Signature-256"
-	// HeaderSignature carries the Mapper's HMAC-SHA256, keyed with the
-	// worker app's secret, over "<timestamp>.<body>", as "sha256=<hex>".
-	HeaderSignature = "X-Mapper-Signature-256"
-	// HeaderTimestamp is the Unix time (seconds) the signature covers.
-	HeaderTimestamp  = "X-Mapper-Timestamp"
-	HeaderEventID    = "X-Mapper-Event-Id"
-	HeaderDeliveryID = "X-Mapper-Delivery-Id"
-	HeaderAttempt    = "X-Mapper-Attempt"
-	// HeaderOwnerIDs lists the accounts whose items the body carries,
-	// comma-separated.
-	HeaderOwnerIDs = "X-Mapper-Owner-Ids"
-	// HeaderEnvelope is "original" when the body is Meta's payload byte for
-	// byte (and HeaderMetaSignature is forwarded), "split" when it is an
-	// envelope holding only the receiving app's entries.
-	HeaderEnvelope = "X-Mapper-Envelope"
-	// HeaderMedia says, with media enrichment on ([WithMediaEnrichment]),
-	// what the Graph API told of each media the body's enriched items
-	// name: comma-separated "<media-id>=owner:<account-id>",
-	// "<media-id>=username:<name>", "<media-id>=not_visible" or
-	// "<media-id>=unknown" (the lookup failed, was throttled or took
-	// longer than the budget).
-	HeaderMedia = "X-Mapper-Media"
-)
-
-// Errors of signature checks.
+// Errors of Meta's signature check; intake says which in its 401.
 var (
-	ErrSignatureMissing   = errors.New("mapper: signature header missing")
-	ErrSignatureMalformed = errors.New("mapper: signature header malformed")
-	ErrSignatureMismatch  = errors.New("mapper: signature does not match")
-	ErrTimestampOutside   = errors.New("mapper: signature timestamp outside the allowed window")
+	errSignatureMissing   = errors.New("signature header missing")
+	errSignatureMalformed = errors.New("signature header malformed")
+	errSignatureMismatch  = errors.New("signature does not match")
 )
 
 const sigPrefix = "sha256="
@@ -56,7 +22,7 @@ const sigPrefix = "sha256="
 // candidate is tried, so the time taken does not depend on which matched.
 func verifyMeta(header string, body []byte, secrets [][]byte) (int, error) {
 	if header == "" {
-		return -1, ErrSignatureMissing
+		return -1, errSignatureMissing
 	}
 	want, err := decodeSig(header)
 	if err != nil {
@@ -72,7 +38,7 @@ func verifyMeta(header string, body []byte, secrets [][]byte) (int, error) {
 		}
 	}
 	if matched < 0 {
-		return -1, ErrSignatureMismatch
+		return -1, errSignatureMismatch
 	}
 	return matched, nil
 }
@@ -80,46 +46,11 @@ func verifyMeta(header string, body []byte, secrets [][]byte) (int, error) {
 // decodeSig parses "sha256=<64 hex digits>"; hex of either case is accepted.
 func decodeSig(header string) ([]byte, error) {
 	if len(header) != len(sigPrefix)+2*sha256.Size || !strings.EqualFold(header[:len(sigPrefix)], sigPrefix) {
-		return nil, ErrSignatureMalformed
+		return nil, errSignatureMalformed
 	}
 	b, err := hex.DecodeString(header[len(sigPrefix):])
 	if err != nil {
-		return nil, ErrSignatureMalformed
+		return nil, errSignatureMalformed
 	}
 	return b, nil
-}
-
-// SignMeta returns the X-Hub-Signature-256 value Meta would send for body
-// signed with secret. Tests and fakes use it.
-func SignMeta(secret string, body []byte) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return sigPrefix + hex.EncodeToString(mac.Sum(nil))
-}
-
-// SignDelivery returns the X-Mapper-Signature-256 value for a delivery body
-// sent at the given Unix time, keyed with the worker app's secret.
-func SignDelivery(secret string, timestamp int64, body []byte) string {
-	return httpforwarder.Sign(secret, timestamp, body)
-}
-
-// VerifyDelivery checks a delivery's X-Mapper-Signature-256 and
-// X-Mapper-Timestamp header values against body, for a worker app that
-// knows one or more of its own secrets (several during a rotation). The
-// timestamp must be within window of now (0 means five minutes), which
-// defeats replays of old deliveries. Package workerauth does the same on
-// an *http.Request, with the standard library only.
-func VerifyDelivery(signature, timestamp string, body []byte, now time.Time, window time.Duration, secrets ...string) error {
-	err := workerauth.Verifier{Secrets: secrets, Window: window, Now: func() time.Time { return now }}.Check(signature, timestamp, body)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, workerauth.ErrMissing):
-		return ErrSignatureMissing
-	case errors.Is(err, workerauth.ErrStale):
-		return ErrTimestampOutside
-	case errors.Is(err, workerauth.ErrMismatch), errors.Is(err, workerauth.ErrNoSecret):
-		return ErrSignatureMismatch
-	}
-	return ErrSignatureMalformed
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/chatico/mapper/resolver/graphresolver"
 	"github.com/chatico/mapper/storage/bunstore"
 	"github.com/chatico/mapper/testing/mappertest"
+	"github.com/chatico/mapper/workerauth"
 )
 
 // The demo's accounts: two with worker apps, one without.
@@ -214,11 +215,11 @@ The server keeps running (Ctrl-C stops it). Try:
 // demoMediaHeader is the enrichment header of the delivery that had one.
 func demoMediaHeader(got []mappertest.Received) string {
 	for _, r := range got {
-		if v := r.Header.Get(mapper.HeaderMedia); v != "" {
-			return mapper.HeaderMedia + ": " + v
+		if v := r.Header.Get(workerauth.HeaderMedia); v != "" {
+			return workerauth.HeaderMedia + ": " + v
 		}
 	}
-	return "no " + mapper.HeaderMedia + " header"
+	return "no " + workerauth.HeaderMedia + " header"
 }
 
 func demoRegister(base, token, name, url, secret, account string, fields []string) (string, error) {

@@ -34,10 +34,37 @@ import (
 	"time"
 )
 
-// Header names.
+// The headers of a delivery, declared here once for the Mapper, its HTTP
+// forwarder and worker apps.
 const (
+	// HeaderSignature is "sha256=" + hex(HMAC-SHA256(app secret,
+	// "<timestamp>.<body>")).
 	HeaderSignature = "X-Mapper-Signature-256"
+	// HeaderTimestamp is the Unix time (seconds) the signature covers.
 	HeaderTimestamp = "X-Mapper-Timestamp"
+	// HeaderEventID names the webhook the delivery comes from.
+	HeaderEventID = "X-Mapper-Event-Id"
+	// HeaderDeliveryID is the same on every attempt of one delivery: a
+	// worker app spots a repeat by it.
+	HeaderDeliveryID = "X-Mapper-Delivery-Id"
+	// HeaderAttempt counts attempts from 1.
+	HeaderAttempt = "X-Mapper-Attempt"
+	// HeaderOwnerIDs lists the accounts whose items the body carries,
+	// comma-separated.
+	HeaderOwnerIDs = "X-Mapper-Owner-Ids"
+	// HeaderEnvelope is "original" when the body is Meta's payload byte
+	// for byte (and HeaderMetaSignature is forwarded), "split" when it
+	// holds only the receiving app's entries and items.
+	HeaderEnvelope = "X-Mapper-Envelope"
+	// HeaderMedia says, with media enrichment on, what the Graph API
+	// told of each media the body's enriched items name: comma-separated
+	// "<media-id>=owner:<account-id>", "<media-id>=username:<name>",
+	// "<media-id>=not_visible" or "<media-id>=unknown" (the lookup failed,
+	// was throttled or took longer than its budget).
+	HeaderMedia = "X-Mapper-Media"
+	// HeaderMetaSignature is Meta's own X-Hub-Signature-256, on the
+	// webhooks Meta sends and, with the original bytes, on deliveries.
+	HeaderMetaSignature = "X-Hub-Signature-256"
 )
 
 // Errors of Verify; errors.Is tells them apart.

@@ -28,12 +28,6 @@ import (
 	"github.com/chatico/mapper/workerauth"
 )
 
-// Header names; the mapper package documents them.
-const (
-	HeaderSignature = workerauth.HeaderSignature
-	HeaderTimestamp = workerauth.HeaderTimestamp
-)
-
 // Forwarder sends deliveries. It is safe for concurrent use.
 type Forwarder struct {
 	client         *http.Client
@@ -125,8 +119,8 @@ type Result struct {
 	Retryable bool
 	// RetryAfter is the delay the app asked for, 0 when it did not.
 	RetryAfter time.Duration
-	// ResponseBody holds the start of the app's answer (4 KiB at most),
-	// for the audit.
+	// ResponseBody holds the start of the app's answer (4 KiB at most,
+	// the most the Mapper keeps), for the audit.
 	ResponseBody []byte
 }
 
@@ -164,8 +158,8 @@ func (f *Forwarder) Forward(ctx context.Context, r Request) Result {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", f.userAgent)
 	ts := f.now().Unix()
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(r.Secret, ts, r.Body))
+	req.Header.Set(workerauth.HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(workerauth.HeaderSignature, workerauth.Sign(r.Secret, ts, r.Body))
 
 	resp, err := f.client.Do(req)
 	if err != nil {
@@ -223,10 +217,6 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return 0
 }
-
-// Sign returns "sha256=<hex>" of HMAC-SHA256(secret, "<ts>.<body>"), the
-// value of X-Mapper-Signature-256; workerauth checks it.
-func Sign(secret string, ts int64, body []byte) string { return workerauth.Sign(secret, ts, body) }
 
 // redact drops user info and the query from a URL for messages.
 func redact(raw string) string {

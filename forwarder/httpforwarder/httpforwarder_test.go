@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/forwarder/httpforwarder"
+	"github.com/chatico/mapper/workerauth"
 )
 
 func TestForward(t *testing.T) {
@@ -64,7 +64,8 @@ func TestForward(t *testing.T) {
 				if gotBody != `{"a":1}` || gotHeader.Get("X-Mapper-Event-Id") != "evt_1" {
 					t.Errorf("sent %q %v", gotBody, gotHeader)
 				}
-				err := mapper.VerifyDelivery(gotHeader.Get(mapper.HeaderSignature), gotHeader.Get(mapper.HeaderTimestamp), []byte(gotBody), now, time.Minute, "app-secret-0123456789")
+				v := workerauth.Verifier{Secrets: []string{"app-secret-0123456789"}, Window: time.Minute, Now: func() time.Time { return now }}
+				err := v.Check(gotHeader.Get(workerauth.HeaderSignature), gotHeader.Get(workerauth.HeaderTimestamp), []byte(gotBody))
 				if err != nil {
 					t.Errorf("signature does not verify: %v", err)
 				}
@@ -92,24 +93,3 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-func TestVerifyDeliveryRejects(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	body := []byte(`{"x":1}`)
-	sig := httpforwarder.Sign("s3cret-0123456789", now.Unix(), body)
-	ts := "1800000000"
-	cases := map[string]error{
-		"ok":              mapper.VerifyDelivery(sig, ts, body, now, 0, "old-secret", "s3cret-0123456789"),
-		"tampered body":   mapper.VerifyDelivery(sig, ts, []byte(`{"x":2}`), now, 0, "s3cret-0123456789"),
-		"wrong secret":    mapper.VerifyDelivery(sig, ts, body, now, 0, "other"),
-		"stale timestamp": mapper.VerifyDelivery(sig, ts, body, now.Add(10*time.Minute), 0, "s3cret-0123456789"),
-		"missing":         mapper.VerifyDelivery("", ts, body, now, 0, "s3cret-0123456789"),
-	}
-	if cases["ok"] != nil {
-		t.Errorf("valid signature refused: %v", cases["ok"])
-	}
-	for name, err := range cases {
-		if name != "ok" && err == nil {
-			t.Errorf("%s accepted", name)
-		}
-	}
-}

@@ -11,6 +11,7 @@ import (
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/storage/bunstore"
 	"github.com/chatico/mapper/testing/mappertest"
+	"github.com/chatico/mapper/workerauth"
 )
 
 // benchIntake posts signed comment webhooks to the handler in parallel
@@ -34,7 +35,7 @@ func benchIntake(b *testing.B, s *bunstore.Store) {
 			i := n.Add(1)
 			body := mappertest.NewWebhook().Comment("17841400000000001", "18000000000000001", "c"+strconv.FormatInt(i, 10), "Love it! 😍").Bytes()
 			req := httptest.NewRequest(http.MethodPost, "/webhook/", bytes.NewReader(body))
-			req.Header.Set(mapper.HeaderMetaSignature, mappertest.Sign(secret, body))
+			req.Header.Set(workerauth.HeaderMetaSignature, mappertest.Sign(secret, body))
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
 			if rec.Code != 200 {

@@ -15,6 +15,7 @@ import (
 	"github.com/chatico/mapper/storage/bunstore"
 	"github.com/chatico/mapper/testing/containertest"
 	"github.com/chatico/mapper/testing/mappertest"
+	"github.com/chatico/mapper/workerauth"
 )
 
 const secret = "meta-secret"
@@ -34,7 +35,7 @@ func newLedger() *ledger {
 }
 
 func (l *ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ev, dl := r.Header.Get(mapper.HeaderEventID), r.Header.Get(mapper.HeaderDeliveryID)
+	ev, dl := r.Header.Get(workerauth.HeaderEventID), r.Header.Get(workerauth.HeaderDeliveryID)
 	l.mu.Lock()
 	l.inflight[dl]++
 	if l.inflight[dl] > 1 {
