@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatico/mapper/internal/ids"
 	"github.com/chatico/mapper/internal/payload"
 )
 
@@ -140,9 +141,9 @@ func (m *Mapper) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": status, "checks": checks})
 }
 
-// AppInput is the body of POST and PUT /worker-apps/. Enabled defaults to
+// appInput is the body of POST and PUT /worker-apps/. Enabled defaults to
 // true; on PUT an omitted secret keeps the stored one.
-type AppInput struct {
+type appInput struct {
 	Name       string   `json:"name"`
 	URL        string   `json:"url"`
 	AccountIDs []string `json:"account_ids"`
@@ -164,16 +165,16 @@ type AppInput struct {
 type appView struct {
 	*WorkerApp
 	TimeoutMS int64        `json:"timeout_ms,omitempty"`
-	Circuit   CircuitState `json:"circuit"`
+	Circuit   circuitState `json:"circuit"`
 }
 
 func (m *Mapper) view(app *WorkerApp) appView {
 	app.Fields = orEmpty(app.Fields)
-	return appView{WorkerApp: app, TimeoutMS: app.Timeout.Milliseconds(), Circuit: m.Circuit(app.ID)}
+	return appView{WorkerApp: app, TimeoutMS: app.Timeout.Milliseconds(), Circuit: m.apps.circuit(app.ID, m.cfg.now())}
 }
 
 // Validate checks an app's fields; requireSecret is set on create.
-func (in *AppInput) Validate(requireSecret bool) error {
+func (in *appInput) Validate(requireSecret bool) error {
 	var errs []error
 	if strings.TrimSpace(in.Name) == "" || len(in.Name) > 200 {
 		errs = append(errs, &ValidationError{"name", "must be 1 to 200 characters"})
@@ -243,10 +244,10 @@ func isDigits(s string) bool {
 	return true
 }
 
-func (m *Mapper) readAppInput(w http.ResponseWriter, r *http.Request, requireSecret bool) (*AppInput, bool) {
+func (m *Mapper) readAppInput(w http.ResponseWriter, r *http.Request, requireSecret bool) (*appInput, bool) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
-	var in AppInput
+	var in appInput
 	if err := dec.Decode(&in); err != nil {
 		writeProblem(w, r, http.StatusBadRequest, "invalid-json", "the body must be one JSON worker app: "+err.Error())
 		return nil, false
@@ -296,7 +297,7 @@ func (m *Mapper) handleCreateApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := m.cfg.now()
-	app := &WorkerApp{ID: NewID("app_", now), Name: in.Name, URL: in.URL, AccountIDs: in.AccountIDs, Fields: orEmpty(in.Fields),
+	app := &WorkerApp{ID: ids.New("app_", now), Name: in.Name, URL: in.URL, AccountIDs: in.AccountIDs, Fields: orEmpty(in.Fields),
 		Secret: in.Secret, Enabled: in.Enabled == nil || *in.Enabled, Timeout: time.Duration(in.TimeoutMS) * time.Millisecond,
 		MaxConcurrency: in.MaxConcurrency, Ordered: in.Ordered, CreatedAt: now, UpdatedAt: now}
 	err := m.store.CreateApp(r.Context(), app)
@@ -362,9 +363,9 @@ func (m *Mapper) handleDeleteApp(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// MetricsResponse is the body of GET /monitoring/metrics.
-type MetricsResponse struct {
-	Counters Counters `json:"counters"`
+// metricsResponse is the body of GET /monitoring/metrics.
+type metricsResponse struct {
+	Counters countersView `json:"counters"`
 	// Store aggregates the log; processing-time percentiles cover the last
 	// hour.
 	Store Stats `json:"store"`
@@ -376,7 +377,7 @@ func (m *Mapper) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		m.storeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, MetricsResponse{Counters: m.Counters(), Store: st})
+	writeJSON(w, http.StatusOK, metricsResponse{Counters: m.snapshot(), Store: st})
 }
 
 func (m *Mapper) handleLogs(w http.ResponseWriter, r *http.Request) {
@@ -418,8 +419,8 @@ func parseLimit(v url.Values) (int, error) {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > MaxPageLimit {
-		return 0, &ValidationError{"limit", fmt.Sprintf("must be a whole number from 1 to %d", MaxPageLimit)}
+	if err != nil || n < 1 || n > ids.MaxPageLimit {
+		return 0, &ValidationError{"limit", fmt.Sprintf("must be a whole number from 1 to %d", ids.MaxPageLimit)}
 	}
 	return n, nil
 }
@@ -437,15 +438,15 @@ func parseEventQuery(v url.Values) (EventQuery, error) {
 	return q, err
 }
 
-// EventDetail is the body of GET /monitoring/webhook-logs/{id}.
-type EventDetail struct {
+// eventDetail is the body of GET /monitoring/webhook-logs/{id}.
+type eventDetail struct {
 	Event
 	Payload    json.RawMessage   `json:"payload"`
-	Deliveries []DeliveryHistory `json:"deliveries"`
+	Deliveries []deliveryHistory `json:"deliveries"`
 }
 
-// DeliveryHistory is a delivery with its attempts.
-type DeliveryHistory struct {
+// deliveryHistory is a delivery with its attempts.
+type deliveryHistory struct {
 	Delivery
 	History []Attempt `json:"attempts_history"`
 }
@@ -462,14 +463,14 @@ func (m *Mapper) handleEvent(w http.ResponseWriter, r *http.Request) {
 		m.storeError(w, r, err)
 		return
 	}
-	out := EventDetail{Event: *ev, Payload: ev.Payload, Deliveries: make([]DeliveryHistory, 0, len(ds))}
+	out := eventDetail{Event: *ev, Payload: ev.Payload, Deliveries: make([]deliveryHistory, 0, len(ds))}
 	for _, d := range ds {
 		as, err := m.store.ListAttempts(ctx, d.ID)
 		if err != nil {
 			m.storeError(w, r, err)
 			return
 		}
-		out.Deliveries = append(out.Deliveries, DeliveryHistory{Delivery: d, History: as})
+		out.Deliveries = append(out.Deliveries, deliveryHistory{Delivery: d, History: as})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -521,16 +522,16 @@ func (m *Mapper) handleReplayEvent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ev)
 }
 
-// ReplayInput is the body of POST /deliveries/replay: which dead
+// replayInput is the body of POST /deliveries/replay: which dead
 // deliveries to replay. An empty body replays every dead delivery.
-type ReplayInput struct {
+type replayInput struct {
 	AppID string    `json:"app_id"`
 	Since time.Time `json:"since"`
 	Until time.Time `json:"until"`
 }
 
 func (m *Mapper) handleReplayDead(w http.ResponseWriter, r *http.Request) {
-	var in ReplayInput
+	var in replayInput
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil && !errors.Is(err, io.EOF) {

@@ -198,12 +198,12 @@ func TestLogsAndMetrics(t *testing.T) {
 		}
 	}
 	resp, raw := h.admin(http.MethodGet, "/monitoring/metrics", nil)
-	var mr mapper.MetricsResponse
+	var mr mappertest.Metrics
 	if resp.StatusCode != 200 || json.Unmarshal(raw, &mr) != nil {
 		t.Fatalf("metrics: %d %s", resp.StatusCode, raw)
 	}
-	if mr.Counters.Webhooks[mapper.OutcomeAccepted] != 6 || mr.Store.EventsByStatus[mapper.EventDelivered] != 5 ||
-		mr.Store.EventsByStatus[mapper.EventUnroutable] != 1 || mr.Counters.Attempts["delivered"] != 5 {
+	if mr.Counters.Webhooks["accepted"] != 6 || mr.Store.EventsByStatus["delivered"] != 5 ||
+		mr.Store.EventsByStatus["unroutable"] != 1 || mr.Counters.Attempts["delivered"] != 5 {
 		t.Errorf("metrics %s", raw)
 	}
 }

@@ -27,15 +27,15 @@ type BreakerPolicy struct {
 var DefaultBreakerPolicy = BreakerPolicy{ConsecutiveFailures: 5, FailureRate: 0.5, Window: 20, MinSamples: 10,
 	Cooldown: 10 * time.Second, MaxCooldown: 5 * time.Minute}
 
-// CircuitState is a worker app's circuit in one Mapper, as
+// circuitState is a worker app's circuit in one Mapper, as
 // [Mapper.Circuit] and the admin API report it.
-type CircuitState string
+type circuitState string
 
 // Circuit states.
 const (
-	CircuitClosed   CircuitState = "closed"
-	CircuitOpen     CircuitState = "open"
-	CircuitHalfOpen CircuitState = "half-open"
+	circuitClosed   circuitState = "closed"
+	circuitOpen     circuitState = "open"
+	circuitHalfOpen circuitState = "half-open"
 )
 
 // appState is one worker app's share of this Mapper: attempts in flight,
@@ -45,7 +45,7 @@ type appState struct {
 	limit    int
 	known    bool // limit was read from the app's record
 
-	state       CircuitState
+	state       circuitState
 	consecutive int
 	outcomes    []bool // ring of the last Window outcomes, true = failure
 	next        int
@@ -72,7 +72,7 @@ func newApps(p BreakerPolicy, defLimit int) *apps {
 func (a *apps) get(id string) *appState {
 	s := a.byID[id]
 	if s == nil {
-		s = &appState{limit: a.defLimit, state: CircuitClosed, outcomes: make([]bool, a.policy.Window)}
+		s = &appState{limit: a.defLimit, state: circuitClosed, outcomes: make([]bool, a.policy.Window)}
 		a.byID[id] = s
 	}
 	return s
@@ -109,7 +109,7 @@ func (a *apps) skip(now time.Time) []string {
 	defer a.mu.Unlock()
 	var out []string
 	for id, s := range a.byID {
-		if s.inflight >= s.limit || s.state == CircuitOpen && now.Before(s.openUntil) || s.state == CircuitHalfOpen && s.probing {
+		if s.inflight >= s.limit || s.state == circuitOpen && now.Before(s.openUntil) || s.state == circuitHalfOpen && s.probing {
 			out = append(out, id)
 		}
 	}
@@ -126,12 +126,12 @@ func (a *apps) acquire(id string, now time.Time) bool {
 		return false
 	}
 	switch s.state {
-	case CircuitOpen:
+	case circuitOpen:
 		if now.Before(s.openUntil) {
 			return false
 		}
-		s.state, s.probing = CircuitHalfOpen, true
-	case CircuitHalfOpen:
+		s.state, s.probing = circuitHalfOpen, true
+	case circuitHalfOpen:
 		if s.probing {
 			return false
 		}
@@ -148,12 +148,12 @@ func (a *apps) acquire(id string, now time.Time) bool {
 func (a *apps) release(id string, now time.Time, counted, failed bool) (wasFull bool) {
 	a.mu.Lock()
 	s := a.get(id)
-	wasFull = s.inflight >= s.limit || s.state == CircuitHalfOpen
+	wasFull = s.inflight >= s.limit || s.state == circuitHalfOpen
 	s.inflight--
 	var opened time.Time
 	if counted {
 		opened = a.record(s, now, failed)
-	} else if s.state == CircuitHalfOpen {
+	} else if s.state == circuitHalfOpen {
 		s.probing = false // the probe told nothing; let another try
 	}
 	onOpen := a.onOpen
@@ -168,13 +168,13 @@ func (a *apps) release(id string, now time.Time, counted, failed bool) (wasFull 
 // this outcome opened it.
 func (a *apps) record(s *appState, now time.Time, failed bool) time.Time {
 	p := a.policy
-	if s.state == CircuitHalfOpen {
+	if s.state == circuitHalfOpen {
 		s.probing = false
 		if failed {
 			s.cooldown = min(2*s.cooldown, p.MaxCooldown)
 			return a.open(s, now)
 		}
-		s.state, s.consecutive, s.filled, s.cooldown = CircuitClosed, 0, 0, 0
+		s.state, s.consecutive, s.filled, s.cooldown = circuitClosed, 0, 0, 0
 		return time.Time{}
 	}
 	if len(s.outcomes) > 0 {
@@ -193,7 +193,7 @@ func (a *apps) record(s *appState, now time.Time, failed bool) time.Time {
 			failures++
 		}
 	}
-	if s.state == CircuitClosed && (s.consecutive >= p.ConsecutiveFailures ||
+	if s.state == circuitClosed && (s.consecutive >= p.ConsecutiveFailures ||
 		s.filled >= p.MinSamples && float64(failures) >= p.FailureRate*float64(s.filled)) {
 		s.cooldown = p.Cooldown
 		return a.open(s, now)
@@ -202,22 +202,22 @@ func (a *apps) record(s *appState, now time.Time, failed bool) time.Time {
 }
 
 func (a *apps) open(s *appState, now time.Time) time.Time {
-	s.state, s.openUntil = CircuitOpen, now.Add(s.cooldown)
+	s.state, s.openUntil = circuitOpen, now.Add(s.cooldown)
 	s.filled, s.consecutive = 0, 0
 	a.openCount++
 	return s.openUntil
 }
 
 // circuit reports an app's circuit state.
-func (a *apps) circuit(id string, now time.Time) CircuitState {
+func (a *apps) circuit(id string, now time.Time) circuitState {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s, ok := a.byID[id]
 	if !ok {
-		return CircuitClosed
+		return circuitClosed
 	}
-	if s.state == CircuitOpen && !now.Before(s.openUntil) {
-		return CircuitHalfOpen // the next attempt is the probe
+	if s.state == circuitOpen && !now.Before(s.openUntil) {
+		return circuitHalfOpen // the next attempt is the probe
 	}
 	return s.state
 }
@@ -229,6 +229,6 @@ func (a *apps) reset(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if s, ok := a.byID[id]; ok {
-		s.state, s.consecutive, s.filled, s.cooldown, s.probing = CircuitClosed, 0, 0, 0, false
+		s.state, s.consecutive, s.filled, s.cooldown, s.probing = circuitClosed, 0, 0, 0, false
 	}
 }

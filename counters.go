@@ -2,22 +2,22 @@ package mapper
 
 import "sync/atomic"
 
-// Outcome is what became of a webhook POST at intake: accepted, or the
-// reason it was refused. [Counters] counts them, and so do the metrics.
-type Outcome string
+// intakeOutcome is what became of a webhook POST at intake: accepted, or
+// the reason it was refused. The metrics count them.
+type intakeOutcome string
 
 // Intake outcomes.
 const (
-	OutcomeAccepted         Outcome = "accepted"
-	OutcomeDuplicate        Outcome = "duplicate"
-	OutcomeBadSignature     Outcome = "bad_signature"
-	OutcomeTooLarge         Outcome = "too_large"
-	OutcomeRateLimited      Outcome = "rate_limited"
-	OutcomeMalformed        Outcome = "malformed"
-	OutcomeStoreUnavailable Outcome = "store_unavailable"
+	outcomeAccepted         intakeOutcome = "accepted"
+	outcomeDuplicate        intakeOutcome = "duplicate"
+	outcomeBadSignature     intakeOutcome = "bad_signature"
+	outcomeTooLarge         intakeOutcome = "too_large"
+	outcomeRateLimited      intakeOutcome = "rate_limited"
+	outcomeMalformed        intakeOutcome = "malformed"
+	outcomeStoreUnavailable intakeOutcome = "store_unavailable"
 )
 
-var intakeOutcomes = []Outcome{OutcomeAccepted, OutcomeDuplicate, OutcomeBadSignature, OutcomeTooLarge, OutcomeRateLimited, OutcomeMalformed, OutcomeStoreUnavailable}
+var intakeOutcomes = []intakeOutcome{outcomeAccepted, outcomeDuplicate, outcomeBadSignature, outcomeTooLarge, outcomeRateLimited, outcomeMalformed, outcomeStoreUnavailable}
 
 // counters are the Mapper's in-process totals since start.
 type counters struct {
@@ -35,7 +35,7 @@ type counters struct {
 	resolverRetryLater atomic.Int64
 }
 
-func (c *counters) countIntake(outcome Outcome) {
+func (c *counters) countIntake(outcome intakeOutcome) {
 	for i, o := range intakeOutcomes {
 		if o == outcome {
 			c.intake[i].Add(1)
@@ -44,21 +44,22 @@ func (c *counters) countIntake(outcome Outcome) {
 	}
 }
 
-// Counters is a snapshot of the Mapper's totals since it started.
-type Counters struct {
-	Webhooks         map[Outcome]int64 `json:"webhooks"`
-	HandshakeOK      int64             `json:"handshake_ok"`
-	HandshakeRefused int64             `json:"handshake_refused"`
-	Attempts         map[string]int64  `json:"delivery_attempts"`
-	Routing          map[string]int64  `json:"routing"`
-	Resolver         map[string]int64  `json:"resolver"`
+// countersView is a snapshot of the Mapper's totals since it started, as
+// GET /monitoring/metrics shows it.
+type countersView struct {
+	Webhooks         map[intakeOutcome]int64 `json:"webhooks"`
+	HandshakeOK      int64                   `json:"handshake_ok"`
+	HandshakeRefused int64                   `json:"handshake_refused"`
+	Attempts         map[string]int64        `json:"delivery_attempts"`
+	Routing          map[string]int64        `json:"routing"`
+	Resolver         map[string]int64        `json:"resolver"`
 }
 
-// Counters returns the in-process totals since the Mapper started.
-func (m *Mapper) Counters() Counters {
+// snapshot returns the in-process totals since the Mapper started.
+func (m *Mapper) snapshot() countersView {
 	c := &m.counters
-	out := Counters{
-		Webhooks:         make(map[Outcome]int64, len(intakeOutcomes)),
+	out := countersView{
+		Webhooks:         make(map[intakeOutcome]int64, len(intakeOutcomes)),
 		HandshakeOK:      c.handshakeOK.Load(),
 		HandshakeRefused: c.handshakeRefused.Load(),
 		Attempts:         map[string]int64{"delivered": 0, "retrying": 0, "dead": 0},

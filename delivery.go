@@ -16,6 +16,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chatico/mapper/internal/ids"
 )
 
 // attempt makes one delivery attempt for a leased delivery, whose app slot
@@ -103,7 +105,7 @@ func (m *Mapper) try(ctx context.Context, d *Delivery) tried {
 	case res.Err == nil:
 		d.Status, d.CompletedAt = DeliveryDelivered, &now
 		m.appCounter(d.AppID).delivered.Add(1)
-		if received, ok := idTime(d.EventID); ok {
+		if received, ok := ids.Time(d.EventID); ok {
 			m.tel.e2eLatency.Record(ctx, max(now.Sub(received), 0).Seconds(), metric.WithAttributes(attrAppID.String(d.AppID)))
 		}
 	case res.Retryable && n-d.AttemptBase < p.MaxAttempts && (p.MaxAge == 0 || next.Sub(cycleStart) <= p.MaxAge):
@@ -333,13 +335,13 @@ func (m *Mapper) releaseDelivery(ctx context.Context, d *Delivery) {
 }
 
 // deliverNow is the sync mode: route and attempt before answering.
-func (m *Mapper) deliverNow(ctx context.Context, ev *Event) (string, []DeliveryOutcome) {
+func (m *Mapper) deliverNow(ctx context.Context, ev *Event) (string, []deliveryOutcome) {
 	// The handler's context ends when Meta hangs up; the attempt, once
 	// begun, is finished and recorded anyway.
 	ds := m.processEvent(context.WithoutCancel(ctx), ev)
-	out := make([]DeliveryOutcome, 0, len(ds))
+	out := make([]deliveryOutcome, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, DeliveryOutcome{DeliveryID: d.ID, AppID: d.AppID, Status: d.Status, StatusCode: d.LastStatusCode, Error: d.LastError})
+		out = append(out, deliveryOutcome{DeliveryID: d.ID, AppID: d.AppID, Status: d.Status, StatusCode: d.LastStatusCode, Error: d.LastError})
 	}
 	status := string(ev.Status)
 	if ev.Status == EventDispatched {

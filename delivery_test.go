@@ -114,7 +114,7 @@ func testSyncMode(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *h
 		if len(appB.Received()) == 1 && d.StatusCode == 400 {
 			want = mapper.DeliveryDead
 		}
-		if d.Status != want {
+		if d.Status != string(want) {
 			t.Errorf("delivery %+v, want %s", d, want)
 		}
 	}
@@ -125,7 +125,7 @@ func testSyncMode(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *h
 	// A retryable failure is left to the background loop.
 	appA.FailNext(503)
 	resp, ir, raw = h.post(mappertest.NewWebhook().Comment(accountA, "1", "5", "z").Bytes(), metaSecret)
-	if resp.StatusCode != 200 || ir.Status != string(mapper.EventDispatched) || ir.Deliveries[0].Status != mapper.DeliveryPending {
+	if resp.StatusCode != 200 || ir.Status != string(mapper.EventDispatched) || ir.Deliveries[0].Status != string(mapper.DeliveryPending) {
 		t.Fatalf("answer %d %s", resp.StatusCode, raw)
 	}
 	h.start()

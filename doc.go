@@ -186,7 +186,7 @@
 //
 //	GET    /monitoring/health                 store reachable (public)
 //	GET    /worker-apps/                      list apps
-//	POST   /worker-apps/                      create an app ([AppInput])
+//	POST   /worker-apps/                      create an app ([appInput])
 //	GET    /worker-apps/{id}                  one app
 //	PUT    /worker-apps/{id}                  replace an app (secret kept if omitted)
 //	DELETE /worker-apps/{id}                  delete an app

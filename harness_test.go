@@ -248,10 +248,10 @@ func (h *harness) do(req *http.Request) (*http.Response, []byte) {
 }
 
 // post sends body signed with secret and decodes a 200 answer.
-func (h *harness) post(body []byte, secret string) (*http.Response, mapper.IntakeResponse, []byte) {
+func (h *harness) post(body []byte, secret string) (*http.Response, intakeResponse, []byte) {
 	h.t.Helper()
 	resp, raw := h.do(mappertest.SignedRequest(h.srv.URL+"/webhook/", secret, body))
-	var ir mapper.IntakeResponse
+	var ir intakeResponse
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(raw, &ir); err != nil {
 			h.t.Fatalf("decoding %s: %v", raw, err)
@@ -322,9 +322,45 @@ func newServer(t *testing.T, h http.Handler) string {
 // dumpState logs what the store holds, for a test that is about to fail.
 func dumpState(t *testing.T, h *harness) {
 	st, _ := h.store.Stats(context.Background(), time.Time{})
-	t.Logf("stats %+v counters %+v", st, h.m.Counters())
+	t.Logf("stats %+v counters %+v", st, h.metrics().Counters)
 	page, _ := h.store.FindDeliveries(context.Background(), mapper.DeliveryQuery{Status: mapper.DeliveryPending, Limit: 5})
 	for _, d := range page.Deliveries {
 		t.Logf("pending %s app %s next %v (in %v) attempts %d err %q", d.ID, d.AppID, d.NextAttemptAt, time.Until(d.NextAttemptAt), d.Attempts, d.LastError)
 	}
+}
+
+// intakeResponse is the body of a 200 answer to a webhook POST.
+type intakeResponse struct {
+	EventID    string `json:"event_id"`
+	Status     string `json:"status"`
+	Deliveries []struct {
+		DeliveryID string `json:"delivery_id"`
+		AppID      string `json:"app_id"`
+		Status     string `json:"status"`
+		StatusCode int    `json:"status_code"`
+		Error      string `json:"error"`
+	} `json:"deliveries"`
+}
+
+// metrics reads GET /monitoring/metrics.
+func (h *harness) metrics() *mappertest.Metrics {
+	h.t.Helper()
+	m, err := mappertest.ReadMetrics(h.m.Handler(), adminToken)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return m
+}
+
+// circuit reads an app's circuit from GET /worker-apps/{id}.
+func (h *harness) circuit(appID string) string {
+	h.t.Helper()
+	resp, raw := h.admin(http.MethodGet, "/worker-apps/"+appID, nil)
+	var app struct {
+		Circuit string `json:"circuit"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &app) != nil {
+		h.t.Fatalf("GET /worker-apps/%s: %d %s", appID, resp.StatusCode, raw)
+	}
+	return app.Circuit
 }

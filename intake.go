@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/chatico/mapper/internal/ids"
 	"github.com/chatico/mapper/internal/payload"
 	"github.com/chatico/mapper/workerauth"
 )
@@ -56,19 +57,19 @@ func equalSecret(got, want string) bool {
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1 && want != ""
 }
 
-// IntakeResponse is the body of a 200 answer to a webhook POST.
-type IntakeResponse struct {
+// intakeResponse is the body of a 200 answer to a webhook POST.
+type intakeResponse struct {
 	EventID string `json:"event_id"`
 	// Status is "accepted", "duplicate" (every item was seen before) or
 	// "ignored" (the payload has no items); in sync mode, the event's
 	// status after delivery.
 	Status string `json:"status"`
 	// Deliveries are reported in sync mode only.
-	Deliveries []DeliveryOutcome `json:"deliveries,omitempty"`
+	Deliveries []deliveryOutcome `json:"deliveries,omitempty"`
 }
 
-// DeliveryOutcome is one delivery's result in a sync-mode answer.
-type DeliveryOutcome struct {
+// deliveryOutcome is one delivery's result in a sync-mode answer.
+type deliveryOutcome struct {
 	DeliveryID string         `json:"delivery_id"`
 	AppID      string         `json:"app_id"`
 	Status     DeliveryStatus `json:"status"`
@@ -90,8 +91,8 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	ctx, span := m.startSpan(ctx, "POST /webhook/", kind, attrHTTPMethod.String(r.Method), attrURLPath.String(r.URL.Path))
 	sw := &statusWriter{ResponseWriter: w}
 	w = sw
-	var outcome Outcome
-	count := func(o Outcome) { outcome = o; m.counters.countIntake(o) }
+	var outcome intakeOutcome
+	count := func(o intakeOutcome) { outcome = o; m.counters.countIntake(o) }
 	defer func() {
 		span.SetAttributes(attrHTTPStatus.Int(sw.status), attrOutcome.String(string(outcome)))
 		if sw.status >= 500 {
@@ -103,14 +104,14 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	log := m.cfg.logger
 	if m.limiter != nil {
 		if ok, wait := m.limiter.allow(m.cfg.clientKey(r)); !ok {
-			count(OutcomeRateLimited)
+			count(outcomeRateLimited)
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			writeProblem(w, r, http.StatusTooManyRequests, "rate-limited", "too many requests from this client; retry after the time in Retry-After")
 			return
 		}
 	}
 	if r.ContentLength > m.cfg.maxBody {
-		outcome = OutcomeTooLarge
+		outcome = outcomeTooLarge
 		m.tooLarge(w, r, r.ContentLength)
 		return
 	}
@@ -118,11 +119,11 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			outcome = OutcomeTooLarge
+			outcome = outcomeTooLarge
 			m.tooLarge(w, r, -1)
 			return
 		}
-		count(OutcomeMalformed)
+		count(outcomeMalformed)
 		writeProblem(w, r, http.StatusBadRequest, "unreadable-body", "the request body could not be read: "+err.Error())
 		return
 	}
@@ -132,7 +133,7 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	_, err = verifyMeta(sig, body, m.cfg.secrets)
 	endSpan(vspan, err)
 	if err != nil {
-		count(OutcomeBadSignature)
+		count(outcomeBadSignature)
 		// Loud on purpose: a wrong secret makes Meta retry and, for
 		// messaging, unsubscribe the app within the hour.
 		log.WarnContext(ctx, "webhook refused: bad signature", slog.String("reason", err.Error()),
@@ -151,12 +152,12 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	p, err := payload.Parse(body)
 	endSpan(pspan, err)
 	if err != nil {
-		count(OutcomeMalformed)
+		count(outcomeMalformed)
 		writeProblem(w, r, http.StatusBadRequest, "malformed-payload", err.Error())
 		return
 	}
 	if !slices.Contains(m.cfg.objects, p.Object) {
-		count(OutcomeMalformed)
+		count(outcomeMalformed)
 		writeProblem(w, r, http.StatusBadRequest, "wrong-object", fmt.Sprintf("object %q is not accepted (want %q)", p.Object, m.cfg.objects))
 		return
 	}
@@ -172,12 +173,12 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		// Keep the background loop off this event while the handler
 		// delivers it; if the process dies, the lease runs out and the
 		// loop takes over.
-		ev.LeaseToken, ev.NextAttemptAt = newToken(), now.Add(m.cfg.lease)
+		ev.LeaseToken, ev.NextAttemptAt = ids.Token(), now.Add(m.cfg.lease)
 	case m.reserveHandoff():
 		// Stored already leased to this process and handed to its loop
 		// in memory: no claim query, no wait for a poll. Should the
 		// process die first, the lease runs out and any replica claims it.
-		ev.LeaseToken, ev.NextAttemptAt = newToken(), now.Add(m.cfg.lease)
+		ev.LeaseToken, ev.NextAttemptAt = ids.Token(), now.Add(m.cfg.lease)
 		handoff = true
 	}
 	sctx, sspan := m.startSpan(ctx, "persist event", trace.SpanKindInternal, attrEventID.String(ev.ID))
@@ -188,22 +189,22 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		handoff = false
 	}
 	if err != nil {
-		count(OutcomeStoreUnavailable)
+		count(outcomeStoreUnavailable)
 		log.ErrorContext(ctx, "webhook not stored; answering 503 so that Meta retries", slog.String("error", err.Error()))
 		w.Header().Set("Retry-After", "5")
 		writeProblem(w, r, http.StatusServiceUnavailable, "store-unavailable", "the event could not be stored; retry later")
 		return
 	}
-	resp := IntakeResponse{EventID: ev.ID, Status: "accepted"}
+	resp := intakeResponse{EventID: ev.ID, Status: "accepted"}
 	switch ev.Status {
 	case EventDuplicate:
-		count(OutcomeDuplicate)
+		count(outcomeDuplicate)
 		resp.Status = "duplicate"
 	case EventIgnored:
-		count(OutcomeAccepted)
+		count(outcomeAccepted)
 		resp.Status = "ignored"
 	default:
-		count(OutcomeAccepted)
+		count(outcomeAccepted)
 		if m.cfg.sync {
 			m.inflight.Add(1)
 			resp.Status, resp.Deliveries = m.deliverNow(ctx, ev)
@@ -242,7 +243,7 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (m *Mapper) tooLarge(w http.ResponseWriter, r *http.Request, n int64) {
-	m.counters.countIntake(OutcomeTooLarge)
+	m.counters.countIntake(outcomeTooLarge)
 	detail := fmt.Sprintf("the body exceeds the limit of %d bytes", m.cfg.maxBody)
 	if n > 0 {
 		detail = fmt.Sprintf("the body of %d bytes exceeds the limit of %d bytes", n, m.cfg.maxBody)
@@ -272,7 +273,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 // newEvent builds the event record of a verified, parsed payload.
 func newEvent(p *payload.Payload, body []byte, sig string, now time.Time) *Event {
 	ev := &Event{
-		ID:            NewID("evt_", now),
+		ID:            ids.New("evt_", now),
 		ReceivedAt:    now,
 		Object:        p.Object,
 		Payload:       body,

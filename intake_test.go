@@ -67,7 +67,11 @@ func wantProblem(t *testing.T, resp *http.Response, body []byte, kind string) {
 	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
 		t.Errorf("Content-Type %q, want application/problem+json", ct)
 	}
-	var p mapper.Problem
+	var p struct {
+		Type   string `json:"type"`
+		Title  string `json:"title"`
+		Status int    `json:"status"`
+	}
 	if err := json.Unmarshal(body, &p); err != nil {
 		t.Fatalf("problem body %q: %v", body, err)
 	}
@@ -116,7 +120,7 @@ func TestSignature(t *testing.T) {
 			}
 		})
 	}
-	if got := h.m.Counters().Webhooks[mapper.OutcomeBadSignature]; got != 6 {
+	if got := h.metrics().Counters.Webhooks["bad_signature"]; got != 6 {
 		t.Errorf("bad_signature counter %d, want 6", got)
 	}
 }
@@ -246,7 +250,7 @@ func (failingStore) CreateEvent(context.Context, *mapper.Event) error {
 }
 
 func TestStoreUnavailable(t *testing.T) {
-	m, err := mapper.New(failingStore{newWatchedStore()}, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken(verifyToken), mapper.WithOwnerPolicy(mapper.OwnerFromEntry))
+	m, err := mapper.New(failingStore{newWatchedStore()}, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken(verifyToken), mapper.WithAdminToken(adminToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +261,11 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Fatalf("status %d, want 503: %s", resp.StatusCode, raw)
 	}
 	wantProblem(t, resp, raw, "store-unavailable")
-	if got := m.Counters().Webhooks[mapper.OutcomeStoreUnavailable]; got != 1 {
+	mt, err := mappertest.ReadMetrics(m.Handler(), adminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mt.Counters.Webhooks["store_unavailable"]; got != 1 {
 		t.Errorf("store_unavailable counter %d", got)
 	}
 }

@@ -122,10 +122,10 @@ func TestHangingAppDoesNotDelayOthers(t *testing.T) {
 	}
 	// Its attempts time out one by one; after three the circuit opens.
 	deadline := time.Now().Add(20 * time.Second)
-	for h.m.Circuit(slowID) == mapper.CircuitClosed && time.Now().Before(deadline) {
+	for h.circuit(slowID) == "closed" && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if c := h.m.Circuit(slowID); c == mapper.CircuitClosed {
+	if c := h.circuit(slowID); c == "closed" {
 		t.Errorf("the hanging app's circuit is %s", c)
 	}
 
@@ -136,10 +136,10 @@ func TestHangingAppDoesNotDelayOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline = time.Now().Add(10 * time.Second)
-	for h.m.Circuit(slowID) != mapper.CircuitClosed && time.Now().Before(deadline) {
+	for h.circuit(slowID) != "closed" && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond) // the close follows the probe's answer
 	}
-	if c := h.m.Circuit(slowID); c != mapper.CircuitClosed {
+	if c := h.circuit(slowID); c != "closed" {
 		t.Errorf("circuit after recovery: %s", c)
 	}
 }
@@ -170,12 +170,13 @@ func TestDownAppNoStormThenDelivered(t *testing.T) {
 	}
 	start := time.Now()
 	deadline := time.Now().Add(10 * time.Second)
-	for h.m.Circuit(app.ID) == mapper.CircuitClosed && time.Now().Before(deadline) {
+	for h.circuit(app.ID) == "closed" && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond) // waiting for the failures to open it
 	}
 	time.Sleep(400 * time.Millisecond) // the app stays down a while
 	down := time.Since(start)
-	failed := h.m.Counters().Attempts["retrying"] + h.m.Counters().Attempts["dead"]
+	mt := h.metrics()
+	failed := mt.Counters.Attempts["retrying"] + mt.Counters.Attempts["dead"]
 
 	// The app comes back on the same address.
 	w := mappertest.NewWorkerApp("0123456789abcdef")
@@ -241,7 +242,11 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("after replay: %s", ev.Status)
 	}
 	resp, raw = h.admin(http.MethodGet, "/monitoring/webhook-logs/"+id, nil)
-	var detail mapper.EventDetail
+	var detail struct {
+		Deliveries []struct {
+			History []mapper.Attempt `json:"attempts_history"`
+		} `json:"deliveries"`
+	}
 	if resp.StatusCode != 200 || json.Unmarshal(raw, &detail) != nil {
 		t.Fatalf("detail: %d %s", resp.StatusCode, raw)
 	}
@@ -329,10 +334,10 @@ func TestUpdateClosesCircuit(t *testing.T) {
 	app.FailNext(503, 503)
 	ev := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "c1", "x").Bytes())
 	deadline := time.Now().Add(10 * time.Second)
-	for h.m.Circuit(id) != mapper.CircuitOpen && time.Now().Before(deadline) {
+	for h.circuit(id) != "open" && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if c := h.m.Circuit(id); c != mapper.CircuitOpen {
+	if c := h.circuit(id); c != "open" {
 		t.Fatalf("circuit %s after two failures", c)
 	}
 	resp, raw := h.admin(http.MethodPut, "/worker-apps/"+id, map[string]any{"name": "a", "url": app.URL(), "account_ids": []string{accountA}})

@@ -72,10 +72,6 @@ type ForwardRequest struct {
 // it). It is the result type of the default HTTP forwarder.
 type ForwardResult = httpforwarder.Result
 
-// Circuit reports the circuit state of a worker app in this Mapper:
-// CircuitClosed, CircuitOpen or CircuitHalfOpen.
-func (m *Mapper) Circuit(appID string) CircuitState { return m.apps.circuit(appID, m.cfg.now()) }
-
 // Mapper receives Meta's webhooks, stores them, and routes and delivers
 // them to worker apps. Create it with [New], mount [Mapper.Handler], and run
 // [Mapper.Run] for the background delivery loop.

@@ -5,8 +5,8 @@ import (
 	"net/http"
 )
 
-// Problem is an RFC 9457 problem detail, the body of every error answer.
-type Problem struct {
+// problem is an RFC 9457 problem detail, the body of every error answer.
+type problem struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
 	Status int    `json:"status"`
@@ -20,7 +20,7 @@ type Problem struct {
 const problemTypeBase = "https://github.com/chatico/mapper/blob/main/docs/problems.md#"
 
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, kind, detail string) {
-	p := Problem{
+	p := problem{
 		Type:     problemTypeBase + kind,
 		Title:    http.StatusText(status),
 		Status:   status,

@@ -54,7 +54,7 @@ func TestTenThousandCommentsOneGraphCall(t *testing.T) {
 	if n := h.graph.Calls(); n != 1 {
 		t.Errorf("%d Graph API calls for 10,000 comments on one media, want 1", n)
 	}
-	c := h.m.Counters().Resolver
+	c := h.metrics().Counters.Resolver
 	t.Logf("resolver counters: %v", c)
 }
 

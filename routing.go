@@ -12,6 +12,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/chatico/mapper/internal/ids"
 	"github.com/chatico/mapper/internal/payload"
 )
 
@@ -138,7 +139,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, stor
 	deliveries := make([]Delivery, 0, len(groups))
 	for _, g := range groups {
 		d := Delivery{
-			ID:            NewID("dlv_", now),
+			ID:            ids.New("dlv_", now),
 			EventID:       ev.ID,
 			AppID:         g.app.ID,
 			OwnerIDs:      g.owners,
@@ -147,7 +148,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, stor
 			CreatedAt:     now,
 			CycleStart:    now,
 			Ordered:       g.app.Ordered,
-			LeaseToken:    newToken(),
+			LeaseToken:    ids.Token(),
 			TraceContext:  ev.TraceContext,
 		}
 		if g.n == len(ev.Items) {

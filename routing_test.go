@@ -159,7 +159,7 @@ func TestDuplicates(t *testing.T) {
 	if n := len(appA.Received()); n != 2 {
 		t.Errorf("app received %d deliveries, want 2", n)
 	}
-	if c := h.m.Counters().Webhooks; c[mapper.OutcomeDuplicate] != 1 || c[mapper.OutcomeAccepted] != 2 {
+	if c := h.metrics().Counters.Webhooks; c["duplicate"] != 1 || c["accepted"] != 2 {
 		t.Errorf("counters %v", c)
 	}
 }
@@ -177,7 +177,7 @@ func TestConcurrentCopiesDeliveredOnce(t *testing.T) {
 				statuses <- err.Error()
 				return
 			}
-			var ir mapper.IntakeResponse
+			var ir intakeResponse
 			_ = json.NewDecoder(resp.Body).Decode(&ir)
 			resp.Body.Close()
 			statuses <- ir.Status

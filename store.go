@@ -72,25 +72,10 @@ type EventQuery struct {
 	AppID   string // events with a delivery to this app
 	Since   time.Time
 	Until   time.Time // exclusive
-	// Limit caps the page; see PageLimit.
+	// Limit caps the page; 0 or less serves 50, and a store serves 500 at most.
 	Limit int
 	// Cursor continues from the NextCursor of an earlier page.
 	Cursor string
-}
-
-// Page sizes of EventQuery and DeliveryQuery.
-const (
-	DefaultPageLimit = 50
-	MaxPageLimit     = 500
-)
-
-// PageLimit is the page size a store serves for a requested Limit: the
-// default for 0 or less, at most MaxPageLimit.
-func PageLimit(n int) int {
-	if n <= 0 {
-		return DefaultPageLimit
-	}
-	return min(n, MaxPageLimit)
 }
 
 // EventPage is one page of events.
@@ -206,7 +191,7 @@ type DeliveryQuery struct {
 	AppID  string
 	Since  time.Time // on CreatedAt
 	Until  time.Time // exclusive
-	Limit  int       // see PageLimit
+	Limit  int       // 0 or less serves 50, and a store serves 500 at most
 	Cursor string
 }
 

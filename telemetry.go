@@ -46,10 +46,10 @@ const (
 	attrAttemptOutcome = attribute.Key("mapper.delivery.outcome")
 )
 
-// UsageReporter is implemented by resolvers that know how much of the
+// usageReporter is implemented by resolvers that know how much of the
 // Graph API's budgets they use (graphresolver does): percentages by
 // budget name, exported as the mapper.graph.usage gauge.
-type UsageReporter interface {
+type usageReporter interface {
 	UsagePercent() map[string]int
 }
 
@@ -167,7 +167,7 @@ func (m *Mapper) setupTelemetry() error {
 		o.ObserveInt64(cache, c.cacheMisses.Load(), metric.WithAttributes(attrCacheResult.String("miss")))
 		o.ObserveInt64(cache, c.cacheErrors.Load(), metric.WithAttributes(attrCacheResult.String("error")))
 		o.ObserveInt64(graphCalls, c.resolverCalls.Load())
-		if u, ok := m.cfg.resolver.(UsageReporter); ok {
+		if u, ok := m.cfg.resolver.(usageReporter); ok {
 			for budget, pct := range u.UsagePercent() {
 				o.ObserveInt64(usage, int64(pct), metric.WithAttributes(attrUsageBudget.String(budget)))
 			}

@@ -217,7 +217,7 @@ func TestMetrics(t *testing.T) {
 	}
 	// The JSON endpoint reads the same numbers.
 	resp, raw := h.admin(http.MethodGet, "/monitoring/metrics", nil)
-	var mr mapper.MetricsResponse
+	var mr mappertest.Metrics
 	if resp.StatusCode != 200 || json.Unmarshal(raw, &mr) != nil {
 		t.Fatalf("%d %s", resp.StatusCode, raw)
 	}

@@ -149,14 +149,19 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 		if err != nil {
 			return errors.Join(err, shutdown())
 		}
-		var ir mapper.IntakeResponse
+		var ir struct {
+			EventID string `json:"event_id"`
+			Status  string `json:"status"`
+		}
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		c.status = resp.StatusCode
 		if resp.StatusCode == http.StatusOK && json.Unmarshal(raw, &ir) == nil {
 			c.eventID, c.answer = ir.EventID, ir.Status
 		} else {
-			var p mapper.Problem
+			var p struct {
+				Type string `json:"type"`
+			}
 			_ = json.Unmarshal(raw, &p)
 			_, kind, _ := strings.Cut(p.Type, "#")
 			c.answer = "refused: " + kind

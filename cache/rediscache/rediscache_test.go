@@ -67,7 +67,7 @@ func TestRedisDownWebhooksFlow(t *testing.T) {
 	if err := store.CreateApp(context.Background(), &mapper.WorkerApp{ID: "w", Name: "w", URL: worker.URL(), Secret: worker.Secret(), AccountIDs: []string{"1"}, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	m, err := mapper.New(store, mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithResolver(res),
+	m, err := mapper.New(store, mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithResolver(res), mapper.WithAdminToken("adm"),
 		mapper.WithCache(cache), mapper.WithOwnerPolicy(mapper.OwnerFromMedia))
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,11 @@ func TestRedisDownWebhooksFlow(t *testing.T) {
 	})
 	send("102", "c3", 3)
 	send("102", "c4", 4)
-	if got := m.Counters().Resolver["cache_errors"]; got == 0 {
+	mt, err := mappertest.ReadMetrics(m.Handler(), "adm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mt.Counters.Resolver["cache_errors"]; got == 0 {
 		t.Error("no cache errors counted while Redis was down")
 	}
 	if n := graph.CallsFor("102"); n < 1 {

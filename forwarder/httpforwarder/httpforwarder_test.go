@@ -92,4 +92,3 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
-

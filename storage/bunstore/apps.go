@@ -10,12 +10,13 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/internal/ids"
 )
 
 // CreateApp implements mapper.AppStore.
 func (s *Store) CreateApp(ctx context.Context, app *mapper.WorkerApp) error {
 	if app.ID == "" {
-		app.ID = mapper.NewID("app_", time.Now())
+		app.ID = ids.New("app_", time.Now())
 	}
 	now := time.Now().UTC()
 	if app.CreatedAt.IsZero() {

@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/internal/ids"
 )
 
 // CreateEvent implements mapper.EventStore. Concurrent calls are committed
@@ -77,7 +78,7 @@ func (s *Store) GetEvent(ctx context.Context, id string) (*mapper.Event, error) 
 
 // ListEvents implements mapper.EventStore. The payload is not read.
 func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.EventPage, error) {
-	limit := mapper.PageLimit(q.Limit)
+	limit := ids.PageLimit(q.Limit)
 	var rows []eventRow
 	// The keyset columns: the event's own, or, filtered by account, the
 	// same values in mapper_event_accounts, whose primary key

@@ -8,11 +8,12 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/internal/ids"
 )
 
 // FindDeliveries implements mapper.Replayer. Bodies are not read.
 func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (mapper.DeliveryPage, error) {
-	limit := mapper.PageLimit(q.Limit)
+	limit := ids.PageLimit(q.Limit)
 	var rows []deliveryRow
 	sel := s.read.NewSelect().Model(&rows).ExcludeColumn("body").OrderExpr("d.created_at DESC, d.id DESC").Limit(int64(limit + 1))
 	deliveryFilter(sel, q)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/internal/ids"
 )
 
 // Store is an in-memory mapper.Store.
@@ -260,7 +261,7 @@ func (s *Store) GetEvent(_ context.Context, id string) (*mapper.Event, error) {
 
 // ListEvents implements mapper.EventStore.
 func (s *Store) ListEvents(_ context.Context, q mapper.EventQuery) (mapper.EventPage, error) {
-	limit := mapper.PageLimit(q.Limit)
+	limit := ids.PageLimit(q.Limit)
 	after, err := decodeAfter(q.Cursor)
 	if err != nil {
 		return mapper.EventPage{}, err
@@ -547,7 +548,7 @@ func (s *Store) ReleaseDelivery(_ context.Context, d *mapper.Delivery, next time
 
 // FindDeliveries implements mapper.Replayer.
 func (s *Store) FindDeliveries(_ context.Context, q mapper.DeliveryQuery) (mapper.DeliveryPage, error) {
-	limit := mapper.PageLimit(q.Limit)
+	limit := ids.PageLimit(q.Limit)
 	after, err := decodeAfter(q.Cursor)
 	if err != nil {
 		return mapper.DeliveryPage{}, err

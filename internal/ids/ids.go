@@ -1,4 +1,7 @@
-package mapper
+// Package ids makes the Mapper's identifiers: ULIDs that sort by creation
+// time (keyset pages and ordered delivery rely on it), lease tokens, and
+// the page sizes the stores serve.
+package ids
 
 import (
 	"crypto/rand"
@@ -23,10 +26,10 @@ var lastID struct {
 	hasValue bool
 }
 
-// NewID returns prefix + a 26-character ULID: 48 bits of milliseconds then
+// New returns prefix + a 26-character ULID: 48 bits of milliseconds then
 // 80 random bits, so IDs sort by creation time, as keyset pagination and
 // ordered delivery want. IDs made by one process are strictly increasing.
-func NewID(prefix string, t time.Time) string {
+func New(prefix string, t time.Time) string {
 	var b [16]byte
 	ms := uint64(t.UnixMilli())
 	lastID.Lock()
@@ -59,15 +62,15 @@ func NewID(prefix string, t time.Time) string {
 	return prefix + string(out[:])
 }
 
-// newToken returns a random lease token.
-func newToken() string {
+// Token returns a random lease token.
+func Token() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
-// idTime reads the creation time (to the millisecond) of an ID NewID made.
-func idTime(id string) (time.Time, bool) {
+// Time reads the creation time (to the millisecond) of an ID New made.
+func Time(id string) (time.Time, bool) {
 	i := len(id) - 26
 	if i < 0 {
 		return time.Time{}, false
@@ -81,4 +84,19 @@ func idTime(id string) (time.Time, bool) {
 		ms = ms<<5 | uint64(d)
 	}
 	return time.UnixMilli(int64(ms)), true
+}
+
+// Page sizes of the stores' listings.
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 500
+)
+
+// PageLimit is the page size a store serves for a requested limit: the
+// default for 0 or less, at most MaxPageLimit.
+func PageLimit(n int) int {
+	if n <= 0 {
+		return DefaultPageLimit
+	}
+	return min(n, MaxPageLimit)
 }

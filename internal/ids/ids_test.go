@@ -1,4 +1,4 @@
-package mapper
+package ids
 
 import (
 	"testing"
@@ -7,13 +7,13 @@ import (
 
 func TestNewIDIncreases(t *testing.T) {
 	now := time.Now()
-	prev := NewID("evt_", now)
+	prev := New("evt_", now)
 	for i := range 10000 {
 		at := now
 		if i%1000 == 0 {
 			at = now.Add(time.Duration(i) * time.Millisecond)
 		}
-		id := NewID("evt_", at)
+		id := New("evt_", at)
 		if id <= prev || len(id) != 30 {
 			t.Fatalf("%s after %s", id, prev)
 		}
@@ -23,11 +23,11 @@ func TestNewIDIncreases(t *testing.T) {
 
 func TestIDTime(t *testing.T) {
 	at := time.Now().Add(time.Hour).Truncate(time.Millisecond) // later than every ID made so far
-	got, ok := idTime(NewID("evt_", at))
+	got, ok := Time(New("evt_", at))
 	if !ok || !got.Equal(at) {
 		t.Errorf("idTime: %v %v, want %v", got, ok, at)
 	}
-	if _, ok := idTime("short"); ok {
+	if _, ok := Time("short"); ok {
 		t.Error("a short ID read as a time")
 	}
 }
