@@ -177,21 +177,21 @@ func (m *Mapper) view(app *WorkerApp) appView {
 func (in *appInput) Validate(requireSecret bool) error {
 	var errs []error
 	if strings.TrimSpace(in.Name) == "" || len(in.Name) > 200 {
-		errs = append(errs, &ValidationError{"name", "must be 1 to 200 characters"})
+		errs = append(errs, &fieldError{"name", "must be 1 to 200 characters"})
 	}
 	u, err := url.Parse(in.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		errs = append(errs, &ValidationError{"url", "must be an absolute http or https URL without credentials"})
+		errs = append(errs, &fieldError{"url", "must be an absolute http or https URL without credentials"})
 	}
 	if len(in.AccountIDs) == 0 {
-		errs = append(errs, &ValidationError{"account_ids", "must list at least one Instagram account ID"})
+		errs = append(errs, &fieldError{"account_ids", "must list at least one Instagram account ID"})
 	}
 	seen := map[string]bool{}
 	for _, id := range in.AccountIDs {
 		if !isDigits(id) {
-			errs = append(errs, &ValidationError{"account_ids", fmt.Sprintf("%q is not a numeric Instagram account ID", id)})
+			errs = append(errs, &fieldError{"account_ids", fmt.Sprintf("%q is not a numeric Instagram account ID", id)})
 		} else if seen[id] {
-			errs = append(errs, &ValidationError{"account_ids", fmt.Sprintf("%q is listed twice", id)})
+			errs = append(errs, &fieldError{"account_ids", fmt.Sprintf("%q is listed twice", id)})
 		}
 		seen[id] = true
 	}
@@ -202,20 +202,20 @@ func (in *appInput) Validate(requireSecret bool) error {
 		}
 		switch {
 		case !slices.Contains(payload.Fields, f):
-			errs = append(errs, &ValidationError{"fields", fmt.Sprintf("%q is not an Instagram webhook field (want one of %s)", f, strings.Join(payload.Fields, ", "))})
+			errs = append(errs, &fieldError{"fields", fmt.Sprintf("%q is not an Instagram webhook field (want one of %s)", f, strings.Join(payload.Fields, ", "))})
 		case fields[f]:
-			errs = append(errs, &ValidationError{"fields", fmt.Sprintf("%q is listed twice", f)})
+			errs = append(errs, &fieldError{"fields", fmt.Sprintf("%q is listed twice", f)})
 		}
 		fields[f] = true
 	}
 	if (requireSecret || in.Secret != "") && len(in.Secret) < 16 {
-		errs = append(errs, &ValidationError{"secret", "must be at least 16 characters"})
+		errs = append(errs, &fieldError{"secret", "must be at least 16 characters"})
 	}
 	if in.TimeoutMS < 0 || in.TimeoutMS > 0 && in.TimeoutMS < 100 || in.TimeoutMS > maxAppTimeout.Milliseconds() {
-		errs = append(errs, &ValidationError{"timeout_ms", fmt.Sprintf("must be 0 (the default) or from 100 to %d", maxAppTimeout.Milliseconds())})
+		errs = append(errs, &fieldError{"timeout_ms", fmt.Sprintf("must be 0 (the default) or from 100 to %d", maxAppTimeout.Milliseconds())})
 	}
 	if in.MaxConcurrency < 0 || in.MaxConcurrency > 1000 {
-		errs = append(errs, &ValidationError{"max_concurrency", "must be from 0 (the default) to 1000"})
+		errs = append(errs, &fieldError{"max_concurrency", "must be from 0 (the default) to 1000"})
 	}
 	return errors.Join(errs...)
 }
@@ -265,7 +265,7 @@ func (m *Mapper) readAppInput(w http.ResponseWriter, r *http.Request, requireSec
 
 func (m *Mapper) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.As(err, new(*ValidationError)):
+	case errors.Is(err, ErrInvalidInput):
 		// A query the store cannot read, such as a forged cursor.
 		writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
 	case errors.Is(err, ErrNotFound):
@@ -405,7 +405,7 @@ func parseTimes(v url.Values, since, until *time.Time) error {
 		if s := v.Get(f.name); s != "" {
 			t, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil {
-				return &ValidationError{f.name, "must be an RFC 3339 time such as 2026-11-28T12:00:00Z"}
+				return &fieldError{f.name, "must be an RFC 3339 time such as 2026-11-28T12:00:00Z"}
 			}
 			*f.dst = t
 		}
@@ -420,15 +420,15 @@ func parseLimit(v url.Values) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > ids.MaxPageLimit {
-		return 0, &ValidationError{"limit", fmt.Sprintf("must be a whole number from 1 to %d", ids.MaxPageLimit)}
+		return 0, &fieldError{"limit", fmt.Sprintf("must be a whole number from 1 to %d", ids.MaxPageLimit)}
 	}
 	return n, nil
 }
 
 func parseEventQuery(v url.Values) (EventQuery, error) {
 	q := EventQuery{Status: EventStatus(v.Get("status")), Account: v.Get("account"), AppID: v.Get("app_id"), Cursor: v.Get("cursor")}
-	if q.Status != "" && !q.Status.Valid() {
-		return q, &ValidationError{"status", fmt.Sprintf("%q is not an event status", q.Status)}
+	if q.Status != "" && !validEventStatus(q.Status) {
+		return q, &fieldError{"status", fmt.Sprintf("%q is not an event status", q.Status)}
 	}
 	if err := parseTimes(v, &q.Since, &q.Until); err != nil {
 		return q, err
@@ -481,7 +481,7 @@ func (m *Mapper) handleListDeliveries(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch {
 	case q.Status != "" && q.Status != DeliveryPending && q.Status != DeliveryDelivered && q.Status != DeliveryDead:
-		err = &ValidationError{"status", fmt.Sprintf("%q is not a delivery status (pending, delivered, dead)", q.Status)}
+		err = &fieldError{"status", fmt.Sprintf("%q is not a delivery status (pending, delivered, dead)", q.Status)}
 	default:
 		if err = parseTimes(v, &q.Since, &q.Until); err == nil {
 			q.Limit, err = parseLimit(v)

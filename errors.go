@@ -3,7 +3,6 @@ package mapper
 import (
 	"errors"
 	"fmt"
-	"time"
 )
 
 // Errors a Store returns; callers branch on them with errors.Is.
@@ -17,13 +16,18 @@ var (
 	// ErrLeaseLost: the caller's lease on a piece of work expired and
 	// another claimer may hold it; the caller must drop the work.
 	ErrLeaseLost = errors.New("mapper: lease lost")
+	// ErrInvalidInput: the call cannot be served as asked, such as a
+	// cursor the store did not issue. The admin API answers 400 with the
+	// error's text.
+	ErrInvalidInput = errors.New("mapper: invalid input")
 )
 
 // Errors an OwnerResolver returns.
 var (
 	// ErrMediaNotFound: the media does not exist or is not visible to the
 	// resolver's credentials. It is permanent for this media; the Mapper
-	// caches it for the negative TTL and routes the item as unroutable.
+	// caches it for the negative TTL, and routes the item by its entry's
+	// account.
 	ErrMediaNotFound = errors.New("mapper: media not found or not visible")
 )
 
@@ -48,30 +52,15 @@ func (e *RouteConflictError) Error() string {
 // Is makes errors.Is(err, ErrConflict) true.
 func (e *RouteConflictError) Is(target error) bool { return target == ErrConflict }
 
-// RetryLaterError is returned by an OwnerResolver (or a Forwarder) when the
-// answer may come later: throttling, a 5xx, a network failure. After, when
-// positive, is the delay the remote side asked for.
-type RetryLaterError struct {
-	After time.Duration
-	Err   error
+// fieldError reports bad input to the admin API, naming the field at
+// fault; it wraps ErrInvalidInput.
+type fieldError struct {
+	field  string
+	reason string
 }
 
-func (e *RetryLaterError) Error() string {
-	if e.After > 0 {
-		return fmt.Sprintf("retry after %s: %v", e.After, e.Err)
-	}
-	return fmt.Sprintf("retry later: %v", e.Err)
+func (e *fieldError) Error() string {
+	return fmt.Sprintf("invalid %s: %s", e.field, e.reason)
 }
 
-func (e *RetryLaterError) Unwrap() error { return e.Err }
-
-// ValidationError reports bad input to an admin or library call, naming the
-// field at fault.
-type ValidationError struct {
-	Field  string
-	Reason string
-}
-
-func (e *ValidationError) Error() string {
-	return fmt.Sprintf("mapper: invalid %s: %s", e.Field, e.Reason)
-}
+func (e *fieldError) Unwrap() error { return ErrInvalidInput }

@@ -19,21 +19,24 @@ import (
 	"github.com/chatico/mapper/workerauth"
 )
 
-// OwnerResolver finds the Instagram account that owns a media.
+// OwnerResolver finds the Instagram account that owns a media, for the
+// OwnerFromMedia policy and media enrichment.
 //
-// Errors are classified by what they are or what they say of themselves:
-// errors.Is(err, ErrMediaNotFound), or an error with a MediaNotFound() bool
-// method returning true, is permanent for the media (cached for the
-// negative TTL; its items are unroutable). A *RetryLaterError, or an error
-// with a RetryAfter() time.Duration method returning a positive delay,
-// parks the event until then. An error with a NeedsConfiguration() bool
-// method returning true (a rejected token) parks it for the park interval
-// ([WithParkInterval]) at a time, for as long as it lasts. Parked events are never given up. Any
-// other error is retried with backoff up to the retry policy's attempts.
-// graphresolver's errors follow these rules.
+// Errors are classified by what they say of themselves: errors.Is(err,
+// ErrMediaNotFound), or an error with a MediaNotFound() bool method
+// returning true, is permanent for the media (cached for the negative
+// TTL; its items route by their entry's account). An error with a
+// RetryAfter() time.Duration method returning a positive delay parks the
+// event until then. An error with a NeedsConfiguration() bool method
+// returning true (a rejected token) parks it for the park interval
+// ([WithParkInterval]) at a time, for as long as it lasts. Parked events
+// are never given up. Any other error is retried with backoff up to the
+// retry policy's attempts. graphresolver's errors follow these rules.
 //
-// A resolver with a Health() error method is reported by
-// GET /monitoring/health: "degraded" while it returns an error.
+// A resolver with a Health() error method is reported by GET
+// /monitoring/health: "degraded" while it returns an error. One with a
+// UsagePercent() map[string]int method (Graph API budgets used, by name)
+// is exported as the mapper.graph.usage gauge.
 type OwnerResolver interface {
 	ResolveOwner(ctx context.Context, mediaID string) (ownerID string, err error)
 }

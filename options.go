@@ -24,7 +24,7 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 // OwnerPolicy says which account an item is routed by.
-type OwnerPolicy int
+type OwnerPolicy string
 
 const (
 	// OwnerFromEntry routes every item by its entry's account (entry.id):
@@ -32,7 +32,7 @@ const (
 	// a mention of it on someone else's media, a message to it: each is
 	// that account's event. No Graph API call is made to route. The
 	// default.
-	OwnerFromEntry OwnerPolicy = iota
+	OwnerFromEntry OwnerPolicy = "entry"
 	// OwnerFromMedia routes an item that names a media by the media's
 	// owner, looked up through the cache, a singleflight group and the
 	// [OwnerResolver] (the original service's behaviour); items without a
@@ -41,32 +41,8 @@ const (
 	// always someone else's) the item routes by entry.id, and the event's
 	// last_error says so. For a token that sees every tenant's media, in
 	// a setup where a comment's media owner is not the subscriber.
-	OwnerFromMedia
+	OwnerFromMedia OwnerPolicy = "media_owner"
 )
-
-func (p OwnerPolicy) String() string {
-	switch p {
-	case OwnerFromEntry:
-		return "entry"
-	case OwnerFromMedia:
-		return "media_owner"
-	}
-	return fmt.Sprintf("OwnerPolicy(%d)", int(p))
-}
-
-// ParseOwnerPolicy reads the names String gives, "entry" and
-// "media_owner", and the names of earlier versions: "all" is
-// "media_owner", and "mentions" (which looked mentions up and so
-// misrouted them) is "entry".
-func ParseOwnerPolicy(s string) (OwnerPolicy, error) {
-	switch s {
-	case "entry", "mentions":
-		return OwnerFromEntry, nil
-	case "media_owner", "all":
-		return OwnerFromMedia, nil
-	}
-	return 0, fmt.Errorf("mapper: unknown owner policy %q (want entry or media_owner)", s)
-}
 
 // RetryPolicy bounds how a failed delivery (or routing step) is retried:
 // exponential backoff from MinBackoff, doubling to MaxBackoff, with full
@@ -202,7 +178,9 @@ func (c *config) validate() error {
 	if c.pollInterval <= 0 {
 		errs = append(errs, errors.New("mapper: poll interval must be positive"))
 	}
-	if c.policy != OwnerFromEntry && c.resolver == nil {
+	if c.policy != OwnerFromEntry && c.policy != OwnerFromMedia {
+		errs = append(errs, fmt.Errorf("mapper: unknown owner policy %q (want OwnerFromEntry or OwnerFromMedia)", c.policy))
+	} else if c.policy == OwnerFromMedia && c.resolver == nil {
 		errs = append(errs, fmt.Errorf("mapper: owner policy %q looks media up, but no OwnerResolver is set: pass WithResolver, or WithOwnerPolicy(OwnerFromEntry)", c.policy))
 	}
 	if len(c.enrich) > 0 && c.resolver == nil {

@@ -327,10 +327,6 @@ func mediaNotFound(err error) bool {
 
 // retryAfter is the delay an error asks for, 0 when none.
 func retryAfter(err error) time.Duration {
-	var rl *RetryLaterError
-	if errors.As(err, &rl) {
-		return rl.After
-	}
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) {
 		return ra.RetryAfter()

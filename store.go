@@ -6,24 +6,15 @@ import (
 )
 
 // Store keeps worker apps, the event log and the delivery outbox. It is the
-// one required collaborator of [New]. It is composed of role interfaces so
-// that a test double or a focused wrapper needs only the part it touches.
+// one required collaborator of [New]; docs/stores.md says how to write one.
 //
 // Every implementation must pass testing/storetest. Methods return
-// [ErrNotFound], [ErrConflict] and [ErrLeaseLost] (wrapped or not) where
-// their docs say so; any other error is treated as the store being
-// unavailable.
+// [ErrNotFound], [ErrConflict], [ErrLeaseLost] and [ErrInvalidInput]
+// (wrapped or not) where their docs say so; any other error is treated as
+// the store being unavailable.
 type Store interface {
-	AppStore
-	EventStore
-	Outbox
-	Replayer
-	Monitor
-	Retention
-}
+	// Worker apps.
 
-// AppStore keeps worker apps.
-type AppStore interface {
 	// CreateApp stores app, assigning ID, CreatedAt and UpdatedAt when they
 	// are empty. It returns ErrConflict when the ID exists or the app
 	// would serve an (account, field) pair another app serves
@@ -44,10 +35,9 @@ type AppStore interface {
 	// taking a field each); accounts with no enabled app are absent from
 	// the result.
 	AppsForAccounts(ctx context.Context, accountIDs []string) (map[string][]*WorkerApp, error)
-}
 
-// EventStore keeps the event log.
-type EventStore interface {
+	// The event log.
+
 	// CreateEvent stores ev and its pending routing work in one atomic step.
 	// For each item whose Key an earlier event already holds it sets
 	// Duplicate; keys are claimed atomically, so of two concurrent copies of
@@ -63,32 +53,11 @@ type EventStore interface {
 	ListDeliveries(ctx context.Context, eventID string) ([]Delivery, error)
 	// ListAttempts returns the attempts of one delivery in order.
 	ListAttempts(ctx context.Context, deliveryID string) ([]Attempt, error)
-}
 
-// EventQuery filters [EventStore.ListEvents]. Zero fields do not filter.
-type EventQuery struct {
-	Status  EventStatus
-	Account string // events with an entry of this account
-	AppID   string // events with a delivery to this app
-	Since   time.Time
-	Until   time.Time // exclusive
-	// Limit caps the page; 0 or less serves 50, and a store serves 500 at most.
-	Limit int
-	// Cursor continues from the NextCursor of an earlier page.
-	Cursor string
-}
+	// The outbox hands due work to the background loop with a lease, so that
+	// several replicas can share one store and a crashed holder's work is
+	// picked up again when its lease runs out.
 
-// EventPage is one page of events.
-type EventPage struct {
-	Events []Event `json:"events"`
-	// NextCursor is empty on the last page.
-	NextCursor string `json:"next_cursor,omitempty"`
-}
-
-// Outbox hands due work to the background loop with a lease, so that several
-// replicas can share one store and a crashed holder's work is picked up
-// again when its lease runs out.
-type Outbox interface {
 	// ClaimEvents leases up to limit pending events whose NextAttemptAt is
 	// not after now, oldest first: each gets a new LeaseToken and is hidden
 	// from other claims until now+lease.
@@ -122,6 +91,62 @@ type Outbox interface {
 	// else EventUnroutable if it has unroutable owners, else EventDelivered.
 	// ErrLeaseLost when d.LeaseToken no longer holds the lease.
 	RecordAttempt(ctx context.Context, d *Delivery, a Attempt) error
+
+	// Replays: dead deliveries, and events that were unroutable (once an app
+	// exists for them) or whose routing gave up.
+
+	// FindDeliveries lists deliveries, newest first, one page at a time.
+	FindDeliveries(ctx context.Context, q DeliveryQuery) (DeliveryPage, error)
+	// ReplayDelivery makes a dead delivery pending again, due at now,
+	// starting a new retry cycle (AttemptBase, CycleStart), and reopens its
+	// event. ErrNotFound when absent, ErrConflict when it is not dead.
+	ReplayDelivery(ctx context.Context, id string, now time.Time) (*Delivery, error)
+	// ReplayEvent replays an event: its dead deliveries as ReplayDelivery
+	// does, and, when it has unroutable owners or its routing gave up, it
+	// is routed again (pending, due at now) for the owners no delivery
+	// covers. ErrConflict when the event is neither dead nor unroutable.
+	ReplayEvent(ctx context.Context, id string, now time.Time) (*Event, error)
+	// ReplayDead replays, in batches of at most batch, every dead delivery
+	// matching q (AppID, Since and Until on CreatedAt; Status and Cursor
+	// are ignored), and returns how many it replayed.
+	ReplayDead(ctx context.Context, q DeliveryQuery, now time.Time, batch int) (int64, error)
+
+	// Health and aggregates.
+
+	// Ping reports whether the store can take writes.
+	Ping(ctx context.Context) error
+	// Stats aggregates the log; processing-time percentiles cover events
+	// completed since the given time.
+	Stats(ctx context.Context, since time.Time) (Stats, error)
+
+	// Retention.
+
+	// Prune deletes events that ended (delivered, dead, unroutable,
+	// duplicate, ignored) before the given time, with their deliveries and
+	// attempts, and the deduplication keys claimed before it. It works in
+	// batches of at most batch events, so that it never holds a long lock,
+	// and returns how many events it deleted.
+	Prune(ctx context.Context, before time.Time, batch int) (int64, error)
+}
+
+// EventQuery filters [Store.ListEvents]. Zero fields do not filter.
+type EventQuery struct {
+	Status  EventStatus
+	Account string // events with an entry of this account
+	AppID   string // events with a delivery to this app
+	Since   time.Time
+	Until   time.Time // exclusive
+	// Limit caps the page; 0 or less serves 50, and a store serves 500 at most.
+	Limit int
+	// Cursor continues from the NextCursor of an earlier page.
+	Cursor string
+}
+
+// EventPage is one page of events.
+type EventPage struct {
+	Events []Event `json:"events"`
+	// NextCursor is empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // RouteRecorder is an optional part of an Outbox that stores a route
@@ -145,16 +170,6 @@ type RouteRecorder interface {
 	RecordRoute(ctx context.Context, ev *Event, deliveries []Delivery, attempts []Attempt) error
 }
 
-// Retention removes old records.
-type Retention interface {
-	// Prune deletes events that ended (delivered, dead, unroutable,
-	// duplicate, ignored) before the given time, with their deliveries and
-	// attempts, and the deduplication keys claimed before it. It works in
-	// batches of at most batch events, so that it never holds a long lock,
-	// and returns how many events it deleted.
-	Prune(ctx context.Context, before time.Time, batch int) (int64, error)
-}
-
 // WorkNotifier is implemented by stores that can tell a Mapper when
 // another replica has stored new work (PostgreSQL's LISTEN/NOTIFY), so
 // that replicas wake each other without polling.
@@ -165,27 +180,7 @@ type WorkNotifier interface {
 	ListenForWork(ctx context.Context, wake func()) error
 }
 
-// Replayer sends failed work again: dead deliveries, and events that were
-// unroutable (once an app exists for their owners) or whose routing gave up.
-type Replayer interface {
-	// FindDeliveries lists deliveries, newest first, one page at a time.
-	FindDeliveries(ctx context.Context, q DeliveryQuery) (DeliveryPage, error)
-	// ReplayDelivery makes a dead delivery pending again, due at now,
-	// starting a new retry cycle (AttemptBase, CycleStart), and reopens its
-	// event. ErrNotFound when absent, ErrConflict when it is not dead.
-	ReplayDelivery(ctx context.Context, id string, now time.Time) (*Delivery, error)
-	// ReplayEvent replays an event: its dead deliveries as ReplayDelivery
-	// does, and, when it has unroutable owners or its routing gave up, it
-	// is routed again (pending, due at now) for the owners no delivery
-	// covers. ErrConflict when the event is neither dead nor unroutable.
-	ReplayEvent(ctx context.Context, id string, now time.Time) (*Event, error)
-	// ReplayDead replays, in batches of at most batch, every dead delivery
-	// matching q (AppID, Since and Until on CreatedAt; Status and Cursor
-	// are ignored), and returns how many it replayed.
-	ReplayDead(ctx context.Context, q DeliveryQuery, now time.Time, batch int) (int64, error)
-}
-
-// DeliveryQuery filters [Replayer.FindDeliveries]. Zero fields do not filter.
+// DeliveryQuery filters [Store.FindDeliveries]. Zero fields do not filter.
 type DeliveryQuery struct {
 	Status DeliveryStatus
 	AppID  string
@@ -199,15 +194,6 @@ type DeliveryQuery struct {
 type DeliveryPage struct {
 	Deliveries []Delivery `json:"deliveries"`
 	NextCursor string     `json:"next_cursor,omitempty"`
-}
-
-// Monitor reports on the store's health and contents.
-type Monitor interface {
-	// Ping reports whether the store can take writes.
-	Ping(ctx context.Context) error
-	// Stats aggregates the log; processing-time percentiles cover events
-	// completed since the given time.
-	Stats(ctx context.Context, since time.Time) (Stats, error)
 }
 
 // Stats is a snapshot of the store.

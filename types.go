@@ -40,15 +40,6 @@ type WorkerApp struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// Serves reports whether the app receives the items of account that come
-// under field. It does not look at Enabled.
-func (a *WorkerApp) Serves(account, field string) bool {
-	if !slices.Contains(a.AccountIDs, account) {
-		return false
-	}
-	return len(a.Fields) == 0 || slices.Contains(a.Fields, field)
-}
-
 // Clash returns an (account, field) pair that both a and b would serve,
 // with field "" standing for "every field", and ok == false when they can
 // share their accounts. Stores call it to refuse, with ErrConflict, an app
@@ -102,8 +93,8 @@ func (s EventStatus) Terminal() bool {
 	return true
 }
 
-// Valid reports whether s is one of the known statuses.
-func (s EventStatus) Valid() bool {
+// validEventStatus reports whether s is one of the known statuses.
+func validEventStatus(s EventStatus) bool {
 	switch s {
 	case EventPending, EventDispatched, EventDelivered, EventUnroutable, EventDead, EventDuplicate, EventIgnored:
 		return true

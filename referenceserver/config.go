@@ -86,12 +86,16 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if c.VerifyToken == "" {
 		missing = append(missing, "WEBHOOK_VERIFY_TOKEN")
 	}
-	var err error
-	policy := cmpOr(getenv("OWNER_POLICY"), "entry")
-	if c.Policy, err = mapper.ParseOwnerPolicy(policy); err != nil {
-		errs = append(errs, fmt.Errorf("OWNER_POLICY: %w", err))
-	} else if policy != c.Policy.String() {
+	switch policy := cmpOr(getenv("OWNER_POLICY"), "entry"); policy {
+	case "entry", "media_owner":
+		c.Policy = mapper.OwnerPolicy(policy)
+	case "mentions", "all":
+		// Earlier versions' names: "mentions" looked mentions up (and so
+		// misrouted them), "all" is the media owner policy.
+		c.Policy = map[string]mapper.OwnerPolicy{"mentions": mapper.OwnerFromEntry, "all": mapper.OwnerFromMedia}[policy]
 		c.Deprecated = append(c.Deprecated, fmt.Sprintf("OWNER_POLICY=%s is read as %s", policy, c.Policy))
+	default:
+		errs = append(errs, fmt.Errorf("OWNER_POLICY: %q is not a policy (want entry or media_owner)", policy))
 	}
 	for _, f := range strings.Split(getenv("ENRICH_MEDIA"), ",") {
 		if f = strings.TrimSpace(f); f == "" {
@@ -105,7 +109,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	switch {
 	case c.AccessToken != "":
 	case c.Policy != mapper.OwnerFromEntry:
-		missing = append(missing, "INSTAGRAM_ACCESS_TOKEN (needed by OWNER_POLICY="+c.Policy.String()+"; or set OWNER_POLICY=entry)")
+		missing = append(missing, "INSTAGRAM_ACCESS_TOKEN (needed by OWNER_POLICY="+string(c.Policy)+"; or set OWNER_POLICY=entry)")
 	case len(c.EnrichFields) > 0:
 		missing = append(missing, "INSTAGRAM_ACCESS_TOKEN (needed by ENRICH_MEDIA)")
 	}

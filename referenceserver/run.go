@@ -87,11 +87,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("PORT %s: %w", cfg.Port, err)
 	}
-	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", cfg.Policy.String()),
+	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", string(cfg.Policy)),
 		slog.Int("app_secrets", len(cfg.Secrets)), slog.Bool("admin_api", cfg.AdminToken != ""), slog.Bool("sync_delivery", cfg.Sync),
 		slog.Bool("redis_cache", cfg.RedisURL != ""), slog.Bool("traces_exported", tel.TracesExported), slog.String("version", version()))
 	for _, d := range cfg.Deprecated {
-		logger.Warn("deprecated setting: "+d, slog.String("owner_policy", cfg.Policy.String()))
+		logger.Warn("deprecated setting: "+d, slog.String("owner_policy", string(cfg.Policy)))
 	}
 	if addr := env("PPROF_ADDR"); addr != "" {
 		// Profiling, for performance work: on its own listener, never on

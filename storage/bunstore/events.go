@@ -19,7 +19,7 @@ import (
 // together (see commit.go); each event still succeeds or fails alone.
 func (s *Store) CreateEvent(ctx context.Context, ev *mapper.Event) error {
 	if ev.ID == "" {
-		return &mapper.ValidationError{Field: "event ID", Reason: "must be set by the caller"}
+		return fmt.Errorf("event ID must be set by the caller: %w", mapper.ErrInvalidInput)
 	}
 	return s.commits.send(commitReq{ctx: ctx, ev: ev, fn: func(ctx context.Context, tx bun.Tx) error { return s.createEvent(ctx, tx, ev) }})
 }
@@ -138,7 +138,7 @@ func encodeCursor(at int64, id string) string {
 }
 
 func decodeCursor(s string) (int64, string, error) {
-	bad := &mapper.ValidationError{Field: "cursor", Reason: "not a cursor this store issued"}
+	bad := fmt.Errorf("cursor: not one this store issued: %w", mapper.ErrInvalidInput)
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return 0, "", bad

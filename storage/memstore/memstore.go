@@ -231,7 +231,7 @@ func (s *Store) AppsForAccounts(_ context.Context, accountIDs []string) (map[str
 // CreateEvent implements mapper.EventStore.
 func (s *Store) CreateEvent(_ context.Context, ev *mapper.Event) error {
 	if ev.ID == "" {
-		return &mapper.ValidationError{Field: "event ID", Reason: "must be set by the caller"}
+		return fmt.Errorf("event ID must be set by the caller: %w", mapper.ErrInvalidInput)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -339,7 +339,7 @@ func decodeAfter(s string) (*cursor, error) {
 }
 
 func decodeCursor(s string) (cursor, error) {
-	bad := &mapper.ValidationError{Field: "cursor", Reason: "not a cursor this store issued"}
+	bad := fmt.Errorf("cursor: not one this store issued: %w", mapper.ErrInvalidInput)
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return cursor{}, bad
