@@ -42,7 +42,7 @@ func benchRouting(b *testing.B, newMedia func(i int) string) {
 		b.Fatal(err)
 	}
 	m, err := mapper.New(store, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken("v"),
-		mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithSyncDelivery(true), mapper.WithRateLimit(0, 0),
+		mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithSyncDelivery(true), mapper.WithRateLimit(0, 0, nil),
 		mapper.WithForwarder(nopForwarder{}),
 		mapper.WithResolver(resolverFunc(func(context.Context, string) (string, error) { return accountA, nil })))
 	if err != nil {
@@ -95,12 +95,12 @@ func BenchmarkIntake(b *testing.B) {
 		opts []mapper.Option
 	}{
 		{"tracing=off", nil},
-		{"tracing=on", []mapper.Option{mapper.WithTracerProvider(sdktrace.NewTracerProvider(
-			sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(tracetest.NewNoopExporter())))}},
+		{"tracing=on", []mapper.Option{mapper.WithTelemetry(sdktrace.NewTracerProvider(
+			sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(tracetest.NewNoopExporter())), nil, nil)}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			opts := append([]mapper.Option{mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken("v"),
-				mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithRateLimit(0, 0)}, tc.opts...)
+				mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithRateLimit(0, 0, nil)}, tc.opts...)
 			m, err := mapper.New(memstore.New(), opts...)
 			if err != nil {
 				b.Fatal(err)

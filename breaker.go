@@ -1,6 +1,7 @@
 package mapper
 
 import (
+	"cmp"
 	"sync"
 	"time"
 )
@@ -12,7 +13,9 @@ import (
 // MaxCooldown while probes keep failing); then one probe is let through,
 // and its success closes the circuit. Only retryable failures count
 // (network errors, timeouts, 408, 425, 429, 5xx): a 4xx says nothing of
-// the app's health.
+// the app's health. A zero field takes its default: 5 failures in a row,
+// or half (0.5) of the last 20 attempts with at least 10 of them; 10
+// seconds at first, 5 minutes at most.
 type BreakerPolicy struct {
 	ConsecutiveFailures int
 	FailureRate         float64
@@ -22,10 +25,16 @@ type BreakerPolicy struct {
 	MaxCooldown         time.Duration
 }
 
-// DefaultBreakerPolicy opens after 5 failures in a row or half of the last
-// 20 attempts, for 10 seconds at first and 5 minutes at most.
-var DefaultBreakerPolicy = BreakerPolicy{ConsecutiveFailures: 5, FailureRate: 0.5, Window: 20, MinSamples: 10,
-	Cooldown: 10 * time.Second, MaxCooldown: 5 * time.Minute}
+// withDefaults fills the zero fields.
+func (p BreakerPolicy) withDefaults() BreakerPolicy {
+	p.ConsecutiveFailures = cmp.Or(p.ConsecutiveFailures, 5)
+	p.FailureRate = cmp.Or(p.FailureRate, 0.5)
+	p.Window = cmp.Or(p.Window, 20)
+	p.MinSamples = cmp.Or(p.MinSamples, min(10, p.Window))
+	p.Cooldown = cmp.Or(p.Cooldown, 10*time.Second)
+	p.MaxCooldown = cmp.Or(p.MaxCooldown, max(5*time.Minute, p.Cooldown))
+	return p
+}
 
 // circuitState is a worker app's circuit in one Mapper, as
 // [Mapper.Circuit] and the admin API report it.

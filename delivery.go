@@ -123,20 +123,20 @@ func (m *Mapper) try(ctx context.Context, d *Delivery) tried {
 		StatusCode: res.StatusCode, Error: d.LastError, Outcome: d.Status, ResponseBody: answerStart(res.ResponseBody)}}
 }
 
-// MaxResponseBody is how much of a worker app's answer an attempt keeps,
+// maxResponseBody is how much of a worker app's answer an attempt keeps,
 // whatever the Forwarder returned: enough to see why it failed, never
 // enough to fill the store.
-const MaxResponseBody = 4 << 10
+const maxResponseBody = 4 << 10
 
 // answerStart is the start of an app's answer as stored: at most
-// MaxResponseBody bytes, valid UTF-8 (a rune cut in two, or bytes that are
+// maxResponseBody bytes, valid UTF-8 (a rune cut in two, or bytes that are
 // not text, become U+FFFD).
 func answerStart(b []byte) string {
-	if len(b) > MaxResponseBody {
-		b = b[:MaxResponseBody]
+	if len(b) > maxResponseBody {
+		b = b[:maxResponseBody]
 	}
 	s := strings.ToValidUTF8(string(b), "\uFFFD")
-	for len(s) > MaxResponseBody {
+	for len(s) > maxResponseBody {
 		// A replacement char is longer than the byte it stands for.
 		_, size := utf8.DecodeLastRuneInString(s)
 		s = s[:len(s)-size]

@@ -244,8 +244,12 @@ func (bigAnswerForwarder) Forward(context.Context, *mapper.ForwardRequest) mappe
 	return mapper.ForwardResult{StatusCode: 200, ResponseBody: bytes.Repeat([]byte("é"), 1<<19)}
 }
 
-// The Mapper keeps MaxResponseBody bytes of an answer, whatever the
-// Forwarder returns, as valid UTF-8.
+// maxAnswer is how much of an app's answer the Mapper keeps (4 KiB, as
+// documented).
+const maxAnswer = 4 << 10
+
+// The Mapper keeps 4 KiB of an answer, whatever the Forwarder returns, as
+// valid UTF-8.
 func TestAnswerCappedWhateverTheForwarder(t *testing.T) {
 	h := newHarness(t, mapper.WithForwarder(bigAnswerForwarder{}))
 	h.addApp("a", accountA)
@@ -256,7 +260,7 @@ func TestAnswerCappedWhateverTheForwarder(t *testing.T) {
 	if err != nil || len(as) != 1 {
 		t.Fatalf("attempts %v %v", as, err)
 	}
-	if n := len(as[0].ResponseBody); n > mapper.MaxResponseBody || n < mapper.MaxResponseBody-4 || !utf8.ValidString(as[0].ResponseBody) {
-		t.Errorf("stored %d bytes of the answer (valid UTF-8: %v), want about %d", n, utf8.ValidString(as[0].ResponseBody), mapper.MaxResponseBody)
+	if n := len(as[0].ResponseBody); n > maxAnswer || n < maxAnswer-4 || !utf8.ValidString(as[0].ResponseBody) {
+		t.Errorf("stored %d bytes of the answer (valid UTF-8: %v), want about %d", n, utf8.ValidString(as[0].ResponseBody), maxAnswer)
 	}
 }

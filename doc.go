@@ -40,7 +40,7 @@
 //     the Instagram app secret rather than the Meta app secret.
 //  4. Parse: 400 only for a body that is not a JSON object with an
 //     "object" string and an "entry" array, or whose object is not
-//     accepted ([WithObjects]). Inside the entries nothing fails a
+//     accepted (anything but "instagram"). Inside the entries nothing fails a
 //     webhook, since a 400 makes Meta retry for 36 hours and then disable
 //     the subscription: every changes[], messaging[] and standby[] item
 //     is read leniently (IDs as strings or numbers, times in seconds or
@@ -89,7 +89,7 @@
 // up without changing where they go, and tells the worker app what Meta
 // said in the X-Mapper-Media header: the owner's ID for the token's own
 // media, else the owner's username. It never holds a delivery up for
-// longer than [WithEnrichmentBudget].
+// longer than its budget.
 //
 // # Fields
 //
@@ -150,7 +150,7 @@
 // status code, error, duration and the start of the app's answer.
 //
 // One worker app cannot hold up the others: each has at most
-// [WithWorkerAppConcurrency] attempts in flight (its MaxConcurrency overrides
+// [WithConcurrency]'s per-app attempts in flight (its MaxConcurrency overrides
 // it; Ordered apps get one at a time, in receive order) and a circuit
 // breaker ([BreakerPolicy]) that stops attempts to an app that keeps
 // failing, so a dead app costs a probe now and then rather than a storm
@@ -218,7 +218,7 @@
 // # Observability
 //
 // The Mapper uses only the OpenTelemetry API; its providers default to the
-// globals ([WithTracerProvider], [WithMeterProvider]), and package otelx
+// globals ([WithTelemetry]), and package otelx
 // sets up the SDK for a program that wants one.
 //
 // Traces: a span for the webhook POST with children for the signature

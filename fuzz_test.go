@@ -64,7 +64,7 @@ func FuzzIntake(f *testing.F) {
 		store := memstore.New()
 		fw := &recordingForwarder{got: map[string][][]byte{}, orig: map[string]bool{}}
 		m, err := mapper.New(store, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken(verifyToken),
-			mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithForwarder(fw), mapper.WithSyncDelivery(true), mapper.WithRateLimit(0, 0))
+			mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithForwarder(fw), mapper.WithSyncDelivery(true), mapper.WithRateLimit(0, 0, nil))
 		if err != nil {
 			t.Fatal(err)
 		}

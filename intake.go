@@ -156,9 +156,11 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, "malformed-payload", err.Error())
 		return
 	}
-	if !slices.Contains(m.cfg.objects, p.Object) {
+	if p.Object != "instagram" {
+		// Instagram webhooks are "instagram" under both logins; a Page's
+		// ("page") is another product's, signed with the same secret.
 		count(outcomeMalformed)
-		writeProblem(w, r, http.StatusBadRequest, "wrong-object", fmt.Sprintf("object %q is not accepted (want %q)", p.Object, m.cfg.objects))
+		writeProblem(w, r, http.StatusBadRequest, "wrong-object", fmt.Sprintf(`object %q is not accepted (want "instagram")`, p.Object))
 		return
 	}
 

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/testing/mappertest"
@@ -182,7 +183,7 @@ func TestBodyLimit(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	h := newHarnessNoRun(t, mapper.WithRateLimit(0.001, 2))
+	h := newHarnessNoRun(t, mapper.WithRateLimit(0.001, 2, nil))
 	body := mappertest.NewWebhook().Comment(accountA, "1", "2", "hi").Bytes()
 	for i, want := range []int{200, 200, 429, 429} {
 		resp, _, raw := h.post(body, metaSecret)
@@ -197,7 +198,7 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	// Another client has its own bucket.
-	h2 := newHarnessNoRun(t, mapper.WithRateLimit(0.001, 1), mapper.WithClientKey(func(r *http.Request) string { return r.Header.Get("X-Client") }))
+	h2 := newHarnessNoRun(t, mapper.WithRateLimit(0.001, 1, func(r *http.Request) string { return r.Header.Get("X-Client") }))
 	for i, c := range []struct {
 		client string
 		want   int
@@ -281,7 +282,7 @@ func TestNewValidates(t *testing.T) {
 		{"empty secret", []mapper.Option{mapper.WithMetaSecrets(""), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry)}, "app secret 0 is empty"},
 		{"no verify token", []mapper.Option{mapper.WithMetaSecrets("s"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry)}, "WithVerifyToken is required"},
 		{"policy needs resolver", []mapper.Option{mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromMedia)}, "no OwnerResolver"},
-		{"enrichment needs resolver", []mapper.Option{mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithMediaEnrichment()}, "no OwnerResolver"},
+		{"enrichment needs resolver", []mapper.Option{mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithMediaEnrichment(500 * time.Millisecond)}, "no OwnerResolver"},
 		{"lease too short", []mapper.Option{mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithLease(1e9)}, "lease"},
 	}
 	for _, tt := range tests {

@@ -82,7 +82,7 @@ func load(t *testing.T, h *harness, l *latencies, n int, accounts ...string) {
 // closes once the app answers again.
 func TestHangingAppDoesNotDelayOthers(t *testing.T) {
 	const timeout = time.Second
-	h := newHarness(t, mapper.WithDeliveryTimeout(timeout), mapper.WithRateLimit(0, 0),
+	h := newHarness(t, mapper.WithDeliveryTimeout(timeout), mapper.WithRateLimit(0, 0, nil),
 		mapper.WithRetryPolicy(mapper.RetryPolicy{MaxAttempts: 50, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}),
 		mapper.WithBreaker(mapper.BreakerPolicy{ConsecutiveFailures: 3, FailureRate: 0.5, Window: 20, MinSamples: 10, Cooldown: 300 * time.Millisecond, MaxCooldown: 600 * time.Millisecond}))
 	fast, _ := h.addApp("fast", accountA)

@@ -71,7 +71,7 @@ type ForwardRequest struct {
 // ForwardResult is the outcome of one attempt: the app's status code,
 // the duration, Err nil exactly when the app accepted the delivery,
 // whether another attempt may succeed, the delay the app asked for, and
-// the start of its answer (the Mapper keeps [MaxResponseBody] bytes of
+// the start of its answer (the Mapper keeps 4 KiB of
 // it). It is the result type of the default HTTP forwarder.
 type ForwardResult = httpforwarder.Result
 

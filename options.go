@@ -74,7 +74,6 @@ type config struct {
 	policy          OwnerPolicy
 	enrich          []string
 	enrichBudget    time.Duration
-	objects         []string
 	maxBody         int64
 	rateLimit       float64
 	rateBurst       int
@@ -103,7 +102,6 @@ func defaultConfig() config {
 		logger:          slog.New(slog.DiscardHandler),
 		policy:          OwnerFromEntry,
 		enrichBudget:    500 * time.Millisecond,
-		objects:         []string{"instagram"},
 		maxBody:         4 << 20,
 		rateLimit:       200,
 		rateBurst:       400,
@@ -115,7 +113,7 @@ func defaultConfig() config {
 		deliveryTimeout: 15 * time.Second,
 		retention:       7 * 24 * time.Hour,
 		parkInterval:    30 * time.Second,
-		breaker:         DefaultBreakerPolicy,
+		breaker:         BreakerPolicy{}.withDefaults(),
 		appConcurrency:  8,
 		appCacheTTL:     time.Second,
 		propagator:      propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
@@ -189,9 +187,6 @@ func (c *config) validate() error {
 	if c.enrichBudget < 0 {
 		errs = append(errs, errors.New("mapper: enrichment budget must not be negative"))
 	}
-	if len(c.objects) == 0 {
-		errs = append(errs, errors.New("mapper: no accepted object types"))
-	}
 	return errors.Join(errs...)
 }
 
@@ -234,16 +229,23 @@ func WithResolver(r OwnerResolver) Option {
 	return optionFunc(func(c *config) { c.resolver = r })
 }
 
-// WithCache sets the cache in front of the resolver. The default is an
-// in-process ristretto cache of 100,000 entries.
-func WithCache(cache Cache) Option {
-	return optionFunc(func(c *config) { c.cache = cache })
-}
-
-// WithCacheTTL sets how long a resolved owner (positive) and a "media not
-// found" answer (negative) are cached. Defaults: 24 hours and 5 minutes.
-func WithCacheTTL(positive, negative time.Duration) Option {
-	return optionFunc(func(c *config) { c.positiveTTL, c.negativeTTL = positive, negative })
+// WithCache sets the cache in front of the resolver and how long a found
+// owner (positive) and a "media not found or not visible" answer
+// (negative) are kept. A nil cache keeps the default, an in-process
+// ristretto cache of 100,000 entries; a zero TTL keeps its default (24
+// hours, 5 minutes), a negative one caches nothing of that kind.
+func WithCache(cache Cache, positive, negative time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if cache != nil {
+			c.cache = cache
+		}
+		if positive != 0 {
+			c.positiveTTL = max(positive, 0)
+		}
+		if negative != 0 {
+			c.negativeTTL = max(negative, 0)
+		}
+	})
 }
 
 // WithForwarder sets the Forwarder. The default is the HTTP forwarder of
@@ -262,31 +264,18 @@ func WithOwnerPolicy(p OwnerPolicy) Option {
 // (default: "mentions") and tells the worker app what Meta says of it in
 // the X-Mapper-Media header: the owner's ID when the token may see it,
 // else the owner's username. Lookups go through the cache, a singleflight
-// group and the resolver (which must be set), and never hold a delivery
-// up for longer than the enrichment budget ([WithEnrichmentBudget]); a
-// throttled, failing or slow Graph API delivers without, and the header
-// says "unknown". Enrichment never changes where an item is routed.
-func WithMediaEnrichment(fields ...string) Option {
+// group and the resolver (which must be set). Routing waits at most budget
+// for one (0 reads the cache only); a throttled, failing or slow Graph API
+// delivers without, the header says "unknown", and the lookup goes on in
+// the background to fill the cache for the next attempt. Enrichment never
+// changes where an item is routed. 500 ms is a sane budget.
+func WithMediaEnrichment(budget time.Duration, fields ...string) Option {
 	return optionFunc(func(c *config) {
 		if len(fields) == 0 {
 			fields = []string{"mentions"}
 		}
-		c.enrich = fields
+		c.enrich, c.enrichBudget = fields, budget
 	})
-}
-
-// WithEnrichmentBudget sets how long routing waits for one enrichment
-// lookup before delivering without it (the lookup goes on in the
-// background and fills the cache for the next attempt). 0 reads the cache
-// only. Default 500 ms.
-func WithEnrichmentBudget(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.enrichBudget = d })
-}
-
-// WithObjects sets the accepted values of the payload's "object" field.
-// Default: "instagram".
-func WithObjects(objects ...string) Option {
-	return optionFunc(func(c *config) { c.objects = objects })
 }
 
 // WithMaxBodyBytes caps the webhook body, enforced while reading. Default
@@ -297,17 +286,14 @@ func WithMaxBodyBytes(n int64) Option {
 }
 
 // WithRateLimit sets the inbound limit per client: rps requests a second
-// on average, bursts of burst. Default 200/s, burst 400. rps ≤ 0 disables it.
-func WithRateLimit(rps float64, burst int) Option {
-	return optionFunc(func(c *config) { c.rateLimit, c.rateBurst = rps, burst })
-}
-
-// WithClientKey sets how the rate limiter tells clients apart. The default
-// is the remote IP; behind a trusted proxy, read its forwarding header.
-func WithClientKey(f func(*http.Request) string) Option {
+// on average, bursts of burst. Default 200/s, burst 400; rps ≤ 0 disables
+// it. clientKey tells clients apart: nil keeps the default, the remote IP;
+// behind a trusted proxy, read its forwarding header.
+func WithRateLimit(rps float64, burst int, clientKey func(*http.Request) string) Option {
 	return optionFunc(func(c *config) {
-		if f != nil {
-			c.clientKey = f
+		c.rateLimit, c.rateBurst = rps, burst
+		if clientKey != nil {
+			c.clientKey = clientKey
 		}
 	})
 }
@@ -319,10 +305,20 @@ func WithSyncDelivery(on bool) Option {
 	return optionFunc(func(c *config) { c.sync = on })
 }
 
-// WithConcurrency caps the events and deliveries processed at once by Run.
-// Default 32.
-func WithConcurrency(n int) Option {
-	return optionFunc(func(c *config) { c.concurrency = n })
+// WithConcurrency caps the events and deliveries Run processes at once
+// (default 32), and the attempts in flight to one worker app at once, per
+// Mapper, unless the app's MaxConcurrency says otherwise (default 8: one
+// slow app holds no more than a quarter of the default 32 slots). 0 keeps
+// a default.
+func WithConcurrency(total, perApp int) Option {
+	return optionFunc(func(c *config) {
+		if total != 0 {
+			c.concurrency = total
+		}
+		if perApp != 0 {
+			c.appConcurrency = perApp
+		}
+	})
 }
 
 // WithRetryPolicy sets the retry policy. Default DefaultRetryPolicy.
@@ -352,41 +348,24 @@ func WithWorkerAppCacheTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.appCacheTTL = d })
 }
 
-// WithTracerProvider sets where the Mapper's spans go. The default is the
-// global provider (otel.GetTracerProvider), a no-op until the program
-// installs one (otelx does).
-func WithTracerProvider(tp trace.TracerProvider) Option {
-	return optionFunc(func(c *config) { c.tracerProvider = tp })
-}
-
-// WithMeterProvider sets where the Mapper's metrics go. The default is the
-// global provider (otel.GetMeterProvider).
-func WithMeterProvider(mp metric.MeterProvider) Option {
-	return optionFunc(func(c *config) { c.meterProvider = mp })
-}
-
-// WithPropagator sets how trace context is stored with an event and sent
-// to worker apps. The default is W3C trace context and baggage.
-func WithPropagator(p propagation.TextMapPropagator) Option {
+// WithTelemetry sets where the Mapper's spans and metrics go, and how
+// trace context is stored with an event and sent to worker apps. A nil
+// argument keeps its default: the global providers (otel.GetTracerProvider,
+// otel.GetMeterProvider), no-ops until the program installs some (otelx
+// does), and W3C trace context with baggage.
+func WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, propagator propagation.TextMapPropagator) Option {
 	return optionFunc(func(c *config) {
-		if p != nil {
-			c.propagator = p
+		c.tracerProvider, c.meterProvider = tp, mp
+		if propagator != nil {
+			c.propagator = propagator
 		}
 	})
 }
 
-// WithBreaker sets the circuit breaker of every worker app. Default
-// DefaultBreakerPolicy.
+// WithBreaker sets the circuit breaker of every worker app; zero fields
+// keep their defaults (see BreakerPolicy).
 func WithBreaker(p BreakerPolicy) Option {
-	return optionFunc(func(c *config) { c.breaker = p })
-}
-
-// WithWorkerAppConcurrency sets how many attempts may be in flight to one worker
-// app at once (per Mapper), unless the app's MaxConcurrency says
-// otherwise. Default 8: one slow app can hold no more than a quarter of
-// the Mapper's default 32 WithConcurrency slots.
-func WithWorkerAppConcurrency(n int) Option {
-	return optionFunc(func(c *config) { c.appConcurrency = n })
+	return optionFunc(func(c *config) { c.breaker = p.withDefaults() })
 }
 
 // WithParkInterval sets how often an event parked by a resolver that

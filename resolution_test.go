@@ -15,7 +15,7 @@ import (
 // A viral post: 10,000 comments on one new media arrive at once, in 100
 // concurrent webhooks. The owner is looked up once.
 func TestTenThousandCommentsOneGraphCall(t *testing.T) {
-	h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithRateLimit(0, 0))
+	h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithRateLimit(0, 0, nil))
 	const media = "18000000000000777"
 	h.graph.SetOwner(media, accountA)
 	h.graph.SetLatency(100 * time.Millisecond) // misses pile up behind the first call
@@ -74,7 +74,7 @@ func TestThrottledGraphNoStormThenRecovery(t *testing.T) {
 			// One event at a time, so that no lookups are already in flight
 			// when the first throttling answer comes (with more, up to the
 			// concurrency can be; a bounded burst, not a storm).
-			h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithConcurrency(1))
+			h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithConcurrency(1, 0))
 			app, _ := h.addApp("a", accountA)
 			h.graph.ThrottleAfter(0, tc.err)
 			const n = 30

@@ -293,7 +293,7 @@ func TestOwnerPolicy(t *testing.T) {
 // delivers at once without it, saying "unknown".
 func TestMediaEnrichment(t *testing.T) {
 	const ownMedia, othersMedia, throttledMedia = "18000000000000001", "18000000000000003", "18000000000000005"
-	h := newHarness(t, mapper.WithMediaEnrichment(), mapper.WithEnrichmentBudget(5*time.Second))
+	h := newHarness(t, mapper.WithMediaEnrichment(5*time.Second))
 	h.graph.SetOwner(ownMedia, accountA)
 	h.graph.SetUsername(othersMedia, "someone_else")
 	h.graph.SetError(throttledMedia, mappertest.GraphError{HTTPStatus: 400, Code: 4, Message: "Application request limit reached"})

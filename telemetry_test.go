@@ -44,7 +44,7 @@ func TestTraceSurvivesRestart(t *testing.T) {
 	}
 	newMapper := func() *mapper.Mapper {
 		m, err := mapper.New(store, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken("v"), mapper.WithResolver(res),
-			mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithTracerProvider(tp))
+			mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithTelemetry(tp, nil, nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +165,7 @@ func histogramCount(t *testing.T, rm metricdata.ResourceMetrics, name string) ui
 func TestMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	h := newHarness(t, mapper.WithMeterProvider(mp))
+	h := newHarness(t, mapper.WithTelemetry(nil, mp, nil))
 	ok, okID := h.addApp("ok", accountA)
 	bad, badID := h.addApp("bad", accountB)
 	bad.FailNext(400)
@@ -262,7 +262,7 @@ func TestNoSecretsInLogsOrSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, err := mapper.New(store, mapper.WithMetaSecrets(appSecret), mapper.WithVerifyToken("v"), mapper.WithAdminToken(adminTok),
-		mapper.WithResolver(res), mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithTracerProvider(tp), mapper.WithLogger(logger),
+		mapper.WithResolver(res), mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithTelemetry(tp, nil, nil), mapper.WithLogger(logger),
 		mapper.WithParkInterval(10*time.Millisecond), mapper.WithRetryPolicy(mapper.RetryPolicy{MaxAttempts: 5, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)

@@ -238,7 +238,6 @@ type Attempt struct {
 	Error      string        `json:"error,omitempty"`
 	// Outcome is the delivery's status after this attempt.
 	Outcome DeliveryStatus `json:"outcome"`
-	// ResponseBody is the start of the app's answer ([MaxResponseBody]
-	// bytes at most).
+	// ResponseBody is the start of the app's answer (4 KiB at most).
 	ResponseBody string `json:"response_body,omitempty"`
 }

@@ -209,21 +209,20 @@ func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, er
 		mapper.WithAdminToken(c.AdminToken),
 		mapper.WithOwnerPolicy(c.Policy),
 		mapper.WithMaxBodyBytes(c.MaxBody),
-		mapper.WithRateLimit(c.RateRPS, c.RateBurst),
 		mapper.WithDeliveryTimeout(c.DeliveryTimeout),
 		mapper.WithLease(max(2*time.Minute, 3*c.DeliveryTimeout)),
 		mapper.WithRetryPolicy(c.Retry),
-		mapper.WithConcurrency(c.Concurrency),
+		mapper.WithConcurrency(c.Concurrency, c.AppConcurrency),
 		mapper.WithSyncDelivery(c.Sync),
 		mapper.WithRetention(c.Retention),
-		mapper.WithCacheTTL(c.CacheTTL, c.NegativeTTL),
+		mapper.WithCache(nil, c.CacheTTL, c.NegativeTTL),
 		mapper.WithParkInterval(c.ParkInterval),
-		mapper.WithWorkerAppConcurrency(c.AppConcurrency),
 	}
 	p := &parts{}
+	var clientKey func(*http.Request) string
 	if c.ClientIPHeader != "" {
 		h := c.ClientIPHeader
-		opts = append(opts, mapper.WithClientKey(func(r *http.Request) string {
+		clientKey = func(r *http.Request) string {
 			// The last address is the one the trusted proxy added.
 			v := r.Header.Get(h)
 			if i := strings.LastIndexByte(v, ','); i >= 0 {
@@ -233,8 +232,9 @@ func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, er
 				return v
 			}
 			return r.RemoteAddr
-		}))
+		}
 	}
+	opts = append(opts, mapper.WithRateLimit(c.RateRPS, c.RateBurst, clientKey))
 	if c.AccessToken != "" {
 		res, err := graphresolver.New(c.AccessToken, graphresolver.WithBaseURL(c.GraphURL), graphresolver.WithVersion(c.GraphVersion),
 			graphresolver.WithTracerProvider(tp))
@@ -245,14 +245,14 @@ func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, er
 		p.resolver = res
 	}
 	if len(c.EnrichFields) > 0 {
-		opts = append(opts, mapper.WithMediaEnrichment(c.EnrichFields...))
+		opts = append(opts, mapper.WithMediaEnrichment(500*time.Millisecond, c.EnrichFields...))
 	}
 	if c.RedisURL != "" {
 		rc, err := rediscache.Open(c.RedisURL, rediscache.WithPrefix("mapper:"))
 		if err != nil {
 			return nil, fmt.Errorf("REDIS__URL: %w", err)
 		}
-		opts = append(opts, mapper.WithCache(rc))
+		opts = append(opts, mapper.WithCache(rc, 0, 0))
 		p.closers = append(p.closers, rc.Close)
 	}
 	p.opts = opts

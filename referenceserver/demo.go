@@ -97,7 +97,7 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 		mapper.WithVerifyToken(demoVerify),
 		mapper.WithAdminToken(adminToken),
 		mapper.WithResolver(res),
-		mapper.WithMediaEnrichment("mentions"),
+		mapper.WithMediaEnrichment(500*time.Millisecond, "mentions"),
 	)
 	if err != nil {
 		return err

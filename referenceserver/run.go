@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer p.Close()
-	opts := append(p.opts, mapper.WithTracerProvider(tel.TracerProvider), mapper.WithMeterProvider(tel.MeterProvider), mapper.WithPropagator(tel.Propagator))
+	opts := append(p.opts, mapper.WithTelemetry(tel.TracerProvider, tel.MeterProvider, tel.Propagator))
 	m, err := mapper.New(store, opts...)
 	if err != nil {
 		return err

@@ -68,7 +68,7 @@ func TestRedisDownWebhooksFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, err := mapper.New(store, mapper.WithMetaSecrets("s"), mapper.WithVerifyToken("v"), mapper.WithResolver(res), mapper.WithAdminToken("adm"),
-		mapper.WithCache(cache), mapper.WithOwnerPolicy(mapper.OwnerFromMedia))
+		mapper.WithCache(cache, 0, 0), mapper.WithOwnerPolicy(mapper.OwnerFromMedia))
 	if err != nil {
 		t.Fatal(err)
 	}

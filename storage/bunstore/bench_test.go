@@ -20,7 +20,7 @@ import (
 // grows with the parallelism.
 func benchIntake(b *testing.B, s *bunstore.Store) {
 	m, err := mapper.New(s, mapper.WithMetaSecrets(secret), mapper.WithVerifyToken("v"),
-		mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithRateLimit(0, 0))
+		mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithRateLimit(0, 0, nil))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func replica(t *testing.T, url string, opts ...mapper.Option) (*mapper.Mapper, *
 	if _, err := s.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	base := []mapper.Option{mapper.WithMetaSecrets(secret), mapper.WithVerifyToken("v"), mapper.WithAdminToken("adm"), mapper.WithRateLimit(0, 0)}
+	base := []mapper.Option{mapper.WithMetaSecrets(secret), mapper.WithVerifyToken("v"), mapper.WithAdminToken("adm"), mapper.WithRateLimit(0, 0, nil)}
 	m, err := mapper.New(s, append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
