@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,9 +24,24 @@ import (
 // attempt makes one delivery attempt for a leased delivery, whose app slot
 // the caller holds, and records it.
 func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
+	if ctx.Err() != nil {
+		// Stopped hard before the attempt began.
+		m.releaseApp(d.AppID, false, false)
+		m.releaseDelivery(ctx, d)
+		return
+	}
+	before := *d
 	t := m.try(ctx, d)
 	defer t.span.End()
 	if !t.ok {
+		return
+	}
+	if cut(ctx, t) {
+		// A hard stop cut the attempt short: it is not the app's failure,
+		// and the delivery goes back due now for a restart or another
+		// replica, rather than waiting out its lease or a backoff.
+		*d = before
+		m.releaseDelivery(ctx, d)
 		return
 	}
 	// The attempt happened: record it even if the caller is shutting down.
@@ -242,7 +258,9 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 	rec, _ := m.store.(RouteRecorder)
 	together := store && rec != nil && !replayed && acquired > 0 && waiting == 0 && leaseEnd.Sub(now) >= 3*m.cfg.lease/4
 	if store && !together {
-		if err = m.store.RouteEvent(ctx, ev, ds); err != nil {
+		// Written even when a hard stop came meanwhile: the route is sound,
+		// and its deliveries then go back due now.
+		if err = m.store.RouteEvent(context.WithoutCancel(ctx), ev, ds); err != nil {
 			for i := range ds {
 				if ds[i].LeaseToken != "" {
 					m.apps.release(ds[i].AppID, now, false, false)
@@ -284,6 +302,7 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 // in one write.
 func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event, ds []Delivery) {
 	ts := make([]tried, len(ds))
+	before := slices.Clone(ds)
 	var wg sync.WaitGroup
 	for i := range ds {
 		wg.Go(func() { ts[i] = m.try(ctx, &ds[i]) })
@@ -293,6 +312,13 @@ func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event
 	attempts := make([]Attempt, 0, len(ds))
 	for i := range ds {
 		d := &ds[i]
+		if ts[i].ok && cut(ctx, ts[i]) {
+			// Cut short by a hard stop: stored unattempted and due now.
+			*d = before[i]
+			ts[i].ok = false
+			d.NextAttemptAt = now
+			continue
+		}
 		if !ts[i].ok {
 			// Not attempted (the store failed): due again after a pause.
 			d.NextAttemptAt = now.Add(m.cfg.retry.MinBackoff)
@@ -322,6 +348,12 @@ func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event
 		}
 		ts[i].span.End()
 	}
+}
+
+// cut reports whether a hard stop ([Mapper.Stop]) cut an attempt short:
+// the work context ended before the app answered.
+func cut(ctx context.Context, t tried) bool {
+	return ctx.Err() != nil && t.a.StatusCode == 0
 }
 
 // releaseDelivery gives a delivery back to the outbox, due now, and wakes
@@ -368,8 +400,8 @@ func settle(ev *Event, ds []Delivery) EventStatus {
 	return EventDelivered
 }
 
-// Run processes routing and delivery work until ctx ends, then waits for the
-// attempts in flight and returns nil. Webhooks taken by the handler wake it
+// Run processes routing and delivery work until ctx ends (or [Mapper.Stop]
+// is called), then waits for the work in flight and returns nil. Webhooks taken by the handler wake it
 // at once; retries wake it when they fall due; a slow poll picks up work of
 // other replicas and of expired leases. Run at most once at a time per
 // Mapper; several Mappers may share one Store.
@@ -379,6 +411,14 @@ func (m *Mapper) Run(ctx context.Context) error {
 	}
 	defer m.running.Store(false)
 	log := m.cfg.logger
+	// Stop ends the loop as ctx does, and may also end the work in flight,
+	// which otherwise outlives ctx so that a graceful stop lets it finish.
+	ctx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	done := m.life.start(stopLoop, cancelWork)
+	defer close(done)
 	var side sync.WaitGroup
 	defer side.Wait()
 	sideCtx, stopSide := context.WithCancel(ctx)
@@ -391,7 +431,6 @@ func (m *Mapper) Run(ctx context.Context) error {
 	}
 	slots := make(chan struct{}, m.cfg.concurrency)
 	var wg sync.WaitGroup
-	work := context.WithoutCancel(ctx)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	m.outboxDirty.Store(true)
@@ -399,6 +438,11 @@ func (m *Mapper) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+		case <-m.wake:
+		case <-timer.C:
+			m.outboxDirty.Store(true) // a due time came, or the poll
+		}
+		if ctx.Err() != nil {
 			// No handoff from now on; what is queued goes back.
 			m.running.Store(false)
 			wg.Wait()
@@ -406,9 +450,6 @@ func (m *Mapper) Run(ctx context.Context) error {
 			m.returnHandoff(ctx)
 			m.returnWaiting(ctx)
 			return nil
-		case <-m.wake:
-		case <-timer.C:
-			m.outboxDirty.Store(true) // a due time came, or the poll
 		}
 		err := m.dispatch(ctx, work, slots, &wg)
 		wait := m.cfg.pollInterval
@@ -575,4 +616,49 @@ func (m *Mapper) pruneLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// lifecycle lets Stop reach the Run in progress.
+type lifecycle struct {
+	mu         sync.Mutex
+	stopLoop   context.CancelFunc
+	cancelWork context.CancelFunc
+	done       chan struct{}
+}
+
+// start records a Run's cancel functions; the Run closes done when it has
+// returned everything it held.
+func (l *lifecycle) start(stopLoop, cancelWork context.CancelFunc) chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopLoop, l.cancelWork, l.done = stopLoop, cancelWork, make(chan struct{})
+	return l.done
+}
+
+// Stop stops [Mapper.Run] in the manner of a graceful stop that may turn
+// hard: Run claims nothing more at once, and Stop waits for the work in
+// flight until ctx ends. Then it cancels what is still in flight: an
+// attempt cut short is not counted against its app, and every delivery
+// and event the Mapper holds goes back to the store due now, so that a
+// restart or another replica takes it at once instead of waiting for its
+// lease to run out. Stop returns when Run has returned, with nil when the
+// work finished in time, else ctx's error. Without a Run in progress it
+// returns nil at once.
+func (m *Mapper) Stop(ctx context.Context) error {
+	m.life.mu.Lock()
+	stopLoop, cancelWork, done := m.life.stopLoop, m.life.cancelWork, m.life.done
+	m.life.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	stopLoop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	m.cfg.logger.Warn("stop: cancelling the work in flight and giving it back")
+	cancelWork()
+	<-done
+	return ctx.Err()
 }

@@ -12,13 +12,9 @@ import (
 	"github.com/chatico/mapper/workerauth"
 )
 
-// MediaDescriber is an optional part of an [OwnerResolver], used by media
-// enrichment ([WithMediaEnrichment]): it returns what the Graph API shows
-// of a media, the owner's ID when the token may see it (the token's
-// account created the media), else the owner's username. Errors follow
-// OwnerResolver's rules. graphresolver.Resolver implements it; with a
-// resolver that does not, enrichment reports owners only.
-type MediaDescriber interface {
+// mediaDescriber is the optional part of an [OwnerResolver] that media
+// enrichment uses (see OwnerResolver).
+type mediaDescriber interface {
 	DescribeMedia(ctx context.Context, mediaID string) (ownerID, username string, err error)
 }
 
@@ -85,7 +81,7 @@ func (m *Mapper) describeMedia(ctx context.Context, mediaID string) string {
 	var owner, username string
 	var err error
 	m.counters.resolverCalls.Add(1)
-	if d, ok := m.cfg.resolver.(MediaDescriber); ok {
+	if d, ok := m.cfg.resolver.(mediaDescriber); ok {
 		owner, username, err = d.DescribeMedia(ctx, mediaID)
 	} else {
 		owner, err = m.cfg.resolver.ResolveOwner(ctx, mediaID)

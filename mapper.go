@@ -36,7 +36,12 @@ import (
 // A resolver with a Health() error method is reported by GET
 // /monitoring/health: "degraded" while it returns an error. One with a
 // UsagePercent() map[string]int method (Graph API budgets used, by name)
-// is exported as the mapper.graph.usage gauge.
+// is exported as the mapper.graph.usage gauge. Media enrichment
+// ([WithMediaEnrichment]) uses a DescribeMedia(ctx, mediaID) (ownerID,
+// username string, err error) method when the resolver has one: what the
+// Graph API shows of a media, the owner's ID when the token's account
+// created it, else the owner's username; without it, enrichment reports
+// owners only. graphresolver.Resolver has all three.
 type OwnerResolver interface {
 	ResolveOwner(ctx context.Context, mediaID string) (ownerID string, err error)
 }
@@ -107,6 +112,7 @@ type Mapper struct {
 	webhook     http.Handler
 	admin       http.Handler
 	inflight    sync.WaitGroup // sync-mode deliveries running in handlers
+	life        lifecycle
 }
 
 // New returns a Mapper over store. See the With… options for the defaults;

@@ -209,6 +209,13 @@ func pickApp(apps []*WorkerApp, field string) *WorkerApp {
 // known and passes, and the event's LastError says what it waits for.
 func (m *Mapper) retryRouting(ctx context.Context, ev *Event, cause error) error {
 	now := m.cfg.now()
+	if ctx.Err() != nil {
+		// A hard stop cut routing short: not a failed try. The event goes
+		// back due now, for a restart or another replica.
+		ev.RouteAttempts--
+		ev.NextAttemptAt = now
+		return m.store.RetryEvent(context.WithoutCancel(ctx), ev)
+	}
 	m.counters.routeRetries.Add(1)
 	ev.LastError = cause.Error()
 	asked := retryAfter(cause)

@@ -333,12 +333,13 @@ func serve(ctx context.Context, m *mapper.Mapper, lns []listener, timeout time.D
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
 	}
-	stopLoop()
-	select {
-	case <-loopDone:
-	case <-shCtx.Done():
-		logger.Warn("shutdown timeout reached with deliveries in flight; they are retried when their leases expire")
+	// What is still in flight when the timeout ends is cancelled and given
+	// back to the store due now, for the next start or another replica.
+	if m.Stop(shCtx) != nil {
+		logger.Warn("shutdown timeout reached with deliveries in flight; they were given back to the store, due now")
 	}
+	stopLoop()
+	<-loopDone
 	if err := errors.Join(append([]error{failed}, errs...)...); err != nil {
 		return err
 	}

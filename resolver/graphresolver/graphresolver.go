@@ -299,7 +299,7 @@ func (r *Resolver) ResolveOwner(ctx context.Context, mediaID string) (owner stri
 
 // DescribeMedia returns what Meta shows of a media: the owner's ID when
 // the token's account created it, else the owner's username (one of the
-// two is set when err is nil). It implements mapper.MediaDescriber.
+// two is set when err is nil), for the Mapper's media enrichment.
 func (r *Resolver) DescribeMedia(ctx context.Context, mediaID string) (owner, username string, err error) {
 	if !validID(mediaID) {
 		return "", "", &Error{MediaID: mediaID, kind: kindNotFound, err: ErrInvalidMediaID}
