@@ -59,3 +59,35 @@ func Example() {
 	// Meta got 200
 	// worker got original bytes, signature ok: true
 }
+
+// Mount Meta's routes and the admin API apart: the webhook on the public
+// listener under a prefix, the admin API on a private listener.
+func ExampleMapper_WebhookHandler() {
+	m, err := mapper.New(memstore.New(),
+		mapper.WithMetaSecrets("meta-app-secret"),
+		mapper.WithVerifyToken("verify-token"),
+		mapper.WithAdminToken("admin-token"),
+	)
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+	public := http.NewServeMux()
+	public.Handle("/instagram/", http.StripPrefix("/instagram", m.WebhookHandler()))
+	private := m.AdminHandler() // e.g. http.ListenAndServe("127.0.0.1:8101", private)
+
+	get := func(h http.Handler, path string) int {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer admin-token")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	fmt.Println("public handshake:", get(public, "/instagram/webhook/?hub.mode=subscribe&hub.verify_token=verify-token&hub.challenge=1"))
+	fmt.Println("public admin route:", get(public, "/instagram/worker-apps/"))
+	fmt.Println("private admin route:", get(private, "/worker-apps/"))
+	// Output:
+	// public handshake: 200
+	// public admin route: 404
+	// private admin route: 200
+}

@@ -102,9 +102,10 @@ type Store interface {
 	// event. ErrNotFound when absent, ErrConflict when it is not dead.
 	ReplayDelivery(ctx context.Context, id string, now time.Time) (*Delivery, error)
 	// ReplayEvent replays an event: its dead deliveries as ReplayDelivery
-	// does, and, when it has unroutable owners or its routing gave up, it
-	// is routed again (pending, due at now) for the owners no delivery
-	// covers. ErrConflict when the event is neither dead nor unroutable.
+	// does, and, when it has unroutable items or its routing gave up, it
+	// is made pending again, due at now (routing then sends only what its
+	// Unroutable lists). ErrConflict when the event is neither dead nor
+	// unroutable.
 	ReplayEvent(ctx context.Context, id string, now time.Time) (*Event, error)
 	// ReplayDead replays, in batches of at most batch, every dead delivery
 	// matching q (AppID, Since and Until on CreatedAt; Status and Cursor
