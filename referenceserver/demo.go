@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/internal/fakes"
 	"github.com/chatico/mapper/resolver/graphresolver"
 	"github.com/chatico/mapper/storage/bunstore"
-	"github.com/chatico/mapper/testing/mappertest"
 	"github.com/chatico/mapper/workerauth"
 )
 
@@ -58,17 +58,17 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	graph := mappertest.NewGraphAPI(demoGraphTk)
+	graph := fakes.NewGraphAPI(demoGraphTk)
 	defer graph.Close()
 	// The demo's token is @shop's: it sees the owner of @shop's own media
 	// only, and the username of anyone else's, as Meta answers.
 	graph.SetOwner("18000000000000001", demoShop)
 	graph.SetUsername("18000000000000002", "studio")
-	shop := mappertest.NewWorkerApp("shop-secret-" + randomHex(8))
+	shop := fakes.NewWorkerApp("shop-secret-" + randomHex(8))
 	defer shop.Close()
-	studio := mappertest.NewWorkerApp("studio-secret-" + randomHex(8))
+	studio := fakes.NewWorkerApp("studio-secret-" + randomHex(8))
 	defer studio.Close()
-	inbox := mappertest.NewWorkerApp("inbox-secret-" + randomHex(8))
+	inbox := fakes.NewWorkerApp("inbox-secret-" + randomHex(8))
 	defer inbox.Close()
 
 	adminToken := "demo-admin-" + randomHex(8)
@@ -130,22 +130,22 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 		apps[id] = a.name
 	}
 
-	first := mappertest.NewWebhook().Comment(demoShop, "18000000000000001", "17900000000000001", "Love it! 😍 / @friend").Bytes()
+	first := fakes.NewWebhook().Comment(demoShop, "18000000000000001", "17900000000000001", "Love it! 😍 / @friend").Bytes()
 	cases := []*demoCase{
 		{name: "comment on @shop's post", body: first, secret: demoSecret},
-		{name: "comment on @studio's post", body: mappertest.NewWebhook().Comment(demoStudio, "18000000000000002", "17900000000000002", "Größe M?").Bytes(), secret: demoSecret},
-		{name: "one POST for both accounts", body: mappertest.NewWebhook().
+		{name: "comment on @studio's post", body: fakes.NewWebhook().Comment(demoStudio, "18000000000000002", "17900000000000002", "Größe M?").Bytes(), secret: demoSecret},
+		{name: "one POST for both accounts", body: fakes.NewWebhook().
 			Comment(demoShop, "18000000000000001", "17900000000000003", "for shop").
 			Message(demoStudio, "1236422025128657", "mid.demo.1", "for studio").Bytes(), secret: demoSecret},
 		{name: "Meta retries the first webhook", body: first, secret: demoSecret},
-		{name: "forged (wrong signature)", body: mappertest.NewWebhook().Comment(demoShop, "1", "2", "forged").Bytes(), secret: "not-the-app-secret"},
-		{name: "account with no worker app", body: mappertest.NewWebhook().Comment(demoNobody, "18000000000000003", "17900000000000004", "anyone?").Bytes(), secret: demoSecret},
-		{name: "@shop mentioned on @studio's post", body: mappertest.NewWebhook().Mention(demoShop, "18000000000000002", "17900000000000005").Bytes(), secret: demoSecret},
-		{name: "DM to @studio on the standby channel", body: mappertest.NewWebhook().Standby(demoStudio, "1236422025128657", "mid.demo.2", "talking to a human").Bytes(), secret: demoSecret},
+		{name: "forged (wrong signature)", body: fakes.NewWebhook().Comment(demoShop, "1", "2", "forged").Bytes(), secret: "not-the-app-secret"},
+		{name: "account with no worker app", body: fakes.NewWebhook().Comment(demoNobody, "18000000000000003", "17900000000000004", "anyone?").Bytes(), secret: demoSecret},
+		{name: "@shop mentioned on @studio's post", body: fakes.NewWebhook().Mention(demoShop, "18000000000000002", "17900000000000005").Bytes(), secret: demoSecret},
+		{name: "DM to @studio on the standby channel", body: fakes.NewWebhook().Standby(demoStudio, "1236422025128657", "mid.demo.2", "talking to a human").Bytes(), secret: demoSecret},
 		{name: "a field's type changed by Meta", body: []byte(`{"object":"instagram","entry":[{"id":"` + demoStudio + `","time":1764331200,"changes":[{"field":"comments","value":"a string where an object was"}]}]}`), secret: demoSecret},
 	}
 	for _, c := range cases {
-		resp, err := http.DefaultClient.Do(mappertest.SignedRequest(base+"/webhook/", c.secret, c.body))
+		resp, err := http.DefaultClient.Do(fakes.SignedRequest(base+"/webhook/", c.secret, c.body))
 		if err != nil {
 			return errors.Join(err, shutdown())
 		}
@@ -218,7 +218,7 @@ The server keeps running (Ctrl-C stops it). Try:
 }
 
 // demoMediaHeader is the enrichment header of the delivery that had one.
-func demoMediaHeader(got []mappertest.Received) string {
+func demoMediaHeader(got []fakes.Received) string {
 	for _, r := range got {
 		if v := r.Header.Get(workerauth.HeaderMedia); v != "" {
 			return workerauth.HeaderMedia + ": " + v

@@ -2,7 +2,8 @@
 // the Mapper, or that a Mapper delivers to: a fake Graph API, a fake worker
 // app, and a builder of signed webhooks escaped the way Meta escapes them.
 //
-// Every fake is a real HTTP server on loopback (net/http/httptest), so the
-// code under test makes real requests. The package uses only the standard
-// library: importing it compiles no database or container code.
+// Every fake is a real HTTP server on loopback, so the code under test
+// makes real requests. The package uses only the standard library:
+// importing it compiles no database or container code. (The fakes live in
+// an internal package that the reference server's demo runs too.)
 package mappertest

@@ -1,10 +1,9 @@
-package mappertest
+package fakes
 
 import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"time"
 
@@ -15,7 +14,7 @@ import (
 // Mapper's X-Mapper-Signature-256 with its secret, and answers 200 unless
 // told to fail.
 type WorkerApp struct {
-	srv    *httptest.Server
+	srv    *server
 	secret string
 
 	mu       sync.Mutex
@@ -43,7 +42,7 @@ type Received struct {
 // Close it when done.
 func NewWorkerApp(secret string) *WorkerApp {
 	w := &WorkerApp{secret: secret, changed: make(chan struct{}), hang: make(chan struct{})}
-	w.srv = httptest.NewServer(http.HandlerFunc(w.serve))
+	w.srv = newServer(http.HandlerFunc(w.serve))
 	return w
 }
 

@@ -1,4 +1,4 @@
-package mappertest
+package fakes
 
 import (
 	"bytes"

@@ -1,9 +1,8 @@
-package mappertest
+package fakes
 
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +16,7 @@ import (
 // Meta shows the owner only to the media's creator), and error 100/33 for
 // a media the token cannot see. A wrong token answers 190.
 type GraphAPI struct {
-	srv *httptest.Server
+	srv *server
 	// Token is the access token the fake accepts; change it with SetToken.
 	Token string
 
@@ -49,7 +48,7 @@ type GraphError struct {
 // NewGraphAPI starts a fake that accepts token. Close it when done.
 func NewGraphAPI(token string) *GraphAPI {
 	g := &GraphAPI{Token: token, owners: map[string]string{}, names: map[string]string{}, errs: map[string]GraphError{}, calls: map[string]int{}}
-	g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
+	g.srv = newServer(http.HandlerFunc(g.serve))
 	return g
 }
 
