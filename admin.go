@@ -183,31 +183,8 @@ func (in *appInput) Validate(requireSecret bool) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		errs = append(errs, &fieldError{"url", "must be an absolute http or https URL without credentials"})
 	}
-	if len(in.AccountIDs) == 0 {
-		errs = append(errs, &fieldError{"account_ids", "must list at least one Instagram account ID"})
-	}
-	seen := map[string]bool{}
-	for _, id := range in.AccountIDs {
-		if !isDigits(id) {
-			errs = append(errs, &fieldError{"account_ids", fmt.Sprintf("%q is not a numeric Instagram account ID", id)})
-		} else if seen[id] {
-			errs = append(errs, &fieldError{"account_ids", fmt.Sprintf("%q is listed twice", id)})
-		}
-		seen[id] = true
-	}
-	fields := map[string]bool{}
-	for i, f := range in.Fields {
-		if canon, ok := payload.FieldAliases[f]; ok {
-			f, in.Fields[i] = canon, canon
-		}
-		switch {
-		case !slices.Contains(payload.Fields, f):
-			errs = append(errs, &fieldError{"fields", fmt.Sprintf("%q is not an Instagram webhook field (want one of %s)", f, strings.Join(payload.Fields, ", "))})
-		case fields[f]:
-			errs = append(errs, &fieldError{"fields", fmt.Sprintf("%q is listed twice", f)})
-		}
-		fields[f] = true
-	}
+	errs = append(errs, validAccounts(in.AccountIDs)...)
+	errs = append(errs, validFields(in.Fields)...)
 	if (requireSecret || in.Secret != "") && len(in.Secret) < 16 {
 		errs = append(errs, &fieldError{"secret", "must be at least 16 characters"})
 	}
@@ -218,6 +195,44 @@ func (in *appInput) Validate(requireSecret bool) error {
 		errs = append(errs, &fieldError{"max_concurrency", "must be from 0 (the default) to 1000"})
 	}
 	return errors.Join(errs...)
+}
+
+// validAccounts checks an app's account IDs.
+func validAccounts(ids []string) []error {
+	var errs []error
+	if len(ids) == 0 {
+		errs = append(errs, &fieldError{"account_ids", "must list at least one Instagram account ID"})
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if !isDigits(id) {
+			errs = append(errs, &fieldError{"account_ids", fmt.Sprintf("%q is not a numeric Instagram account ID", id)})
+		} else if seen[id] {
+			errs = append(errs, &fieldError{"account_ids", fmt.Sprintf("%q is listed twice", id)})
+		}
+		seen[id] = true
+	}
+	return errs
+}
+
+// validFields checks an app's field names, writing Meta's spelling over an
+// alias.
+func validFields(fields []string) []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, f := range fields {
+		if canon, ok := payload.FieldAliases[f]; ok {
+			f, fields[i] = canon, canon
+		}
+		switch {
+		case !slices.Contains(payload.Fields, f):
+			errs = append(errs, &fieldError{"fields", fmt.Sprintf("%q is not an Instagram webhook field (want one of %s)", f, strings.Join(payload.Fields, ", "))})
+		case seen[f]:
+			errs = append(errs, &fieldError{"fields", fmt.Sprintf("%q is listed twice", f)})
+		}
+		seen[f] = true
+	}
+	return errs
 }
 
 // maxAppTimeout bounds an app's own timeout; the Mapper also holds every

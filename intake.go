@@ -2,6 +2,7 @@ package mapper
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -90,84 +91,136 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, span := m.startSpan(ctx, "POST /webhook/", kind, attrHTTPMethod.String(r.Method), attrURLPath.String(r.URL.Path))
 	sw := &statusWriter{ResponseWriter: w}
-	w = sw
-	var outcome intakeOutcome
-	count := func(o intakeOutcome) { outcome = o; m.counters.countIntake(o) }
+	in := &intake{m: m, ctx: ctx, span: span, w: sw, r: r}
 	defer func() {
-		span.SetAttributes(attrHTTPStatus.Int(sw.status), attrOutcome.String(string(outcome)))
+		span.SetAttributes(attrHTTPStatus.Int(sw.status), attrOutcome.String(string(in.outcome)))
 		if sw.status >= 500 {
-			span.SetStatus(codes.Error, string(outcome))
+			span.SetStatus(codes.Error, string(in.outcome))
 		}
 		span.End()
-		m.tel.ackLatency.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrOutcome.String(string(outcome))))
+		m.tel.ackLatency.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrOutcome.String(string(in.outcome))))
 	}()
-	log := m.cfg.logger
-	if m.limiter != nil {
-		if ok, wait := m.limiter.allow(m.cfg.clientKey(r)); !ok {
-			count(outcomeRateLimited)
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			writeProblem(w, r, http.StatusTooManyRequests, "rate-limited", "too many requests from this client; retry after the time in Retry-After")
-			return
-		}
-	}
-	if r.ContentLength > m.cfg.maxBody {
-		outcome = outcomeTooLarge
-		m.tooLarge(w, r, r.ContentLength)
+	if !in.admit() {
 		return
+	}
+	body, sig, ok := in.readSigned()
+	if !ok {
+		return
+	}
+	p, ok := in.parse(body)
+	if !ok {
+		return
+	}
+	in.store(p, body, sig)
+}
+
+// intake is one webhook POST on its way in. Each stage answers the
+// request itself when it refuses it, and counts the outcome before the
+// answer goes out.
+type intake struct {
+	m       *Mapper
+	ctx     context.Context
+	span    trace.Span
+	w       http.ResponseWriter
+	r       *http.Request
+	outcome intakeOutcome
+}
+
+func (in *intake) count(o intakeOutcome) {
+	in.outcome = o
+	in.m.counters.countIntake(o)
+}
+
+// admit applies the per-client rate limit.
+func (in *intake) admit() bool {
+	m := in.m
+	if m.limiter == nil {
+		return true
+	}
+	ok, wait := m.limiter.allow(m.cfg.clientKey(in.r))
+	if !ok {
+		in.count(outcomeRateLimited)
+		in.w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		writeProblem(in.w, in.r, http.StatusTooManyRequests, "rate-limited", "too many requests from this client; retry after the time in Retry-After")
+	}
+	return ok
+}
+
+// readSigned reads the body within the size limit and checks Meta's
+// signature over exactly those bytes.
+func (in *intake) readSigned() (body []byte, sig string, ok bool) {
+	m, w, r := in.m, in.w, in.r
+	if r.ContentLength > m.cfg.maxBody {
+		in.count(outcomeTooLarge)
+		m.tooLarge(w, r, r.ContentLength)
+		return nil, "", false
 	}
 	body, err := readBody(w, r, m.cfg.maxBody)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			outcome = outcomeTooLarge
+			in.count(outcomeTooLarge)
 			m.tooLarge(w, r, -1)
-			return
+			return nil, "", false
 		}
-		count(outcomeMalformed)
+		in.count(outcomeMalformed)
 		writeProblem(w, r, http.StatusBadRequest, "unreadable-body", "the request body could not be read: "+err.Error())
-		return
+		return nil, "", false
 	}
-	span.SetAttributes(attrBodySize.Int(len(body)))
-	sig := r.Header.Get(workerauth.HeaderMetaSignature)
-	_, vspan := m.startSpan(ctx, "verify signature", trace.SpanKindInternal)
+	in.span.SetAttributes(attrBodySize.Int(len(body)))
+	sig = r.Header.Get(workerauth.HeaderMetaSignature)
+	_, vspan := m.startSpan(in.ctx, "verify signature", trace.SpanKindInternal)
 	_, err = verifyMeta(sig, body, m.cfg.secrets)
 	endSpan(vspan, err)
-	if err != nil {
-		count(outcomeBadSignature)
-		// Loud on purpose: a wrong secret makes Meta retry and, for
-		// messaging, unsubscribe the app within the hour.
-		log.WarnContext(ctx, "webhook refused: bad signature", slog.String("reason", err.Error()),
-			slog.Int("body_bytes", len(body)), slog.String("remote", r.RemoteAddr))
-		detail := "X-Hub-Signature-256 does not match the body for any configured app secret"
-		switch {
-		case errors.Is(err, errSignatureMissing):
-			detail = "X-Hub-Signature-256 is missing"
-		case errors.Is(err, errSignatureMalformed):
-			detail = `X-Hub-Signature-256 must be "sha256=" followed by 64 hex digits`
-		}
-		writeProblem(w, r, http.StatusUnauthorized, "bad-signature", detail)
-		return
+	if err == nil {
+		return body, sig, true
 	}
-	_, pspan := m.startSpan(ctx, "parse payload", trace.SpanKindInternal)
+	in.count(outcomeBadSignature)
+	// Loud on purpose: a wrong secret makes Meta retry and, for
+	// messaging, unsubscribe the app within the hour.
+	m.cfg.logger.WarnContext(in.ctx, "webhook refused: bad signature", slog.String("reason", err.Error()),
+		slog.Int("body_bytes", len(body)), slog.String("remote", r.RemoteAddr))
+	detail := "X-Hub-Signature-256 does not match the body for any configured app secret"
+	switch {
+	case errors.Is(err, errSignatureMissing):
+		detail = "X-Hub-Signature-256 is missing"
+	case errors.Is(err, errSignatureMalformed):
+		detail = `X-Hub-Signature-256 must be "sha256=" followed by 64 hex digits`
+	}
+	writeProblem(w, r, http.StatusUnauthorized, "bad-signature", detail)
+	return nil, "", false
+}
+
+// parse reads the payload: only a body that is not a webhook at all, or
+// not Instagram's, is refused.
+func (in *intake) parse(body []byte) (*payload.Payload, bool) {
+	_, pspan := in.m.startSpan(in.ctx, "parse payload", trace.SpanKindInternal)
 	p, err := payload.Parse(body)
 	endSpan(pspan, err)
 	if err != nil {
-		count(outcomeMalformed)
-		writeProblem(w, r, http.StatusBadRequest, "malformed-payload", err.Error())
-		return
+		in.count(outcomeMalformed)
+		writeProblem(in.w, in.r, http.StatusBadRequest, "malformed-payload", err.Error())
+		return nil, false
 	}
 	if p.Object != "instagram" {
 		// Instagram webhooks are "instagram" under both logins; a Page's
 		// ("page") is another product's, signed with the same secret.
-		count(outcomeMalformed)
-		writeProblem(w, r, http.StatusBadRequest, "wrong-object", fmt.Sprintf(`object %q is not accepted (want "instagram")`, p.Object))
-		return
+		in.count(outcomeMalformed)
+		writeProblem(in.w, in.r, http.StatusBadRequest, "wrong-object", fmt.Sprintf(`object %q is not accepted (want "instagram")`, p.Object))
+		return nil, false
 	}
+	return p, true
+}
 
+// store writes the event, then answers 200 and sets its routing going
+// (in this handler in sync mode, else in the loop); 503 when the store
+// cannot take it, so that Meta retries.
+func (in *intake) store(p *payload.Payload, body []byte, sig string) {
+	m, ctx := in.m, in.ctx
 	now := m.cfg.now()
 	ev := newEvent(p, body, sig, now)
 	ev.TraceContext = m.carrier(ctx)
-	span.SetAttributes(attrEventID.String(ev.ID), attrEventItems.Int(len(ev.Items)))
+	in.span.SetAttributes(attrEventID.String(ev.ID), attrEventItems.Int(len(ev.Items)))
 	handoff := false
 	switch {
 	case ev.Status != EventPending:
@@ -184,41 +237,42 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		handoff = true
 	}
 	sctx, sspan := m.startSpan(ctx, "persist event", trace.SpanKindInternal, attrEventID.String(ev.ID))
-	err = m.store.CreateEvent(sctx, ev)
+	err := m.store.CreateEvent(sctx, ev)
 	endSpan(sspan, err)
 	if handoff && (err != nil || ev.Status != EventPending) {
 		m.cancelHandoff() // nothing to hand over: refused, or all duplicates
 		handoff = false
 	}
 	if err != nil {
-		count(outcomeStoreUnavailable)
-		log.ErrorContext(ctx, "webhook not stored; answering 503 so that Meta retries", slog.String("error", err.Error()))
-		w.Header().Set("Retry-After", "5")
-		writeProblem(w, r, http.StatusServiceUnavailable, "store-unavailable", "the event could not be stored; retry later")
+		in.count(outcomeStoreUnavailable)
+		m.cfg.logger.ErrorContext(ctx, "webhook not stored; answering 503 so that Meta retries", slog.String("error", err.Error()))
+		in.w.Header().Set("Retry-After", "5")
+		writeProblem(in.w, in.r, http.StatusServiceUnavailable, "store-unavailable", "the event could not be stored; retry later")
 		return
 	}
 	resp := intakeResponse{EventID: ev.ID, Status: "accepted"}
 	switch ev.Status {
 	case EventDuplicate:
-		count(outcomeDuplicate)
+		in.count(outcomeDuplicate)
 		resp.Status = "duplicate"
 	case EventIgnored:
-		count(outcomeAccepted)
+		in.count(outcomeAccepted)
 		resp.Status = "ignored"
 	default:
-		count(outcomeAccepted)
-		if m.cfg.sync {
+		in.count(outcomeAccepted)
+		switch {
+		case m.cfg.sync:
 			m.inflight.Add(1)
 			resp.Status, resp.Deliveries = m.deliverNow(ctx, ev)
 			m.inflight.Done()
-		} else if handoff {
+		case handoff:
 			m.handOver(ev)
-		} else {
+		default:
 			m.notify()
 		}
 	}
-	log.DebugContext(ctx, "webhook stored", slog.String("event_id", ev.ID), slog.String("status", resp.Status), slog.Int("items", len(ev.Items)))
-	writeJSON(w, http.StatusOK, resp)
+	m.cfg.logger.DebugContext(ctx, "webhook stored", slog.String("event_id", ev.ID), slog.String("status", resp.Status), slog.Int("items", len(ev.Items)))
+	writeJSON(in.w, http.StatusOK, resp)
 }
 
 // statusWriter remembers the status of the answer, for the span.
@@ -245,7 +299,6 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (m *Mapper) tooLarge(w http.ResponseWriter, r *http.Request, n int64) {
-	m.counters.countIntake(outcomeTooLarge)
 	detail := fmt.Sprintf("the body exceeds the limit of %d bytes", m.cfg.maxBody)
 	if n > 0 {
 		detail = fmt.Sprintf("the body of %d bytes exceeds the limit of %d bytes", n, m.cfg.maxBody)

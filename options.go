@@ -124,6 +124,11 @@ func defaultConfig() config {
 }
 
 func (c *config) validate() error {
+	return errors.Join(append(append(c.validateIntake(), c.validateDelivery()...), c.validateRouting()...)...)
+}
+
+// validateIntake checks what taking a webhook needs.
+func (c *config) validateIntake() []error {
 	var errs []error
 	if len(c.secrets) == 0 {
 		errs = append(errs, errors.New("mapper: no app secret: WithMetaSecrets is required (the Mapper never accepts unsigned webhooks)"))
@@ -145,6 +150,12 @@ func (c *config) validate() error {
 	if c.concurrency < 1 {
 		errs = append(errs, errors.New("mapper: concurrency must be at least 1"))
 	}
+	return errs
+}
+
+// validateDelivery checks the retry, lease and breaker settings.
+func (c *config) validateDelivery() []error {
+	var errs []error
 	if c.retry.MaxAttempts < 1 || c.retry.MinBackoff <= 0 || c.retry.MaxBackoff < c.retry.MinBackoff {
 		errs = append(errs, fmt.Errorf("mapper: retry policy %+v: want MaxAttempts ≥ 1 and 0 < MinBackoff ≤ MaxBackoff", c.retry))
 	}
@@ -176,6 +187,12 @@ func (c *config) validate() error {
 	if c.pollInterval <= 0 {
 		errs = append(errs, errors.New("mapper: poll interval must be positive"))
 	}
+	return errs
+}
+
+// validateRouting checks the owner policy and enrichment.
+func (c *config) validateRouting() []error {
+	var errs []error
 	if c.policy != OwnerFromEntry && c.policy != OwnerFromMedia {
 		errs = append(errs, fmt.Errorf("mapper: unknown owner policy %q (want OwnerFromEntry or OwnerFromMedia)", c.policy))
 	} else if c.policy == OwnerFromMedia && c.resolver == nil {
@@ -187,7 +204,7 @@ func (c *config) validate() error {
 	if c.enrichBudget < 0 {
 		errs = append(errs, errors.New("mapper: enrichment budget must not be negative"))
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // WithLogger sets the logger. The default discards everything.

@@ -30,138 +30,35 @@ const notFoundMark = "-"
 func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, store bool, err error) {
 	now := m.cfg.now()
 	ev.RouteAttempts++
-	p, err := payload.Parse(ev.Payload)
-	if err == nil && p.Count() != len(ev.Items) {
-		err = fmt.Errorf("stored event has %d items, its payload %d", len(ev.Items), p.Count())
-	}
+	p, err := parseStored(ev)
 	if err != nil {
 		// The payload passed this parser at intake, so the stored copy is
 		// damaged; retrying cannot help.
 		ev.Status, ev.LastError, ev.CompletedAt = EventDead, "stored payload unusable: "+err.Error(), &now
 		return nil, false, m.store.RouteEvent(ctx, ev, nil)
 	}
-
-	// A replayed event already has deliveries: only the items that were
-	// unroutable then are routed again.
-	var existing []Delivery
-	var again map[string]bool
-	if ev.RoutedAt != nil {
-		if existing, err = m.store.ListDeliveries(ctx, ev.ID); err != nil {
-			return nil, false, m.retryRouting(ctx, ev, fmt.Errorf("reading earlier deliveries: %w", err))
-		}
-		again = make(map[string]bool, len(ev.Unroutable))
-		for _, u := range ev.Unroutable {
-			again[u] = true
-		}
+	existing, again, err := m.earlierRoute(ctx, ev)
+	if err != nil {
+		return nil, false, m.retryRouting(ctx, ev, err)
 	}
-
-	// The account of each item (by position); "" for items not routed.
-	accounts := make([]string, len(ev.Items))
-	fields := make([]string, len(ev.Items))
-	var unroutable, notes []string
-	k := 0
-	for i := range p.Entries {
-		e := &p.Entries[i]
-		for j := range e.Items {
-			it := &e.Items[j]
-			fields[k] = it.Field
-			if ev.Items[k].Duplicate {
-				k++
-				continue
-			}
-			account, note, err := m.accountOf(ctx, e, it)
-			switch {
-			case err != nil:
-				return nil, false, m.retryRouting(ctx, ev, err)
-			case account == "":
-				unroutable = appendNew(unroutable, fmt.Sprintf("entry:%d", i))
-			case again != nil && !again[account] && !again[routeMark(account, it.Field)]:
-				// Delivered (or dead, and replayed as such) the first time.
-			default:
-				accounts[k] = account
-				if note != "" {
-					notes = appendNew(notes, note)
-				}
-			}
-			k++
-		}
-	}
-	var distinct []string
-	for _, a := range accounts {
-		if a != "" {
-			distinct = appendNew(distinct, a)
-		}
+	plan, err := m.planItems(ctx, ev, p, again)
+	if err != nil {
+		return nil, false, m.retryRouting(ctx, ev, err)
 	}
 	apps := map[string][]*WorkerApp{}
-	if len(distinct) > 0 {
-		apps, err = m.appsForAccounts(ctx, distinct)
-		if err != nil {
+	if distinct := plan.distinctAccounts(); len(distinct) > 0 {
+		if apps, err = m.appsForAccounts(ctx, distinct); err != nil {
 			return nil, false, m.retryRouting(ctx, ev, fmt.Errorf("looking up worker apps: %w", err))
 		}
 	}
 	m.enrich(ctx, p, ev)
-
-	type group struct {
-		app    *WorkerApp
-		owners []string
-		items  []bool
-		n      int
-	}
-	var groups []*group
-	byApp := map[string]*group{}
-	allOwners := slices.Clone(ev.Owners)
-	for k, acc := range accounts {
-		if acc == "" {
-			continue
-		}
-		allOwners = appendNew(allOwners, acc)
-		app := pickApp(apps[acc], fields[k])
-		if app == nil {
-			if len(apps[acc]) == 0 {
-				unroutable = appendNew(unroutable, acc)
-			} else {
-				unroutable = appendNew(unroutable, routeMark(acc, fields[k]))
-			}
-			continue
-		}
-		g := byApp[app.ID]
-		if g == nil {
-			m.apps.setLimit(app) // before its first attempt is counted against it
-			g = &group{app: app, items: make([]bool, len(accounts))}
-			byApp[app.ID] = g
-			groups = append(groups, g)
-		}
-		g.owners = appendNew(g.owners, acc)
-		g.items[k] = true
-		g.n++
-	}
-
+	groups := m.groupByApp(plan, apps)
 	deliveries := make([]Delivery, 0, len(groups))
 	for _, g := range groups {
-		d := Delivery{
-			ID:            ids.New("dlv_", now),
-			EventID:       ev.ID,
-			AppID:         g.app.ID,
-			OwnerIDs:      g.owners,
-			Status:        DeliveryPending,
-			NextAttemptAt: now.Add(m.cfg.lease),
-			CreatedAt:     now,
-			CycleStart:    now,
-			Ordered:       g.app.Ordered,
-			LeaseToken:    ids.Token(),
-			TraceContext:  ev.TraceContext,
-		}
-		if g.n == len(ev.Items) {
-			// The whole payload is this app's: send Meta's bytes and
-			// signature unchanged, so the app can check Meta's signature.
-			d.Body, d.Original, d.MetaSignature = ev.Payload, true, ev.Signature
-		} else {
-			d.Body = p.Envelope(g.items)
-		}
-		deliveries = append(deliveries, d)
+		deliveries = append(deliveries, m.newDelivery(ev, p, g, now))
 	}
 
-	ev.Owners, ev.Unroutable, ev.LastError, ev.RoutedAt = allOwners, unroutable, strings.Join(notes, "; "), &now
+	ev.Owners, ev.Unroutable, ev.LastError, ev.RoutedAt = plan.owners(ev.Owners), plan.unroutable, strings.Join(plan.notes, "; "), &now
 	all := append(slices.Clone(existing), deliveries...)
 	ev.Status = settle(ev, all)
 	switch {
@@ -174,10 +71,167 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, stor
 	if ev.Status.Terminal() {
 		ev.CompletedAt = &now
 	}
-	if len(unroutable) > 0 {
-		m.cfg.logger.InfoContext(ctx, "event has unroutable items", slog.String("event_id", ev.ID), slog.Any("unroutable", unroutable))
+	if len(plan.unroutable) > 0 {
+		m.cfg.logger.InfoContext(ctx, "event has unroutable items", slog.String("event_id", ev.ID), slog.Any("unroutable", plan.unroutable))
 	}
 	return deliveries, true, nil
+}
+
+// parseStored parses a stored event's payload, which must hold the items
+// intake found in it.
+func parseStored(ev *Event) (*payload.Payload, error) {
+	p, err := payload.Parse(ev.Payload)
+	if err == nil && p.Count() != len(ev.Items) {
+		err = fmt.Errorf("stored event has %d items, its payload %d", len(ev.Items), p.Count())
+	}
+	return p, err
+}
+
+// earlierRoute reads what an event routed before (a replay) already has:
+// its deliveries, and the marks of the items that were unroutable then,
+// the only ones routed again. Both are nil for a first routing.
+func (m *Mapper) earlierRoute(ctx context.Context, ev *Event) ([]Delivery, map[string]bool, error) {
+	if ev.RoutedAt == nil {
+		return nil, nil, nil
+	}
+	existing, err := m.store.ListDeliveries(ctx, ev.ID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading earlier deliveries: %w", err)
+	}
+	again := make(map[string]bool, len(ev.Unroutable))
+	for _, u := range ev.Unroutable {
+		again[u] = true
+	}
+	return existing, again, nil
+}
+
+// routePlan is where each item of an event goes, by position.
+type routePlan struct {
+	accounts []string // the account an item routes by; "" when not routed
+	fields   []string
+	// unroutable and notes are what the event records: items no app
+	// serves, and fallbacks the owner policy took.
+	unroutable, notes []string
+}
+
+// planItems finds the account of every new item under the owner policy.
+// An error means routing must wait (the resolver is throttled or failing).
+func (m *Mapper) planItems(ctx context.Context, ev *Event, p *payload.Payload, again map[string]bool) (*routePlan, error) {
+	plan := &routePlan{accounts: make([]string, len(ev.Items)), fields: make([]string, len(ev.Items))}
+	k := 0
+	for i := range p.Entries {
+		e := &p.Entries[i]
+		for j := range e.Items {
+			it := &e.Items[j]
+			plan.fields[k] = it.Field
+			if !ev.Items[k].Duplicate {
+				account, note, err := m.accountOf(ctx, e, it)
+				switch {
+				case err != nil:
+					return nil, err
+				case account == "":
+					plan.unroutable = appendNew(plan.unroutable, fmt.Sprintf("entry:%d", i))
+				case again != nil && !again[account] && !again[routeMark(account, it.Field)]:
+					// Delivered (or dead, and replayed as such) the first time.
+				default:
+					plan.accounts[k] = account
+					if note != "" {
+						plan.notes = appendNew(plan.notes, note)
+					}
+				}
+			}
+			k++
+		}
+	}
+	return plan, nil
+}
+
+func (p *routePlan) distinctAccounts() []string {
+	var out []string
+	for _, a := range p.accounts {
+		if a != "" {
+			out = appendNew(out, a)
+		}
+	}
+	return out
+}
+
+// owners are the accounts routing found, added to those of an earlier
+// route.
+func (p *routePlan) owners(earlier []string) []string {
+	out := slices.Clone(earlier)
+	for _, a := range p.accounts {
+		if a != "" {
+			out = appendNew(out, a)
+		}
+	}
+	return out
+}
+
+// appGroup is what one app gets of an event.
+type appGroup struct {
+	app    *WorkerApp
+	owners []string
+	items  []bool // by position
+	n      int
+}
+
+// groupByApp assigns each routed item to the app serving its account and
+// field, in the order the apps first appear; an item no app serves is
+// added to the plan's unroutable marks.
+func (m *Mapper) groupByApp(plan *routePlan, apps map[string][]*WorkerApp) []*appGroup {
+	var groups []*appGroup
+	byApp := map[string]*appGroup{}
+	for k, acc := range plan.accounts {
+		if acc == "" {
+			continue
+		}
+		app := pickApp(apps[acc], plan.fields[k])
+		switch {
+		case app == nil && len(apps[acc]) == 0:
+			plan.unroutable = appendNew(plan.unroutable, acc)
+			continue
+		case app == nil:
+			plan.unroutable = appendNew(plan.unroutable, routeMark(acc, plan.fields[k]))
+			continue
+		}
+		g := byApp[app.ID]
+		if g == nil {
+			m.apps.setLimit(app) // before its first attempt is counted against it
+			g = &appGroup{app: app, items: make([]bool, len(plan.accounts))}
+			byApp[app.ID] = g
+			groups = append(groups, g)
+		}
+		g.owners = appendNew(g.owners, acc)
+		g.items[k] = true
+		g.n++
+	}
+	return groups
+}
+
+// newDelivery plans an app's delivery of an event, leased to the caller.
+func (m *Mapper) newDelivery(ev *Event, p *payload.Payload, g *appGroup, now time.Time) Delivery {
+	d := Delivery{
+		ID:            ids.New("dlv_", now),
+		EventID:       ev.ID,
+		AppID:         g.app.ID,
+		OwnerIDs:      g.owners,
+		Status:        DeliveryPending,
+		NextAttemptAt: now.Add(m.cfg.lease),
+		CreatedAt:     now,
+		CycleStart:    now,
+		Ordered:       g.app.Ordered,
+		LeaseToken:    ids.Token(),
+		TraceContext:  ev.TraceContext,
+	}
+	if g.n == len(ev.Items) {
+		// The whole payload is this app's: send Meta's bytes and
+		// signature unchanged, so the app can check Meta's signature.
+		d.Body, d.Original, d.MetaSignature = ev.Payload, true, ev.Signature
+	} else {
+		d.Body = p.Envelope(g.items)
+	}
+	return d
 }
 
 // routeMark names an (account, field) pair that no app serves, while some

@@ -177,48 +177,59 @@ func parseEntry(raw json.RawMessage, i int) Entry {
 		}
 	}
 	for _, name := range []string{memberChanges, memberMessaging, memberStandby} {
-		v, ok := e.members[name]
-		if !ok {
-			continue
-		}
-		var elems []json.RawMessage
-		if len(v) == 0 || v[0] != '[' || json.Unmarshal(v, &elems) != nil {
-			// A known member of another type: kept, under no field.
-			it := passThrough(e.ID, name, v)
-			it.Field = ""
-			e.Items = append(e.Items, it)
-			continue
-		}
-		for _, el := range elems {
-			var it Item
-			switch name {
-			case memberChanges:
-				it = parseChange(el, e.ID)
-			case memberMessaging:
-				it = parseMessaging(el, e.ID, KindMessaging)
-			default:
-				it = parseMessaging(el, e.ID, KindStandby)
-			}
-			it.Member = name
-			e.Items = append(e.Items, it)
+		if v, ok := e.members[name]; ok {
+			e.Items = append(e.Items, parseArray(e.ID, name, v)...)
 		}
 	}
-	// Any other array is something Meta added that the parser does not
-	// know: passed through whole, so that the account's app still gets it.
-	var other []string
-	for name, v := range e.members {
-		if len(v) > 0 && v[0] == '[' && name != memberChanges && name != memberMessaging && name != memberStandby {
-			other = append(other, name)
-		}
-	}
-	slices.Sort(other)
-	for _, name := range other {
-		e.Items = append(e.Items, passThrough(e.ID, name, e.members[name]))
-	}
+	e.Items = append(e.Items, unknownArrays(e.ID, e.members)...)
 	if len(e.Items) == 0 {
 		e.Items = []Item{{Kind: KindEntry, Key: e.ID + "/entry/" + hashOf(raw), Raw: raw}}
 	}
 	return e
+}
+
+// parseArray reads the items of a known array member.
+func parseArray(account, name string, v json.RawMessage) []Item {
+	var elems []json.RawMessage
+	if len(v) == 0 || v[0] != '[' || json.Unmarshal(v, &elems) != nil {
+		// A known member of another type: kept, under no field.
+		it := passThrough(account, name, v)
+		it.Field = ""
+		return []Item{it}
+	}
+	items := make([]Item, 0, len(elems))
+	for _, el := range elems {
+		var it Item
+		switch name {
+		case memberChanges:
+			it = parseChange(el, account)
+		case memberMessaging:
+			it = parseMessaging(el, account, KindMessaging)
+		default:
+			it = parseMessaging(el, account, KindStandby)
+		}
+		it.Member = name
+		items = append(items, it)
+	}
+	return items
+}
+
+// unknownArrays passes through, whole and by name, every array member the
+// parser does not know: something Meta added, which the account's app
+// should still get.
+func unknownArrays(account string, members map[string]json.RawMessage) []Item {
+	var names []string
+	for name, v := range members {
+		if len(v) > 0 && v[0] == '[' && name != memberChanges && name != memberMessaging && name != memberStandby {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	items := make([]Item, len(names))
+	for i, name := range names {
+		items[i] = passThrough(account, name, members[name])
+	}
+	return items
 }
 
 func passThrough(account, member string, v json.RawMessage) Item {
@@ -278,23 +289,6 @@ func parseChange(raw json.RawMessage, account string) Item {
 	return item
 }
 
-// messagingItem holds the members of a messaging or standby event that
-// tell its kind and identity; raw, so no type can fail it.
-type messagingItem struct {
-	Sender               json.RawMessage `json:"sender"`
-	Timestamp            json.RawMessage `json:"timestamp"`
-	Message              json.RawMessage `json:"message"`
-	Reaction             json.RawMessage `json:"reaction"`
-	Read                 json.RawMessage `json:"read"`
-	Postback             json.RawMessage `json:"postback"`
-	Edit                 json.RawMessage `json:"message_edit"`
-	Referral             json.RawMessage `json:"referral"`
-	Optin                json.RawMessage `json:"optin"`
-	PassThreadControl    json.RawMessage `json:"pass_thread_control"`
-	TakeThreadControl    json.RawMessage `json:"take_thread_control"`
-	RequestThreadControl json.RawMessage `json:"request_thread_control"`
-}
-
 // messagingEvent is what identifies one messaging event.
 type messagingEvent struct {
 	MID       json.RawMessage `json:"mid"`
@@ -303,6 +297,11 @@ type messagingEvent struct {
 	IsEcho    json.RawMessage `json:"is_echo"`
 	NumEdit   json.RawMessage `json:"num_edit"`
 }
+
+// messagingEvents are the members that say a messaging item's kind, in
+// the order they are looked for.
+var messagingEvents = []string{"message", "reaction", "read", "postback", "message_edit", "referral", "optin",
+	"pass_thread_control", "take_thread_control", "request_thread_control"}
 
 // Fields are the webhook subscription fields of Instagram that Meta
 // documents, for Facebook Login and Instagram Login together. An item's
@@ -335,15 +334,30 @@ var messagingFields = map[string]string{
 
 func parseMessaging(raw json.RawMessage, account string, kind Kind) Item {
 	item := Item{Kind: kind, Raw: raw}
-	var m messagingItem
+	var members map[string]json.RawMessage
 	if isObject(raw) {
-		_ = json.Unmarshal(raw, &m)
+		_ = json.Unmarshal(raw, &members)
 	}
 	var ev messagingEvent
-	read := func(v json.RawMessage) {
-		if isObject(v) {
-			_ = json.Unmarshal(v, &ev)
+	for _, name := range messagingEvents {
+		if v, ok := members[name]; ok {
+			item.Event = name
+			if isObject(v) {
+				_ = json.Unmarshal(v, &ev)
+			}
+			break
 		}
+	}
+	item.ObjectID = flexString(ev.MID)
+	item.Field = messagingFields[item.Event]
+	switch {
+	case kind == KindStandby:
+		// Meta delivers every standby event under one field, whatever
+		// its kind.
+		item.Field = "standby"
+	case item.Event == "message" && string(ev.IsEcho) == "true":
+		// What the account itself sent comes under its own field.
+		item.Field = "message_echoes"
 	}
 	// Standby events keep their own key space: the same message may come
 	// to this app as the thread's owner on another day.
@@ -351,73 +365,33 @@ func parseMessaging(raw json.RawMessage, account string, kind Kind) Item {
 	if kind == KindStandby {
 		prefix += "standby/"
 	}
-	switch {
-	case m.Message != nil:
-		item.Event = "message"
-		read(m.Message)
-		if item.ObjectID = flexString(ev.MID); item.ObjectID != "" {
-			item.Key = prefix + "message/" + item.ObjectID
-			if string(ev.IsDeleted) == "true" {
-				item.Key += "/deleted"
-			}
-		}
-	case m.Reaction != nil:
-		item.Event = "reaction"
-		read(m.Reaction)
-		if item.ObjectID = flexString(ev.MID); item.ObjectID != "" {
-			sender := ""
-			if isObject(m.Sender) {
-				var s struct {
-					ID json.RawMessage `json:"id"`
-				}
-				_ = json.Unmarshal(m.Sender, &s)
-				sender = flexString(s.ID)
-			}
-			item.Key = prefix + "reaction/" + item.ObjectID + "/" + flexString(ev.Action) + "/" + sender + "/" + flexString(m.Timestamp)
-		}
-	case m.Read != nil:
-		item.Event = "read"
-		read(m.Read)
-		if item.ObjectID = flexString(ev.MID); item.ObjectID != "" {
-			item.Key = prefix + "read/" + item.ObjectID
-		}
-	case m.Postback != nil:
-		item.Event = "postback"
-		read(m.Postback)
-		if item.ObjectID = flexString(ev.MID); item.ObjectID != "" {
-			item.Key = prefix + "postback/" + item.ObjectID
-		}
-	case m.Edit != nil:
-		item.Event = "message_edit"
-		read(m.Edit)
-		if item.ObjectID = flexString(ev.MID); item.ObjectID != "" {
-			item.Key = prefix + "message_edit/" + item.ObjectID + "/" + flexString(ev.NumEdit)
-		}
-	case m.Referral != nil:
-		item.Event = "referral"
-	case m.Optin != nil:
-		item.Event = "optin"
-	case m.PassThreadControl != nil:
-		item.Event = "pass_thread_control"
-	case m.TakeThreadControl != nil:
-		item.Event = "take_thread_control"
-	case m.RequestThreadControl != nil:
-		item.Event = "request_thread_control"
-	}
-	item.Field = messagingFields[item.Event]
-	if item.Event == "message" && string(ev.IsEcho) == "true" {
-		// What the account itself sent comes under its own field.
-		item.Field = "message_echoes"
-	}
-	if kind == KindStandby {
-		// Meta delivers every standby event under one field, whatever
-		// its kind.
-		item.Field = "standby"
-	}
-	if item.Key == "" {
+	if id := messagingKey(item.Event, &ev, members); item.ObjectID != "" && id != "" {
+		item.Key = prefix + id
+	} else {
 		item.Key = prefix + string(kind) + "/" + hashOf(raw)
 	}
 	return item
+}
+
+// messagingKey is the natural key of a messaging event with a message ID,
+// "" for kinds that have none: a reaction is one per sender, action and
+// time; an edit, one per edit number; a deletion differs from the message.
+func messagingKey(event string, ev *messagingEvent, members map[string]json.RawMessage) string {
+	mid := flexString(ev.MID)
+	switch event {
+	case "message":
+		if string(ev.IsDeleted) == "true" {
+			return "message/" + mid + "/deleted"
+		}
+		return "message/" + mid
+	case "reaction":
+		return "reaction/" + mid + "/" + flexString(ev.Action) + "/" + idOf(members["sender"]) + "/" + flexString(members["timestamp"])
+	case "read", "postback":
+		return event + "/" + mid
+	case "message_edit":
+		return "message_edit/" + mid + "/" + flexString(ev.NumEdit)
+	}
+	return ""
 }
 
 // Envelope builds a payload holding only the selected items (by position
