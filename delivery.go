@@ -236,20 +236,11 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 	leaseEnd, replayed := ev.NextAttemptAt, ev.RoutedAt != nil
 	ds, store, err := m.routeEvent(ctx, ev)
 	// Deliveries whose app has a free slot (and a closed circuit) are
-	// attempted now; the others (and every ordered one, which waits its
-	// turn) are stored unleased and due, for the loop to claim when their
-	// app can take them.
+	// attempted now.
 	now := m.cfg.now()
 	acquired, waiting := 0, 0
 	if store {
-		for i := range ds {
-			if !ds[i].Ordered && m.apps.acquire(ds[i].AppID, now) {
-				acquired++
-				continue
-			}
-			ds[i].LeaseToken, ds[i].NextAttemptAt = "", now
-			waiting++
-		}
+		acquired, waiting = m.takeSlots(ds, now)
 	}
 	// With a RouteRecorder, when every delivery can be attempted now, the
 	// route is written after the attempts, with their outcomes, in one
@@ -261,11 +252,7 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 		// Written even when a hard stop came meanwhile: the route is sound,
 		// and its deliveries then go back due now.
 		if err = m.store.RouteEvent(context.WithoutCancel(ctx), ev, ds); err != nil {
-			for i := range ds {
-				if ds[i].LeaseToken != "" {
-					m.apps.release(ds[i].AppID, now, false, false)
-				}
-			}
+			m.giveSlots(ds, now)
 		}
 	}
 	span.SetAttributes(attrRouteOutcome.String(string(ev.Status)), attrOwnerCount.Int(len(ev.Owners)),
@@ -295,6 +282,30 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 	}
 	wg.Wait()
 	return ds
+}
+
+// takeSlots takes an app slot for each delivery that can be attempted now;
+// the others (and every ordered one, which waits its turn) are made
+// unleased and due, for the loop to claim when their app can take them.
+func (m *Mapper) takeSlots(ds []Delivery, now time.Time) (acquired, waiting int) {
+	for i := range ds {
+		if !ds[i].Ordered && m.apps.acquire(ds[i].AppID, now) {
+			acquired++
+			continue
+		}
+		ds[i].LeaseToken, ds[i].NextAttemptAt = "", now
+		waiting++
+	}
+	return acquired, waiting
+}
+
+// giveSlots returns the slots takeSlots took.
+func (m *Mapper) giveSlots(ds []Delivery, now time.Time) {
+	for i := range ds {
+		if ds[i].LeaseToken != "" {
+			m.apps.release(ds[i].AppID, now, false, false)
+		}
+	}
 }
 
 // deliverRouted attempts the deliveries of a routed event, whose slots

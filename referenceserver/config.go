@@ -71,8 +71,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		GraphVersion:   cmpOr(getenv("GRAPH_API_VERSION"), graphresolver.DefaultVersion),
 		ClientIPHeader: getenv("CLIENT_IP_HEADER"),
 	}
+	env := &envReader{getenv: getenv}
 	var missing []string
-	var errs []error
 	for _, name := range []string{"INSTAGRAM_APP_SECRET", "WEBHOOK_SECRET"} {
 		for _, s := range strings.Split(getenv(name), ",") {
 			if s = strings.TrimSpace(s); s != "" {
@@ -86,7 +86,24 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if c.VerifyToken == "" {
 		missing = append(missing, "WEBHOOK_VERIFY_TOKEN")
 	}
-	switch policy := cmpOr(getenv("OWNER_POLICY"), "entry"); policy {
+	missing = append(missing, c.readRouting(env)...)
+	if len(missing) > 0 {
+		env.errs = append([]error{fmt.Errorf("missing required configuration: %s", strings.Join(missing, ", "))}, env.errs...)
+	}
+	if p, err := strconv.Atoi(c.Port); err != nil || p < 0 || p > 65535 {
+		env.fail(fmt.Errorf("PORT %q is not a port number", c.Port))
+	}
+	c.readLimits(env)
+	if err := c.LogLevel.UnmarshalText([]byte(cmpOr(getenv("LOG_LEVEL"), "info"))); err != nil {
+		env.fail(fmt.Errorf("LOG_LEVEL %q must be debug, info, warn or error", getenv("LOG_LEVEL")))
+	}
+	return c, errors.Join(env.errs...)
+}
+
+// readRouting reads the owner policy and media enrichment, and returns
+// what they need that is missing.
+func (c *config) readRouting(env *envReader) (missing []string) {
+	switch policy := cmpOr(env.getenv("OWNER_POLICY"), "entry"); policy {
 	case "entry", "media_owner":
 		c.Policy = mapper.OwnerPolicy(policy)
 	case "mentions", "all":
@@ -95,14 +112,14 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		c.Policy = map[string]mapper.OwnerPolicy{"mentions": mapper.OwnerFromEntry, "all": mapper.OwnerFromMedia}[policy]
 		c.Deprecated = append(c.Deprecated, fmt.Sprintf("OWNER_POLICY=%s is read as %s", policy, c.Policy))
 	default:
-		errs = append(errs, fmt.Errorf("OWNER_POLICY: %q is not a policy (want entry or media_owner)", policy))
+		env.fail(fmt.Errorf("OWNER_POLICY: %q is not a policy (want entry or media_owner)", policy))
 	}
-	for _, f := range strings.Split(getenv("ENRICH_MEDIA"), ",") {
+	for _, f := range strings.Split(env.getenv("ENRICH_MEDIA"), ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
 		if !slices.Contains(payload.Fields, f) {
-			errs = append(errs, fmt.Errorf("ENRICH_MEDIA: %q is not an Instagram webhook field (want one of %s)", f, strings.Join(payload.Fields, ", ")))
+			env.fail(fmt.Errorf("ENRICH_MEDIA: %q is not an Instagram webhook field (want one of %s)", f, strings.Join(payload.Fields, ", ")))
 		}
 		c.EnrichFields = append(c.EnrichFields, f)
 	}
@@ -113,77 +130,86 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	case len(c.EnrichFields) > 0:
 		missing = append(missing, "INSTAGRAM_ACCESS_TOKEN (needed by ENRICH_MEDIA)")
 	}
-	if len(missing) > 0 {
-		errs = append([]error{fmt.Errorf("missing required configuration: %s", strings.Join(missing, ", "))}, errs...)
-	}
-	if p, err := strconv.Atoi(c.Port); err != nil || p < 0 || p > 65535 {
-		errs = append(errs, fmt.Errorf("PORT %q is not a port number", c.Port))
-	}
-	num := func(name string, def int64, min int64) int64 {
-		s := getenv(name)
-		if s == "" {
-			return def
-		}
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < min {
-			errs = append(errs, fmt.Errorf("%s %q must be a whole number of at least %d", name, s, min))
-			return def
-		}
-		return n
-	}
-	dur := func(name string, def time.Duration) time.Duration {
-		s := getenv(name)
-		if s == "" {
-			return def
-		}
-		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s %q must be a positive duration such as 15s or 2h", name, s))
-			return def
-		}
-		return d
-	}
-	c.MaxBody = num("MAX_BODY_BYTES", 4<<20, 1024)
-	c.RateRPS = float64(num("RATE_LIMIT_RPS", 200, 0))
-	c.RateBurst = int(num("RATE_LIMIT_BURST", 400, 1))
-	c.DeliveryTimeout = dur("DELIVERY_TIMEOUT", 15*time.Second)
+	return missing
+}
+
+// readLimits reads the numbers, durations and switches, with defaults.
+func (c *config) readLimits(env *envReader) {
+	c.MaxBody = env.num("MAX_BODY_BYTES", 4<<20, 1024)
+	c.RateRPS = float64(env.num("RATE_LIMIT_RPS", 200, 0))
+	c.RateBurst = int(env.num("RATE_LIMIT_BURST", 400, 1))
+	c.DeliveryTimeout = env.dur("DELIVERY_TIMEOUT", 15*time.Second)
 	c.Retry = mapper.RetryPolicy{
-		MaxAttempts: int(num("MAX_ATTEMPTS", int64(mapper.DefaultRetryPolicy.MaxAttempts), 1)),
-		MinBackoff:  dur("RETRY_MIN_BACKOFF", mapper.DefaultRetryPolicy.MinBackoff),
-		MaxBackoff:  dur("RETRY_MAX_BACKOFF", mapper.DefaultRetryPolicy.MaxBackoff),
-		MaxAge:      dur("RETRY_MAX_AGE", mapper.DefaultRetryPolicy.MaxAge),
+		MaxAttempts: int(env.num("MAX_ATTEMPTS", int64(mapper.DefaultRetryPolicy.MaxAttempts), 1)),
+		MinBackoff:  env.dur("RETRY_MIN_BACKOFF", mapper.DefaultRetryPolicy.MinBackoff),
+		MaxBackoff:  env.dur("RETRY_MAX_BACKOFF", mapper.DefaultRetryPolicy.MaxBackoff),
+		MaxAge:      env.dur("RETRY_MAX_AGE", mapper.DefaultRetryPolicy.MaxAge),
 	}
-	c.AppConcurrency = int(num("APP_CONCURRENCY", 8, 1))
-	c.Concurrency = int(num("CONCURRENCY", 32, 1))
-	c.ShutdownTimeout = dur("SHUTDOWN_TIMEOUT", 30*time.Second)
-	boolean := func(name string, def bool) bool {
-		switch s := strings.ToLower(getenv(name)); s {
-		case "":
-			return def
-		case "0", "false", "no":
-			return false
-		case "1", "true", "yes":
-			return true
-		default:
-			errs = append(errs, fmt.Errorf("%s %q must be true or false", name, s))
-			return def
-		}
-	}
-	c.ParkInterval = dur("PARK_INTERVAL", 30*time.Second)
-	c.CacheTTL = dur("OWNER_CACHE_TTL", 24*time.Hour)
-	c.NegativeTTL = dur("OWNER_NEGATIVE_TTL", 5*time.Minute)
-	c.Sync = boolean("SYNC_DELIVERY", false)
-	c.MigrateOnStart = boolean("MIGRATE_ON_START", true)
+	c.AppConcurrency = int(env.num("APP_CONCURRENCY", 8, 1))
+	c.Concurrency = int(env.num("CONCURRENCY", 32, 1))
+	c.ShutdownTimeout = env.dur("SHUTDOWN_TIMEOUT", 30*time.Second)
+	c.ParkInterval = env.dur("PARK_INTERVAL", 30*time.Second)
+	c.CacheTTL = env.dur("OWNER_CACHE_TTL", 24*time.Hour)
+	c.NegativeTTL = env.dur("OWNER_NEGATIVE_TTL", 5*time.Minute)
+	c.Sync = env.boolean("SYNC_DELIVERY", false)
+	c.MigrateOnStart = env.boolean("MIGRATE_ON_START", true)
 	c.Retention = 7 * 24 * time.Hour
-	if s := getenv("RETENTION"); s == "0" {
+	if s := env.getenv("RETENTION"); s == "0" {
 		c.Retention = 0
 	} else {
-		c.Retention = dur("RETENTION", c.Retention)
+		c.Retention = env.dur("RETENTION", c.Retention)
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(cmpOr(getenv("LOG_LEVEL"), "info"))); err != nil {
-		errs = append(errs, fmt.Errorf("LOG_LEVEL %q must be debug, info, warn or error", getenv("LOG_LEVEL")))
+}
+
+// envReader reads typed variables, collecting one error per bad value.
+type envReader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (e *envReader) fail(err error) { e.errs = append(e.errs, err) }
+
+// num reads a whole number of at least min.
+func (e *envReader) num(name string, def, min int64) int64 {
+	s := e.getenv(name)
+	if s == "" {
+		return def
 	}
-	return c, errors.Join(errs...)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < min {
+		e.fail(fmt.Errorf("%s %q must be a whole number of at least %d", name, s, min))
+		return def
+	}
+	return n
+}
+
+// dur reads a positive duration.
+func (e *envReader) dur(name string, def time.Duration) time.Duration {
+	s := e.getenv(name)
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		e.fail(fmt.Errorf("%s %q must be a positive duration such as 15s or 2h", name, s))
+		return def
+	}
+	return d
+}
+
+// boolean reads true/false, 1/0 or yes/no.
+func (e *envReader) boolean(name string, def bool) bool {
+	switch s := strings.ToLower(e.getenv(name)); s {
+	case "":
+		return def
+	case "0", "false", "no":
+		return false
+	case "1", "true", "yes":
+		return true
+	default:
+		e.fail(fmt.Errorf("%s %q must be true or false", name, s))
+		return def
+	}
 }
 
 // parts are what the configuration builds besides the store.

@@ -46,7 +46,7 @@ type demoCase struct {
 	answer  string
 }
 
-// runDemo starts the server with a fake Graph API and two fake worker
+// runDemo starts the server with a fake Graph API and three fake worker
 // apps, sends a scripted set of webhooks through real HTTP, prints what
 // became of each, and keeps serving until ctx ends.
 func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -56,82 +56,125 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 			return fmt.Errorf("LOG_LEVEL %q must be debug, info, warn or error", s)
 		}
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	d := &demo{logger: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})), apps: map[string]string{}}
+	defer d.close()
+	if err := d.start(ctx, cmpOr(getenv("PORT"), "8100")); err != nil {
+		return err
+	}
+	err := d.register()
+	if err == nil {
+		cases := demoCases()
+		if err = d.send(cases); err == nil {
+			err = d.report(ctx, stdout, cases)
+		}
+	}
+	if err != nil {
+		return errors.Join(err, d.shutdown())
+	}
+	<-ctx.Done()
+	return d.shutdown()
+}
 
-	graph := fakes.NewGraphAPI(demoGraphTk)
-	defer graph.Close()
+// demo is the demo's server and fakes.
+type demo struct {
+	logger                *slog.Logger
+	graph                 *fakes.GraphAPI
+	shop, studio, inbox   *fakes.WorkerApp
+	store                 *bunstore.Store
+	m                     *mapper.Mapper
+	dir, base, adminToken string
+	apps                  map[string]string // app ID → name
+	closers               []func()
+	shutdown              func() error
+}
+
+func (d *demo) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// start runs the fakes, the store in a temporary directory, the Mapper and
+// its server.
+func (d *demo) start(ctx context.Context, port string) error {
+	d.graph = fakes.NewGraphAPI(demoGraphTk)
+	d.closers = append(d.closers, d.graph.Close)
 	// The demo's token is @shop's: it sees the owner of @shop's own media
 	// only, and the username of anyone else's, as Meta answers.
-	graph.SetOwner("18000000000000001", demoShop)
-	graph.SetUsername("18000000000000002", "studio")
-	shop := fakes.NewWorkerApp("shop-secret-" + randomHex(8))
-	defer shop.Close()
-	studio := fakes.NewWorkerApp("studio-secret-" + randomHex(8))
-	defer studio.Close()
-	inbox := fakes.NewWorkerApp("inbox-secret-" + randomHex(8))
-	defer inbox.Close()
-
-	adminToken := "demo-admin-" + randomHex(8)
-	res, err := graphresolver.New(demoGraphTk, graphresolver.WithBaseURL(graph.URL()))
+	d.graph.SetOwner("18000000000000001", demoShop)
+	d.graph.SetUsername("18000000000000002", "studio")
+	d.shop = fakes.NewWorkerApp("shop-secret-" + randomHex(8))
+	d.studio = fakes.NewWorkerApp("studio-secret-" + randomHex(8))
+	d.inbox = fakes.NewWorkerApp("inbox-secret-" + randomHex(8))
+	d.closers = append(d.closers, d.shop.Close, d.studio.Close, d.inbox.Close)
+	d.adminToken = "demo-admin-" + randomHex(8)
+	res, err := graphresolver.New(demoGraphTk, graphresolver.WithBaseURL(d.graph.URL()))
 	if err != nil {
 		return err
 	}
 	// The demo's database is a SQLite file in a directory of its own,
 	// removed when the demo ends.
-	dir, err := os.MkdirTemp("", "mapper-demo-")
-	if err != nil {
+	if d.dir, err = os.MkdirTemp("", "mapper-demo-"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	store, err := bunstore.OpenSQLite(ctx, filepath.Join(dir, "mapper.db"))
-	if err != nil {
+	d.closers = append(d.closers, func() { os.RemoveAll(d.dir) })
+	if d.store, err = bunstore.OpenSQLite(ctx, filepath.Join(d.dir, "mapper.db")); err != nil {
 		return err
 	}
-	defer store.Close()
-	if _, err := store.Migrate(ctx); err != nil {
+	d.closers = append(d.closers, func() { d.store.Close() })
+	if _, err := d.store.Migrate(ctx); err != nil {
 		return err
 	}
-	m, err := mapper.New(store,
-		mapper.WithLogger(logger),
+	d.m, err = mapper.New(d.store,
+		mapper.WithLogger(d.logger),
 		mapper.WithMetaSecrets(demoSecret),
 		mapper.WithVerifyToken(demoVerify),
-		mapper.WithAdminToken(adminToken),
+		mapper.WithAdminToken(d.adminToken),
 		mapper.WithResolver(res),
 		mapper.WithMediaEnrichment(500*time.Millisecond, "mentions"),
 	)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	port := cmpOr(getenv("PORT"), "8100")
+	d.closers = append(d.closers, func() { d.m.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		return fmt.Errorf("demo cannot listen on 127.0.0.1:%s (%w); run it with PORT=8101, or PORT=0 for any free port", port, err)
 	}
-	base := "http://" + ln.Addr().String()
+	d.base = "http://" + ln.Addr().String()
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- serve(srvCtx, m, []listener{{ln, m.Handler()}}, 10*time.Second, logger) }()
-	shutdown := func() error { stopSrv(); return <-srvDone }
+	go func() { srvDone <- serve(srvCtx, d.m, []listener{{ln, d.m.Handler()}}, 10*time.Second, d.logger) }()
+	d.shutdown = func() error { stopSrv(); return <-srvDone }
+	return nil
+}
 
-	apps := map[string]string{}
+// register makes the worker apps through the admin API, as an operator
+// would.
+func (d *demo) register() error {
 	for _, a := range []struct {
-		name, url, secret, account string
-		fields                     []string
+		name   string
+		app    *fakes.WorkerApp
+		acc    string
+		fields []string
 	}{
-		{"shop", shop.URL(), shop.Secret(), demoShop, nil},
-		{"studio", studio.URL(), studio.Secret(), demoStudio, []string{"comments", "mentions"}},
-		{"studio-inbox", inbox.URL(), inbox.Secret(), demoStudio, []string{"messages", "standby"}},
+		{"shop", d.shop, demoShop, nil},
+		{"studio", d.studio, demoStudio, []string{"comments", "mentions"}},
+		{"studio-inbox", d.inbox, demoStudio, []string{"messages", "standby"}},
 	} {
-		id, err := demoRegister(base, adminToken, a.name, a.url, a.secret, a.account, a.fields)
+		id, err := demoRegister(d.base, d.adminToken, a.name, a.app.URL(), a.app.Secret(), a.acc, a.fields)
 		if err != nil {
-			return errors.Join(err, shutdown())
+			return err
 		}
-		apps[id] = a.name
+		d.apps[id] = a.name
 	}
+	return nil
+}
 
+// demoCases are the scripted webhooks.
+func demoCases() []*demoCase {
 	first := fakes.NewWebhook().Comment(demoShop, "18000000000000001", "17900000000000001", "Love it! 😍 / @friend").Bytes()
-	cases := []*demoCase{
+	return []*demoCase{
 		{name: "comment on @shop's post", body: first, secret: demoSecret},
 		{name: "comment on @studio's post", body: fakes.NewWebhook().Comment(demoStudio, "18000000000000002", "17900000000000002", "Größe M?").Bytes(), secret: demoSecret},
 		{name: "one POST for both accounts", body: fakes.NewWebhook().
@@ -144,10 +187,15 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 		{name: "DM to @studio on the standby channel", body: fakes.NewWebhook().Standby(demoStudio, "1236422025128657", "mid.demo.2", "talking to a human").Bytes(), secret: demoSecret},
 		{name: "a field's type changed by Meta", body: []byte(`{"object":"instagram","entry":[{"id":"` + demoStudio + `","time":1764331200,"changes":[{"field":"comments","value":"a string where an object was"}]}]}`), secret: demoSecret},
 	}
+}
+
+// send posts every case as Meta would.
+func (d *demo) send(cases []*demoCase) error {
+	base := d.base
 	for _, c := range cases {
 		resp, err := http.DefaultClient.Do(fakes.SignedRequest(base+"/webhook/", c.secret, c.body))
 		if err != nil {
-			return errors.Join(err, shutdown())
+			return err
 		}
 		var ir struct {
 			EventID string `json:"event_id"`
@@ -168,6 +216,13 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 		}
 	}
 
+	return nil
+}
+
+// report prints what became of each case, once it settled.
+func (d *demo) report(ctx context.Context, stdout io.Writer, cases []*demoCase) error {
+	base, dir, store, apps, adminToken := d.base, d.dir, d.store, d.apps, d.adminToken
+	shop, studio, inbox, graph := d.shop, d.studio, d.inbox, d.graph
 	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "\nmapper demo: %d webhooks sent to %s/webhook/ (fake Graph API; worker apps \"shop\" for every field of @shop, \"studio\" for @studio's comments and mentions, \"studio-inbox\" for its messages; SQLite in %s)\n\n", len(cases), base, dir)
 	fmt.Fprintln(w, "CASE\tHTTP\tANSWER\tEVENT\tDELIVERED TO")
@@ -176,7 +231,7 @@ func runDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 		if c.eventID != "" {
 			ev, err := demoSettled(ctx, store, c.eventID)
 			if err != nil {
-				return errors.Join(err, shutdown())
+				return err
 			}
 			event = string(ev.Status)
 			if len(ev.Unroutable) > 0 {
@@ -213,8 +268,7 @@ The server keeps running (Ctrl-C stops it). Try:
   curl -s -H "X-Hub-Signature-256: sha256=$(printf %%s "$body" | openssl dgst -sha256 -hmac %[5]s -r | cut -d' ' -f1)" -d "$body" %[1]s/webhook/
 
 `, base, demoVerify, adminToken, demoShop, demoSecret)
-	<-ctx.Done()
-	return shutdown()
+	return nil
 }
 
 // demoMediaHeader is the enrichment header of the delivery that had one.

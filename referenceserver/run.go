@@ -25,7 +25,7 @@ import (
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("referenceserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	demo := fs.Bool("demo", false, "run a self-contained demonstration: fake Graph API, two fake worker apps, sample webhooks")
+	demo := fs.Bool("demo", false, "run a self-contained demonstration: fake Graph API, three fake worker apps, sample webhooks")
 	envFile := fs.String("env-file", ".env", "file of KEY=VALUE lines read when present; the environment wins over it")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -43,6 +43,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *demo {
 		return runDemo(ctx, env, stdout, stderr)
 	}
+	return runServer(ctx, getenv, env, *envFile, stderr)
+}
+
+// runServer runs the reference server until ctx ends. getenv is the
+// process environment and env the same with the .env file read, which
+// SIGHUP reads again.
+func runServer(ctx context.Context, getenv, env func(string) string, envFile string, stderr io.Writer) error {
 	cfg, err := loadConfig(env)
 	if err != nil {
 		return err
@@ -105,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("profiling", slog.String("addr", pl.Addr().String()))
 	}
 	if p.resolver != nil {
-		stop := reloadOnHangup(ctx, getenv, *envFile, p.resolver, logger)
+		stop := reloadOnHangup(ctx, getenv, envFile, p.resolver, logger)
 		defer stop()
 	}
 	if cfg.AdminAddr == "" {
