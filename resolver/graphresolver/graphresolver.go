@@ -420,6 +420,28 @@ func pace(pct int) time.Duration {
 
 // observe updates the state from one answer (e nil for a success or an
 // answer without Meta's error).
+// throttledBy reports whether an error is one of Meta's throttling codes
+// (1 and 2 are Meta's own transient errors, not a limit).
+func throttledBy(e *Error) bool {
+	return e != nil && e.kind == kindTemporary && e.Code != 0 && e.Code != 1 && e.Code != 2
+}
+
+// block stops calls until Meta's announced time, else for a backoff that
+// doubles with each throttled answer in a row; e learns how long.
+func (r *Resolver) block(now time.Time, u *Usage, e *Error) {
+	wait := min(r.minThrottle<<min(r.streak, 16), r.maxThrottle)
+	if e != nil && e.After > 0 {
+		wait = e.After
+	} else if u.RegainAccess > 0 {
+		wait = u.RegainAccess
+	}
+	r.streak++
+	r.blockedUntil = maxTime(r.blockedUntil, now.Add(wait))
+	if e != nil {
+		e.After = r.blockedUntil.Sub(now)
+	}
+}
+
 func (r *Resolver) observe(token string, u *Usage, e *Error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -434,24 +456,9 @@ func (r *Resolver) observe(token string, u *Usage, e *Error) {
 	}
 	r.usage = *u
 	r.nextCall = maxTime(r.nextCall, now.Add(pace(u.Max())))
-	throttled := e != nil && e.kind == kindTemporary && e.Code != 0 && e.Code != 1 && e.Code != 2
-	if !throttled && u.Max() >= 100 {
-		throttled = true
-	}
 	switch {
-	case throttled:
-		wait := r.minThrottle << min(r.streak, 16)
-		wait = min(wait, r.maxThrottle)
-		if e != nil && e.After > 0 {
-			wait = e.After
-		} else if u.RegainAccess > 0 {
-			wait = u.RegainAccess
-		}
-		r.streak++
-		r.blockedUntil = maxTime(r.blockedUntil, now.Add(wait))
-		if e != nil {
-			e.After = r.blockedUntil.Sub(now)
-		}
+	case throttledBy(e) || u.Max() >= 100:
+		r.block(now, u, e)
 	case e == nil:
 		r.streak = 0
 	}

@@ -46,64 +46,12 @@ func (s *Store) pgxTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 
 func (s *Store) commitEventsPG(ctx context.Context, evs []*mapper.Event, errs []error) error {
 	return s.pgxTx(ctx, func(tx pgx.Tx) error {
-		ids := make([]string, 0, len(evs))
-		for i, ev := range evs {
-			if errs[i] == nil {
-				ids = append(ids, ev.ID)
-			}
+		if err := refuseTakenIDs(ctx, tx, evs, errs); err != nil {
+			return err
 		}
-		rows, err := tx.Query(ctx, "SELECT id FROM mapper_events WHERE id = ANY($1)", ids)
-		if err != nil {
-			return translate(err)
+		if err := claimKeysPG(ctx, tx, evs, errs); err != nil {
+			return err
 		}
-		taken, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return translate(err)
-		}
-		for _, id := range taken {
-			for i, ev := range evs {
-				if ev.ID == id && errs[i] == nil {
-					errs[i] = fmt.Errorf("event %s exists: %w", id, mapper.ErrConflict)
-				}
-			}
-		}
-
-		// Keys, in order: of two events of this batch with one key, the
-		// first claims it and the second sees it taken.
-		keys := &pgx.Batch{}
-		for i, ev := range evs {
-			if errs[i] != nil {
-				continue
-			}
-			keys.Queue(`INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at)
-SELECT k, $2, $3 FROM unnest($1::text[]) AS k ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key`,
-				distinctKeys(ev), ev.ID, us(ev.ReceivedAt))
-		}
-		br := tx.SendBatch(ctx, keys)
-		for i, ev := range evs {
-			if errs[i] != nil {
-				continue
-			}
-			rows, err := br.Query()
-			if err != nil {
-				br.Close()
-				return translate(err)
-			}
-			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				br.Close()
-				return translate(err)
-			}
-			fresh := make(map[string]bool, len(got))
-			for _, k := range got {
-				fresh[k] = true
-			}
-			ev.MarkDuplicates(func(k string) bool { return fresh[k] })
-		}
-		if err := br.Close(); err != nil {
-			return translate(err)
-		}
-
 		writes := &pgx.Batch{}
 		notify := false
 		for i, ev := range evs {
@@ -126,6 +74,70 @@ SELECT a, $2, $3 FROM unnest($1::text[]) AS a ON CONFLICT DO NOTHING`, ev.Accoun
 		}
 		return translate(tx.Commit(ctx))
 	})
+}
+
+// refuseTakenIDs sets ErrConflict for the events of the batch whose ID is
+// stored already.
+func refuseTakenIDs(ctx context.Context, tx pgx.Tx, evs []*mapper.Event, errs []error) error {
+	ids := make([]string, 0, len(evs))
+	for i, ev := range evs {
+		if errs[i] == nil {
+			ids = append(ids, ev.ID)
+		}
+	}
+	rows, err := tx.Query(ctx, "SELECT id FROM mapper_events WHERE id = ANY($1)", ids)
+	if err != nil {
+		return translate(err)
+	}
+	taken, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return translate(err)
+	}
+	for _, id := range taken {
+		for i, ev := range evs {
+			if ev.ID == id && errs[i] == nil {
+				errs[i] = fmt.Errorf("event %s exists: %w", id, mapper.ErrConflict)
+			}
+		}
+	}
+	return nil
+}
+
+// claimKeysPG claims the events' deduplication keys, in order: of two
+// events of this batch with one key, the first claims it and the second
+// sees it taken. Each event's items are marked as it went.
+func claimKeysPG(ctx context.Context, tx pgx.Tx, evs []*mapper.Event, errs []error) error {
+	keys := &pgx.Batch{}
+	for i, ev := range evs {
+		if errs[i] != nil {
+			continue
+		}
+		keys.Queue(`INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at)
+SELECT k, $2, $3 FROM unnest($1::text[]) AS k ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key`,
+			distinctKeys(ev), ev.ID, us(ev.ReceivedAt))
+	}
+	br := tx.SendBatch(ctx, keys)
+	for i, ev := range evs {
+		if errs[i] != nil {
+			continue
+		}
+		rows, err := br.Query()
+		if err != nil {
+			br.Close()
+			return translate(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			br.Close()
+			return translate(err)
+		}
+		fresh := make(map[string]bool, len(got))
+		for _, k := range got {
+			fresh[k] = true
+		}
+		ev.MarkDuplicates(func(k string) bool { return fresh[k] })
+	}
+	return translate(br.Close())
 }
 
 type routeReq struct {

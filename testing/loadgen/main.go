@@ -146,15 +146,9 @@ func run(o options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := o.server
-	if bin == "" {
-		bin = filepath.Join(tmp, "referenceserver")
-		fmt.Fprintln(os.Stderr, "building the reference server…")
-		cmd := exec.Command("go", "build", "-o", bin, "github.com/chatico/mapper/referenceserver")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("building the reference server: %w", err)
-		}
+	bin, err := serverBinary(o, tmp)
+	if err != nil {
+		return err
 	}
 	rep := Report{Machine: machine(), Store: "sqlite", Duration: o.duration, StartedAt: time.Now().UTC(), Mode: fmt.Sprintf("flat out, %d connections", o.conns)}
 	if o.databaseURL != "" {
@@ -164,27 +158,9 @@ func run(o options) error {
 		rep.Mode = fmt.Sprintf("%d webhooks/s, %d connections", o.rate, o.conns)
 	}
 
-	// The baseline first, in a child process like the server.
-	self, err := os.Executable()
-	if err != nil {
+	if rep.Baseline, err = runBaseline(o); err != nil {
 		return err
 	}
-	base := exec.Command(self, "-serve-baseline")
-	stdin, _ := base.StdinPipe()
-	out, _ := base.StdoutPipe()
-	if err := base.Start(); err != nil {
-		return err
-	}
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("baseline server: %w", err)
-	}
-	fmt.Fprintln(os.Stderr, "baseline…")
-	rep.Baseline = drive(o, "http://"+strings.TrimSpace(addr), nil)
-	rep.Baseline.Target = "bare net/http handler"
-	rep.Baseline.PeakRSSBytes = peakRSS(base.Process.Pid)
-	stdin.Close()
-	_ = base.Wait()
 
 	// The reference server, with two worker apps.
 	workers := newWorkers()
@@ -215,20 +191,8 @@ func run(o options) error {
 			return err
 		}
 	}
-	fmt.Fprintln(os.Stderr, "idle lag…")
-	for i := range 5 {
-		id, ackAt, err := post(http.DefaultClient, url, mappertest.NewWebhook().Comment(accountA, "18000000000000009", fmt.Sprintf("idle-%d", i), "hi").Bytes())
-		if err != nil {
-			return err
-		}
-		got := workers.wait(id, 5*time.Second)
-		if got.IsZero() {
-			return fmt.Errorf("idle webhook %s was not delivered within 5s", id)
-		}
-		// The worker app may get the webhook before the client has read the
-		// 200: that is no lag at all, as in the load runs.
-		rep.IdleLag = append(rep.IdleLag, int64(max(got.Sub(ackAt), 0)))
-		time.Sleep(200 * time.Millisecond)
+	if rep.IdleLag, err = idleLag(url, workers); err != nil {
+		return err
 	}
 	fmt.Fprintln(os.Stderr, "mapper…")
 	rep.Mapper = drive(o, url, workers)
@@ -248,6 +212,70 @@ func run(o options) error {
 		}
 	}
 	return nil
+}
+
+// serverBinary is the reference server to run: -server, or one built now.
+func serverBinary(o options, tmp string) (string, error) {
+	if o.server != "" {
+		return o.server, nil
+	}
+	bin := filepath.Join(tmp, "referenceserver")
+	fmt.Fprintln(os.Stderr, "building the reference server…")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/chatico/mapper/referenceserver")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building the reference server: %w", err)
+	}
+	return bin, nil
+}
+
+// runBaseline drives the bare handler, in a child process like the server.
+func runBaseline(o options) (Result, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return Result{}, err
+	}
+	base := exec.Command(self, "-serve-baseline")
+	stdin, _ := base.StdinPipe()
+	out, _ := base.StdoutPipe()
+	if err := base.Start(); err != nil {
+		return Result{}, err
+	}
+	defer func() {
+		stdin.Close()
+		_ = base.Wait()
+	}()
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return Result{}, fmt.Errorf("baseline server: %w", err)
+	}
+	fmt.Fprintln(os.Stderr, "baseline…")
+	res := drive(o, "http://"+strings.TrimSpace(addr), nil)
+	res.Target = "bare net/http handler"
+	res.PeakRSSBytes = peakRSS(base.Process.Pid)
+	return res, nil
+}
+
+// idleLag measures, one webhook at a time on an idle server, how long a
+// webhook takes from its 200 to the worker app.
+func idleLag(url string, workers *workers) ([]int64, error) {
+	fmt.Fprintln(os.Stderr, "idle lag…")
+	var lags []int64
+	for i := range 5 {
+		id, ackAt, err := post(http.DefaultClient, url, mappertest.NewWebhook().Comment(accountA, "18000000000000009", fmt.Sprintf("idle-%d", i), "hi").Bytes())
+		if err != nil {
+			return nil, err
+		}
+		got := workers.wait(id, 5*time.Second)
+		if got.IsZero() {
+			return nil, fmt.Errorf("idle webhook %s was not delivered within 5s", id)
+		}
+		// The worker app may get the webhook before the client has read the
+		// 200: that is no lag at all, as in the load runs.
+		lags = append(lags, int64(max(got.Sub(ackAt), 0)))
+		time.Sleep(200 * time.Millisecond)
+	}
+	return lags, nil
 }
 
 // drive sends webhooks to url for the duration and measures. With workers,

@@ -55,6 +55,8 @@ var cases = []struct {
 	{"original_body_read_from_payload", originalBody},
 	{"retry_event", retryEvent},
 	{"record_route_with_attempts", recordRoute},
+	{"record_route_settled_by_caller", recordRouteSettled},
+	{"record_route_refused_stores_nothing", recordRouteRefused},
 	{"list_filters_and_pagination_with_ties", listEvents},
 	{"stats", stats},
 	{"prune", prune},
@@ -480,6 +482,20 @@ func finish(t *testing.T, s mapper.Store, d *mapper.Delivery, status mapper.Deli
 		StatusCode: code, Outcome: status, ResponseBody: fmt.Sprintf("answer %d ä", code)}))
 }
 
+// reclaim claims every due delivery and gives ds the new leases.
+func reclaim(t *testing.T, s mapper.Store, ds []mapper.Delivery) {
+	t.Helper()
+	cl, err := s.ClaimDeliveries(ctx, base.Add(5*time.Minute), 100, time.Minute, nil)
+	must(t, err)
+	for _, d := range cl {
+		for j := range ds {
+			if d.ID == ds[j].ID {
+				ds[j].LeaseToken = d.LeaseToken
+			}
+		}
+	}
+}
+
 func routeAndSettle(t *testing.T, s mapper.Store) {
 	cases := []struct {
 		id         string
@@ -511,15 +527,7 @@ func routeAndSettle(t *testing.T, s mapper.Store) {
 			}
 			// Retried work goes back to the claimable pool; take its lease again.
 			if i == 0 {
-				cl, err := s.ClaimDeliveries(ctx, base.Add(5*time.Minute), 100, time.Minute, nil)
-				must(t, err)
-				for _, d := range cl {
-					for j := range ds {
-						if d.ID == ds[j].ID {
-							ds[j].LeaseToken = d.LeaseToken
-						}
-					}
-				}
+				reclaim(t, s, ds)
 			}
 			finish(t, s, &ds[i], c.outcomes[i], 200, base.Add(time.Duration(3+i)*time.Second))
 		}
@@ -572,44 +580,71 @@ func retryEvent(t *testing.T, s mapper.Store) {
 }
 
 // recordRoute checks mapper.RouteRecorder, for stores that implement it.
-func recordRoute(t *testing.T, s mapper.Store) {
+// routeRecording sets up RecordRoute cases: events claimed one at a time,
+// routes planned for them, attempts made.
+type routeRecording struct {
+	t   *testing.T
+	s   mapper.Store
+	rec mapper.RouteRecorder
+	at  time.Time
+}
+
+func newRouteRecording(t *testing.T, s mapper.Store) *routeRecording {
 	rec, ok := s.(mapper.RouteRecorder)
 	if !ok {
 		t.Skip("the store does not implement mapper.RouteRecorder")
 	}
-	claimOne := func(id string) mapper.Event {
-		t.Helper()
-		must(t, s.CreateEvent(ctx, newEvent(id, base, "1", "key-"+id)))
-		cl, err := s.ClaimEvents(ctx, base, 1, time.Minute)
-		must(t, err)
-		if len(cl) != 1 || cl[0].ID != id {
-			t.Fatalf("claimed %v, want %s", ids(cl), id)
-		}
-		return cl[0]
-	}
-	at := base.Add(time.Second)
-	plan := func(ev *mapper.Event, apps ...string) []mapper.Delivery {
-		ev.Status, ev.Owners, ev.RoutedAt, ev.RouteAttempts = mapper.EventDispatched, []string{"1"}, &at, 1
-		var ds []mapper.Delivery
-		for _, a := range apps {
-			ds = append(ds, mapper.Delivery{ID: ev.ID + "-" + a, EventID: ev.ID, AppID: a, OwnerIDs: []string{"1"}, Body: []byte(`{"for":"` + a + `"}`),
-				Status: mapper.DeliveryPending, Attempts: 1, CreatedAt: at, CycleStart: at, LeaseToken: "lease-" + a, TraceContext: ev.TraceContext})
-		}
-		return ds
-	}
-	attempt := func(d *mapper.Delivery, code int) mapper.Attempt {
-		return mapper.Attempt{DeliveryID: d.ID, Number: 1, StartedAt: at, Duration: time.Millisecond, StatusCode: code, Outcome: d.Status,
-			ResponseBody: fmt.Sprint("answer ", code)}
-	}
+	return &routeRecording{t: t, s: s, rec: rec, at: base.Add(time.Second)}
+}
 
-	// One delivered, one to retry: the event stays dispatched, the retry
-	// is claimable when due and not leased before.
-	ev := claimOne("e1")
-	ds := plan(&ev, "app0", "app1")
+func (r *routeRecording) claimOne(id string) mapper.Event {
+	r.t.Helper()
+	must(r.t, r.s.CreateEvent(ctx, newEvent(id, base, "1", "key-"+id)))
+	cl, err := r.s.ClaimEvents(ctx, base, 1, time.Minute)
+	must(r.t, err)
+	if len(cl) != 1 || cl[0].ID != id {
+		r.t.Fatalf("claimed %v, want %s", ids(cl), id)
+	}
+	return cl[0]
+}
+
+func (r *routeRecording) plan(ev *mapper.Event, apps ...string) []mapper.Delivery {
+	at := r.at
+	ev.Status, ev.Owners, ev.RoutedAt, ev.RouteAttempts = mapper.EventDispatched, []string{"1"}, &at, 1
+	var ds []mapper.Delivery
+	for _, a := range apps {
+		ds = append(ds, mapper.Delivery{ID: ev.ID + "-" + a, EventID: ev.ID, AppID: a, OwnerIDs: []string{"1"}, Body: []byte(`{"for":"` + a + `"}`),
+			Status: mapper.DeliveryPending, Attempts: 1, CreatedAt: at, CycleStart: at, LeaseToken: "lease-" + a, TraceContext: ev.TraceContext})
+	}
+	return ds
+}
+
+func (r *routeRecording) attempt(d *mapper.Delivery, code int) mapper.Attempt {
+	return mapper.Attempt{DeliveryID: d.ID, Number: 1, StartedAt: r.at, Duration: time.Millisecond, StatusCode: code, Outcome: d.Status,
+		ResponseBody: fmt.Sprint("answer ", code)}
+}
+
+// recordRoute: one delivered, one to retry; the event stays dispatched,
+// and the retry is claimable when due and not leased before.
+// oneAttempt checks that a delivery has its one recorded attempt.
+func oneAttempt(t *testing.T, s mapper.Store, deliveryID string, code int) {
+	t.Helper()
+	as, err := s.ListAttempts(ctx, deliveryID)
+	must(t, err)
+	if len(as) != 1 || as[0].StatusCode != code || as[0].Number != 1 || as[0].ResponseBody != fmt.Sprint("answer ", code) {
+		t.Errorf("attempts of %s: %+v", deliveryID, as)
+	}
+}
+
+func recordRoute(t *testing.T, s mapper.Store) {
+	r := newRouteRecording(t, s)
+	at := r.at
+	ev := r.claimOne("e1")
+	ds := r.plan(&ev, "app0", "app1")
 	done := at.Add(time.Millisecond)
 	ds[0].Status, ds[0].LastStatusCode, ds[0].CompletedAt = mapper.DeliveryDelivered, 200, &done
 	ds[1].Status, ds[1].LastStatusCode, ds[1].LastError, ds[1].NextAttemptAt = mapper.DeliveryPending, 503, "HTTP 503", base.Add(time.Minute)
-	must(t, rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{attempt(&ds[0], 200), attempt(&ds[1], 503)}))
+	must(t, r.rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200), r.attempt(&ds[1], 503)}))
 	got, err := s.GetEvent(ctx, "e1")
 	must(t, err)
 	if got.Status != mapper.EventDispatched || got.RoutedAt == nil || got.CompletedAt != nil || got.LeaseToken != "" {
@@ -622,11 +657,7 @@ func recordRoute(t *testing.T, s mapper.Store) {
 		t.Fatalf("deliveries after RecordRoute: %+v", stored)
 	}
 	for i, code := range []int{200, 503} {
-		as, err := s.ListAttempts(ctx, ds[i].ID)
-		must(t, err)
-		if len(as) != 1 || as[0].StatusCode != code || as[0].Number != 1 || as[0].ResponseBody != fmt.Sprint("answer ", code) {
-			t.Errorf("attempts of %s: %+v", ds[i].ID, as)
-		}
+		oneAttempt(t, s, ds[i].ID, code)
 	}
 	if got := claimIDs(t, s, base.Add(30*time.Second)); len(got) != 0 {
 		t.Errorf("claimed before due: %v", got)
@@ -641,28 +672,38 @@ func recordRoute(t *testing.T, s mapper.Store) {
 		t.Errorf("event after the retry: %s", got.Status)
 	}
 
-	// Settled in one go by the caller.
-	ev = claimOne("e2")
-	ds = plan(&ev, "app0")
+}
+
+// recordRouteSettled: a route the caller settled in one go.
+func recordRouteSettled(t *testing.T, s mapper.Store) {
+	r := newRouteRecording(t, s)
+	done := r.at.Add(time.Millisecond)
+	ev := r.claimOne("e2")
+	ds := r.plan(&ev, "app0")
 	ds[0].Status, ds[0].LastStatusCode, ds[0].CompletedAt = mapper.DeliveryDelivered, 200, &done
 	ev.Status, ev.CompletedAt = mapper.EventDelivered, &done
-	must(t, rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{attempt(&ds[0], 200)}))
+	must(t, r.rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200)}))
 	if got, _ := s.GetEvent(ctx, "e2"); got.Status != mapper.EventDelivered || got.CompletedAt == nil || !got.CompletedAt.Equal(done) {
 		t.Errorf("settled event: %+v", got)
 	}
 
-	// A lost lease, or an attempt of a delivery the route lacks, stores
-	// nothing.
-	ev = claimOne("e3")
-	ds = plan(&ev, "app0")
+}
+
+// recordRouteRefused: a lost lease, or an attempt of a delivery the route
+// lacks, stores nothing.
+func recordRouteRefused(t *testing.T, s mapper.Store) {
+	r := newRouteRecording(t, s)
+	done := r.at.Add(time.Millisecond)
+	ev := r.claimOne("e3")
+	ds := r.plan(&ev, "app0")
 	ds[0].Status, ds[0].CompletedAt = mapper.DeliveryDelivered, &done
 	stale := ev
 	stale.LeaseToken = "not-the-lease"
-	if err := rec.RecordRoute(ctx, &stale, ds, []mapper.Attempt{attempt(&ds[0], 200)}); !errors.Is(err, mapper.ErrLeaseLost) {
+	if err := r.rec.RecordRoute(ctx, &stale, ds, []mapper.Attempt{r.attempt(&ds[0], 200)}); !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Errorf("stale lease: %v, want ErrLeaseLost", err)
 	}
 	stray := mapper.Delivery{ID: "elsewhere"}
-	if err := rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{attempt(&ds[0], 200), attempt(&stray, 200)}); err == nil {
+	if err := r.rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200), r.attempt(&stray, 200)}); err == nil {
 		t.Error("an attempt of a delivery outside the route was stored")
 	}
 	if got, _ := s.ListDeliveries(ctx, "e3"); len(got) != 0 {
@@ -671,7 +712,7 @@ func recordRoute(t *testing.T, s mapper.Store) {
 	if got, _ := s.GetEvent(ctx, "e3"); got.Status != mapper.EventPending || got.RoutedAt != nil {
 		t.Errorf("event changed by failed calls: %+v", got)
 	}
-	must(t, rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{attempt(&ds[0], 200)}))
+	must(t, r.rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200)}))
 }
 
 func listEvents(t *testing.T, s mapper.Store) {
