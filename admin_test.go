@@ -11,6 +11,7 @@ import (
 )
 
 func TestAdminAuth(t *testing.T) {
+	t.Parallel()
 	h := newHarnessNoRun(t)
 	tests := []struct {
 		name string
@@ -58,6 +59,7 @@ func TestAdminAuth(t *testing.T) {
 }
 
 func TestWorkerAppsCRUD(t *testing.T) {
+	t.Parallel()
 	h := newHarnessNoRun(t)
 	w := mappertest.NewWorkerApp("0123456789abcdef-secret")
 	t.Cleanup(w.Close)
@@ -138,6 +140,7 @@ func TestWorkerAppsCRUD(t *testing.T) {
 }
 
 func TestRoutingErrorsAreProblems(t *testing.T) {
+	t.Parallel()
 	h := newHarnessNoRun(t)
 	resp, raw := h.do(mustRequest(t, http.MethodGet, h.srv.URL+"/nope", nil))
 	if resp.StatusCode != 404 {
@@ -152,6 +155,7 @@ func TestRoutingErrorsAreProblems(t *testing.T) {
 }
 
 func TestLogsAndMetrics(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.addApp("a", accountA)
 	var ids []string
@@ -212,6 +216,7 @@ func TestLogsAndMetrics(t *testing.T) {
 // apart, each under its own prefix with http.StripPrefix, serve their own
 // routes only; a created app's Location keeps the admin prefix.
 func TestHandlersUnderPrefixes(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	mux := http.NewServeMux()
 	mux.Handle("/meta/", http.StripPrefix("/meta", h.m.WebhookHandler()))

@@ -22,6 +22,7 @@ import (
 // answered 200, never ignored, and each of its items reaches the app of
 // its entry's account, or is unroutable with the reason named.
 func TestEveryShapeIsDeliveredOrExplained(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob("testdata/payloads/*.json")
 	if err != nil || len(files) < 20 {
 		t.Fatalf("%d payload files: %v", len(files), err)
@@ -83,6 +84,7 @@ func TestEveryShapeIsDeliveredOrExplained(t *testing.T) {
 // answered 200, never 4xx. The bodies are random JSON, seeded so that a
 // failure repeats.
 func TestSignedEntryArrayIsNeverRefused(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.addApp("a", accountA)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -180,6 +182,7 @@ func randomValue(rng *rand.Rand, depth int) any {
 // an item of a field no app takes is unroutable as account/field, and a
 // replay once an app takes it delivers only that item.
 func TestFieldRouting(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	mod, _ := h.addFieldApp("moderation", []string{"comments", "mentions"}, accountA)
 	inbox, _ := h.addFieldApp("inbox", []string{"messages", "standby"}, accountA, accountB)
@@ -242,6 +245,7 @@ func TestFieldRouting(t *testing.T) {
 // list), aliases are stored under Meta's name, and an app that would
 // take another app's (account, field) is a 409 that names both.
 func TestFieldRoutingAdmin(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	_, modID := h.addFieldApp("moderation", []string{"comments"}, accountA)
 	app := func(fields ...string) map[string]any {

@@ -16,6 +16,7 @@ import (
 )
 
 func TestDeliveryRetries(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name         string
 		script       []int
@@ -77,6 +78,7 @@ func TestDeliveryRetries(t *testing.T) {
 }
 
 func TestDisabledAppIsUnroutable(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	app, id := h.addApp("a", accountA)
 	f := false
@@ -135,6 +137,7 @@ func testSyncMode(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *h
 }
 
 func TestShutdownFinishesInFlight(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	app, _ := h.addApp("a", accountA)
 	started, release := make(chan struct{}), make(chan struct{})
@@ -166,6 +169,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 }
 
 func TestRunOnlyOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.addApp("a", accountA)
 	// Once an event is delivered, the loop is certainly running.
@@ -181,6 +185,7 @@ func TestRunOnlyOnce(t *testing.T) {
 // its own either way, and ordered apps always take the outbox, with no
 // write to give their delivery back.
 func TestRouteRecordedWithItsAttempts(t *testing.T) {
+	t.Parallel()
 	outboxModes(t, func(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *harness) {
 		h := newHarness(t)
 		h.start()
@@ -251,6 +256,7 @@ const maxAnswer = 4 << 10
 // The Mapper keeps 4 KiB of an answer, whatever the Forwarder returns, as
 // valid UTF-8.
 func TestAnswerCappedWhateverTheForwarder(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, mapper.WithForwarder(bigAnswerForwarder{}))
 	h.addApp("a", accountA)
 	id := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "17900000000000001", "x").Bytes())

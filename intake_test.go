@@ -18,6 +18,7 @@ import (
 )
 
 func TestHandshake(t *testing.T) {
+	t.Parallel()
 	h := newHarnessNoRun(t)
 	tests := []struct {
 		name       string
@@ -82,6 +83,7 @@ func wantProblem(t *testing.T, resp *http.Response, body []byte, kind string) {
 }
 
 func TestSignature(t *testing.T) {
+	t.Parallel()
 	h := newHarnessNoRun(t)
 	body := mappertest.NewWebhook().Comment(accountA, "18000000000000001", "17900000000000001", "Ünïcödé / 😍").Bytes()
 	other := mappertest.NewWebhook().Comment(accountA, "18000000000000001", "17900000000000002", "other").Bytes()
@@ -141,6 +143,7 @@ type chunked struct{ r io.Reader }
 func (c chunked) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func TestBodyLimit(t *testing.T) {
+	t.Parallel()
 	h := newHarnessNoRun(t, mapper.WithMaxBodyBytes(64<<10))
 	small := mappertest.NewWebhook().Comment(accountA, "1", "2", "hi").Bytes()
 	// A signed, valid payload just over the limit: the signature is right,
@@ -183,6 +186,7 @@ func TestBodyLimit(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	h := newHarnessNoRun(t, mapper.WithRateLimit(0.001, 2, nil))
 	body := mappertest.NewWebhook().Comment(accountA, "1", "2", "hi").Bytes()
 	for i, want := range []int{200, 200, 429, 429} {
@@ -212,6 +216,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestMalformedPayloads(t *testing.T) {
+	t.Parallel()
 	h := newHarnessNoRun(t)
 	tests := []struct {
 		name string
@@ -251,6 +256,7 @@ func (failingStore) CreateEvent(context.Context, *mapper.Event) error {
 }
 
 func TestStoreUnavailable(t *testing.T) {
+	t.Parallel()
 	m, err := mapper.New(failingStore{newWatchedStore()}, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken(verifyToken), mapper.WithAdminToken(adminToken))
 	if err != nil {
 		t.Fatal(err)
@@ -272,6 +278,7 @@ func TestStoreUnavailable(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
+	t.Parallel()
 	s := newWatchedStore()
 	tests := []struct {
 		name string

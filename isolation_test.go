@@ -81,6 +81,7 @@ func load(t *testing.T, h *harness, l *latencies, n int, accounts ...string) {
 // wait behind a hanging attempt, the hanging app's circuit opens, and it
 // closes once the app answers again.
 func TestHangingAppDoesNotDelayOthers(t *testing.T) {
+	t.Parallel()
 	const timeout = time.Second
 	h := newHarness(t, mapper.WithDeliveryTimeout(timeout), mapper.WithRateLimit(0, 0, nil),
 		mapper.WithRetryPolicy(mapper.RetryPolicy{MaxAttempts: 50, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}),
@@ -148,6 +149,7 @@ func TestHangingAppDoesNotDelayOthers(t *testing.T) {
 // three failures and only probes go out until it is back; then everything
 // is delivered and nothing died.
 func TestDownAppNoStormThenDelivered(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +224,7 @@ func proxyTo(w http.ResponseWriter, r *http.Request, target string) {
 // Dead deliveries and unroutable events are replayed through the admin
 // API, and the audit keeps the whole history.
 func TestReplay(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	app, appID := h.addApp("a", accountA)
 	app.FailNext(400)
@@ -300,6 +303,7 @@ func TestReplay(t *testing.T) {
 // An ordered app gets its deliveries one at a time, in receive order, even
 // when one of them needs retries.
 func TestOrderedDelivery(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	w := mappertest.NewWorkerApp("0123456789abcdef")
 	t.Cleanup(w.Close)
@@ -329,6 +333,7 @@ func TestOrderedDelivery(t *testing.T) {
 
 // Updating an app (say, to a new URL) closes its circuit at once.
 func TestUpdateClosesCircuit(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, mapper.WithBreaker(mapper.BreakerPolicy{ConsecutiveFailures: 2, FailureRate: 1, Window: 10, MinSamples: 10, Cooldown: time.Hour, MaxCooldown: time.Hour}))
 	app, id := h.addApp("a", accountA)
 	app.FailNext(503, 503)
@@ -354,6 +359,7 @@ func TestUpdateClosesCircuit(t *testing.T) {
 // room wait in memory for its slot, rather than going back to the store
 // one write each to be claimed again.
 func TestAppAtItsLimitCostsNoExtraWrites(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	w := mappertest.NewWorkerApp("secret-of-one-0123456789")
 	t.Cleanup(w.Close)

@@ -17,6 +17,7 @@ import (
 // and go back to the store due now and unleased, so that a restart or
 // another replica takes them at once rather than after the lease.
 func TestStopHard(t *testing.T) {
+	t.Parallel()
 	outboxModes(t, func(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *harness) {
 		h := newHarness(t)
 		h.start()
@@ -62,6 +63,7 @@ func TestStopHard(t *testing.T) {
 // TestStopGraceful: work that ends before Stop's context does is finished
 // and recorded, and Stop returns nil.
 func TestStopGraceful(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	app, _ := h.addApp("slowish", accountA)
 	arrived := make(chan struct{}, 1)

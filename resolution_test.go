@@ -15,6 +15,7 @@ import (
 // A viral post: 10,000 comments on one new media arrive at once, in 100
 // concurrent webhooks. The owner is looked up once.
 func TestTenThousandCommentsOneGraphCall(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithRateLimit(0, 0, nil))
 	const media = "18000000000000777"
 	h.graph.SetOwner(media, accountA)
@@ -61,6 +62,7 @@ func TestTenThousandCommentsOneGraphCall(t *testing.T) {
 // Meta throttles: the resolver stops calling for its backoff, the events
 // wait (saying why), and all are delivered once Meta lets calls through.
 func TestThrottledGraphNoStormThenRecovery(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		err  mappertest.GraphError
@@ -134,6 +136,7 @@ func healthStatus(t *testing.T, h *harness) string {
 // The token expires: health says so, events wait without dying, and they
 // flow once the token is replaced.
 func TestExpiredTokenEventsWaitThenFlow(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithRetryPolicy(mapper.RetryPolicy{MaxAttempts: 2, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}))
 	app, _ := h.addApp("a", accountA)
 	h.graph.SetOwner("18000000000000001", accountA)

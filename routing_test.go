@@ -17,6 +17,7 @@ import (
 )
 
 func TestSingleAppGetsOriginalBytes(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	appA, _ := h.addApp("a", accountA)
 	body := mappertest.NewWebhook().
@@ -64,6 +65,7 @@ func TestSingleAppGetsOriginalBytes(t *testing.T) {
 }
 
 func TestMixedBatchIsSplitWithoutLeaks(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	appA, _ := h.addApp("a", accountA)
 	appB, _ := h.addApp("b", accountB)
@@ -120,6 +122,7 @@ func TestMixedBatchIsSplitWithoutLeaks(t *testing.T) {
 }
 
 func TestDuplicates(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	appA, _ := h.addApp("a", accountA)
 	first := mappertest.NewWebhook().Comment(accountA, "18000000000000001", "17900000000000001", "hello").Bytes()
@@ -165,6 +168,7 @@ func TestDuplicates(t *testing.T) {
 }
 
 func TestConcurrentCopiesDeliveredOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	appA, _ := h.addApp("a", accountA)
 	body := mappertest.NewWebhook().Comment(accountA, "18000000000000001", "17900000000000001", "hello").Bytes()
@@ -207,6 +211,7 @@ func TestConcurrentCopiesDeliveredOnce(t *testing.T) {
 }
 
 func TestUnroutableIsKept(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	body := mappertest.NewWebhook().Comment(accountC, "18000000000000003", "17900000000000003", "nobody home").Bytes()
 	id := h.accept(body)
@@ -231,6 +236,7 @@ func TestUnroutableIsKept(t *testing.T) {
 // media's owner and a mention whose owner cannot be seen falls back to
 // the subscriber, saying why.
 func TestOwnerPolicy(t *testing.T) {
+	t.Parallel()
 	const ownMedia, theirMedia, othersMedia, unknownMedia = "18000000000000001", "18000000000000002", "18000000000000003", "18000000000000404"
 	tests := []struct {
 		name   string
@@ -292,6 +298,7 @@ func TestOwnerPolicy(t *testing.T) {
 // else's media, the owner for the token's own), and a throttled Graph API
 // delivers at once without it, saying "unknown".
 func TestMediaEnrichment(t *testing.T) {
+	t.Parallel()
 	const ownMedia, othersMedia, throttledMedia = "18000000000000001", "18000000000000003", "18000000000000005"
 	h := newHarness(t, mapper.WithMediaEnrichment(5*time.Second))
 	h.graph.SetOwner(ownMedia, accountA)
@@ -325,6 +332,7 @@ func TestMediaEnrichment(t *testing.T) {
 }
 
 func TestResolverCacheAndSingleflight(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerFromMedia))
 	h.graph.SetOwner("18000000000000001", accountA)
 	h.graph.SetLatency(50 * time.Millisecond) // let concurrent misses meet
@@ -342,6 +350,7 @@ func TestResolverCacheAndSingleflight(t *testing.T) {
 }
 
 func TestResolverThrottledEventWaits(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, mapper.WithOwnerPolicy(mapper.OwnerFromMedia))
 	h.graph.SetOwner("18000000000000001", accountA)
 	h.graph.SetError("18000000000000001", mappertest.GraphError{HTTPStatus: 400, Code: 80002, Message: "too many calls", Times: 2})

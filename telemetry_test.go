@@ -27,6 +27,7 @@ import (
 // One webhook, followed from intake through a restart of the Mapper to the
 // worker app: one trace, and the worker sees its ID in traceparent.
 func TestTraceSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	graph := mappertest.NewGraphAPI("tok")
@@ -163,6 +164,7 @@ func histogramCount(t *testing.T, rm metricdata.ResourceMetrics, name string) ui
 // A scripted run, then every metric is read through a manual reader, and
 // compared with the JSON /monitoring/metrics.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	h := newHarness(t, mapper.WithTelemetry(nil, mp, nil))
@@ -237,6 +239,7 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 
 // Secrets never reach logs or spans, whatever happens.
 func TestNoSecretsInLogsOrSpans(t *testing.T) {
+	t.Parallel()
 	const (
 		appSecret    = "APP-SECRET-d41d8cd98f00b204"
 		accessToken  = "EAAG-ACCESS-TOKEN-9e107d9d372bb682"

@@ -9,6 +9,7 @@ import (
 )
 
 func TestMarkDuplicates(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	newEvent := func(keys ...string) *mapper.Event {
 		ev := &mapper.Event{Status: mapper.EventPending, ReceivedAt: at, LeaseToken: "lease"}

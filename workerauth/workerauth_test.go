@@ -23,6 +23,7 @@ func signed(body []byte, secret string, at time.Time) *http.Request {
 }
 
 func TestVerify(t *testing.T) {
+	t.Parallel()
 	body := []byte(`{"object":"instagram","entry":[]}`)
 	now := time.Now()
 	tests := []struct {
@@ -81,6 +82,7 @@ func TestVerify(t *testing.T) {
 }
 
 func TestMiddleware(t *testing.T) {
+	t.Parallel()
 	h := workerauth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "got %d bytes", len(b))

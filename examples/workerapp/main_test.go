@@ -14,6 +14,7 @@ import (
 )
 
 func TestHandler(t *testing.T) {
+	t.Parallel()
 	const secret = "worker-secret-0123456789"
 	h := newHandler(secret, slog.New(slog.DiscardHandler))
 	body := []byte(`{"object":"instagram","entry":[{"id":"17841400000000001","standby":[{"message":{"mid":"m1"}}]}]}`)

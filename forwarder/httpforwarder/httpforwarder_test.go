@@ -14,6 +14,7 @@ import (
 )
 
 func TestForward(t *testing.T) {
+	t.Parallel()
 	var gotHeader http.Header
 	var gotBody string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -78,6 +79,7 @@ func TestForward(t *testing.T) {
 }
 
 func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	for in, want := range map[string]time.Duration{
 		"":                              0,

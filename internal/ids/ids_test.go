@@ -6,6 +6,7 @@ import (
 )
 
 func TestNewIDIncreases(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	prev := New("evt_", now)
 	for i := range 10000 {
@@ -22,6 +23,7 @@ func TestNewIDIncreases(t *testing.T) {
 }
 
 func TestIDTime(t *testing.T) {
+	t.Parallel()
 	at := time.Now().Add(time.Hour).Truncate(time.Millisecond) // later than every ID made so far
 	got, ok := Time(New("evt_", at))
 	if !ok || !got.Equal(at) {

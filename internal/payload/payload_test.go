@@ -76,6 +76,7 @@ var shapes = map[string][]want{
 }
 
 func TestShapes(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "payloads", "*.json"))
 	if err != nil || len(files) != len(shapes) {
 		t.Fatalf("%d payload files, %d shapes: every file needs its expectations (%v)", len(files), len(shapes), err)
@@ -113,6 +114,7 @@ func TestShapes(t *testing.T) {
 }
 
 func TestDetails(t *testing.T) {
+	t.Parallel()
 	p, err := payload.Parse(readPayload(t, "comments_instagram_login"))
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +148,7 @@ func TestDetails(t *testing.T) {
 // The same item sent again, alone or in another batch, has the same key:
 // keys of items without an ID come from the item's own bytes.
 func TestKeysFollowContent(t *testing.T) {
+	t.Parallel()
 	a := `{"field":"story_insights","value":{"media_id":"1","reach":3}}`
 	b := `{"field":"story_insights","value":{"media_id":"2","reach":3}}`
 	one, _ := payload.Parse([]byte(`{"object":"instagram","entry":[{"id":"7","changes":[` + a + `]}]}`))
@@ -156,6 +159,7 @@ func TestKeysFollowContent(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	for body, want := range map[string]string{
 		``:                                   "not a JSON object",
 		`null`:                               "not a JSON object",
@@ -178,6 +182,7 @@ func TestErrors(t *testing.T) {
 // Envelope keeps only the selected items, with Meta's bytes, and drops
 // entries and passed-through members that were not selected.
 func TestEnvelope(t *testing.T) {
+	t.Parallel()
 	body := `{"object":"instagram","entry":[{"id":"1","time":5,"changes":[{"field":"comments","value":{"id":"c1"}},{"field":"mentions","value":{"media_id":"m\u00e4"}}],"messaging":[{"message":{"mid":"x"}}],"reels_v2":[1]},{"id":"2","changes":[{"field":"comments","value":{"id":"c2"}}]}]}`
 	p, err := payload.Parse([]byte(body))
 	if err != nil || p.Count() != 5 {

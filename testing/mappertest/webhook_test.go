@@ -8,6 +8,7 @@ import (
 )
 
 func TestEscapeJSONMatchesMeta(t *testing.T) {
+	t.Parallel()
 	got := mappertest.EscapeJSON("äöå / 😍 \"q\"\n")
 	want := `"\u00e4\u00f6\u00e5 \/ \ud83d\ude0d \"q\"\u000a"`
 	if got != want {
