@@ -62,7 +62,7 @@ func equalSecret(got, want string) bool {
 type intakeResponse struct {
 	EventID string `json:"event_id"`
 	// Status is "accepted", "duplicate" (every item was seen before) or
-	// "ignored" (the payload has no items); in sync mode, the event's
+	// "ignored" (the payload has no entries at all); in sync mode, the event's
 	// status after delivery.
 	Status string `json:"status"`
 	// Deliveries are reported in sync mode only.

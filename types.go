@@ -72,8 +72,8 @@ type EventStatus string
 // The life of an event: it is stored as pending, routing turns it into
 // dispatched (deliveries exist) or unroutable, and the outcome of its
 // deliveries settles it as delivered or dead. A payload every item of which
-// was seen before is stored as duplicate and never routed; one with no items
-// at all is stored as ignored.
+// was seen before is stored as duplicate and never routed; one with an
+// empty entry array is stored as ignored (every entry is at least one item).
 const (
 	EventPending    EventStatus = "pending"
 	EventDispatched EventStatus = "dispatched"
