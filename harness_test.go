@@ -80,12 +80,6 @@ func (s *watchedStore) RouteEvent(ctx context.Context, ev *mapper.Event, ds []ma
 	return s.Store.RouteEvent(ctx, ev, ds)
 }
 
-func (s *watchedStore) RetryEvent(ctx context.Context, ev *mapper.Event) error {
-	s.count("RetryEvent")
-	defer s.signal()
-	return s.Store.RetryEvent(ctx, ev)
-}
-
 func (s *watchedStore) RecordRoute(ctx context.Context, ev *mapper.Event, ds []mapper.Delivery, as []mapper.Attempt) error {
 	s.count("RecordRoute")
 	defer s.signal()

@@ -268,7 +268,7 @@ func (m *Mapper) retryRouting(ctx context.Context, ev *Event, cause error) error
 		// back due now, for a restart or another replica.
 		ev.RouteAttempts--
 		ev.NextAttemptAt = now
-		return m.store.RetryEvent(context.WithoutCancel(ctx), ev)
+		return m.store.RouteEvent(context.WithoutCancel(ctx), ev, nil)
 	}
 	m.counters.routeRetries.Add(1)
 	ev.LastError = cause.Error()
@@ -288,7 +288,7 @@ func (m *Mapper) retryRouting(ctx context.Context, ev *Event, cause error) error
 		ev.NextAttemptAt = now.Add(asked)
 	}
 	m.cfg.logger.WarnContext(ctx, "routing postponed", slog.String("event_id", ev.ID), slog.Time("next_attempt_at", ev.NextAttemptAt), slog.String("error", ev.LastError))
-	if err := m.store.RetryEvent(ctx, ev); err != nil {
+	if err := m.store.RouteEvent(ctx, ev, nil); err != nil {
 		return err
 	}
 	m.scheduleAt(ev.NextAttemptAt)

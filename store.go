@@ -62,17 +62,17 @@ type Store interface {
 	// not after now, oldest first: each gets a new LeaseToken and is hidden
 	// from other claims until now+lease.
 	ClaimEvents(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Event, error)
-	// RouteEvent finishes routing a claimed event: it stores the deliveries
-	// and the event's new state in one atomic step. The caller sets the
+	// RouteEvent stores a claimed event's new state (every field routing
+	// sets: Status, Owners, Unroutable, RouteAttempts, LastError,
+	// NextAttemptAt, RoutedAt, CompletedAt) and its deliveries, in one
+	// atomic step, and releases the event's lease. The caller sets the
 	// deliveries' IDs, status and NextAttemptAt; a delivery with a
 	// LeaseToken is leased to the caller until its NextAttemptAt, one
-	// without is claimable from its NextAttemptAt on. ErrLeaseLost when the
-	// event's lease is no longer ev.LeaseToken.
+	// without is claimable from its NextAttemptAt on. An event put back
+	// still pending, with no deliveries (routing must wait), is claimable
+	// again from its NextAttemptAt. ErrLeaseLost when the event's lease is
+	// no longer ev.LeaseToken; nothing is stored then.
 	RouteEvent(ctx context.Context, ev *Event, deliveries []Delivery) error
-	// RetryEvent puts a claimed event back with its RouteAttempts,
-	// LastError and NextAttemptAt as given (routing could not finish).
-	// ErrLeaseLost as for RouteEvent.
-	RetryEvent(ctx context.Context, ev *Event) error
 	// ClaimDeliveries leases up to limit pending deliveries that are due, as
 	// ClaimEvents does, leaving out deliveries to the apps in skipApps (an
 	// open circuit, a full concurrency limit) and any Ordered delivery

@@ -154,19 +154,6 @@ func (s *Store) insertAttempts(ctx context.Context, tx bun.Tx, attempts []mapper
 	return nil
 }
 
-// RetryEvent implements mapper.Outbox.
-func (s *Store) RetryEvent(ctx context.Context, ev *mapper.Event) error {
-	if ev.LeaseToken == "" {
-		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
-	}
-	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		return s.updateLeased(ctx, tx, tx.NewUpdate().Table("mapper_events").
-			Set("route_attempts = ?", ev.RouteAttempts).
-			Set("last_error = ?", ev.LastError).
-			Set("next_attempt_at = ?", us(ev.NextAttemptAt)), "mapper_events", ev.ID, ev.LeaseToken)
-	})
-}
-
 // ClaimDeliveries implements mapper.Outbox.
 func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration, skipApps []string) ([]mapper.Delivery, error) {
 	if limit < 1 {

@@ -468,18 +468,6 @@ func (s *Store) route(ev *mapper.Event, deliveries []mapper.Delivery) error {
 	return nil
 }
 
-// RetryEvent implements mapper.Outbox.
-func (s *Store) RetryEvent(_ context.Context, ev *mapper.Event) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := s.leasedEvent(ev)
-	if err != nil {
-		return err
-	}
-	e.RouteAttempts, e.LastError, e.NextAttemptAt, e.LeaseToken = ev.RouteAttempts, ev.LastError, ev.NextAttemptAt, ""
-	return nil
-}
-
 // ClaimDeliveries implements mapper.Outbox.
 func (s *Store) ClaimDeliveries(_ context.Context, now time.Time, limit int, lease time.Duration, skipApps []string) ([]mapper.Delivery, error) {
 	s.mu.Lock()

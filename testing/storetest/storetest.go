@@ -376,8 +376,9 @@ func leaseExpiry(t *testing.T, s mapper.Store) {
 	if err := s.RouteEvent(ctx, &stale, nil); !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Errorf("stale holder routed: %v, want ErrLeaseLost", err)
 	}
-	if err := s.RetryEvent(ctx, &stale); !errors.Is(err, mapper.ErrLeaseLost) {
-		t.Errorf("stale holder retried: %v, want ErrLeaseLost", err)
+	stale.Status = mapper.EventPending
+	if err := s.RouteEvent(ctx, &stale, nil); !errors.Is(err, mapper.ErrLeaseLost) {
+		t.Errorf("stale holder put it back: %v, want ErrLeaseLost", err)
 	}
 	cur := second[0]
 	cur.Status = mapper.EventDispatched
@@ -568,7 +569,7 @@ func retryEvent(t *testing.T, s mapper.Store) {
 	must(t, err)
 	e := cl[0]
 	e.RouteAttempts, e.LastError, e.NextAttemptAt = 1, "Graph API throttled", base.Add(10*time.Minute)
-	must(t, s.RetryEvent(ctx, &e))
+	must(t, s.RouteEvent(ctx, &e, nil))
 	if got, _ := s.ClaimEvents(ctx, base.Add(5*time.Minute), 1, time.Minute); len(got) != 0 {
 		t.Error("claimed before its retry time")
 	}
