@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,7 +65,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		AdminToken:     cmpOr(getenv("ADMIN_TOKEN"), getenv("SECRET_KEY")),
 		Port:           cmpOr(getenv("PORT"), "8100"),
 		AdminAddr:      getenv("ADMIN_ADDR"),
-		DatabaseURL:    getenv("DATABASE_URL"),
+		DatabaseURL:    databaseURL(getenv("DATABASE_URL")),
 		SQLitePath:     cmpOr(getenv("SQLITE_PATH"), defaultSQLitePath),
 		RedisURL:       getenv("REDIS__URL"),
 		GraphURL:       cmpOr(getenv("GRAPH_API_URL"), graphresolver.DefaultBaseURL),
@@ -292,10 +293,39 @@ func cmpOr(a, b string) string {
 	return b
 }
 
+// databaseURL accepts DATABASE_URL as the original service's .env wrote
+// it, in SQLAlchemy's form: postgresql+asyncpg://, postgresql+psycopg://
+// (or any other driver) name the same database as postgres://, and
+// asyncpg's ssl= parameter is libpq's sslmode=.
+func databaseURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || !strings.HasPrefix(scheme, "postgresql+") {
+		return raw
+	}
+	u, err := url.Parse("postgres://" + rest)
+	if err != nil {
+		return raw // reported when the store is opened
+	}
+	q := u.Query()
+	if ssl := q.Get("ssl"); ssl != "" && q.Get("sslmode") == "" {
+		q.Del("ssl")
+		switch ssl {
+		case "true", "require":
+			q.Set("sslmode", "require")
+		case "false", "disable":
+			q.Set("sslmode", "disable")
+		default:
+			q.Set("sslmode", ssl)
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
 // storeConfig reads only what opening the store needs, for the migrate
 // command, which must work before the rest is configured.
 func storeConfig(getenv func(string) string) *config {
-	return &config{DatabaseURL: getenv("DATABASE_URL"), SQLitePath: cmpOr(getenv("SQLITE_PATH"), defaultSQLitePath)}
+	return &config{DatabaseURL: databaseURL(getenv("DATABASE_URL")), SQLitePath: cmpOr(getenv("SQLITE_PATH"), defaultSQLitePath)}
 }
 
 // defaultSQLitePath is relative to the working directory.

@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,10 +37,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if fs.NArg() > 0 {
-		if fs.Arg(0) == "migrate" {
+		switch fs.Arg(0) {
+		case "migrate":
 			return runMigrate(ctx, fs.Args()[1:], env, stdout)
+		case "healthcheck":
+			return runHealthcheck(ctx, env, stdout)
 		}
-		return fmt.Errorf("unknown command %q (the only command is migrate up|down|status)", fs.Arg(0))
+		return fmt.Errorf("unknown command %q (the commands are migrate up|down|status, and healthcheck)", fs.Arg(0))
 	}
 	if *demo {
 		return runDemo(ctx, env, stdout, stderr)
@@ -94,7 +99,7 @@ func runServer(ctx context.Context, getenv, env func(string) string, envFile str
 	if err != nil {
 		return fmt.Errorf("PORT %s: %w", cfg.Port, err)
 	}
-	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", string(cfg.Policy)),
+	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", string(cfg.Policy)), slog.String("cache", cacheWhere(cfg)),
 		slog.Int("app_secrets", len(cfg.Secrets)), slog.Bool("admin_api", cfg.AdminToken != ""), slog.Bool("sync_delivery", cfg.Sync),
 		slog.Bool("redis_cache", cfg.RedisURL != ""), slog.Bool("traces_exported", tel.TracesExported), slog.String("version", version()))
 	for _, d := range cfg.Deprecated {
@@ -151,7 +156,7 @@ func openStore(ctx context.Context, cfg *config) (*bunstore.Store, string, error
 		if err != nil {
 			return nil, "", fmt.Errorf("DATABASE_URL: %w", err)
 		}
-		return s, "postgres", nil
+		return s, "postgres " + redactURL(cfg.DatabaseURL), nil
 	}
 	if dir := filepath.Dir(cfg.SQLitePath); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -163,6 +168,53 @@ func openStore(ctx context.Context, cfg *config) (*bunstore.Store, string, error
 		return nil, "", fmt.Errorf("SQLITE_PATH: %w", err)
 	}
 	return s, "sqlite:" + cfg.SQLitePath, nil
+}
+
+// runHealthcheck is "referenceserver healthcheck", for a container's
+// HEALTHCHECK (the image has no shell and no curl): it asks the server on
+// this machine's PORT for GET /monitoring/health and fails unless it
+// answers 200.
+func runHealthcheck(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	port := cmpOr(getenv("PORT"), "8100")
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/monitoring/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	fmt.Fprintln(stdout, strings.TrimSpace(string(body)))
+	return nil
+}
+
+// cacheWhere describes the owner cache for the logs.
+func cacheWhere(cfg *config) string {
+	if cfg.RedisURL == "" {
+		return "in-process"
+	}
+	return "redis " + redactURL(cfg.RedisURL)
+}
+
+// redactURL is a database or cache URL without its password and query,
+// for the logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.String()
 }
 
 // runMigrate is "referenceserver migrate up|down|status".
