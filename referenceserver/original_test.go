@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -21,7 +23,7 @@ func TestDatabaseURL(t *testing.T) {
 		"postgresql+asyncpg://u:p@db/mapper?ssl=require":    "postgres://u:p@db/mapper?sslmode=require",
 		"postgresql://u:p@db/mapper":                        "postgresql://u:p@db/mapper",
 		"postgres://u:p@db/mapper?sslmode=disable":          "postgres://u:p@db/mapper?sslmode=disable",
-		"":                                                  "",
+		"": "",
 	} {
 		if got := databaseURL(in); got != want {
 			t.Errorf("%q: %q, want %q", in, got, want)
@@ -79,5 +81,35 @@ func TestOriginalEnvFile(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-env-file", "/nonexistent", "healthcheck"}, env(map[string]string{"PORT": "1"}), io.Discard, io.Discard); err == nil {
 		t.Error("healthcheck passed with no server")
+	}
+}
+
+// .env.example names every variable the README's table does, and, with
+// its placeholders, starts the server.
+func TestEnvExample(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := parseDotenv(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z_]+)`").FindAllSubmatch(readme, -1) {
+		name := string(m[1])
+		if _, ok := vals[name]; !ok && !strings.HasPrefix(name, "MAPPER_TEST_") {
+			t.Errorf(".env.example lacks %s, which the README documents", name)
+		}
+	}
+	// The compose file's database and cache are not here: SQLite, in-process.
+	local := regexp.MustCompile(`(?m)^(DATABASE_URL|REDIS__URL)=.*$`).ReplaceAllString(string(raw), "$1=")
+	base, stop := startServer(t, local, map[string]string{"SQLITE_PATH": filepath.Join(t.TempDir(), "m.db")})
+	defer stop()
+	if code, body := adminDo(t, http.MethodGet, base+"/worker-apps/", vals["ADMIN_TOKEN"], ""); code != 200 {
+		t.Errorf("admin API with .env.example's token: %d %s", code, body)
 	}
 }

@@ -12,7 +12,13 @@ import (
 )
 
 // version is the module version the binary was built from.
+// buildVersion is set at link time by the Dockerfile (-X main.buildVersion).
+var buildVersion string
+
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		return bi.Main.Version
 	}

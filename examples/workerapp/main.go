@@ -22,7 +22,11 @@ func main() {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /instagram", newHandler(secret, slog.Default()))
-	srv := &http.Server{Addr: "127.0.0.1:9000", Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	addr := os.Getenv("ADDR") // e.g. :9000 in a container
+	if addr == "" {
+		addr = "127.0.0.1:9000"
+	}
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	slog.Info("worker app listening", slog.String("addr", srv.Addr))
 	if err := srv.ListenAndServe(); err != nil {
 		slog.Error("serve", slog.String("error", err.Error()))
