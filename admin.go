@@ -473,7 +473,7 @@ func (m *Mapper) handleEvent(w http.ResponseWriter, r *http.Request) {
 		m.storeError(w, r, err)
 		return
 	}
-	ds, err := m.store.ListDeliveries(ctx, ev.ID)
+	ds, err := m.eventDeliveries(ctx, ev.ID)
 	if err != nil {
 		m.storeError(w, r, err)
 		return
@@ -492,7 +492,7 @@ func (m *Mapper) handleEvent(w http.ResponseWriter, r *http.Request) {
 
 func (m *Mapper) handleListDeliveries(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	q := DeliveryQuery{Status: DeliveryStatus(v.Get("status")), AppID: v.Get("app_id"), Cursor: v.Get("cursor")}
+	q := DeliveryQuery{Status: DeliveryStatus(v.Get("status")), AppID: v.Get("app_id"), EventID: v.Get("event_id"), Cursor: v.Get("cursor")}
 	var err error
 	switch {
 	case q.Status != "" && q.Status != DeliveryPending && q.Status != DeliveryDelivered && q.Status != DeliveryDead:

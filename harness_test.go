@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -294,11 +295,12 @@ func (h *harness) settled(id string) *mapper.Event {
 
 func (h *harness) deliveries(eventID string) []mapper.Delivery {
 	h.t.Helper()
-	ds, err := h.store.ListDeliveries(context.Background(), eventID)
+	page, err := h.store.FindDeliveries(context.Background(), mapper.DeliveryQuery{EventID: eventID, Limit: 500})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return ds
+	slices.Reverse(page.Deliveries)
+	return page.Deliveries
 }
 
 func ctxTimeout(t *testing.T) context.Context {

@@ -94,7 +94,7 @@ func (m *Mapper) earlierRoute(ctx context.Context, ev *Event) ([]Delivery, map[s
 	if ev.RoutedAt == nil {
 		return nil, nil, nil
 	}
-	existing, err := m.store.ListDeliveries(ctx, ev.ID)
+	existing, err := m.eventDeliveries(ctx, ev.ID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading earlier deliveries: %w", err)
 	}
@@ -103,6 +103,24 @@ func (m *Mapper) earlierRoute(ctx context.Context, ev *Event) ([]Delivery, map[s
 		again[u] = true
 	}
 	return existing, again, nil
+}
+
+// eventDeliveries reads every delivery of an event, oldest first.
+func (m *Mapper) eventDeliveries(ctx context.Context, eventID string) ([]Delivery, error) {
+	var out []Delivery
+	q := DeliveryQuery{EventID: eventID, Limit: ids.MaxPageLimit}
+	for {
+		page, err := m.store.FindDeliveries(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Deliveries...)
+		if page.NextCursor == "" {
+			slices.Reverse(out)
+			return out, nil
+		}
+		q.Cursor = page.NextCursor
+	}
 }
 
 // routePlan is where each item of an event goes, by position.

@@ -49,8 +49,6 @@ type Store interface {
 	GetEvent(ctx context.Context, id string) (*Event, error)
 	// ListEvents returns events newest first, filtered, one page at a time.
 	ListEvents(ctx context.Context, q EventQuery) (EventPage, error)
-	// ListDeliveries returns the deliveries of one event, oldest first.
-	ListDeliveries(ctx context.Context, eventID string) ([]Delivery, error)
 	// ListAttempts returns the attempts of one delivery in order.
 	ListAttempts(ctx context.Context, deliveryID string) ([]Attempt, error)
 
@@ -95,7 +93,8 @@ type Store interface {
 	// Replays: dead deliveries, and events that were unroutable (once an app
 	// exists for them) or whose routing gave up.
 
-	// FindDeliveries lists deliveries, newest first, one page at a time.
+	// FindDeliveries lists deliveries, newest first, one page at a time,
+	// without their Body.
 	FindDeliveries(ctx context.Context, q DeliveryQuery) (DeliveryPage, error)
 	// ReplayDelivery makes a dead delivery pending again, due at now,
 	// starting a new retry cycle (AttemptBase, CycleStart), and reopens its
@@ -183,12 +182,13 @@ type WorkNotifier interface {
 
 // DeliveryQuery filters [Store.FindDeliveries]. Zero fields do not filter.
 type DeliveryQuery struct {
-	Status DeliveryStatus
-	AppID  string
-	Since  time.Time // on CreatedAt
-	Until  time.Time // exclusive
-	Limit  int       // 0 or less serves 50, and a store serves 500 at most
-	Cursor string
+	Status  DeliveryStatus
+	AppID   string
+	EventID string    // the deliveries of one event
+	Since   time.Time // on CreatedAt
+	Until   time.Time // exclusive
+	Limit   int       // 0 or less serves 50, and a store serves 500 at most
+	Cursor  string
 }
 
 // DeliveryPage is one page of deliveries.

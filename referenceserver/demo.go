@@ -237,7 +237,8 @@ func (d *demo) report(ctx context.Context, stdout io.Writer, cases []*demoCase) 
 			if len(ev.Unroutable) > 0 {
 				event += " (no app for " + strings.Join(ev.Unroutable, ", ") + ")"
 			}
-			ds, _ := store.ListDeliveries(ctx, c.eventID)
+			page, _ := store.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: c.eventID})
+			ds := page.Deliveries
 			var parts []string
 			for _, d := range ds {
 				kind := "split"

@@ -13,7 +13,7 @@ import (
 	"github.com/chatico/mapper/internal/ids"
 )
 
-// CreateApp implements mapper.AppStore.
+// CreateApp implements mapper.Store.
 func (s *Store) CreateApp(ctx context.Context, app *mapper.WorkerApp) error {
 	if app.ID == "" {
 		app.ID = ids.New("app_", time.Now())
@@ -95,7 +95,7 @@ func insertAccounts(ctx context.Context, tx bun.Tx, app *mapper.WorkerApp) error
 	return translate(err)
 }
 
-// GetApp implements mapper.AppStore.
+// GetApp implements mapper.Store.
 func (s *Store) GetApp(ctx context.Context, id string) (*mapper.WorkerApp, error) {
 	var r appRow
 	if err := s.read.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
@@ -120,7 +120,7 @@ func (s *Store) accountsOf(ctx context.Context, appIDs []string) (map[string][]s
 	return out, nil
 }
 
-// ListApps implements mapper.AppStore.
+// ListApps implements mapper.Store.
 func (s *Store) ListApps(ctx context.Context) ([]mapper.WorkerApp, error) {
 	var rows []appRow
 	if err := s.read.NewSelect().Model(&rows).Order("created_at", "id").Scan(ctx); err != nil {
@@ -144,7 +144,7 @@ func (s *Store) ListApps(ctx context.Context) ([]mapper.WorkerApp, error) {
 	return out, nil
 }
 
-// UpdateApp implements mapper.AppStore.
+// UpdateApp implements mapper.Store.
 func (s *Store) UpdateApp(ctx context.Context, app *mapper.WorkerApp) error {
 	app.UpdatedAt = time.Now().UTC()
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -166,7 +166,7 @@ func (s *Store) UpdateApp(ctx context.Context, app *mapper.WorkerApp) error {
 	})
 }
 
-// DeleteApp implements mapper.AppStore.
+// DeleteApp implements mapper.Store.
 func (s *Store) DeleteApp(ctx context.Context, id string) error {
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := tx.NewDelete().Model((*accountRow)(nil)).Where("app_id = ?", id).Exec(ctx); err != nil {
@@ -183,7 +183,7 @@ func (s *Store) DeleteApp(ctx context.Context, id string) error {
 	})
 }
 
-// AppsForAccounts implements mapper.AppStore.
+// AppsForAccounts implements mapper.Store.
 func (s *Store) AppsForAccounts(ctx context.Context, accountIDs []string) (map[string][]*mapper.WorkerApp, error) {
 	out := map[string][]*mapper.WorkerApp{}
 	if len(accountIDs) == 0 {

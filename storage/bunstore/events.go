@@ -15,7 +15,7 @@ import (
 	"github.com/chatico/mapper/internal/ids"
 )
 
-// CreateEvent implements mapper.EventStore. Concurrent calls are committed
+// CreateEvent implements mapper.Store. Concurrent calls are committed
 // together (see commit.go); each event still succeeds or fails alone.
 func (s *Store) CreateEvent(ctx context.Context, ev *mapper.Event) error {
 	if ev.ID == "" {
@@ -66,7 +66,7 @@ func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) er
 	return nil
 }
 
-// GetEvent implements mapper.EventStore.
+// GetEvent implements mapper.Store.
 func (s *Store) GetEvent(ctx context.Context, id string) (*mapper.Event, error) {
 	var r eventRow
 	if err := s.read.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
@@ -76,7 +76,7 @@ func (s *Store) GetEvent(ctx context.Context, id string) (*mapper.Event, error) 
 	return &e, nil
 }
 
-// ListEvents implements mapper.EventStore. The payload is not read.
+// ListEvents implements mapper.Store. The payload is not read.
 func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.EventPage, error) {
 	limit := ids.PageLimit(q.Limit)
 	var rows []eventRow
@@ -151,20 +151,7 @@ func decodeCursor(s string) (int64, string, error) {
 	return n, id, nil
 }
 
-// ListDeliveries implements mapper.EventStore. Bodies are not read.
-func (s *Store) ListDeliveries(ctx context.Context, eventID string) ([]mapper.Delivery, error) {
-	var rows []deliveryRow
-	if err := s.read.NewSelect().Model(&rows).ExcludeColumn("body").Where("event_id = ?", eventID).Order("created_at", "id").Scan(ctx); err != nil {
-		return nil, translate(err)
-	}
-	out := make([]mapper.Delivery, len(rows))
-	for i := range rows {
-		out[i] = rows[i].delivery()
-	}
-	return out, nil
-}
-
-// ListAttempts implements mapper.EventStore.
+// ListAttempts implements mapper.Store.
 func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]mapper.Attempt, error) {
 	var rows []attemptRow
 	if err := s.read.NewSelect().Model(&rows).Where("delivery_id = ?", deliveryID).Order("number").Scan(ctx); err != nil {

@@ -12,12 +12,12 @@ import (
 	"github.com/chatico/mapper"
 )
 
-// Ping implements mapper.Monitor.
+// Ping implements mapper.Store.
 func (s *Store) Ping(ctx context.Context) error {
 	return translate(s.db.PingContext(ctx))
 }
 
-// Stats implements mapper.Monitor.
+// Stats implements mapper.Store.
 func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error) {
 	st := mapper.Stats{EventsByStatus: map[mapper.EventStatus]int64{}, DeliveriesByStatus: map[mapper.DeliveryStatus]int64{}}
 	var counts []struct {
@@ -77,7 +77,7 @@ func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error
 	return st, nil
 }
 
-// Prune implements mapper.Retention.
+// Prune implements mapper.Store.
 func (s *Store) Prune(ctx context.Context, before time.Time, batch int) (int64, error) {
 	if batch < 1 {
 		batch = 1000

@@ -24,7 +24,7 @@ func newToken() string {
 
 func usDuration(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
 
-// ClaimEvents implements mapper.Outbox.
+// ClaimEvents implements mapper.Store.
 func (s *Store) ClaimEvents(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]mapper.Event, error) {
 	if limit < 1 {
 		return nil, nil
@@ -85,7 +85,7 @@ func (s *Store) leaseError(ctx context.Context, db bun.IDB, table, id string) er
 	return fmt.Errorf("%s %s: %w", strings.TrimPrefix(table, "mapper_"), id, mapper.ErrLeaseLost)
 }
 
-// RouteEvent implements mapper.Outbox.
+// RouteEvent implements mapper.Store.
 func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery) error {
 	if ev.LeaseToken == "" {
 		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
@@ -154,7 +154,7 @@ func (s *Store) insertAttempts(ctx context.Context, tx bun.Tx, attempts []mapper
 	return nil
 }
 
-// ClaimDeliveries implements mapper.Outbox.
+// ClaimDeliveries implements mapper.Store.
 func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration, skipApps []string) ([]mapper.Delivery, error) {
 	if limit < 1 {
 		return nil, nil
@@ -218,7 +218,7 @@ RETURNING *`, args...).Scan(ctx, &rows)
 	return out, nil
 }
 
-// RecordAttempt implements mapper.Outbox.
+// RecordAttempt implements mapper.Store.
 func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.Attempt) error {
 	if d.LeaseToken == "" {
 		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
@@ -249,7 +249,7 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.
 	})
 }
 
-// ReleaseDelivery implements mapper.Outbox.
+// ReleaseDelivery implements mapper.Store.
 func (s *Store) ReleaseDelivery(ctx context.Context, d *mapper.Delivery, next time.Time) error {
 	if d.LeaseToken == "" {
 		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)

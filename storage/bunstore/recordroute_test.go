@@ -61,10 +61,11 @@ func concurrentRecordRoutes(t *testing.T, s *bunstore.Store) {
 	}
 	wg.Wait()
 	for i := range evs {
-		ds, err := s.ListDeliveries(ctx, evs[i].ID)
+		page, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: evs[i].ID})
 		if err != nil {
 			t.Fatal(err)
 		}
+		ds := page.Deliveries
 		got, err := s.GetEvent(ctx, evs[i].ID)
 		if err != nil {
 			t.Fatal(err)

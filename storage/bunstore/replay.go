@@ -11,7 +11,7 @@ import (
 	"github.com/chatico/mapper/internal/ids"
 )
 
-// FindDeliveries implements mapper.Replayer. Bodies are not read.
+// FindDeliveries implements mapper.Store. Bodies are not read.
 func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (mapper.DeliveryPage, error) {
 	limit := ids.PageLimit(q.Limit)
 	var rows []deliveryRow
@@ -39,6 +39,9 @@ func deliveryFilter(sel *bun.SelectQuery, q mapper.DeliveryQuery) {
 	if q.AppID != "" {
 		sel.Where("d.app_id = ?", q.AppID)
 	}
+	if q.EventID != "" {
+		sel.Where("d.event_id = ?", q.EventID)
+	}
 	if !q.Since.IsZero() {
 		sel.Where("d.created_at >= ?", us(q.Since))
 	}
@@ -65,7 +68,7 @@ func (s *Store) replay(ctx context.Context, tx bun.Tx, ids []string, now time.Ti
 	return translate(err)
 }
 
-// ReplayDelivery implements mapper.Replayer.
+// ReplayDelivery implements mapper.Store.
 func (s *Store) ReplayDelivery(ctx context.Context, id string, now time.Time) (*mapper.Delivery, error) {
 	var out mapper.Delivery
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -89,7 +92,7 @@ func (s *Store) ReplayDelivery(ctx context.Context, id string, now time.Time) (*
 	return &out, nil
 }
 
-// ReplayEvent implements mapper.Replayer.
+// ReplayEvent implements mapper.Store.
 func (s *Store) ReplayEvent(ctx context.Context, id string, now time.Time) (*mapper.Event, error) {
 	var out mapper.Event
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -128,7 +131,7 @@ func (s *Store) ReplayEvent(ctx context.Context, id string, now time.Time) (*map
 	return &out, nil
 }
 
-// ReplayDead implements mapper.Replayer.
+// ReplayDead implements mapper.Store.
 func (s *Store) ReplayDead(ctx context.Context, q mapper.DeliveryQuery, now time.Time, batch int) (int64, error) {
 	if batch < 1 {
 		batch = 500

@@ -95,7 +95,7 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// CreateApp implements mapper.AppStore.
+// CreateApp implements mapper.Store.
 func (s *Store) CreateApp(_ context.Context, app *mapper.WorkerApp) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -156,7 +156,7 @@ func (s *Store) checkAccounts(app *mapper.WorkerApp) error {
 	return nil
 }
 
-// GetApp implements mapper.AppStore.
+// GetApp implements mapper.Store.
 func (s *Store) GetApp(_ context.Context, id string) (*mapper.WorkerApp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -167,7 +167,7 @@ func (s *Store) GetApp(_ context.Context, id string) (*mapper.WorkerApp, error) 
 	return copyApp(a), nil
 }
 
-// ListApps implements mapper.AppStore.
+// ListApps implements mapper.Store.
 func (s *Store) ListApps(context.Context) ([]mapper.WorkerApp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -181,7 +181,7 @@ func (s *Store) ListApps(context.Context) ([]mapper.WorkerApp, error) {
 	return out, nil
 }
 
-// UpdateApp implements mapper.AppStore.
+// UpdateApp implements mapper.Store.
 func (s *Store) UpdateApp(_ context.Context, app *mapper.WorkerApp) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -200,7 +200,7 @@ func (s *Store) UpdateApp(_ context.Context, app *mapper.WorkerApp) error {
 	return nil
 }
 
-// DeleteApp implements mapper.AppStore.
+// DeleteApp implements mapper.Store.
 func (s *Store) DeleteApp(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,7 +213,7 @@ func (s *Store) DeleteApp(_ context.Context, id string) error {
 	return nil
 }
 
-// AppsForAccounts implements mapper.AppStore.
+// AppsForAccounts implements mapper.Store.
 func (s *Store) AppsForAccounts(_ context.Context, accountIDs []string) (map[string][]*mapper.WorkerApp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -228,7 +228,7 @@ func (s *Store) AppsForAccounts(_ context.Context, accountIDs []string) (map[str
 	return out, nil
 }
 
-// CreateEvent implements mapper.EventStore.
+// CreateEvent implements mapper.Store.
 func (s *Store) CreateEvent(_ context.Context, ev *mapper.Event) error {
 	if ev.ID == "" {
 		return fmt.Errorf("event ID must be set by the caller: %w", mapper.ErrInvalidInput)
@@ -248,7 +248,7 @@ func (s *Store) CreateEvent(_ context.Context, ev *mapper.Event) error {
 	return nil
 }
 
-// GetEvent implements mapper.EventStore.
+// GetEvent implements mapper.Store.
 func (s *Store) GetEvent(_ context.Context, id string) (*mapper.Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -259,7 +259,7 @@ func (s *Store) GetEvent(_ context.Context, id string) (*mapper.Event, error) {
 	return copyEvent(e), nil
 }
 
-// ListEvents implements mapper.EventStore.
+// ListEvents implements mapper.Store.
 func (s *Store) ListEvents(_ context.Context, q mapper.EventQuery) (mapper.EventPage, error) {
 	limit := ids.PageLimit(q.Limit)
 	after, err := decodeAfter(q.Cursor)
@@ -352,26 +352,14 @@ func decodeCursor(s string) (cursor, error) {
 	return cursor{time.Unix(0, n), id}, nil
 }
 
-// ListDeliveries implements mapper.EventStore.
-func (s *Store) ListDeliveries(_ context.Context, eventID string) ([]mapper.Delivery, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ids := s.byEvent[eventID]
-	out := make([]mapper.Delivery, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, *copyDelivery(s.deliveries[id]))
-	}
-	return out, nil
-}
-
-// ListAttempts implements mapper.EventStore.
+// ListAttempts implements mapper.Store.
 func (s *Store) ListAttempts(_ context.Context, deliveryID string) ([]mapper.Attempt, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.attempts[deliveryID]), nil
 }
 
-// ClaimEvents implements mapper.Outbox.
+// ClaimEvents implements mapper.Store.
 func (s *Store) ClaimEvents(_ context.Context, now time.Time, limit int, lease time.Duration) ([]mapper.Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -417,7 +405,7 @@ func (s *Store) leasedDelivery(d *mapper.Delivery) (*mapper.Delivery, error) {
 	return cur, nil
 }
 
-// RouteEvent implements mapper.Outbox.
+// RouteEvent implements mapper.Store.
 func (s *Store) RouteEvent(_ context.Context, ev *mapper.Event, deliveries []mapper.Delivery) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -468,7 +456,7 @@ func (s *Store) route(ev *mapper.Event, deliveries []mapper.Delivery) error {
 	return nil
 }
 
-// ClaimDeliveries implements mapper.Outbox.
+// ClaimDeliveries implements mapper.Store.
 func (s *Store) ClaimDeliveries(_ context.Context, now time.Time, limit int, lease time.Duration, skipApps []string) ([]mapper.Delivery, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -522,7 +510,7 @@ func (s *Store) blockedByOlder(d *mapper.Delivery) bool {
 	return false
 }
 
-// ReleaseDelivery implements mapper.Outbox.
+// ReleaseDelivery implements mapper.Store.
 func (s *Store) ReleaseDelivery(_ context.Context, d *mapper.Delivery, next time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -534,7 +522,7 @@ func (s *Store) ReleaseDelivery(_ context.Context, d *mapper.Delivery, next time
 	return nil
 }
 
-// FindDeliveries implements mapper.Replayer.
+// FindDeliveries implements mapper.Store.
 func (s *Store) FindDeliveries(_ context.Context, q mapper.DeliveryQuery) (mapper.DeliveryPage, error) {
 	limit := ids.PageLimit(q.Limit)
 	after, err := decodeAfter(q.Cursor)
@@ -568,6 +556,7 @@ func (s *Store) matchDeliveries(q mapper.DeliveryQuery) []*mapper.Delivery {
 		switch {
 		case q.Status != "" && d.Status != q.Status,
 			q.AppID != "" && d.AppID != q.AppID,
+			q.EventID != "" && d.EventID != q.EventID,
 			!q.Since.IsZero() && d.CreatedAt.Before(q.Since),
 			!q.Until.IsZero() && !d.CreatedAt.Before(q.Until):
 			continue
@@ -589,7 +578,7 @@ func (s *Store) replay(d *mapper.Delivery, now time.Time) {
 	}
 }
 
-// ReplayDelivery implements mapper.Replayer.
+// ReplayDelivery implements mapper.Store.
 func (s *Store) ReplayDelivery(_ context.Context, id string, now time.Time) (*mapper.Delivery, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -604,7 +593,7 @@ func (s *Store) ReplayDelivery(_ context.Context, id string, now time.Time) (*ma
 	return copyDelivery(d), nil
 }
 
-// ReplayEvent implements mapper.Replayer.
+// ReplayEvent implements mapper.Store.
 func (s *Store) ReplayEvent(_ context.Context, id string, now time.Time) (*mapper.Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -630,7 +619,7 @@ func (s *Store) ReplayEvent(_ context.Context, id string, now time.Time) (*mappe
 	return copyEvent(e), nil
 }
 
-// ReplayDead implements mapper.Replayer.
+// ReplayDead implements mapper.Store.
 func (s *Store) ReplayDead(_ context.Context, q mapper.DeliveryQuery, now time.Time, _ int) (int64, error) {
 	q.Status = mapper.DeliveryDead
 	s.mu.Lock()
@@ -643,7 +632,7 @@ func (s *Store) ReplayDead(_ context.Context, q mapper.DeliveryQuery, now time.T
 	return n, nil
 }
 
-// RecordAttempt implements mapper.Outbox.
+// RecordAttempt implements mapper.Store.
 func (s *Store) RecordAttempt(_ context.Context, d *mapper.Delivery, a mapper.Attempt) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -694,10 +683,10 @@ func (s *Store) settle(eventID string) {
 	e.CompletedAt = &at
 }
 
-// Ping implements mapper.Monitor.
+// Ping implements mapper.Store.
 func (s *Store) Ping(context.Context) error { return nil }
 
-// Stats implements mapper.Monitor.
+// Stats implements mapper.Store.
 func (s *Store) Stats(_ context.Context, since time.Time) (mapper.Stats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -740,7 +729,7 @@ func (s *Store) Stats(_ context.Context, since time.Time) (mapper.Stats, error) 
 	return st, nil
 }
 
-// Prune implements mapper.Retention.
+// Prune implements mapper.Store.
 func (s *Store) Prune(_ context.Context, before time.Time, batch int) (int64, error) {
 	if batch < 1 {
 		batch = 1000
