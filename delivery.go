@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,24 +23,15 @@ import (
 // attempt makes one delivery attempt for a leased delivery, whose app slot
 // the caller holds, and records it.
 func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
-	if ctx.Err() != nil {
-		// Stopped hard before the attempt began.
-		m.releaseApp(d.AppID, false, false)
-		m.releaseDelivery(ctx, d)
-		return
-	}
-	before := *d
 	t := m.try(ctx, d)
 	defer t.span.End()
-	if !t.ok {
+	if t.cut {
+		// The delivery goes back due now for a restart or another
+		// replica, rather than waiting out its lease.
+		m.releaseDelivery(ctx, d)
 		return
 	}
-	if cut(ctx, t) {
-		// A hard stop cut the attempt short: it is not the app's failure,
-		// and the delivery goes back due now for a restart or another
-		// replica, rather than waiting out its lease or a backoff.
-		*d = before
-		m.releaseDelivery(ctx, d)
+	if !t.ok {
 		return
 	}
 	// The attempt happened: record it even if the caller is shutting down.
@@ -58,6 +48,9 @@ type tried struct {
 	span trace.Span
 	a    Attempt
 	ok   bool // false: no attempt was made, and the lease runs out
+	// cut: a hard stop ([Mapper.Stop]) came before the app answered. The
+	// attempt is not counted, against the app or in d, which is as it was.
+	cut bool
 }
 
 // try makes one delivery attempt for a leased delivery, whose app slot the
@@ -69,6 +62,10 @@ func (m *Mapper) try(ctx context.Context, d *Delivery) tried {
 	n := d.Attempts + 1
 	ctx, span := m.startSpan(m.resume(ctx, d.TraceContext), "deliver", trace.SpanKindClient,
 		attrDeliveryID.String(d.ID), attrEventID.String(d.EventID), attrAppID.String(d.AppID), attrAttempt.Int(n), attrHTTPMethod.String(http.MethodPost))
+	if ctx.Err() != nil {
+		m.releaseApp(d.AppID, false, false)
+		return tried{ctx: ctx, span: span, cut: true}
+	}
 	var res ForwardResult
 	counted := false // whether the outcome tells of the app's health
 	app, err := m.getApp(ctx, d.AppID)
@@ -97,6 +94,10 @@ func (m *Mapper) try(ctx context.Context, d *Delivery) tried {
 		fctx, cancel := context.WithTimeout(ctx, timeout)
 		res = m.cfg.forwarder.Forward(fctx, &ForwardRequest{App: app, Delivery: d, Attempt: n, Header: h})
 		cancel()
+		if ctx.Err() != nil && res.StatusCode == 0 {
+			m.releaseApp(d.AppID, false, false)
+			return tried{ctx: ctx, span: span, cut: true}
+		}
 		counted = res.Err == nil || res.Retryable
 	}
 	m.releaseApp(d.AppID, counted, res.Err != nil)
@@ -313,7 +314,6 @@ func (m *Mapper) giveSlots(ds []Delivery, now time.Time) {
 // in one write.
 func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event, ds []Delivery) {
 	ts := make([]tried, len(ds))
-	before := slices.Clone(ds)
 	var wg sync.WaitGroup
 	for i := range ds {
 		wg.Go(func() { ts[i] = m.try(ctx, &ds[i]) })
@@ -323,10 +323,8 @@ func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event
 	attempts := make([]Attempt, 0, len(ds))
 	for i := range ds {
 		d := &ds[i]
-		if ts[i].ok && cut(ctx, ts[i]) {
+		if ts[i].cut {
 			// Cut short by a hard stop: stored unattempted and due now.
-			*d = before[i]
-			ts[i].ok = false
 			d.NextAttemptAt = now
 			continue
 		}
@@ -359,12 +357,6 @@ func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event
 		}
 		ts[i].span.End()
 	}
-}
-
-// cut reports whether a hard stop ([Mapper.Stop]) cut an attempt short:
-// the work context ended before the app answered.
-func cut(ctx context.Context, t tried) bool {
-	return ctx.Err() != nil && t.a.StatusCode == 0
 }
 
 // releaseDelivery gives a delivery back to the outbox, due now, and wakes

@@ -3,6 +3,7 @@ package mapper_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -22,10 +23,13 @@ func TestStopHard(t *testing.T) {
 		h := newHarness(t)
 		h.start()
 		app, appID := h.addApp("hangs", accountA)
-		arrived := make(chan struct{}, 10)
+		arrived := make(chan struct{}, 16)
 		app.Respond(func(*http.Request) int { arrived <- struct{}{}; return 0 })
 		var events []string
-		for _, c := range []string{"17900000000000001", "17900000000000002", "17900000000000003"} {
+		// More than the breaker's 5 failures in a row: were the cut attempts
+		// counted as failures, the circuit would open.
+		for i := range 6 {
+			c := fmt.Sprintf("1790000000000000%d", i)
 			events = append(events, h.accept(mappertest.NewWebhook().Comment(accountA, "1", c, "x").Bytes()))
 		}
 		for range events {
@@ -52,6 +56,9 @@ func TestStopHard(t *testing.T) {
 		claimed, err := h.store.ClaimDeliveries(context.Background(), now, 10, time.Minute, nil)
 		if err != nil || len(claimed) != len(events) {
 			t.Errorf("claimable at once after the stop: %d of %d (%v)", len(claimed), len(events), err)
+		}
+		if a := h.metrics().Counters.Attempts; a["delivered"]+a["retrying"]+a["dead"] != 0 {
+			t.Errorf("cut attempts counted: %v", a)
 		}
 		resp, raw := h.admin(http.MethodGet, "/worker-apps/"+appID, nil)
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(raw), `"circuit":"closed"`) {
