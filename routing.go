@@ -178,10 +178,8 @@ func (p *routePlan) distinctAccounts() []string {
 // route.
 func (p *routePlan) owners(earlier []string) []string {
 	out := slices.Clone(earlier)
-	for _, a := range p.accounts {
-		if a != "" {
-			out = appendNew(out, a)
-		}
+	for _, a := range p.distinctAccounts() {
+		out = appendNew(out, a)
 	}
 	return out
 }

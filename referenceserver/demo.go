@@ -191,9 +191,8 @@ func demoCases() []*demoCase {
 
 // send posts every case as Meta would.
 func (d *demo) send(cases []*demoCase) error {
-	base := d.base
 	for _, c := range cases {
-		resp, err := http.DefaultClient.Do(fakes.SignedRequest(base+"/webhook/", c.secret, c.body))
+		resp, err := http.DefaultClient.Do(fakes.SignedRequest(d.base+"/webhook/", c.secret, c.body))
 		if err != nil {
 			return err
 		}
@@ -221,15 +220,13 @@ func (d *demo) send(cases []*demoCase) error {
 
 // report prints what became of each case, once it settled.
 func (d *demo) report(ctx context.Context, stdout io.Writer, cases []*demoCase) error {
-	base, dir, store, apps, adminToken := d.base, d.dir, d.store, d.apps, d.adminToken
-	shop, studio, inbox, graph := d.shop, d.studio, d.inbox, d.graph
 	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "\nmapper demo: %d webhooks sent to %s/webhook/ (fake Graph API; worker apps \"shop\" for every field of @shop, \"studio\" for @studio's comments and mentions, \"studio-inbox\" for its messages; SQLite in %s)\n\n", len(cases), base, dir)
+	fmt.Fprintf(w, "\nmapper demo: %d webhooks sent to %s/webhook/ (fake Graph API; worker apps \"shop\" for every field of @shop, \"studio\" for @studio's comments and mentions, \"studio-inbox\" for its messages; SQLite in %s)\n\n", len(cases), d.base, d.dir)
 	fmt.Fprintln(w, "CASE\tHTTP\tANSWER\tEVENT\tDELIVERED TO")
 	for _, c := range cases {
 		event, to := "-", "-"
 		if c.eventID != "" {
-			ev, err := demoSettled(ctx, store, c.eventID)
+			ev, err := demoSettled(ctx, d.store, c.eventID)
 			if err != nil {
 				return err
 			}
@@ -237,15 +234,14 @@ func (d *demo) report(ctx context.Context, stdout io.Writer, cases []*demoCase) 
 			if len(ev.Unroutable) > 0 {
 				event += " (no app for " + strings.Join(ev.Unroutable, ", ") + ")"
 			}
-			page, _ := store.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: c.eventID})
-			ds := page.Deliveries
+			page, _ := d.store.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: c.eventID})
 			var parts []string
-			for _, d := range ds {
+			for _, dl := range page.Deliveries {
 				kind := "split"
-				if d.Original {
+				if dl.Original {
 					kind = "original bytes"
 				}
-				parts = append(parts, fmt.Sprintf("%s (%s, %s)", apps[d.AppID], kind, d.Status))
+				parts = append(parts, fmt.Sprintf("%s (%s, %s)", d.apps[dl.AppID], kind, dl.Status))
 			}
 			if len(parts) > 0 {
 				slices.Sort(parts)
@@ -256,7 +252,7 @@ func (d *demo) report(ctx context.Context, stdout io.Writer, cases []*demoCase) 
 	}
 	w.Flush()
 	fmt.Fprintf(stdout, "\nworker apps received: shop %d, studio %d, studio-inbox %d; Graph API lookups: %d (none to route: a mention is the mentioned account's; one to tell shop who posted the media it was mentioned on: %s)\n",
-		len(shop.Received()), len(studio.Received()), len(inbox.Received()), graph.Calls(), demoMediaHeader(shop.Received()))
+		len(d.shop.Received()), len(d.studio.Received()), len(d.inbox.Received()), d.graph.Calls(), demoMediaHeader(d.shop.Received()))
 	fmt.Fprintf(stdout, `
 The server keeps running (Ctrl-C stops it). Try:
 
@@ -268,7 +264,7 @@ The server keeps running (Ctrl-C stops it). Try:
   body='{"object":"instagram","entry":[{"id":"%[4]s","time":1764331200,"changes":[{"field":"comments","value":{"id":"17900000000000099","text":"hi","media":{"id":"18000000000000001"}}}]}]}'
   curl -s -H "X-Hub-Signature-256: sha256=$(printf %%s "$body" | openssl dgst -sha256 -hmac %[5]s -r | cut -d' ' -f1)" -d "$body" %[1]s/webhook/
 
-`, base, demoVerify, adminToken, demoShop, demoSecret)
+`, d.base, demoVerify, d.adminToken, demoShop, demoSecret)
 	return nil
 }
 

@@ -11,6 +11,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -93,8 +94,8 @@ func run() error {
 		cmd:   composeCommand(),
 		files: []string{filepath.Join(root, "compose.yaml"), checkFile},
 		env: []string{
-			"MAPPER_IMAGE=" + cmpOr(os.Getenv("MAPPER_IMAGE"), "chatico/mapper:ci"),
-			"WORKER_IMAGE=" + cmpOr(os.Getenv("WORKER_IMAGE"), "chatico/mapper-workerapp:ci"),
+			"MAPPER_IMAGE=" + cmp.Or(os.Getenv("MAPPER_IMAGE"), "chatico/mapper:ci"),
+			"WORKER_IMAGE=" + cmp.Or(os.Getenv("WORKER_IMAGE"), "chatico/mapper-workerapp:ci"),
 			"MAPPER_ENV_FILE=" + envFile,
 			"POSTGRES_PASSWORD=check-password",
 			"MAPPER_PORT=18100", "MAPPER2_PORT=18101", "MAPPER3_PORT=18102",
@@ -318,11 +319,4 @@ func waitDelivered(base, eventID string) error {
 		time.Sleep(500 * time.Millisecond)
 	}
 	return errors.New("event " + eventID + " not delivered: " + string(last))
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

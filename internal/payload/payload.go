@@ -55,12 +55,6 @@ type Entry struct {
 	raw json.RawMessage
 }
 
-// Member returns a member of the entry as received.
-func (e *Entry) Member(name string) (json.RawMessage, bool) {
-	v, ok := e.members[name]
-	return v, ok
-}
-
 // Kind says where in the entry an item was found.
 type Kind string
 

@@ -140,7 +140,7 @@ func TestDetails(t *testing.T) {
 		t.Errorf("mention media %+v", p.Entries[0].Items[0])
 	}
 	p, _ = payload.Parse(readPayload(t, "numeric_ids"))
-	if _, ok := p.Entries[0].Member("unknown"); !ok || p.Entries[0].Items[0].MediaID != "18172143295349192" {
+	if p.Entries[0].Items[0].MediaID != "18172143295349192" || !strings.Contains(string(p.Envelope([]bool{true})), `"unknown":true`) {
 		t.Errorf("entry %+v", p.Entries[0])
 	}
 }

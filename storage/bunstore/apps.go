@@ -70,20 +70,11 @@ func insertAccounts(ctx context.Context, tx bun.Tx, app *mapper.WorkerApp) error
 		seen[a] = true
 		rows[i] = accountRow{AccountID: a, AppID: app.ID}
 	}
-	var others []struct {
-		AccountID string `bun:"account_id"`
-		appRow
-	}
-	err := tx.NewSelect().
-		ColumnExpr("aa.account_id, a.*").
-		TableExpr("mapper_app_accounts AS aa").
-		Join("JOIN mapper_worker_apps AS a ON a.id = aa.app_id").
-		Where("aa.account_id IN (?)", bun.In(app.AccountIDs)).
-		Where("aa.app_id <> ?", app.ID).
-		OrderExpr("aa.account_id, a.id").
-		Scan(ctx, &others)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return translate(err)
+	others, err := servingApps(ctx, tx, app.AccountIDs, func(q *bun.SelectQuery) {
+		q.Where("aa.app_id <> ?", app.ID).OrderExpr("aa.account_id, a.id")
+	})
+	if err != nil {
+		return err
 	}
 	for _, o := range others {
 		other := o.appRow.app([]string{o.AccountID})
@@ -189,19 +180,9 @@ func (s *Store) AppsForAccounts(ctx context.Context, accountIDs []string) (map[s
 	if len(accountIDs) == 0 {
 		return out, nil
 	}
-	var rows []struct {
-		AccountID string `bun:"account_id"`
-		appRow
-	}
-	err := s.read.NewSelect().
-		ColumnExpr("aa.account_id, a.*").
-		TableExpr("mapper_app_accounts AS aa").
-		Join("JOIN mapper_worker_apps AS a ON a.id = aa.app_id").
-		Where("aa.account_id IN (?)", bun.In(accountIDs)).
-		Where("a.enabled = ?", true).
-		Scan(ctx, &rows)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, translate(err)
+	rows, err := servingApps(ctx, s.read, accountIDs, func(q *bun.SelectQuery) { q.Where("a.enabled = ?", true) })
+	if err != nil {
+		return nil, err
 	}
 	ids := make([]string, 0, len(rows))
 	for _, r := range rows {
@@ -223,4 +204,26 @@ func (s *Store) AppsForAccounts(ctx context.Context, accountIDs []string) (map[s
 		out[r.AccountID] = append(out[r.AccountID], app)
 	}
 	return out, nil
+}
+
+// servingRow is an app serving one of the accounts asked about.
+type servingRow struct {
+	AccountID string `bun:"account_id"`
+	appRow
+}
+
+// servingApps reads, for each of the accounts, the apps serving some
+// field of it, narrowed by filter.
+func servingApps(ctx context.Context, db bun.IDB, accounts []string, filter func(*bun.SelectQuery)) ([]servingRow, error) {
+	var rows []servingRow
+	q := db.NewSelect().
+		ColumnExpr("aa.account_id, a.*").
+		TableExpr("mapper_app_accounts AS aa").
+		Join("JOIN mapper_worker_apps AS a ON a.id = aa.app_id").
+		Where("aa.account_id IN (?)", bun.In(accounts))
+	filter(q)
+	if err := q.Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, translate(err)
+	}
+	return rows, nil
 }
