@@ -44,6 +44,11 @@ func (m *Mapper) routes(which surface) http.Handler {
 		admin("GET /worker-apps/{id}", m.handleGetApp)
 		admin("PUT /worker-apps/{id}", m.handleUpdateApp)
 		admin("DELETE /worker-apps/{id}", m.handleDeleteApp)
+		admin("GET /worker-apps/{id}/accounts", m.handleListRoutes)
+		admin("POST /worker-apps/{id}/accounts:batch", m.handleRouteBatch)
+		admin("PUT /worker-apps/{id}/accounts/{account_id}", m.handlePutRoute)
+		admin("DELETE /worker-apps/{id}/accounts/{account_id}", m.handleDeleteRoute)
+		admin("GET /accounts/{account_id}", m.handleAccount)
 		admin("GET /deliveries/{$}", m.handleListDeliveries)
 		admin("POST /deliveries/{id}/replay", m.handleReplayDelivery)
 		admin("POST /deliveries/replay", m.handleReplayDead)
@@ -124,7 +129,7 @@ func (m *Mapper) requireAdmin(h http.HandlerFunc) http.Handler {
 func (m *Mapper) handleHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := m.store.Ping(ctx); err != nil {
+	if err := m.ping(ctx); err != nil {
 		writeProblem(w, r, http.StatusServiceUnavailable, "unhealthy", "store: "+err.Error())
 		return
 	}
@@ -161,16 +166,37 @@ type appInput struct {
 }
 
 // appView is a worker app as the admin API shows it: without its secret,
-// with its timeout in milliseconds and its circuit in this Mapper.
+// with its timeout in milliseconds, its circuit in this Mapper, and its
+// accounts when it has at most inlineAccounts of them (else
+// accounts_truncated, and GET /worker-apps/{id}/accounts pages them).
 type appView struct {
 	*WorkerApp
-	TimeoutMS int64        `json:"timeout_ms,omitempty"`
-	Circuit   circuitState `json:"circuit"`
+	AccountIDs *[]string    `json:"account_ids,omitempty"`
+	Truncated  bool         `json:"accounts_truncated,omitempty"`
+	TimeoutMS  int64        `json:"timeout_ms,omitempty"`
+	Circuit    circuitState `json:"circuit"`
 }
 
-func (m *Mapper) view(app *WorkerApp) appView {
-	app.Fields = orEmpty(app.Fields)
-	return appView{WorkerApp: app, TimeoutMS: app.Timeout.Milliseconds(), Circuit: m.apps.circuit(app.ID, m.cfg.now())}
+// inlineAccounts is how many accounts an app's view lists at most.
+const inlineAccounts = 100
+
+func (m *Mapper) view(ctx context.Context, app *WorkerApp) (appView, error) {
+	app.Fields = orNone(app.Fields)
+	v := appView{WorkerApp: app, TimeoutMS: app.Timeout.Milliseconds(), Circuit: m.apps.circuit(app.ID, m.cfg.now())}
+	page, err := m.store.ListRoutes(ctx, RouteQuery{AppID: app.ID, Limit: inlineAccounts})
+	if err != nil {
+		return v, err
+	}
+	if page.NextCursor != "" {
+		v.Truncated = true
+		return v, nil
+	}
+	accounts := make([]string, len(page.Items))
+	for i, r := range page.Items {
+		accounts[i] = r.AccountID
+	}
+	v.AccountIDs = &accounts
+	return v, nil
 }
 
 // Validate checks an app's fields; requireSecret is set on create.
@@ -200,9 +226,6 @@ func (in *appInput) Validate(requireSecret bool) error {
 // validAccounts checks an app's account IDs.
 func validAccounts(ids []string) []error {
 	var errs []error
-	if len(ids) == 0 {
-		errs = append(errs, &fieldError{"account_ids", "must list at least one Instagram account ID"})
-	}
 	seen := map[string]bool{}
 	for _, id := range ids {
 		if !isDigits(id) {
@@ -238,14 +261,6 @@ func validFields(fields []string) []error {
 // maxAppTimeout bounds an app's own timeout; the Mapper also holds every
 // attempt within half its lease.
 const maxAppTimeout = 5 * time.Minute
-
-// orEmpty makes an absent list an empty one, so that the API shows [].
-func orEmpty(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
 
 func isDigits(s string) bool {
 	if s == "" || len(s) > 64 {
@@ -286,7 +301,11 @@ func (m *Mapper) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, "not-found", "no such record")
 	case errors.Is(err, ErrConflict):
-		writeProblem(w, r, http.StatusConflict, "conflict", err.Error())
+		p := &problem{Type: "conflict", Status: http.StatusConflict, Detail: err.Error()}
+		if cs := routeConflicts(err); len(cs) > 0 {
+			p.Conflicts, p.Detail = cs, conflictDetail(cs)
+		}
+		sendProblem(w, r, p)
 	default:
 		m.cfg.logger.ErrorContext(r.Context(), "store error", "error", err.Error(), "path", r.URL.Path)
 		writeProblem(w, r, http.StatusServiceUnavailable, "store-unavailable", "the store could not answer; retry later")
@@ -301,7 +320,10 @@ func (m *Mapper) handleListApps(w http.ResponseWriter, r *http.Request) {
 	}
 	views := make([]appView, len(apps))
 	for i := range apps {
-		views[i] = m.view(&apps[i])
+		if views[i], err = m.view(r.Context(), &apps[i]); err != nil {
+			m.storeError(w, r, err)
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"worker_apps": views})
 }
@@ -312,7 +334,7 @@ func (m *Mapper) handleCreateApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := m.cfg.now()
-	app := &WorkerApp{ID: ids.New("app_", now), Name: in.Name, URL: in.URL, AccountIDs: in.AccountIDs, Fields: orEmpty(in.Fields),
+	app := &WorkerApp{ID: ids.New("app_", now), Name: in.Name, URL: in.URL, AccountIDs: in.AccountIDs, Fields: orNone(in.Fields),
 		Secret: in.Secret, Enabled: in.Enabled == nil || *in.Enabled, Timeout: time.Duration(in.TimeoutMS) * time.Millisecond,
 		MaxConcurrency: in.MaxConcurrency, Ordered: in.Ordered, CreatedAt: now, UpdatedAt: now}
 	err := m.store.CreateApp(r.Context(), app)
@@ -323,16 +345,41 @@ func (m *Mapper) handleCreateApp(w http.ResponseWriter, r *http.Request) {
 	}
 	m.apps.setLimit(app)
 	w.Header().Set("Location", mountPrefix(r)+"/worker-apps/"+app.ID)
-	writeJSON(w, http.StatusCreated, m.view(app))
+	m.writeApp(w, r, http.StatusCreated, app)
 }
 
 func (m *Mapper) handleGetApp(w http.ResponseWriter, r *http.Request) {
-	app, err := m.store.GetApp(r.Context(), r.PathValue("id"))
+	app, err := m.storedApp(r.Context(), r.PathValue("id"))
 	if err != nil {
 		m.storeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, m.view(app))
+	m.writeApp(w, r, http.StatusOK, app)
+}
+
+// writeApp answers with one app's view.
+func (m *Mapper) writeApp(w http.ResponseWriter, r *http.Request, code int, app *WorkerApp) {
+	v, err := m.view(r.Context(), app)
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, code, v)
+}
+
+// storedApp reads one app from the store, not the cache: the admin API
+// shows what is stored.
+func (m *Mapper) storedApp(ctx context.Context, id string) (*WorkerApp, error) {
+	apps, err := m.store.ListApps(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range apps {
+		if apps[i].ID == id {
+			return &apps[i], nil
+		}
+	}
+	return nil, fmt.Errorf("worker app %q: %w", id, ErrNotFound)
 }
 
 func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
@@ -340,13 +387,13 @@ func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	old, err := m.store.GetApp(r.Context(), r.PathValue("id"))
+	old, err := m.storedApp(r.Context(), r.PathValue("id"))
 	if err != nil {
 		m.storeError(w, r, err)
 		return
 	}
 	app := *old
-	app.Name, app.URL, app.AccountIDs, app.Fields = in.Name, in.URL, in.AccountIDs, orEmpty(in.Fields)
+	app.Name, app.URL, app.AccountIDs, app.Fields = in.Name, in.URL, in.AccountIDs, orNone(in.Fields)
 	if in.Secret != "" {
 		app.Secret = in.Secret
 	}
@@ -365,7 +412,7 @@ func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
 	m.apps.reset(app.ID)
 	m.apps.setLimit(&app)
 	m.notify()
-	writeJSON(w, http.StatusOK, m.view(&app))
+	m.writeApp(w, r, http.StatusOK, &app)
 }
 
 func (m *Mapper) handleDeleteApp(w http.ResponseWriter, r *http.Request) {
@@ -387,7 +434,7 @@ type metricsResponse struct {
 }
 
 func (m *Mapper) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	st, err := m.store.Stats(r.Context(), m.cfg.now().Add(-time.Hour))
+	st, err := m.stats(r.Context())
 	if err != nil {
 		m.storeError(w, r, err)
 		return
@@ -406,10 +453,7 @@ func (m *Mapper) handleLogs(w http.ResponseWriter, r *http.Request) {
 		m.storeError(w, r, err)
 		return
 	}
-	if page.Events == nil {
-		page.Events = []Event{}
-	}
-	writeJSON(w, http.StatusOK, page)
+	writeJSON(w, http.StatusOK, eventPage{Events: orNone(page.Items), NextCursor: page.NextCursor})
 }
 
 func parseTimes(v url.Values, since, until *time.Time) error {
@@ -460,10 +504,31 @@ type eventDetail struct {
 	Deliveries []deliveryHistory `json:"deliveries"`
 }
 
-// deliveryHistory is a delivery with its attempts.
+// deliveryHistory is a delivery with its attempts, listed even when
+// there are none.
 type deliveryHistory struct {
 	Delivery
 	History []Attempt `json:"attempts_history"`
+}
+
+// eventPage and deliveryPage are the bodies of the admin listings.
+type (
+	eventPage struct {
+		Events     []Event `json:"events"`
+		NextCursor string  `json:"next_cursor,omitempty"`
+	}
+	deliveryPage struct {
+		Deliveries []Delivery `json:"deliveries"`
+		NextCursor string     `json:"next_cursor,omitempty"`
+	}
+)
+
+// orNone makes a nil list an empty one, so that the API shows [].
+func orNone[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func (m *Mapper) handleEvent(w http.ResponseWriter, r *http.Request) {
@@ -473,19 +538,14 @@ func (m *Mapper) handleEvent(w http.ResponseWriter, r *http.Request) {
 		m.storeError(w, r, err)
 		return
 	}
-	ds, err := m.eventDeliveries(ctx, ev.ID)
+	ds, err := m.eventDeliveries(ctx, ev.ID, true)
 	if err != nil {
 		m.storeError(w, r, err)
 		return
 	}
 	out := eventDetail{Event: *ev, Payload: ev.Payload, Deliveries: make([]deliveryHistory, 0, len(ds))}
 	for _, d := range ds {
-		as, err := m.store.ListAttempts(ctx, d.ID)
-		if err != nil {
-			m.storeError(w, r, err)
-			return
-		}
-		out.Deliveries = append(out.Deliveries, deliveryHistory{Delivery: d, History: as})
+		out.Deliveries = append(out.Deliveries, deliveryHistory{Delivery: d, History: orNone(d.History)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -511,14 +571,11 @@ func (m *Mapper) handleListDeliveries(w http.ResponseWriter, r *http.Request) {
 		m.storeError(w, r, err)
 		return
 	}
-	if page.Deliveries == nil {
-		page.Deliveries = []Delivery{}
-	}
-	writeJSON(w, http.StatusOK, page)
+	writeJSON(w, http.StatusOK, deliveryPage{Deliveries: orNone(page.Items), NextCursor: page.NextCursor})
 }
 
 func (m *Mapper) handleReplayDelivery(w http.ResponseWriter, r *http.Request) {
-	d, err := m.store.ReplayDelivery(r.Context(), r.PathValue("id"), m.cfg.now())
+	d, err := m.replayDelivery(r.Context(), r.PathValue("id"))
 	if err != nil {
 		m.storeError(w, r, err)
 		return
@@ -528,7 +585,7 @@ func (m *Mapper) handleReplayDelivery(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Mapper) handleReplayEvent(w http.ResponseWriter, r *http.Request) {
-	ev, err := m.store.ReplayEvent(r.Context(), r.PathValue("id"), m.cfg.now())
+	ev, err := m.replayEvent(r.Context(), r.PathValue("id"))
 	if err != nil {
 		m.storeError(w, r, err)
 		return
@@ -553,7 +610,7 @@ func (m *Mapper) handleReplayDead(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, "invalid-json", "the body must be {\"app_id\", \"since\", \"until\"} (each optional): "+err.Error())
 		return
 	}
-	n, err := m.store.ReplayDead(r.Context(), DeliveryQuery{AppID: in.AppID, Since: in.Since, Until: in.Until}, m.cfg.now(), 500)
+	n, err := m.replayDead(r.Context(), DeliveryQuery{AppID: in.AppID, Since: in.Since, Until: in.Until})
 	if err != nil {
 		m.storeError(w, r, err)
 		return

@@ -3,6 +3,7 @@ package mapper_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -89,7 +90,7 @@ func TestWorkerAppsCRUD(t *testing.T) {
 		{"no name", map[string]any{"url": w.URL(), "account_ids": []string{"1"}, "secret": w.Secret()}, 422, "invalid-worker-app"},
 		{"ftp URL", map[string]any{"name": "x", "url": "ftp://x", "account_ids": []string{"1"}, "secret": w.Secret()}, 422, "invalid-worker-app"},
 		{"credentials in URL", map[string]any{"name": "x", "url": "http://u:p@x", "account_ids": []string{"1"}, "secret": w.Secret()}, 422, "invalid-worker-app"},
-		{"no accounts", map[string]any{"name": "x", "url": w.URL(), "account_ids": []string{}, "secret": w.Secret()}, 422, "invalid-worker-app"},
+		{"account listed twice", map[string]any{"name": "x", "url": w.URL(), "account_ids": []string{"1", "1"}, "secret": w.Secret()}, 422, "invalid-worker-app"},
 		{"app-scoped ID", map[string]any{"name": "x", "url": w.URL(), "account_ids": []string{"abc"}, "secret": w.Secret()}, 422, "invalid-worker-app"},
 		{"short secret", map[string]any{"name": "x", "url": w.URL(), "account_ids": []string{"1"}, "secret": "short"}, 422, "invalid-worker-app"},
 		{"account taken", valid, 409, "conflict"},
@@ -120,9 +121,10 @@ func TestWorkerAppsCRUD(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(raw), "renamed") {
 		t.Errorf("put: %d %s", resp.StatusCode, raw)
 	}
-	stored, _ := h.store.GetApp(t.Context(), app.ID)
-	if stored.Secret != w.Secret() || len(stored.AccountIDs) != 2 {
-		t.Errorf("after PUT without secret: %+v", stored)
+	apps, _ := h.store.ListApps(t.Context())
+	routes, _ := h.store.ListRoutes(t.Context(), mapper.RouteQuery{AppID: app.ID})
+	if i := slices.IndexFunc(apps, func(a mapper.WorkerApp) bool { return a.ID == app.ID }); i < 0 || apps[i].Secret != w.Secret() || len(routes.Items) != 2 {
+		t.Errorf("after PUT without secret: %+v, routes %+v", apps, routes)
 	}
 	resp, raw = h.admin(http.MethodGet, "/worker-apps/", nil)
 	if resp.StatusCode != 200 || !strings.Contains(string(raw), "renamed") {
@@ -174,7 +176,10 @@ func TestLogsAndMetrics(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("%d %s", resp.StatusCode, raw)
 		}
-		var page mapper.EventPage
+		var page struct {
+			Events     []mapper.Event `json:"events"`
+			NextCursor string         `json:"next_cursor"`
+		}
 		if err := json.Unmarshal(raw, &page); err != nil {
 			t.Fatal(err)
 		}

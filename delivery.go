@@ -35,7 +35,7 @@ func (m *Mapper) attempt(ctx context.Context, d *Delivery) {
 		return
 	}
 	// The attempt happened: record it even if the caller is shutting down.
-	if err := m.store.RecordAttempt(context.WithoutCancel(t.ctx), d, t.a); err != nil {
+	if err := m.store.RecordAttempt(context.WithoutCancel(t.ctx), d, &t.a); err != nil {
 		m.notRecorded(t, d, err)
 		return
 	}
@@ -243,16 +243,15 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 	if store {
 		acquired, waiting = m.takeSlots(ds, now)
 	}
-	// With a RouteRecorder, when every delivery can be attempted now, the
-	// route is written after the attempts, with their outcomes, in one
-	// write. The event's lease must outlast the attempts (half the lease at
-	// most) and the write, with room to spare.
-	rec, _ := m.store.(RouteRecorder)
-	together := store && rec != nil && !replayed && acquired > 0 && waiting == 0 && leaseEnd.Sub(now) >= 3*m.cfg.lease/4
+	// When every delivery can be attempted now, the route is written after
+	// the attempts, with their outcomes, in one write. The event's lease
+	// must outlast the attempts (half the lease at most) and the write,
+	// with room to spare.
+	together := store && !replayed && acquired > 0 && waiting == 0 && leaseEnd.Sub(now) >= 3*m.cfg.lease/4
 	if store && !together {
 		// Written even when a hard stop came meanwhile: the route is sound,
 		// and its deliveries then go back due now.
-		if err = m.store.RouteEvent(context.WithoutCancel(ctx), ev, ds); err != nil {
+		if err = m.store.RouteEvent(context.WithoutCancel(ctx), ev, ds, nil); err != nil {
 			m.giveSlots(ds, now)
 		}
 	}
@@ -267,7 +266,7 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 		return nil
 	}
 	if together {
-		m.deliverRouted(ctx, rec, ev, ds)
+		m.deliverRouted(ctx, ev, ds)
 		return ds
 	}
 	if waiting > 0 {
@@ -312,7 +311,7 @@ func (m *Mapper) giveSlots(ds []Delivery, now time.Time) {
 // deliverRouted attempts the deliveries of a routed event, whose slots
 // the caller holds, side by side, then records the route and the attempts
 // in one write.
-func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event, ds []Delivery) {
+func (m *Mapper) deliverRouted(ctx context.Context, ev *Event, ds []Delivery) {
 	ts := make([]tried, len(ds))
 	var wg sync.WaitGroup
 	for i := range ds {
@@ -323,6 +322,7 @@ func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event
 	attempts := make([]Attempt, 0, len(ds))
 	for i := range ds {
 		d := &ds[i]
+		d.LeaseToken = "" // stored unleased: the attempt is over
 		if ts[i].cut {
 			// Cut short by a hard stop: stored unattempted and due now.
 			d.NextAttemptAt = now
@@ -335,17 +335,8 @@ func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event
 		}
 		attempts = append(attempts, ts[i].a)
 	}
-	ev.Status = settle(ev, ds)
-	if ev.Status.Terminal() {
-		var end time.Time
-		for _, d := range ds {
-			if d.CompletedAt != nil && d.CompletedAt.After(end) {
-				end = *d.CompletedAt
-			}
-		}
-		ev.CompletedAt = &end
-	}
-	err := rec.RecordRoute(context.WithoutCancel(ctx), ev, ds, attempts)
+	ev.Settle(ds)
+	err := m.store.RouteEvent(context.WithoutCancel(ctx), ev, ds, attempts)
 	for i := range ds {
 		switch {
 		case err != nil && ts[i].ok:
@@ -362,7 +353,8 @@ func (m *Mapper) deliverRouted(ctx context.Context, rec RouteRecorder, ev *Event
 // releaseDelivery gives a delivery back to the outbox, due now, and wakes
 // the loop, which claims it when its app can take it.
 func (m *Mapper) releaseDelivery(ctx context.Context, d *Delivery) {
-	if err := m.store.ReleaseDelivery(context.WithoutCancel(ctx), d, m.cfg.now()); err != nil {
+	d.NextAttemptAt = m.cfg.now()
+	if err := m.store.RecordAttempt(context.WithoutCancel(ctx), d, nil); err != nil {
 		m.cfg.logger.WarnContext(ctx, "delivery not released; it is retried when its lease ends", slog.String("delivery_id", d.ID), slog.String("error", err.Error()))
 		return
 	}
@@ -383,24 +375,6 @@ func (m *Mapper) deliverNow(ctx context.Context, ev *Event) (string, []deliveryO
 		status = string(settle(ev, ds))
 	}
 	return status, out
-}
-
-// settle is the event status its deliveries imply, as the Store computes it.
-func settle(ev *Event, ds []Delivery) EventStatus {
-	dead := false
-	for _, d := range ds {
-		if !d.Status.Terminal() {
-			return EventDispatched
-		}
-		dead = dead || d.Status == DeliveryDead
-	}
-	switch {
-	case dead:
-		return EventDead
-	case len(ev.Unroutable) > 0:
-		return EventUnroutable
-	}
-	return EventDelivered
 }
 
 // Run processes routing and delivery work until ctx ends (or [Mapper.Stop]
@@ -426,7 +400,7 @@ func (m *Mapper) Run(ctx context.Context) error {
 	defer side.Wait()
 	sideCtx, stopSide := context.WithCancel(ctx)
 	defer stopSide()
-	if n, ok := m.store.(WorkNotifier); ok {
+	if n, ok := m.store.(workNotifier); ok {
 		side.Go(func() { m.listen(sideCtx, n) })
 	}
 	if m.cfg.retention > 0 {
@@ -580,10 +554,10 @@ func (m *Mapper) release(slots chan struct{}) {
 	}
 }
 
-// listen keeps a WorkNotifier subscription open, so that work stored by
+// listen keeps a store's ListenForWork subscription open, so that work stored by
 // other replicas wakes this loop at once; while it is down, the poll
 // covers.
-func (m *Mapper) listen(ctx context.Context, n WorkNotifier) {
+func (m *Mapper) listen(ctx context.Context, n workNotifier) {
 	delay := time.Second
 	for ctx.Err() == nil {
 		err := n.ListenForWork(ctx, m.notify)

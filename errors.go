@@ -3,6 +3,7 @@ package mapper
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Errors a Store returns; callers branch on them with errors.Is.
@@ -31,9 +32,10 @@ var (
 	ErrMediaNotFound = errors.New("mapper: media not found or not visible")
 )
 
-// RouteConflictError is the ErrConflict of a worker app that would serve
-// an (account, field) pair another app serves. Stores return it so that
-// the admin API can name the pair and the app that holds it.
+// RouteConflictError is the ErrConflict of a route that would serve an
+// (account, field) pair another app serves. Stores return it (one per
+// clash, joined) so that the admin API can name the pair and the app that
+// holds it.
 type RouteConflictError struct {
 	AccountID string
 	// Field is the field both would serve; "" when both take every field.
@@ -64,3 +66,38 @@ func (e *fieldError) Error() string {
 }
 
 func (e *fieldError) Unwrap() error { return ErrInvalidInput }
+
+// routeConflicts gathers the RouteConflictErrors in err's tree.
+func routeConflicts(err error) []routeConflict {
+	var out []routeConflict
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case *RouteConflictError:
+			out = append(out, routeConflict{AccountID: e.AccountID, Field: e.Field, AppID: e.AppID})
+		case interface{ Unwrap() []error }:
+			for _, c := range e.Unwrap() {
+				walk(c)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}
+
+// conflictDetail says what clashed in a sentence: the first few clashes,
+// and how many more the conflicts member lists.
+func conflictDetail(cs []routeConflict) string {
+	const shown = 3
+	parts := make([]string, 0, shown)
+	for _, c := range cs[:min(len(cs), shown)] {
+		parts = append(parts, (&RouteConflictError{AccountID: c.AccountID, Field: c.Field, AppID: c.AppID}).Error())
+	}
+	s := strings.Join(parts, "; ")
+	if len(cs) > shown {
+		s += fmt.Sprintf("; and %d more (see conflicts)", len(cs)-shown)
+	}
+	return s + "; nothing was changed"
+}

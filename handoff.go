@@ -58,7 +58,7 @@ func (m *Mapper) takeHandoff(n int) []*Event {
 func (m *Mapper) returnHandoff(ctx context.Context) {
 	for _, ev := range m.takeHandoff(handoffSize) {
 		ev.NextAttemptAt = m.cfg.now()
-		if err := m.store.RouteEvent(context.WithoutCancel(ctx), ev, nil); err != nil {
+		if err := m.store.RouteEvent(context.WithoutCancel(ctx), ev, nil, nil); err != nil {
 			m.cfg.logger.WarnContext(ctx, "handed-over event not returned; it is claimed when its lease ends",
 				slog.String("event_id", ev.ID), slog.String("error", err.Error()))
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -75,33 +76,40 @@ func (s *watchedStore) CreateEvent(ctx context.Context, ev *mapper.Event) error 
 	return s.Store.CreateEvent(ctx, ev)
 }
 
-func (s *watchedStore) RouteEvent(ctx context.Context, ev *mapper.Event, ds []mapper.Delivery) error {
-	s.count("RouteEvent")
+// RouteEvent is counted as RecordRoute when it carries attempts (a route
+// written with its first attempts), and RecordAttempt as ReleaseDelivery
+// when it carries none (a claim given back).
+func (s *watchedStore) RouteEvent(ctx context.Context, ev *mapper.Event, ds []mapper.Delivery, as []mapper.Attempt) error {
+	if len(as) > 0 {
+		s.count("RecordRoute")
+	} else {
+		s.count("RouteEvent")
+	}
 	defer s.signal()
-	return s.Store.RouteEvent(ctx, ev, ds)
+	return s.Store.RouteEvent(ctx, ev, ds, as)
 }
 
-func (s *watchedStore) RecordRoute(ctx context.Context, ev *mapper.Event, ds []mapper.Delivery, as []mapper.Attempt) error {
-	s.count("RecordRoute")
-	defer s.signal()
-	return s.Store.RecordRoute(ctx, ev, ds, as)
-}
-
-func (s *watchedStore) ReleaseDelivery(ctx context.Context, d *mapper.Delivery, next time.Time) error {
-	s.count("ReleaseDelivery")
-	defer s.signal()
-	return s.Store.ReleaseDelivery(ctx, d, next)
-}
-
-func (s *watchedStore) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.Attempt) error {
-	s.count("RecordAttempt")
+func (s *watchedStore) RecordAttempt(ctx context.Context, d *mapper.Delivery, a *mapper.Attempt) error {
+	if a == nil {
+		s.count("ReleaseDelivery")
+	} else {
+		s.count("RecordAttempt")
+	}
 	defer s.signal()
 	return s.Store.RecordAttempt(ctx, d, a)
 }
 
+// attempts reads the attempts of a delivery.
+func (s *watchedStore) attempts(id string) ([]mapper.Attempt, error) {
+	page, err := s.FindDeliveries(context.Background(), mapper.DeliveryQuery{ID: id, Attempts: true})
+	if err != nil || len(page.Items) != 1 {
+		return nil, fmt.Errorf("delivery %s: %d found, %v", id, len(page.Items), err)
+	}
+	return page.Items[0].History, nil
+}
+
 type harness struct {
 	t     *testing.T
-	plain bool // the Mapper does not see the store's RouteRecorder
 	store *watchedStore
 	graph *mappertest.GraphAPI
 	res   *graphresolver.Resolver
@@ -121,25 +129,12 @@ func newHarness(t *testing.T, opts ...mapper.Option) *harness {
 
 func newHarnessNoRun(t *testing.T, opts ...mapper.Option) *harness {
 	t.Helper()
-	return newHarnessOn(t, false, opts...)
+	return newHarnessOn(t, opts...)
 }
 
-// withoutRecorder hides the store's mapper.RouteRecorder from the Mapper.
-type withoutRecorder struct{ mapper.Store }
-
-// outboxModes runs fn with the store's RouteRecorder (a route and its
-// first attempts written together) and without it (the route, then each
-// attempt), the two ways the Mapper stores its work.
-func outboxModes(t *testing.T, fn func(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *harness)) {
-	t.Run("route_recorder", func(t *testing.T) { fn(t, newHarnessNoRun) })
-	t.Run("route_then_attempts", func(t *testing.T) {
-		fn(t, func(t *testing.T, opts ...mapper.Option) *harness { return newHarnessOn(t, true, opts...) })
-	})
-}
-
-func newHarnessOn(t *testing.T, plain bool, opts ...mapper.Option) *harness {
+func newHarnessOn(t *testing.T, opts ...mapper.Option) *harness {
 	t.Helper()
-	h := &harness{t: t, plain: plain, store: newWatchedStore(), graph: mappertest.NewGraphAPI(graphToken)}
+	h := &harness{t: t, store: newWatchedStore(), graph: mappertest.NewGraphAPI(graphToken)}
 	t.Cleanup(h.graph.Close)
 	res, err := graphresolver.New(graphToken, graphresolver.WithBaseURL(h.graph.URL()),
 		graphresolver.WithThrottleBackoff(20*time.Millisecond, 100*time.Millisecond), graphresolver.WithTokenProbe(20*time.Millisecond))
@@ -157,11 +152,7 @@ func newHarnessOn(t *testing.T, plain bool, opts ...mapper.Option) *harness {
 		mapper.WithLease(20 * time.Second),
 		mapper.WithParkInterval(20 * time.Millisecond),
 	}
-	var store mapper.Store = h.store
-	if plain {
-		store = withoutRecorder{h.store}
-	}
-	h.m, err = mapper.New(store, append(base, opts...)...)
+	h.m, err = mapper.New(h.store, append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,8 +290,8 @@ func (h *harness) deliveries(eventID string) []mapper.Delivery {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	slices.Reverse(page.Deliveries)
-	return page.Deliveries
+	slices.Reverse(page.Items)
+	return page.Items
 }
 
 func ctxTimeout(t *testing.T) context.Context {
@@ -320,7 +311,7 @@ func dumpState(t *testing.T, h *harness) {
 	st, _ := h.store.Stats(context.Background(), time.Time{})
 	t.Logf("stats %+v counters %+v", st, h.metrics().Counters)
 	page, _ := h.store.FindDeliveries(context.Background(), mapper.DeliveryQuery{Status: mapper.DeliveryPending, Limit: 5})
-	for _, d := range page.Deliveries {
+	for _, d := range page.Items {
 		t.Logf("pending %s app %s next %v (in %v) attempts %d err %q", d.ID, d.AppID, d.NextAttemptAt, time.Until(d.NextAttemptAt), d.Attempts, d.LastError)
 	}
 }

@@ -134,7 +134,7 @@ func countEvents(t *testing.T, h *harness) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(page.Events)
+	return len(page.Items)
 }
 
 // chunked hides the length of a body, so the client sends it chunked.

@@ -233,7 +233,9 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("event %s", ev.Status)
 	}
 	resp, raw := h.admin(http.MethodGet, "/deliveries/?status=dead&app_id="+appID, nil)
-	var page mapper.DeliveryPage
+	var page struct {
+		Deliveries []mapper.Delivery `json:"deliveries"`
+	}
 	if resp.StatusCode != 200 || json.Unmarshal(raw, &page) != nil || len(page.Deliveries) != 1 {
 		t.Fatalf("dead letters: %d %s", resp.StatusCode, raw)
 	}

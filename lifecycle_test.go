@@ -19,7 +19,7 @@ import (
 // another replica takes them at once rather than after the lease.
 func TestStopHard(t *testing.T) {
 	t.Parallel()
-	outboxModes(t, func(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *harness) {
+	func(t *testing.T, newHarness func(*testing.T, ...mapper.Option) *harness) {
 		h := newHarness(t)
 		h.start()
 		app, appID := h.addApp("hangs", accountA)
@@ -64,7 +64,7 @@ func TestStopHard(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(raw), `"circuit":"closed"`) {
 			t.Errorf("the cut attempts counted against the app: %s", raw)
 		}
-	})
+	}(t, newHarnessNoRun)
 }
 
 // TestStopGraceful: work that ends before Stop's context does is finished

@@ -13,6 +13,23 @@ type problem struct {
 	Detail string `json:"detail,omitempty"`
 	// Instance is the request path.
 	Instance string `json:"instance,omitempty"`
+	// Conflicts names every route that clashed, on a 409 about routes.
+	Conflicts []routeConflict `json:"conflicts,omitempty"`
+	// Errors lists what is wrong with each rejected item of a batch.
+	Errors []itemError `json:"errors,omitempty"`
+}
+
+// routeConflict is a [RouteConflictError] as the admin API shows it.
+type routeConflict struct {
+	AccountID string `json:"account_id"`
+	Field     string `json:"field,omitempty"`
+	AppID     string `json:"app_id"`
+}
+
+// itemError is what is wrong with one item of a batch, by its place.
+type itemError struct {
+	Index  int    `json:"index"`
+	Detail string `json:"detail"`
 }
 
 // problemTypeBase prefixes our problem types; the fragment names the case
@@ -20,13 +37,13 @@ type problem struct {
 const problemTypeBase = "https://github.com/chatico/mapper/blob/main/docs/problems.md#"
 
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, kind, detail string) {
-	p := problem{
-		Type:     problemTypeBase + kind,
-		Title:    http.StatusText(status),
-		Status:   status,
-		Detail:   detail,
-		Instance: r.URL.Path,
-	}
+	sendProblem(w, r, &problem{Type: kind, Status: status, Detail: detail})
+}
+
+// sendProblem writes p, completing its type, title and instance.
+func sendProblem(w http.ResponseWriter, r *http.Request, p *problem) {
+	status := p.Status
+	p.Type, p.Title, p.Instance = problemTypeBase+p.Type, http.StatusText(status), r.URL.Path
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)

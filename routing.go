@@ -35,7 +35,7 @@ func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, stor
 		// The payload passed this parser at intake, so the stored copy is
 		// damaged; retrying cannot help.
 		ev.Status, ev.LastError, ev.CompletedAt = EventDead, "stored payload unusable: "+err.Error(), &now
-		return nil, false, m.store.RouteEvent(ctx, ev, nil)
+		return nil, false, m.store.RouteEvent(ctx, ev, nil, nil)
 	}
 	existing, again, err := m.earlierRoute(ctx, ev)
 	if err != nil {
@@ -94,7 +94,7 @@ func (m *Mapper) earlierRoute(ctx context.Context, ev *Event) ([]Delivery, map[s
 	if ev.RoutedAt == nil {
 		return nil, nil, nil
 	}
-	existing, err := m.eventDeliveries(ctx, ev.ID)
+	existing, err := m.eventDeliveries(ctx, ev.ID, false)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading earlier deliveries: %w", err)
 	}
@@ -105,16 +105,17 @@ func (m *Mapper) earlierRoute(ctx context.Context, ev *Event) ([]Delivery, map[s
 	return existing, again, nil
 }
 
-// eventDeliveries reads every delivery of an event, oldest first.
-func (m *Mapper) eventDeliveries(ctx context.Context, eventID string) ([]Delivery, error) {
+// eventDeliveries reads every delivery of an event, oldest first, with
+// their attempts if asked.
+func (m *Mapper) eventDeliveries(ctx context.Context, eventID string, attempts bool) ([]Delivery, error) {
 	var out []Delivery
-	q := DeliveryQuery{EventID: eventID, Limit: ids.MaxPageLimit}
+	q := DeliveryQuery{EventID: eventID, Limit: ids.MaxPageLimit, Attempts: attempts}
 	for {
 		page, err := m.store.FindDeliveries(ctx, q)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, page.Deliveries...)
+		out = append(out, page.Items...)
 		if page.NextCursor == "" {
 			slices.Reverse(out)
 			return out, nil
@@ -284,7 +285,7 @@ func (m *Mapper) retryRouting(ctx context.Context, ev *Event, cause error) error
 		// back due now, for a restart or another replica.
 		ev.RouteAttempts--
 		ev.NextAttemptAt = now
-		return m.store.RouteEvent(context.WithoutCancel(ctx), ev, nil)
+		return m.store.RouteEvent(context.WithoutCancel(ctx), ev, nil, nil)
 	}
 	m.counters.routeRetries.Add(1)
 	ev.LastError = cause.Error()
@@ -296,7 +297,7 @@ func (m *Mapper) retryRouting(ctx context.Context, ev *Event, cause error) error
 	if !parked && ev.RouteAttempts >= m.cfg.retry.MaxAttempts {
 		ev.Status, ev.CompletedAt = EventDead, &now
 		m.cfg.logger.ErrorContext(ctx, "routing given up", slog.String("event_id", ev.ID), slog.Int("attempts", ev.RouteAttempts), slog.String("error", ev.LastError))
-		return m.store.RouteEvent(ctx, ev, nil)
+		return m.store.RouteEvent(ctx, ev, nil, nil)
 	}
 	ev.NextAttemptAt = now.Add(m.backoff(ev.RouteAttempts, asked))
 	if parked {
@@ -304,7 +305,7 @@ func (m *Mapper) retryRouting(ctx context.Context, ev *Event, cause error) error
 		ev.NextAttemptAt = now.Add(asked)
 	}
 	m.cfg.logger.WarnContext(ctx, "routing postponed", slog.String("event_id", ev.ID), slog.Time("next_attempt_at", ev.NextAttemptAt), slog.String("error", ev.LastError))
-	if err := m.store.RouteEvent(ctx, ev, nil); err != nil {
+	if err := m.store.RouteEvent(ctx, ev, nil, nil); err != nil {
 		return err
 	}
 	m.scheduleAt(ev.NextAttemptAt)

@@ -198,11 +198,11 @@ func TestConcurrentCopiesDeliveredOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	page, _ := h.store.ListEvents(context.Background(), mapper.EventQuery{Status: mapper.EventPending})
-	for _, e := range page.Events {
+	for _, e := range page.Items {
 		h.settled(e.ID)
 	}
 	page, _ = h.store.ListEvents(context.Background(), mapper.EventQuery{Status: mapper.EventDispatched})
-	for _, e := range page.Events {
+	for _, e := range page.Items {
 		h.settled(e.ID)
 	}
 	if n := len(appA.Received()); n != 1 {

@@ -5,52 +5,85 @@ import (
 	"time"
 )
 
-// Store keeps worker apps, the event log and the delivery outbox. It is the
-// one required collaborator of [New]; docs/stores.md says how to write one.
+// Store keeps worker apps and their routes, the event log and the delivery
+// outbox. It is the one required collaborator of [New]; docs/stores.md says
+// how to write one. Embedding services also call it directly to manage
+// worker apps and routes from their own code (a Mapper sees such changes
+// within its cache TTL, [WithWorkerAppCacheTTL]).
+//
+// A Store only persists: the rules (which event a key duplicates, when an
+// event is settled, which fields a route serves, what a replay changes) are
+// the Mapper's, handed to the store as values or as methods it calls
+// ([Event.MarkDuplicates], [Event.Settle], [WorkerApp.Clash]).
 //
 // Every implementation must pass testing/storetest. Methods return
 // [ErrNotFound], [ErrConflict], [ErrLeaseLost] and [ErrInvalidInput]
 // (wrapped or not) where their docs say so; any other error is treated as
 // the store being unavailable.
+//
+// A Store may also have these methods, which the Mapper uses when present
+// (a decorator must forward them):
+//
+//	// Ping reports whether the store can take writes, for the health
+//	// check (which otherwise lists the apps).
+//	Ping(ctx context.Context) error
+//	// Stats aggregates the log for GET /monitoring/metrics; percentiles
+//	// cover events completed since the given time.
+//	Stats(ctx context.Context, since time.Time) (Stats, error)
+//	// ListenForWork calls wake whenever another replica stored work that
+//	// may be due (PostgreSQL's LISTEN/NOTIFY), until ctx ends; it returns
+//	// when ctx ends or listening cannot go on, and the Mapper then polls
+//	// and tries again later.
+//	ListenForWork(ctx context.Context, wake func()) error
 type Store interface {
-	// Worker apps.
+	// Worker apps and routes.
 
 	// CreateApp stores app, assigning ID, CreatedAt and UpdatedAt when they
-	// are empty. It returns ErrConflict when the ID exists or the app
-	// would serve an (account, field) pair another app serves
-	// ([WorkerApp.Clash]); the check and the write are one atomic step.
+	// are empty, with a route for each of its AccountIDs (taking the app's
+	// Fields). It returns ErrConflict when the ID exists or a route would
+	// clash with another app's ([WorkerApp.Clash]); the check and the write
+	// are one atomic step.
 	CreateApp(ctx context.Context, app *WorkerApp) error
-	// GetApp returns ErrNotFound for an unknown ID.
-	GetApp(ctx context.Context, id string) (*WorkerApp, error)
-	// ListApps returns every app ordered by CreatedAt, then ID.
+	// ListApps returns every app ordered by CreatedAt, then ID, without
+	// AccountIDs (routes are read with ListRoutes).
 	ListApps(ctx context.Context) ([]WorkerApp, error)
 	// UpdateApp replaces the stored app with the same ID (ErrNotFound when
-	// absent, ErrConflict as for CreateApp) and sets UpdatedAt.
+	// absent) and sets UpdatedAt, keeping CreatedAt. AccountIDs nil keeps
+	// the app's routes; non-nil makes them exactly those accounts (a kept
+	// account keeps its route's Fields). ErrConflict as for CreateApp,
+	// also when new app Fields make a kept route clash.
 	UpdateApp(ctx context.Context, app *WorkerApp) error
-	// DeleteApp removes an app; pending deliveries to it stay in the outbox
-	// and die at their next attempt. ErrNotFound when absent.
+	// DeleteApp removes an app and its routes; pending deliveries to it
+	// stay in the outbox and die at their next attempt. ErrNotFound when
+	// absent.
 	DeleteApp(ctx context.Context, id string) error
-	// AppsForAccounts maps each given account ID to the enabled apps that
-	// serve some field of it (one app taking every field, or several
-	// taking a field each); accounts with no enabled app are absent from
-	// the result.
-	AppsForAccounts(ctx context.Context, accountIDs []string) (map[string][]*WorkerApp, error)
+	// SetRoutes adds or replaces the app's routes in put (keyed by
+	// AccountID; AppID is ignored) and removes its routes to the accounts
+	// in remove (absent ones are skipped), in one atomic step. ErrNotFound
+	// when the app does not exist; when routes clash with other apps'
+	// ([WorkerApp.Clash]) it stores nothing and returns every clash, each
+	// a [*RouteConflictError], joined with errors.Join.
+	SetRoutes(ctx context.Context, appID string, put []Route, remove []string) error
+	// ListRoutes returns routes ordered by AppID, then AccountID, one page
+	// at a time.
+	ListRoutes(ctx context.Context, q RouteQuery) (Page[Route], error)
 
 	// The event log.
 
 	// CreateEvent stores ev and its pending routing work in one atomic step.
-	// For each item whose Key an earlier event already holds it sets
-	// Duplicate; keys are claimed atomically, so of two concurrent copies of
-	// one payload only one gets each key. When every item is a duplicate the
-	// event is stored with status EventDuplicate and no work. The caller sets
-	// ID, ReceivedAt, Status and NextAttemptAt.
+	// It claims every item's Key for ev (a key an earlier event claimed
+	// stays that event's; of two concurrent copies of one payload only one
+	// gets each key), calls ev.MarkDuplicates with the outcome and stores
+	// ev as it leaves it. The caller sets ID, ReceivedAt, Status and
+	// NextAttemptAt.
 	CreateEvent(ctx context.Context, ev *Event) error
 	// GetEvent returns an event with its payload; ErrNotFound when absent.
 	GetEvent(ctx context.Context, id string) (*Event, error)
 	// ListEvents returns events newest first, filtered, one page at a time.
-	ListEvents(ctx context.Context, q EventQuery) (EventPage, error)
-	// ListAttempts returns the attempts of one delivery in order.
-	ListAttempts(ctx context.Context, deliveryID string) ([]Attempt, error)
+	ListEvents(ctx context.Context, q EventQuery) (Page[Event], error)
+	// FindDeliveries lists deliveries newest first, filtered, one page at a
+	// time, without their Body (with their History when q.Attempts).
+	FindDeliveries(ctx context.Context, q DeliveryQuery) (Page[Delivery], error)
 
 	// The outbox hands due work to the background loop with a lease, so that
 	// several replicas can share one store and a crashed holder's work is
@@ -62,62 +95,40 @@ type Store interface {
 	ClaimEvents(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Event, error)
 	// RouteEvent stores a claimed event's new state (every field routing
 	// sets: Status, Owners, Unroutable, RouteAttempts, LastError,
-	// NextAttemptAt, RoutedAt, CompletedAt) and its deliveries, in one
-	// atomic step, and releases the event's lease. The caller sets the
-	// deliveries' IDs, status and NextAttemptAt; a delivery with a
-	// LeaseToken is leased to the caller until its NextAttemptAt, one
-	// without is claimable from its NextAttemptAt on. An event put back
-	// still pending, with no deliveries (routing must wait), is claimable
-	// again from its NextAttemptAt. ErrLeaseLost when the event's lease is
-	// no longer ev.LeaseToken; nothing is stored then.
-	RouteEvent(ctx context.Context, ev *Event, deliveries []Delivery) error
+	// NextAttemptAt, RoutedAt, CompletedAt), inserts its new deliveries
+	// and appends attempts of them (at most one each), in one atomic step,
+	// and releases the event's lease. The caller sets everything: the
+	// deliveries' IDs, status and NextAttemptAt, the event's Status (it
+	// settles it, knowing every delivery). A delivery with a LeaseToken is
+	// leased to the caller until its NextAttemptAt; one without is
+	// claimable from its NextAttemptAt on. An event put back pending with
+	// no deliveries (routing must wait) is claimable again from its
+	// NextAttemptAt. ErrLeaseLost when the event's lease is no longer
+	// ev.LeaseToken; nothing is stored then.
+	RouteEvent(ctx context.Context, ev *Event, deliveries []Delivery, attempts []Attempt) error
 	// ClaimDeliveries leases up to limit pending deliveries that are due, as
 	// ClaimEvents does, leaving out deliveries to the apps in skipApps (an
 	// open circuit, a full concurrency limit) and any Ordered delivery
 	// while a delivery of an older event (by event ID) to its app is
-	// pending or an older event of one of its app's accounts is pending
-	// routing.
-	// Original deliveries come with the event's payload as Body.
+	// pending or an older event of one of its app's routed accounts is
+	// pending routing. Original deliveries come with the event's payload
+	// as Body.
 	ClaimDeliveries(ctx context.Context, now time.Time, limit int, lease time.Duration, skipApps []string) ([]Delivery, error)
-	// ReleaseDelivery gives a claimed delivery back unattempted, due at
-	// next; ErrLeaseLost as for RecordAttempt.
-	ReleaseDelivery(ctx context.Context, d *Delivery, next time.Time) error
-	// RecordAttempt appends a to the delivery's history and stores d's new
-	// Status, Attempts, NextAttemptAt, LastStatusCode, LastError and
-	// CompletedAt, releasing the lease. When the last open delivery of an
-	// event ends, the event is settled: EventDead if any delivery is dead,
-	// else EventUnroutable if it has unroutable owners, else EventDelivered.
-	// ErrLeaseLost when d.LeaseToken no longer holds the lease.
-	RecordAttempt(ctx context.Context, d *Delivery, a Attempt) error
-
-	// Replays: dead deliveries, and events that were unroutable (once an app
-	// exists for them) or whose routing gave up.
-
-	// FindDeliveries lists deliveries, newest first, one page at a time,
-	// without their Body.
-	FindDeliveries(ctx context.Context, q DeliveryQuery) (DeliveryPage, error)
-	// ReplayDelivery makes a dead delivery pending again, due at now,
-	// starting a new retry cycle (AttemptBase, CycleStart), and reopens its
-	// event. ErrNotFound when absent, ErrConflict when it is not dead.
-	ReplayDelivery(ctx context.Context, id string, now time.Time) (*Delivery, error)
-	// ReplayEvent replays an event: its dead deliveries as ReplayDelivery
-	// does, and, when it has unroutable items or its routing gave up, it
-	// is made pending again, due at now (routing then sends only what its
-	// Unroutable lists). ErrConflict when the event is neither dead nor
-	// unroutable.
-	ReplayEvent(ctx context.Context, id string, now time.Time) (*Event, error)
-	// ReplayDead replays, in batches of at most batch, every dead delivery
-	// matching q (AppID, Since and Until on CreatedAt; Status and Cursor
-	// are ignored), and returns how many it replayed.
-	ReplayDead(ctx context.Context, q DeliveryQuery, now time.Time, batch int) (int64, error)
-
-	// Health and aggregates.
-
-	// Ping reports whether the store can take writes.
-	Ping(ctx context.Context) error
-	// Stats aggregates the log; processing-time percentiles cover events
-	// completed since the given time.
-	Stats(ctx context.Context, since time.Time) (Stats, error)
+	// RecordAttempt stores d's Status, Attempts, NextAttemptAt,
+	// LastStatusCode, LastError and CompletedAt, appends a to its history
+	// unless a is nil (a claim given back unattempted), and releases the
+	// lease. When d ended, it calls Settle on d's event with every delivery
+	// of the event and stores the event's Status and CompletedAt if that
+	// settled it, in the same atomic step. ErrLeaseLost when d.LeaseToken
+	// no longer holds the lease; nothing is stored then.
+	RecordAttempt(ctx context.Context, d *Delivery, a *Attempt) error
+	// Reopen stores a replay the Mapper decided: ev's Status, NextAttemptAt,
+	// LastError and CompletedAt, and each delivery's Status, NextAttemptAt,
+	// AttemptBase, CycleStart and CompletedAt, releasing any lease, in one
+	// atomic step. ErrConflict, with nothing stored, when the event's
+	// stored status is no longer was or one of the deliveries is no longer
+	// dead (another replay or a settle came first).
+	Reopen(ctx context.Context, was EventStatus, ev *Event, deliveries []Delivery) error
 
 	// Retention.
 
@@ -127,6 +138,14 @@ type Store interface {
 	// batches of at most batch events, so that it never holds a long lock,
 	// and returns how many events it deleted.
 	Prune(ctx context.Context, before time.Time, batch int) (int64, error)
+}
+
+// Page is one page of a listing, newest or lowest first as the listing
+// says.
+type Page[T any] struct {
+	Items []T `json:"items"`
+	// NextCursor continues the listing; it is empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // EventQuery filters [Store.ListEvents]. Zero fields do not filter.
@@ -142,46 +161,9 @@ type EventQuery struct {
 	Cursor string
 }
 
-// EventPage is one page of events.
-type EventPage struct {
-	Events []Event `json:"events"`
-	// NextCursor is empty on the last page.
-	NextCursor string `json:"next_cursor,omitempty"`
-}
-
-// RouteRecorder is an optional part of an Outbox that stores a route
-// together with the first attempt of each of its deliveries, in one write
-// instead of one for the route and one per attempt. The Mapper uses it,
-// when its Store implements it, for an event whose deliveries it can all
-// attempt at once (none ordered, every app with a free slot and a closed
-// circuit): it attempts them first and then records everything. Should
-// the process stop in between, the event's lease runs out and the event is
-// routed and delivered again, which is the at-least-once promise that a
-// stop between an attempt and its RecordAttempt already implies.
-type RouteRecorder interface {
-	// RecordRoute stores what RouteEvent would for ev and deliveries,
-	// then appends attempts (at most one per delivery, in any order), in
-	// one atomic step. Deliveries are stored as given and not leased (their
-	// LeaseToken is ignored): a pending one is claimable when its
-	// NextAttemptAt comes. The event's Status and CompletedAt are stored as
-	// given: the caller settles it, since it knows every delivery.
-	// ErrLeaseLost when the event's lease is no longer ev.LeaseToken;
-	// nothing is stored then.
-	RecordRoute(ctx context.Context, ev *Event, deliveries []Delivery, attempts []Attempt) error
-}
-
-// WorkNotifier is implemented by stores that can tell a Mapper when
-// another replica has stored new work (PostgreSQL's LISTEN/NOTIFY), so
-// that replicas wake each other without polling.
-type WorkNotifier interface {
-	// ListenForWork calls wake whenever new work may be due, until ctx
-	// ends. It returns only when ctx ends or listening cannot go on; the
-	// Mapper then falls back to its poll and tries again later.
-	ListenForWork(ctx context.Context, wake func()) error
-}
-
 // DeliveryQuery filters [Store.FindDeliveries]. Zero fields do not filter.
 type DeliveryQuery struct {
+	ID      string // one delivery
 	Status  DeliveryStatus
 	AppID   string
 	EventID string    // the deliveries of one event
@@ -189,15 +171,25 @@ type DeliveryQuery struct {
 	Until   time.Time // exclusive
 	Limit   int       // 0 or less serves 50, and a store serves 500 at most
 	Cursor  string
+	// Attempts fills each delivery's History.
+	Attempts bool
 }
 
-// DeliveryPage is one page of deliveries.
-type DeliveryPage struct {
-	Deliveries []Delivery `json:"deliveries"`
-	NextCursor string     `json:"next_cursor,omitempty"`
+// RouteQuery filters [Store.ListRoutes]. Zero fields do not filter.
+type RouteQuery struct {
+	AppID string
+	// Accounts are the accounts asked about (at most 500).
+	Accounts []string
+	// Field keeps the routes that serve this field (a route serving every
+	// field included).
+	Field  string
+	Limit  int // 0 or less serves 50, and a store serves 500 at most
+	Cursor string
 }
 
-// Stats is a snapshot of the store.
+// Stats is a snapshot of the store, for GET /monitoring/metrics, from a
+// Store's optional Stats method (see [Store]); without one its figures are
+// zero.
 type Stats struct {
 	EventsByStatus     map[EventStatus]int64    `json:"events_by_status"`
 	DeliveriesByStatus map[DeliveryStatus]int64 `json:"deliveries_by_status"`
@@ -209,3 +201,16 @@ type Stats struct {
 	ProcessingP50 time.Duration `json:"processing_p50_ns"`
 	ProcessingP95 time.Duration `json:"processing_p95_ns"`
 }
+
+// pinger, statser and workNotifier are the optional parts of a Store.
+type (
+	pinger interface {
+		Ping(ctx context.Context) error
+	}
+	statser interface {
+		Stats(ctx context.Context, since time.Time) (Stats, error)
+	}
+	workNotifier interface {
+		ListenForWork(ctx context.Context, wake func()) error
+	}
+)

@@ -96,7 +96,7 @@ func (m *Mapper) setupTelemetry() error {
 	t.tracer = tp.Tracer(instrumentationName)
 	t.propagator = m.cfg.propagator
 	t.nowFn = m.cfg.now
-	t.storeStat = func(ctx context.Context) (Stats, error) { return m.store.Stats(ctx, m.cfg.now().Add(-time.Hour)) }
+	t.storeStat = m.stats
 	meter := mp.Meter(instrumentationName)
 	var err error
 	if t.ackLatency, err = meter.Float64Histogram("mapper.webhook.ack.duration", metric.WithUnit("s"),

@@ -7,19 +7,22 @@ import (
 
 // WorkerApp is an internal application that acts on the webhooks of one or
 // more Instagram professional accounts: all their webhooks, or only those
-// of some subscription fields. An (account, field) pair is served by at
-// most one app; the Store enforces that (see [WorkerApp.Clash]).
+// of some subscription fields. Which accounts it serves are its routes
+// ([Route]); an (account, field) pair is served by at most one app, which
+// the Store enforces (see [WorkerApp.Clash]).
 type WorkerApp struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
 	// URL receives the deliveries (POST). It must be http or https.
 	URL string `json:"url"`
-	// AccountIDs are the Instagram professional account IDs (the entry.id of
-	// Meta's webhooks) whose events this app receives.
+	// AccountIDs, when set on create or update, make the app's routes
+	// exactly these accounts (the Instagram professional account IDs, the
+	// entry.id of Meta's webhooks); nil on update keeps the routes. Stores
+	// return apps without them: routes are read with [Store.ListRoutes].
 	AccountIDs []string `json:"account_ids"`
 	// Fields are the webhook subscription fields ("comments", "messages",
-	// ...; see the package documentation) of those accounts that this app
-	// receives; empty receives them all. Another app may take the other
+	// ...; see the package documentation) that the app's routes take when
+	// they name none; empty takes them all. Another app may take the other
 	// fields of the same accounts.
 	Fields []string `json:"fields"`
 	// Secret signs every delivery to this app (X-Mapper-Signature-256). It is
@@ -30,7 +33,7 @@ type WorkerApp struct {
 	// delivery timeout.
 	Timeout time.Duration `json:"-"`
 	// MaxConcurrency caps the attempts in flight to this app at once, per
-	// Mapper; 0 uses the Mapper's default (8, see [WithWorkerAppConcurrency]).
+	// Mapper; 0 uses the Mapper's default (8, see [WithConcurrency]).
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
 	// Ordered delivers to this app one at a time, in the order the events
 	// were received: a delivery waits while an older one to the same app
@@ -40,30 +43,47 @@ type WorkerApp struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// Clash returns an (account, field) pair that both a and b would serve,
-// with field "" standing for "every field", and ok == false when they can
-// share their accounts. Stores call it to refuse, with ErrConflict, an app
-// that would take another app's webhooks.
-func (a *WorkerApp) Clash(b *WorkerApp) (account, field string, ok bool) {
-	for _, acc := range a.AccountIDs {
-		if !slices.Contains(b.AccountIDs, acc) {
-			continue
-		}
-		switch {
-		case len(a.Fields) == 0 && len(b.Fields) == 0:
-			return acc, "", true
-		case len(a.Fields) == 0:
-			return acc, b.Fields[0], true
-		case len(b.Fields) == 0:
-			return acc, a.Fields[0], true
-		}
-		for _, f := range a.Fields {
-			if slices.Contains(b.Fields, f) {
-				return acc, f, true
-			}
+// Route sends an account's webhooks to a worker app: all of them, or those
+// of some subscription fields.
+type Route struct {
+	AccountID string `json:"account_id"`
+	AppID     string `json:"app_id"`
+	// Fields narrows the route to these fields; empty takes the app's
+	// Fields (and those empty, every field).
+	Fields []string `json:"fields"`
+}
+
+// fields is what route r of app a serves; empty is every field.
+func (a *WorkerApp) fields(r Route) []string {
+	if len(r.Fields) > 0 {
+		return r.Fields
+	}
+	return a.Fields
+}
+
+// Clash reports whether route r of app a and route o of app b would both
+// serve a field of one account, and which (field "" standing for every
+// field). Stores call it, with the apps the routes belong to, to refuse a
+// route that would take another app's webhooks.
+func (a *WorkerApp) Clash(r Route, b *WorkerApp, o Route) (field string, ok bool) {
+	if r.AccountID != o.AccountID || a.ID == b.ID {
+		return "", false
+	}
+	fa, fb := a.fields(r), b.fields(o)
+	switch {
+	case len(fa) == 0 && len(fb) == 0:
+		return "", true
+	case len(fa) == 0:
+		return fb[0], true
+	case len(fb) == 0:
+		return fa[0], true
+	}
+	for _, f := range fa {
+		if slices.Contains(fb, f) {
+			return f, true
 		}
 	}
-	return "", "", false
+	return "", false
 }
 
 // EventStatus is where an event stands in the processing flow.
@@ -163,6 +183,51 @@ func (e *Event) MarkDuplicates(claimed func(key string) bool) {
 	}
 }
 
+// Settle ends a dispatched event whose deliveries have all ended: dead if
+// one of them is dead, else unroutable if some of its items are, else
+// delivered, completed when its last delivery was. Stores call it from
+// RecordAttempt with every delivery of the event (Status and CompletedAt
+// are read) and store Status and CompletedAt when it reports true.
+func (e *Event) Settle(deliveries []Delivery) bool {
+	if e.Status != EventDispatched {
+		return false
+	}
+	s := settle(e, deliveries)
+	if s == EventDispatched {
+		return false
+	}
+	var at time.Time
+	for _, d := range deliveries {
+		if d.CompletedAt != nil && d.CompletedAt.After(at) {
+			at = *d.CompletedAt
+		}
+	}
+	if at.IsZero() {
+		at = time.Now().UTC()
+	}
+	e.Status, e.CompletedAt = s, &at
+	return true
+}
+
+// settle is the status deliveries imply for an event routed to them:
+// dispatched while one is open.
+func settle(ev *Event, ds []Delivery) EventStatus {
+	dead := false
+	for _, d := range ds {
+		if !d.Status.Terminal() {
+			return EventDispatched
+		}
+		dead = dead || d.Status == DeliveryDead
+	}
+	switch {
+	case dead:
+		return EventDead
+	case len(ev.Unroutable) > 0:
+		return EventUnroutable
+	}
+	return EventDelivered
+}
+
 // EventItem is one change or messaging item of a payload.
 type EventItem struct {
 	// Key identifies the item across Meta's retries, for example
@@ -226,6 +291,9 @@ type Delivery struct {
 	LeaseToken     string     `json:"-"`
 	// TraceContext is copied from the event.
 	TraceContext string `json:"-"`
+	// History holds the delivery's attempts, oldest first, when a listing
+	// asked for them ([DeliveryQuery].Attempts).
+	History []Attempt `json:"attempts_history,omitempty"`
 }
 
 // Attempt records one try of a delivery.

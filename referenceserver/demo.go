@@ -236,7 +236,7 @@ func (d *demo) report(ctx context.Context, stdout io.Writer, cases []*demoCase) 
 			}
 			page, _ := d.store.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: c.eventID})
 			var parts []string
-			for _, dl := range page.Deliveries {
+			for _, dl := range page.Items {
 				kind := "split"
 				if dl.Original {
 					kind = "original bytes"

@@ -27,9 +27,10 @@ type Store struct {
 
 // The decorator keeps the optional parts the Mapper looks for.
 var (
-	_ mapper.Store         = (*Store)(nil)
-	_ mapper.RouteRecorder = (*Store)(nil)
-	_ mapper.WorkNotifier  = (*Store)(nil)
+	_ mapper.Store = (*Store)(nil)
+	_ interface {
+		ListenForWork(ctx context.Context, wake func()) error
+	} = (*Store)(nil)
 )
 
 func (s *Store) observe(ctx context.Context, call string, start time.Time, err error) {
@@ -60,20 +61,14 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, l
 	return s.Store.ClaimDeliveries(ctx, now, limit, lease, skipApps)
 }
 
-// RouteEvent stores a route.
-func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, ds []mapper.Delivery) (err error) {
+// RouteEvent stores a route, with its first attempts when it has them.
+func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, ds []mapper.Delivery, as []mapper.Attempt) (err error) {
 	defer func(t time.Time) { s.observe(ctx, "RouteEvent", t, err) }(time.Now())
-	return s.Store.RouteEvent(ctx, ev, ds)
+	return s.Store.RouteEvent(ctx, ev, ds, as)
 }
 
-// RecordRoute stores a route with its first attempts.
-func (s *Store) RecordRoute(ctx context.Context, ev *mapper.Event, ds []mapper.Delivery, as []mapper.Attempt) (err error) {
-	defer func(t time.Time) { s.observe(ctx, "RecordRoute", t, err) }(time.Now())
-	return s.Store.RecordRoute(ctx, ev, ds, as)
-}
-
-// RecordAttempt stores an attempt.
-func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.Attempt) (err error) {
+// RecordAttempt stores an attempt, or a claim given back.
+func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a *mapper.Attempt) (err error) {
 	defer func(t time.Time) { s.observe(ctx, "RecordAttempt", t, err) }(time.Now())
 	return s.Store.RecordAttempt(ctx, d, a)
 }

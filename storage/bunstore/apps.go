@@ -5,12 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/uptrace/bun"
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/internal/ids"
+	"github.com/chatico/mapper/internal/storekit"
 )
 
 // CreateApp implements mapper.Store.
@@ -25,6 +27,10 @@ func (s *Store) CreateApp(ctx context.Context, app *mapper.WorkerApp) error {
 	if app.UpdatedAt.IsZero() {
 		app.UpdatedAt = app.CreatedAt
 	}
+	put, err := storekit.AccountRoutes(app.AccountIDs, nil)
+	if err != nil {
+		return err
+	}
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := s.lockApps(ctx, tx); err != nil {
 			return err
@@ -36,14 +42,14 @@ func (s *Store) CreateApp(ctx context.Context, app *mapper.WorkerApp) error {
 			}
 			return err
 		}
-		return insertAccounts(ctx, tx, app)
+		return s.putRoutes(ctx, tx, app, put)
 	})
 }
 
-// appsLockKey is the PostgreSQL advisory lock that serialises app writes:
-// whether two apps overlap on an (account, field) pair is a rule no
-// unique index can hold, so it is checked and written under this lock.
-// SQLite has one writer already.
+// appsLockKey is the PostgreSQL advisory lock that serialises app and
+// route writes: whether two apps overlap on an (account, field) pair is a
+// rule no unique index can hold, so it is checked and written under this
+// lock. SQLite has one writer already.
 const appsLockKey = 0x6d61707065720001
 
 func (s *Store) lockApps(ctx context.Context, tx bun.Tx) error {
@@ -54,61 +60,68 @@ func (s *Store) lockApps(ctx context.Context, tx bun.Tx) error {
 	return translate(err)
 }
 
-// insertAccounts writes app's routes after checking, in the caller's
-// transaction, that no other app serves one of its (account, field)
-// pairs.
-func insertAccounts(ctx context.Context, tx bun.Tx, app *mapper.WorkerApp) error {
-	if len(app.AccountIDs) == 0 {
+// chunk bounds the accounts of one statement, well under both databases'
+// limits on parameters.
+const chunk = 1000
+
+// putRoutes writes routes of app after checking, in the caller's
+// transaction, that they clash with no other app's.
+func (s *Store) putRoutes(ctx context.Context, tx bun.Tx, app *mapper.WorkerApp, put []mapper.Route) error {
+	if len(put) == 0 {
 		return nil
 	}
-	seen := make(map[string]bool, len(app.AccountIDs))
-	rows := make([]accountRow, len(app.AccountIDs))
-	for i, a := range app.AccountIDs {
-		if seen[a] {
-			return fmt.Errorf("account %s is listed twice: %w", a, mapper.ErrConflict)
-		}
-		seen[a] = true
-		rows[i] = accountRow{AccountID: a, AppID: app.ID}
+	mine := make(map[string]mapper.Route, len(put))
+	for _, r := range put {
+		mine[r.AccountID] = r
 	}
-	others, err := servingApps(ctx, tx, app.AccountIDs, func(q *bun.SelectQuery) {
-		q.Where("aa.app_id <> ?", app.ID).OrderExpr("aa.account_id, a.id")
-	})
-	if err != nil {
+	if err := clashes(ctx, tx, app, mine); err != nil {
 		return err
 	}
-	for _, o := range others {
-		other := o.appRow.app([]string{o.AccountID})
-		if acc, field, clash := app.Clash(other); clash {
-			return &mapper.RouteConflictError{AccountID: acc, Field: field, AppID: other.ID}
+	for part := range slices.Chunk(put, chunk) {
+		rows := make([]routeRow, len(part))
+		for i := range part {
+			rows[i] = toRouteRow(app.ID, &part[i])
+		}
+		if _, err := tx.NewInsert().Model(&rows).On("CONFLICT (account_id, app_id) DO UPDATE").Set("fields = EXCLUDED.fields").Exec(ctx); err != nil {
+			return translate(err)
 		}
 	}
-	_, err = tx.NewInsert().Model(&rows).Exec(ctx)
-	return translate(err)
+	return nil
 }
 
-// GetApp implements mapper.Store.
-func (s *Store) GetApp(ctx context.Context, id string) (*mapper.WorkerApp, error) {
-	var r appRow
-	if err := s.read.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("worker app %q: %w", id, translate(err))
-	}
-	accounts, err := s.accountsOf(ctx, []string{id})
-	if err != nil {
-		return nil, err
-	}
-	return r.app(accounts[id]), nil
+// otherRoute is another app's route to an account asked about, with the app.
+type otherRoute struct {
+	AccountID   string `bun:"account_id"`
+	RouteFields string `bun:"route_fields"`
+	appRow
 }
 
-func (s *Store) accountsOf(ctx context.Context, appIDs []string) (map[string][]string, error) {
-	var rows []accountRow
-	if err := s.read.NewSelect().Model(&rows).Where("app_id IN (?)", bun.In(appIDs)).Order("account_id").Scan(ctx); err != nil {
-		return nil, translate(err)
+// clashes returns every clash between app's routes in mine (by account)
+// and other apps' routes to the same accounts, joined.
+func clashes(ctx context.Context, db bun.IDB, app *mapper.WorkerApp, mine map[string]mapper.Route) error {
+	accounts := make([]string, 0, len(mine))
+	for a := range mine {
+		accounts = append(accounts, a)
 	}
-	out := map[string][]string{}
-	for _, r := range rows {
-		out[r.AppID] = append(out[r.AppID], r.AccountID)
+	slices.Sort(accounts)
+	var errs []error
+	for part := range slices.Chunk(accounts, chunk) {
+		var others []otherRoute
+		err := db.NewSelect().ColumnExpr("aa.account_id, aa.fields AS route_fields, a.*").
+			TableExpr("mapper_app_accounts AS aa").Join("JOIN mapper_worker_apps AS a ON a.id = aa.app_id").
+			Where("aa.account_id IN (?) AND aa.app_id <> ?", bun.In(part), app.ID).OrderExpr("aa.account_id, aa.app_id").Scan(ctx, &others)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return translate(err)
+		}
+		for _, o := range others {
+			other := o.appRow.app()
+			route := (&routeRow{AccountID: o.AccountID, AppID: o.ID, Fields: o.RouteFields}).route()
+			if field, clash := app.Clash(mine[o.AccountID], other, route); clash {
+				errs = append(errs, &mapper.RouteConflictError{AccountID: o.AccountID, Field: field, AppID: other.ID})
+			}
+		}
 	}
-	return out, nil
+	return errors.Join(errs...)
 }
 
 // ListApps implements mapper.Store.
@@ -117,20 +130,9 @@ func (s *Store) ListApps(ctx context.Context) ([]mapper.WorkerApp, error) {
 	if err := s.read.NewSelect().Model(&rows).Order("created_at", "id").Scan(ctx); err != nil {
 		return nil, translate(err)
 	}
-	if len(rows) == 0 {
-		return nil, nil
-	}
-	ids := make([]string, len(rows))
-	for i := range rows {
-		ids[i] = rows[i].ID
-	}
-	accounts, err := s.accountsOf(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
 	out := make([]mapper.WorkerApp, len(rows))
 	for i := range rows {
-		out[i] = *rows[i].app(accounts[rows[i].ID])
+		out[i] = *rows[i].app()
 	}
 	return out, nil
 }
@@ -150,17 +152,68 @@ func (s *Store) UpdateApp(ctx context.Context, app *mapper.WorkerApp) error {
 		if _, err := tx.NewUpdate().Model(toAppRow(app)).WherePK().Exec(ctx); err != nil {
 			return translate(err)
 		}
-		if _, err := tx.NewDelete().Model((*accountRow)(nil)).Where("app_id = ?", app.ID).Exec(ctx); err != nil {
+		if app.AccountIDs == nil {
+			// The routes stay; those sharing an account with another app
+			// must not clash under the app's new fields.
+			shared, err := sharedRoutes(ctx, tx, app.ID)
+			if err != nil {
+				return err
+			}
+			return clashes(ctx, tx, app, shared)
+		}
+		current, err := appRoutes(ctx, tx, app.ID, app.AccountIDs)
+		if err != nil {
+			return err
+		}
+		put, err := storekit.AccountRoutes(app.AccountIDs, current)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.NewDelete().Model((*routeRow)(nil)).Where("app_id = ?", app.ID).Exec(ctx); err != nil {
 			return translate(err)
 		}
-		return insertAccounts(ctx, tx, app)
+		return s.putRoutes(ctx, tx, app, put)
 	})
+}
+
+// appRoutes reads an app's routes to the given accounts.
+func appRoutes(ctx context.Context, db bun.IDB, appID string, accounts []string) (map[string]mapper.Route, error) {
+	out := make(map[string]mapper.Route, len(accounts))
+	for part := range slices.Chunk(accounts, chunk) {
+		var rows []routeRow
+		if err := db.NewSelect().Model(&rows).Where("app_id = ? AND account_id IN (?)", appID, bun.In(part)).Scan(ctx); err != nil {
+			return nil, translate(err)
+		}
+		for i := range rows {
+			out[rows[i].AccountID] = rows[i].route()
+		}
+	}
+	return out, nil
+}
+
+// sharedRoutes reads the routes of an app to accounts another app routes
+// too.
+func sharedRoutes(ctx context.Context, db bun.IDB, appID string) (map[string]mapper.Route, error) {
+	var rows []routeRow
+	err := db.NewSelect().Model(&rows).Where("aa.app_id = ?", appID).
+		Where("EXISTS (SELECT 1 FROM mapper_app_accounts AS o WHERE o.account_id = aa.account_id AND o.app_id <> aa.app_id)").Scan(ctx)
+	if err != nil {
+		return nil, translate(err)
+	}
+	out := make(map[string]mapper.Route, len(rows))
+	for i := range rows {
+		out[rows[i].AccountID] = rows[i].route()
+	}
+	return out, nil
 }
 
 // DeleteApp implements mapper.Store.
 func (s *Store) DeleteApp(ctx context.Context, id string) error {
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.NewDelete().Model((*accountRow)(nil)).Where("app_id = ?", id).Exec(ctx); err != nil {
+		if err := s.lockApps(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := tx.NewDelete().Model((*routeRow)(nil)).Where("app_id = ?", id).Exec(ctx); err != nil {
 			return translate(err)
 		}
 		res, err := tx.NewDelete().Model((*appRow)(nil)).Where("id = ?", id).Exec(ctx)
@@ -174,56 +227,72 @@ func (s *Store) DeleteApp(ctx context.Context, id string) error {
 	})
 }
 
-// AppsForAccounts implements mapper.Store.
-func (s *Store) AppsForAccounts(ctx context.Context, accountIDs []string) (map[string][]*mapper.WorkerApp, error) {
-	out := map[string][]*mapper.WorkerApp{}
-	if len(accountIDs) == 0 {
-		return out, nil
-	}
-	rows, err := servingApps(ctx, s.read, accountIDs, func(q *bun.SelectQuery) { q.Where("a.enabled = ?", true) })
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, 0, len(rows))
-	for _, r := range rows {
-		ids = append(ids, r.ID)
-	}
-	accounts := map[string][]string{}
-	if len(ids) > 0 {
-		if accounts, err = s.accountsOf(ctx, ids); err != nil {
-			return nil, err
+// SetRoutes implements mapper.Store.
+func (s *Store) SetRoutes(ctx context.Context, appID string, put []mapper.Route, remove []string) error {
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := s.lockApps(ctx, tx); err != nil {
+			return err
 		}
-	}
-	apps := map[string]*mapper.WorkerApp{}
-	for _, r := range rows {
-		app := apps[r.ID]
-		if app == nil {
-			app = r.appRow.app(accounts[r.ID])
-			apps[r.ID] = app
+		var r appRow
+		if err := tx.NewSelect().Model(&r).Where("id = ?", appID).Scan(ctx); err != nil {
+			return fmt.Errorf("worker app %q: %w", appID, translate(err))
 		}
-		out[r.AccountID] = append(out[r.AccountID], app)
-	}
-	return out, nil
+		for part := range slices.Chunk(remove, chunk) {
+			if _, err := tx.NewDelete().Model((*routeRow)(nil)).Where("app_id = ? AND account_id IN (?)", appID, bun.In(part)).Exec(ctx); err != nil {
+				return translate(err)
+			}
+		}
+		return s.putRoutes(ctx, tx, r.app(), put)
+	})
 }
 
-// servingRow is an app serving one of the accounts asked about.
-type servingRow struct {
-	AccountID string `bun:"account_id"`
-	appRow
-}
-
-// servingApps reads, for each of the accounts, the apps serving some
-// field of it, narrowed by filter.
-func servingApps(ctx context.Context, db bun.IDB, accounts []string, filter func(*bun.SelectQuery)) ([]servingRow, error) {
-	var rows []servingRow
-	q := db.NewSelect().
-		ColumnExpr("aa.account_id, a.*").
-		TableExpr("mapper_app_accounts AS aa").
-		Join("JOIN mapper_worker_apps AS a ON a.id = aa.app_id").
-		Where("aa.account_id IN (?)", bun.In(accounts))
-	filter(q)
-	if err := q.Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, translate(err)
+// ListRoutes implements mapper.Store. The primary key (account_id, app_id)
+// serves lookups by account; the index (app_id, account_id) an app's pages.
+func (s *Store) ListRoutes(ctx context.Context, q mapper.RouteQuery) (mapper.Page[mapper.Route], error) {
+	limit := ids.PageLimit(q.Limit)
+	if len(q.Accounts) > ids.MaxPageLimit {
+		return mapper.Page[mapper.Route]{}, fmt.Errorf("%d accounts asked about, %d at most: %w", len(q.Accounts), ids.MaxPageLimit, mapper.ErrInvalidInput)
 	}
-	return rows, nil
+	var rows []routeRow
+	sel := s.read.NewSelect().Model(&rows).OrderExpr("aa.app_id, aa.account_id").Limit(int64(limit + 1))
+	if q.AppID != "" {
+		sel.Where("aa.app_id = ?", q.AppID)
+	}
+	if q.Accounts != nil {
+		if len(q.Accounts) == 0 {
+			return mapper.Page[mapper.Route]{}, nil
+		}
+		sel.Where("aa.account_id IN (?)", bun.In(q.Accounts))
+	}
+	if q.Field != "" {
+		// A route takes the field when it names it, or names none and its
+		// app takes every field or names it. Field names are plain words,
+		// so a quoted one is found in the JSON text as it is.
+		contains := "instr(%s, ?) > 0"
+		if s.pg {
+			contains = "strpos(%s, ?) > 0"
+		}
+		quoted := `"` + q.Field + `"`
+		sel.Where("(aa.fields <> '[]' AND "+fmt.Sprintf(contains, "aa.fields")+") OR (aa.fields = '[]' AND EXISTS (SELECT 1 FROM mapper_worker_apps AS a WHERE a.id = aa.app_id AND (a.fields = '[]' OR "+fmt.Sprintf(contains, "a.fields")+")))",
+			quoted, quoted)
+	}
+	if q.Cursor != "" {
+		app, account, err := storekit.DecodeRouteCursor(q.Cursor)
+		if err != nil {
+			return mapper.Page[mapper.Route]{}, err
+		}
+		sel.Where("(aa.app_id, aa.account_id) > (?, ?)", app, account)
+	}
+	if err := sel.Scan(ctx); err != nil {
+		return mapper.Page[mapper.Route]{}, translate(err)
+	}
+	var page mapper.Page[mapper.Route]
+	for i := range rows {
+		if i == limit {
+			page.NextCursor = storekit.EncodeRouteCursor(rows[i-1].AppID, rows[i-1].AccountID)
+			break
+		}
+		page.Items = append(page.Items, rows[i].route())
+	}
+	return page, nil
 }

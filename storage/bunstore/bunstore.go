@@ -79,15 +79,17 @@ type Store struct {
 	ownsDB   bool
 	claimSQL string     // the FOR UPDATE SKIP LOCKED suffix on PostgreSQL
 	commits  *committer // events; on SQLite every write (see commit.go)
-	routes   *committer // RecordRoute on PostgreSQL
+	routes   *committer // RouteEvent on PostgreSQL
 	hot      prepared   // see hot.go
 }
 
-var (
-	_ mapper.Store         = (*Store)(nil)
-	_ mapper.WorkNotifier  = (*Store)(nil)
-	_ mapper.RouteRecorder = (*Store)(nil)
-)
+// The Store has every optional part the Mapper looks for.
+var _ interface {
+	mapper.Store
+	Ping(ctx context.Context) error
+	Stats(ctx context.Context, since time.Time) (mapper.Stats, error)
+	ListenForWork(ctx context.Context, wake func()) error
+} = (*Store)(nil)
 
 // New wraps db, whose dialect must be PostgreSQL or SQLite. The caller
 // keeps ownership of db: Close does not close it.

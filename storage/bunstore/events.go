@@ -77,7 +77,7 @@ func (s *Store) GetEvent(ctx context.Context, id string) (*mapper.Event, error) 
 }
 
 // ListEvents implements mapper.Store. The payload is not read.
-func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.EventPage, error) {
+func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.Page[mapper.Event], error) {
 	limit := ids.PageLimit(q.Limit)
 	var rows []eventRow
 	// The keyset columns: the event's own, or, filtered by account, the
@@ -106,17 +106,17 @@ func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.Eve
 	if q.Cursor != "" {
 		cat, cid, err := decodeCursor(q.Cursor)
 		if err != nil {
-			return mapper.EventPage{}, err
+			return mapper.Page[mapper.Event]{}, err
 		}
 		// A row value comparison, which PostgreSQL turns into an index
 		// condition (an OR of the two cases it only filters with).
 		sel.Where("("+at+", "+id+") < (?, ?)", cat, cid)
 	}
 	if err := sel.Scan(ctx); err != nil {
-		return mapper.EventPage{}, translate(err)
+		return mapper.Page[mapper.Event]{}, translate(err)
 	}
-	var page mapper.EventPage
-	page.Events, page.NextCursor = pageOf(rows, limit, (*eventRow).event, func(r *eventRow) (int64, string) { return r.ReceivedAt, r.ID })
+	var page mapper.Page[mapper.Event]
+	page.Items, page.NextCursor = pageOf(rows, limit, (*eventRow).event, func(r *eventRow) (int64, string) { return r.ReceivedAt, r.ID })
 	return page, nil
 }
 
@@ -151,17 +151,17 @@ func decodeCursor(s string) (int64, string, error) {
 	return n, id, nil
 }
 
-// ListAttempts implements mapper.Store.
-func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]mapper.Attempt, error) {
+// attemptsOf reads the attempts of deliveries, oldest first.
+func (s *Store) attemptsOf(ctx context.Context, deliveryIDs []string) (map[string][]mapper.Attempt, error) {
 	var rows []attemptRow
-	if err := s.read.NewSelect().Model(&rows).Where("delivery_id = ?", deliveryID).Order("number").Scan(ctx); err != nil {
+	if err := s.read.NewSelect().Model(&rows).Where("delivery_id IN (?)", bun.In(deliveryIDs)).Order("delivery_id", "number").Scan(ctx); err != nil {
 		return nil, translate(err)
 	}
-	out := make([]mapper.Attempt, len(rows))
-	for i, r := range rows {
-		out[i] = mapper.Attempt{DeliveryID: r.DeliveryID, Number: r.Number, StartedAt: fromUS(r.StartedAt),
+	out := make(map[string][]mapper.Attempt, len(deliveryIDs))
+	for _, r := range rows {
+		out[r.DeliveryID] = append(out[r.DeliveryID], mapper.Attempt{DeliveryID: r.DeliveryID, Number: r.Number, StartedAt: fromUS(r.StartedAt),
 			Duration: usDuration(r.DurationUS), StatusCode: r.StatusCode, Error: r.Error, Outcome: mapper.DeliveryStatus(r.Outcome),
-			ResponseBody: r.ResponseBody}
+			ResponseBody: r.ResponseBody})
 	}
 	return out, nil
 }

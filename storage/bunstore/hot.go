@@ -63,14 +63,9 @@ routed_at = ?, completed_at = ?, next_attempt_at = ?, lease_token = '' WHERE id 
 	insertAttemptSQL  = hot(insertSQL("mapper_attempts", attemptColumns))
 	recordDeliverySQL = hot(`UPDATE mapper_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?,
 completed_at = ?, lease_token = '' WHERE id = ? AND status = 'pending' AND lease_token = ?`)
-	settleEventSQL = hot(`UPDATE mapper_events SET
-status = CASE
-	WHEN EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 'dead') THEN 'dead'
-	WHEN unroutable <> '[]' THEN 'unroutable'
-	ELSE 'delivered' END,
-completed_at = (SELECT MAX(completed_at) FROM mapper_deliveries WHERE event_id = ?)
-WHERE id = ? AND status = 'dispatched'
-AND NOT EXISTS (SELECT 1 FROM mapper_deliveries WHERE event_id = ? AND status = 'pending')`)
+	eventStateSQL     = hot(`SELECT status, unroutable FROM mapper_events WHERE id = ?`)
+	deliveryStatesSQL = hot(`SELECT status, completed_at FROM mapper_deliveries WHERE event_id = ?`)
+	settleEventSQL    = hot(`UPDATE mapper_events SET status = ?, completed_at = ? WHERE id = ? AND status = 'dispatched'`)
 	// The committer's savepoints: one is open at a time, so one name does.
 	savepointSQL         = hot(`SAVEPOINT w`)
 	releaseSavepointSQL  = hot(`RELEASE SAVEPOINT w`)
@@ -161,6 +156,14 @@ func (s *Store) exec(ctx context.Context, tx bun.Tx, h *hotStmt, args ...any) (s
 		return st.ExecContext(ctx, args...)
 	}
 	return tx.Tx.ExecContext(ctx, s.text(h), args...)
+}
+
+// query runs a hot statement that returns rows in tx.
+func (s *Store) query(ctx context.Context, tx bun.Tx, h *hotStmt, args ...any) (*sql.Rows, error) {
+	if st := s.stmt(ctx, tx, h); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return tx.Tx.QueryContext(ctx, s.text(h), args...)
 }
 
 // queryRow runs a hot statement that returns at most one row in tx.

@@ -3,9 +3,9 @@ package bunstore
 import (
 	"context"
 	"path/filepath"
-	"slices"
 	"testing"
 
+	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/testing/containertest"
 )
 
@@ -44,13 +44,17 @@ func TestFieldRoutingMigrationKeepsRoutes(t *testing.T) {
 			if _, err := s.Migrate(ctx); err != nil {
 				t.Fatal(err)
 			}
-			app, err := s.GetApp(ctx, "app_1")
-			if err != nil || !slices.Equal(app.AccountIDs, []string{"1", "2"}) || len(app.Fields) != 0 {
-				t.Fatalf("app after migration: %+v %v", app, err)
+			apps, err := s.ListApps(ctx)
+			if err != nil || len(apps) != 2 || apps[0].ID != "app_1" || len(apps[0].Fields) != 0 {
+				t.Fatalf("apps after migration: %+v %v", apps, err)
 			}
-			got, err := s.AppsForAccounts(ctx, []string{"1", "3"})
-			if err != nil || len(got["1"]) != 1 || got["1"][0].ID != "app_1" || len(got["3"]) != 1 || got["3"][0].ID != "app_2" {
-				t.Fatalf("routes after migration: %v %v", got, err)
+			page, err := s.ListRoutes(ctx, mapper.RouteQuery{AppID: "app_1"})
+			if err != nil || len(page.Items) != 2 || page.Items[0].AccountID != "1" || page.Items[1].AccountID != "2" || page.Items[0].Fields != nil {
+				t.Fatalf("routes of app_1 after migration: %+v %v", page, err)
+			}
+			page, err = s.ListRoutes(ctx, mapper.RouteQuery{Accounts: []string{"1", "3"}})
+			if err != nil || len(page.Items) != 2 || page.Items[0].AppID != "app_1" || page.Items[1].AppID != "app_2" {
+				t.Fatalf("routes by account after migration: %+v %v", page, err)
 			}
 			// And back: the down migration keeps one app per account.
 			if _, err := s.Rollback(ctx); err != nil {

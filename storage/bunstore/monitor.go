@@ -12,12 +12,12 @@ import (
 	"github.com/chatico/mapper"
 )
 
-// Ping implements mapper.Store.
+// Ping reports whether the database takes writes, for the health check.
 func (s *Store) Ping(ctx context.Context) error {
 	return translate(s.db.PingContext(ctx))
 }
 
-// Stats implements mapper.Store.
+// Stats aggregates the log, for the Mapper's metrics.
 func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error) {
 	st := mapper.Stats{EventsByStatus: map[mapper.EventStatus]int64{}, DeliveriesByStatus: map[mapper.DeliveryStatus]int64{}}
 	var counts []struct {
@@ -131,7 +131,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, batch int) (int64, 
 	}
 }
 
-// ListenForWork implements mapper.WorkNotifier. On PostgreSQL it LISTENs
+// ListenForWork wakes the Mapper when another replica stored work. On PostgreSQL it LISTENs
 // on a connection of its own; on SQLite, one process owns the file and
 // wakes itself, so it only waits for ctx.
 func (s *Store) ListenForWork(ctx context.Context, wake func()) error {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -85,47 +86,37 @@ func (s *Store) leaseError(ctx context.Context, db bun.IDB, table, id string) er
 	return fmt.Errorf("%s %s: %w", strings.TrimPrefix(table, "mapper_"), id, mapper.ErrLeaseLost)
 }
 
-// RouteEvent implements mapper.Store.
-func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery) error {
+// RouteEvent implements mapper.Store: on SQLite in one write of the
+// committer's shared transaction, on PostgreSQL in one statement,
+// pipelined with others in one transaction by a committer of its own.
+func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
 	if ev.LeaseToken == "" {
 		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
 	}
-	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		return s.route(ctx, tx, ev, deliveries, false)
-	})
-}
-
-// RecordRoute implements mapper.RouteRecorder: the route and the first
-// attempts in one write of the committer's shared transaction on SQLite,
-// in one statement on PostgreSQL, pipelined with others in one
-// transaction by a committer of its own.
-func (s *Store) RecordRoute(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
-	if ev.LeaseToken == "" {
-		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
+	for _, a := range attempts {
+		if !slices.ContainsFunc(deliveries, func(d mapper.Delivery) bool { return d.ID == a.DeliveryID }) {
+			return fmt.Errorf("attempt of delivery %q, which is not in the route: %w", a.DeliveryID, mapper.ErrConflict)
+		}
 	}
 	if s.pg {
 		return s.routes.send(commitReq{ctx: ctx, route: &routeReq{ev, deliveries, attempts}})
 	}
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if err := s.route(ctx, tx, ev, deliveries, true); err != nil {
+		if err := s.route(ctx, tx, ev, deliveries); err != nil {
 			return err
 		}
 		return s.insertAttempts(ctx, tx, attempts)
 	})
 }
 
-// route stores a routed event and its deliveries, leased as given or,
-// with unleased set, not leased.
-func (s *Store) route(ctx context.Context, tx bun.Tx, ev *mapper.Event, deliveries []mapper.Delivery, unleased bool) error {
+// route stores a routed event and its deliveries, leased as given.
+func (s *Store) route(ctx context.Context, tx bun.Tx, ev *mapper.Event, deliveries []mapper.Delivery) error {
 	res, err := s.exec(ctx, tx, routeEventSQL, routeArgs(ev)...)
 	if err := s.matched(ctx, tx, res, err, "mapper_events", ev.ID); err != nil {
 		return err
 	}
 	for i := range deliveries {
 		d := toDeliveryRow(&deliveries[i])
-		if unleased {
-			d.LeaseToken = ""
-		}
 		if _, err := s.exec(ctx, tx, insertDeliverySQL, d.args()...); err != nil {
 			return translate(err)
 		}
@@ -219,7 +210,7 @@ RETURNING *`, args...).Scan(ctx, &rows)
 }
 
 // RecordAttempt implements mapper.Store.
-func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.Attempt) error {
+func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a *mapper.Attempt) error {
 	if d.LeaseToken == "" {
 		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
 	}
@@ -229,7 +220,7 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.
 			// Serialise the last deliveries of one event finishing at
 			// once, so that one of them sees the others ended and
 			// settles the event.
-			if _, err := tx.ExecContext(ctx, "SELECT 1 FROM mapper_events WHERE id = (SELECT event_id FROM mapper_deliveries WHERE id = ?) FOR UPDATE", d.ID); err != nil {
+			if _, err := tx.ExecContext(ctx, "SELECT 1 FROM mapper_events WHERE id = ? FOR UPDATE", d.EventID); err != nil {
 				return translate(err)
 			}
 		}
@@ -238,24 +229,53 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a mapper.
 		if err := s.matched(ctx, tx, res, err, "mapper_deliveries", d.ID); err != nil {
 			return err
 		}
-		if err := s.insertAttempts(ctx, tx, []mapper.Attempt{a}); err != nil {
-			return err
+		if a != nil {
+			if err := s.insertAttempts(ctx, tx, []mapper.Attempt{*a}); err != nil {
+				return err
+			}
 		}
 		if !terminal {
 			return nil
 		}
-		_, err = s.exec(ctx, tx, settleEventSQL, d.EventID, d.EventID, d.EventID, d.EventID)
-		return translate(err)
+		return s.settle(ctx, tx, d.EventID)
 	})
 }
 
-// ReleaseDelivery implements mapper.Store.
-func (s *Store) ReleaseDelivery(ctx context.Context, d *mapper.Delivery, next time.Time) error {
-	if d.LeaseToken == "" {
-		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
+// settle reads an event and the state of its deliveries and stores what
+// mapper.Event.Settle makes of them.
+func (s *Store) settle(ctx context.Context, tx bun.Tx, eventID string) error {
+	ev := mapper.Event{ID: eventID}
+	var status, unroutable string
+	if err := s.queryRow(ctx, tx, eventStateSQL, eventID).Scan(&status, &unroutable); err != nil {
+		return translate(err)
 	}
-	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		return s.updateLeased(ctx, tx, tx.NewUpdate().Table("mapper_deliveries").Set("next_attempt_at = ?", us(next)),
-			"mapper_deliveries", d.ID, d.LeaseToken)
-	})
+	ev.Status = mapper.EventStatus(status)
+	if ev.Status != mapper.EventDispatched {
+		return nil
+	}
+	if err := json.Unmarshal([]byte(unroutable), &ev.Unroutable); err != nil {
+		return fmt.Errorf("event %s: unroutable column: %w", eventID, err)
+	}
+	rows, err := s.query(ctx, tx, deliveryStatesSQL, eventID)
+	if err != nil {
+		return translate(err)
+	}
+	defer rows.Close()
+	var ds []mapper.Delivery
+	for rows.Next() {
+		var st string
+		var done *int64
+		if err := rows.Scan(&st, &done); err != nil {
+			return translate(err)
+		}
+		ds = append(ds, mapper.Delivery{Status: mapper.DeliveryStatus(st), CompletedAt: fromUSPtr(done)})
+	}
+	if err := rows.Err(); err != nil {
+		return translate(err)
+	}
+	if !ev.Settle(ds) {
+		return nil
+	}
+	_, err = s.exec(ctx, tx, settleEventSQL, string(ev.Status), usPtr(ev.CompletedAt), eventID)
+	return translate(err)
 }

@@ -198,7 +198,7 @@ func (s *Store) commitRoutesPG(batch []commitReq, errs []error) {
 	}
 }
 
-// recordRoutePG is RecordRoute on PostgreSQL in one statement, so one
+// recordRoutePG is RouteEvent on PostgreSQL in one statement, so one
 // round trip and no explicit transaction, instead of five round trips
 // (BEGIN, the update, the inserts, COMMIT): the event's update is a CTE,
 // and the inserts read it, so that with the lease lost nothing is
@@ -216,12 +216,11 @@ func (s *Store) recordRoutePG(ctx context.Context, ev *mapper.Event, deliveries 
 	return nil
 }
 
-// recordRouteArgs is RecordRoute's statement and its arguments.
+// recordRouteArgs is RouteEvent's statement and its arguments.
 func recordRouteArgs(ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) (string, []any) {
 	args := routeArgs(ev)
 	for i := range deliveries {
 		d := toDeliveryRow(&deliveries[i])
-		d.LeaseToken = "" // not leased: see mapper.RouteRecorder
 		args = append(args, d.args()...)
 	}
 	for _, a := range attempts {

@@ -3,7 +3,6 @@ package bunstore
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/uptrace/bun"
 
@@ -12,7 +11,7 @@ import (
 )
 
 // FindDeliveries implements mapper.Store. Bodies are not read.
-func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (mapper.DeliveryPage, error) {
+func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (mapper.Page[mapper.Delivery], error) {
 	limit := ids.PageLimit(q.Limit)
 	var rows []deliveryRow
 	sel := s.read.NewSelect().Model(&rows).ExcludeColumn("body").OrderExpr("d.created_at DESC, d.id DESC").Limit(int64(limit + 1))
@@ -20,19 +19,35 @@ func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (map
 	if q.Cursor != "" {
 		at, id, err := decodeCursor(q.Cursor)
 		if err != nil {
-			return mapper.DeliveryPage{}, err
+			return mapper.Page[mapper.Delivery]{}, err
 		}
 		sel.Where("(d.created_at, d.id) < (?, ?)", at, id)
 	}
 	if err := sel.Scan(ctx); err != nil {
-		return mapper.DeliveryPage{}, translate(err)
+		return mapper.Page[mapper.Delivery]{}, translate(err)
 	}
-	var page mapper.DeliveryPage
-	page.Deliveries, page.NextCursor = pageOf(rows, limit, (*deliveryRow).delivery, func(r *deliveryRow) (int64, string) { return r.CreatedAt, r.ID })
+	var page mapper.Page[mapper.Delivery]
+	page.Items, page.NextCursor = pageOf(rows, limit, (*deliveryRow).delivery, func(r *deliveryRow) (int64, string) { return r.CreatedAt, r.ID })
+	if q.Attempts && len(page.Items) > 0 {
+		ids := make([]string, len(page.Items))
+		for i := range page.Items {
+			ids[i] = page.Items[i].ID
+		}
+		as, err := s.attemptsOf(ctx, ids)
+		if err != nil {
+			return mapper.Page[mapper.Delivery]{}, err
+		}
+		for i := range page.Items {
+			page.Items[i].History = as[page.Items[i].ID]
+		}
+	}
 	return page, nil
 }
 
 func deliveryFilter(sel *bun.SelectQuery, q mapper.DeliveryQuery) {
+	if q.ID != "" {
+		sel.Where("d.id = ?", q.ID)
+	}
 	if q.Status != "" {
 		sel.Where("d.status = ?", string(q.Status))
 	}
@@ -50,111 +65,45 @@ func deliveryFilter(sel *bun.SelectQuery, q mapper.DeliveryQuery) {
 	}
 }
 
-// replay makes dead deliveries pending again, starting a new retry
-// cycle, and reopens their ended events.
-func (s *Store) replay(ctx context.Context, tx bun.Tx, ids []string, now time.Time) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if _, err := tx.NewUpdate().Table("mapper_deliveries").
-		Set("status = 'pending'").Set("next_attempt_at = ?", us(now)).Set("completed_at = NULL").
-		Set("lease_token = ''").Set("attempt_base = attempts").Set("cycle_start = ?", us(now)).
-		Where("id IN (?) AND status = 'dead'", bun.In(ids)).Exec(ctx); err != nil {
-		return translate(err)
-	}
-	_, err := tx.NewUpdate().Table("mapper_events").Set("status = 'dispatched'").Set("completed_at = NULL").
-		Where("id IN (SELECT event_id FROM mapper_deliveries WHERE id IN (?))", bun.In(ids)).
-		Where("status IN ('dead', 'unroutable', 'delivered')").Exec(ctx)
-	return translate(err)
-}
-
-// ReplayDelivery implements mapper.Store.
-func (s *Store) ReplayDelivery(ctx context.Context, id string, now time.Time) (*mapper.Delivery, error) {
-	var out mapper.Delivery
-	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		var r deliveryRow
-		if err := tx.NewSelect().Model(&r).ExcludeColumn("body").Where("d.id = ?", id).Scan(ctx); err != nil {
-			return fmt.Errorf("delivery %q: %w", id, translate(err))
-		}
-		if r.Status != string(mapper.DeliveryDead) {
-			return fmt.Errorf("delivery %s is %s, not dead: %w", id, r.Status, mapper.ErrConflict)
-		}
-		if err := s.replay(ctx, tx, []string{id}, now); err != nil {
-			return err
-		}
-		r.Status, r.NextAttemptAt, r.CompletedAt, r.AttemptBase, r.CycleStart = string(mapper.DeliveryPending), us(now), nil, r.Attempts, us(now)
-		out = r.delivery()
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &out, nil
-}
-
-// ReplayEvent implements mapper.Store.
-func (s *Store) ReplayEvent(ctx context.Context, id string, now time.Time) (*mapper.Event, error) {
-	var out mapper.Event
-	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		var r eventRow
-		sel := tx.NewSelect().Model(&r).ExcludeColumn("payload").Where("e.id = ?", id)
-		if s.pg {
-			sel.For("UPDATE") // SQLite's single writer needs no lock
-		}
-		if err := sel.Scan(ctx); err != nil {
-			return fmt.Errorf("event %q: %w", id, translate(err))
-		}
-		if r.Status != string(mapper.EventDead) && r.Status != string(mapper.EventUnroutable) {
-			return fmt.Errorf("event %s is %s, neither dead nor unroutable: %w", id, r.Status, mapper.ErrConflict)
-		}
-		var dead []string
-		if err := tx.NewSelect().Table("mapper_deliveries").Column("id").Where("event_id = ? AND status = 'dead'", id).Scan(ctx, &dead); err != nil {
+// Reopen implements mapper.Store. The event's status is compared and set
+// in one update, which PostgreSQL serialises with any other write of the
+// row, and each delivery's likewise; a miss rolls everything back.
+func (s *Store) Reopen(ctx context.Context, was mapper.EventStatus, ev *mapper.Event, deliveries []mapper.Delivery) error {
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Table("mapper_events").
+			Set("status = ?", string(ev.Status)).Set("next_attempt_at = ?", us(ev.NextAttemptAt)).Set("last_error = ?", ev.LastError).
+			Set("completed_at = ?", usPtr(ev.CompletedAt)).Set("lease_token = ''").
+			Where("id = ? AND status = ?", ev.ID, string(was)).Exec(ctx)
+		if err != nil {
 			return translate(err)
 		}
-		if err := s.replay(ctx, tx, dead, now); err != nil {
-			return err
+		if n, _ := res.RowsAffected(); n == 0 {
+			return s.reopenMiss(ctx, tx, ev.ID, was)
 		}
-		r.Status, r.CompletedAt = string(mapper.EventDispatched), nil
-		if r.Unroutable != "[]" || len(dead) == 0 {
-			if _, err := tx.NewUpdate().Table("mapper_events").Set("status = 'pending'").Set("next_attempt_at = ?", us(now)).
-				Set("completed_at = NULL").Set("lease_token = ''").Set("last_error = ''").Where("id = ?", id).Exec(ctx); err != nil {
+		for i := range deliveries {
+			d := &deliveries[i]
+			res, err := tx.NewUpdate().Table("mapper_deliveries").
+				Set("status = ?", string(d.Status)).Set("next_attempt_at = ?", us(d.NextAttemptAt)).
+				Set("attempt_base = ?", d.AttemptBase).Set("cycle_start = ?", us(d.CycleStart)).
+				Set("completed_at = ?", usPtr(d.CompletedAt)).Set("lease_token = ''").
+				Where("id = ? AND event_id = ? AND status = 'dead'", d.ID, ev.ID).Exec(ctx)
+			if err != nil {
 				return translate(err)
 			}
-			r.Status, r.NextAttemptAt, r.LastError = string(mapper.EventPending), us(now), ""
+			if n, _ := res.RowsAffected(); n == 0 {
+				return fmt.Errorf("delivery %s of event %s is not dead: %w", d.ID, ev.ID, mapper.ErrConflict)
+			}
 		}
-		out = r.event()
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &out, nil
 }
 
-// ReplayDead implements mapper.Store.
-func (s *Store) ReplayDead(ctx context.Context, q mapper.DeliveryQuery, now time.Time, batch int) (int64, error) {
-	if batch < 1 {
-		batch = 500
+// reopenMiss says why Reopen's update of an event matched nothing.
+func (s *Store) reopenMiss(ctx context.Context, tx bun.Tx, id string, was mapper.EventStatus) error {
+	var status string
+	err := tx.NewSelect().Table("mapper_events").Column("status").Where("id = ?", id).Scan(ctx, &status)
+	if err != nil {
+		return fmt.Errorf("event %q: %w", id, translate(err))
 	}
-	q.Status = mapper.DeliveryDead
-	var total int64
-	for {
-		var ids []string
-		err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			ids = ids[:0]
-			sel := tx.NewSelect().Model((*deliveryRow)(nil)).Column("d.id").Limit(int64(batch))
-			deliveryFilter(sel, q)
-			if err := sel.Scan(ctx, &ids); err != nil {
-				return translate(err)
-			}
-			return s.replay(ctx, tx, ids, now)
-		})
-		if err != nil {
-			return total, err
-		}
-		total += int64(len(ids))
-		if len(ids) < batch {
-			return total, nil
-		}
-	}
+	return fmt.Errorf("event %s is %s now, not %s: %w", id, status, was, mapper.ErrConflict)
 }

@@ -180,7 +180,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	settled(t, s, 1)
 	late := claimed[0]
 	late.Status = mapper.EventUnroutable
-	if err := s.RouteEvent(context.Background(), &late, nil); !errors.Is(err, mapper.ErrLeaseLost) {
+	if err := s.RouteEvent(context.Background(), &late, nil, nil); !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Errorf("the dead holder's late write: %v, want ErrLeaseLost", err)
 	}
 	worker.mu.Lock()

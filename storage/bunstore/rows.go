@@ -26,10 +26,24 @@ type appRow struct {
 	UpdatedAt      int64  `bun:"updated_at"`
 }
 
-type accountRow struct {
+type routeRow struct {
 	bun.BaseModel `bun:"table:mapper_app_accounts,alias:aa"`
 	AccountID     string `bun:"account_id,pk"`
 	AppID         string `bun:"app_id,pk"`
+	Fields        string `bun:"fields"`
+}
+
+func toRouteRow(appID string, r *mapper.Route) routeRow {
+	return routeRow{AccountID: r.AccountID, AppID: appID, Fields: jsonText(orEmpty(r.Fields))}
+}
+
+func (r *routeRow) route() mapper.Route {
+	out := mapper.Route{AccountID: r.AccountID, AppID: r.AppID}
+	_ = json.Unmarshal([]byte(r.Fields), &out.Fields)
+	if len(out.Fields) == 0 {
+		out.Fields = nil
+	}
+	return out
 }
 
 type eventRow struct {
@@ -148,10 +162,10 @@ func toAppRow(a *mapper.WorkerApp) *appRow {
 		MaxConcurrency: a.MaxConcurrency, Ordered: a.Ordered, Fields: jsonText(orEmpty(a.Fields)), CreatedAt: us(a.CreatedAt), UpdatedAt: us(a.UpdatedAt)}
 }
 
-func (r *appRow) app(accounts []string) *mapper.WorkerApp {
+func (r *appRow) app() *mapper.WorkerApp {
 	a := &mapper.WorkerApp{ID: r.ID, Name: r.Name, URL: r.URL, Secret: r.Secret, Enabled: r.Enabled,
 		Timeout: usDuration(r.TimeoutUS), MaxConcurrency: r.MaxConcurrency, Ordered: r.Ordered,
-		AccountIDs: accounts, CreatedAt: fromUS(r.CreatedAt), UpdatedAt: fromUS(r.UpdatedAt)}
+		CreatedAt: fromUS(r.CreatedAt), UpdatedAt: fromUS(r.UpdatedAt)}
 	_ = json.Unmarshal([]byte(r.Fields), &a.Fields)
 	return a
 }

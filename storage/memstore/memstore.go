@@ -15,7 +15,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,13 +26,14 @@ import (
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/internal/ids"
+	"github.com/chatico/mapper/internal/storekit"
 )
 
 // Store is an in-memory mapper.Store.
 type Store struct {
 	mu         sync.Mutex
 	apps       map[string]*mapper.WorkerApp
-	accountApp map[string][]string // account → the apps serving some field of it
+	routes     map[string]map[string]mapper.Route // account → app ID → route
 	events     map[string]*mapper.Event
 	keys       map[string]string // deduplication key → event ID
 	deliveries map[string]*mapper.Delivery
@@ -38,16 +41,13 @@ type Store struct {
 	attempts   map[string][]mapper.Attempt
 }
 
-var (
-	_ mapper.Store         = (*Store)(nil)
-	_ mapper.RouteRecorder = (*Store)(nil)
-)
+var _ mapper.Store = (*Store)(nil)
 
 // New returns an empty Store.
 func New() *Store {
 	return &Store{
 		apps:       map[string]*mapper.WorkerApp{},
-		accountApp: map[string][]string{},
+		routes:     map[string]map[string]mapper.Route{},
 		events:     map[string]*mapper.Event{},
 		keys:       map[string]string{},
 		deliveries: map[string]*mapper.Delivery{},
@@ -105,7 +105,13 @@ func (s *Store) CreateApp(_ context.Context, app *mapper.WorkerApp) error {
 	if _, ok := s.apps[app.ID]; ok {
 		return fmt.Errorf("worker app %s exists: %w", app.ID, mapper.ErrConflict)
 	}
-	if err := s.checkAccounts(app); err != nil {
+	stored := copyApp(app)
+	stored.AccountIDs = nil
+	put, err := storekit.AccountRoutes(app.AccountIDs, nil)
+	if err != nil {
+		return err
+	}
+	if err := s.checkRoutes(stored, put); err != nil {
 		return err
 	}
 	now := time.Now().UTC()
@@ -115,56 +121,58 @@ func (s *Store) CreateApp(_ context.Context, app *mapper.WorkerApp) error {
 	if app.UpdatedAt.IsZero() {
 		app.UpdatedAt = app.CreatedAt
 	}
-	s.apps[app.ID] = copyApp(app)
-	s.link(app)
+	stored.CreatedAt, stored.UpdatedAt = app.CreatedAt, app.UpdatedAt
+	s.apps[app.ID] = stored
+	s.putRoutes(app.ID, put)
 	return nil
 }
 
-func (s *Store) link(app *mapper.WorkerApp) {
-	for _, a := range app.AccountIDs {
-		s.accountApp[a] = append(s.accountApp[a], app.ID)
-	}
-}
-
-func (s *Store) unlink(app *mapper.WorkerApp) {
-	for _, a := range app.AccountIDs {
-		s.accountApp[a] = slices.DeleteFunc(s.accountApp[a], func(id string) bool { return id == app.ID })
-		if len(s.accountApp[a]) == 0 {
-			delete(s.accountApp, a)
-		}
-	}
-}
-
-// checkAccounts returns ErrConflict when app would serve an (account,
-// field) pair another app serves, or lists an account twice.
-func (s *Store) checkAccounts(app *mapper.WorkerApp) error {
-	seen := map[string]bool{}
-	for _, a := range app.AccountIDs {
-		if seen[a] {
-			return fmt.Errorf("account %s is listed twice: %w", a, mapper.ErrConflict)
-		}
-		seen[a] = true
-		for _, id := range s.accountApp[a] {
-			if id == app.ID {
-				continue
-			}
-			if acc, field, clash := app.Clash(s.apps[id]); clash {
-				return &mapper.RouteConflictError{AccountID: acc, Field: field, AppID: id}
+// checkRoutes returns every clash of app's routes put (and, with the
+// app's fields, of its other routes) with other apps' routes; the caller
+// holds mu.
+func (s *Store) checkRoutes(app *mapper.WorkerApp, put []mapper.Route) error {
+	var errs []error
+	for _, r := range put {
+		r.AppID = app.ID
+		for id, o := range s.routes[r.AccountID] {
+			if field, clash := app.Clash(r, s.apps[id], o); clash {
+				errs = append(errs, &mapper.RouteConflictError{AccountID: r.AccountID, Field: field, AppID: id})
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// GetApp implements mapper.Store.
-func (s *Store) GetApp(_ context.Context, id string) (*mapper.WorkerApp, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, ok := s.apps[id]
-	if !ok {
-		return nil, fmt.Errorf("worker app %q: %w", id, mapper.ErrNotFound)
+// putRoutes stores routes of an app; the caller holds mu.
+func (s *Store) putRoutes(appID string, put []mapper.Route) {
+	for _, r := range put {
+		r.AppID, r.Fields = appID, slices.Clone(r.Fields)
+		if s.routes[r.AccountID] == nil {
+			s.routes[r.AccountID] = map[string]mapper.Route{}
+		}
+		s.routes[r.AccountID][appID] = r
 	}
-	return copyApp(a), nil
+}
+
+// dropRoutes removes routes of an app; the caller holds mu.
+func (s *Store) dropRoutes(appID string, accounts []string) {
+	for _, a := range accounts {
+		delete(s.routes[a], appID)
+		if len(s.routes[a]) == 0 {
+			delete(s.routes, a)
+		}
+	}
+}
+
+// routesOf returns an app's routes by account; the caller holds mu.
+func (s *Store) routesOf(appID string) map[string]mapper.Route {
+	out := map[string]mapper.Route{}
+	for acc, byApp := range s.routes {
+		if r, ok := byApp[appID]; ok {
+			out[acc] = r
+		}
+	}
+	return out
 }
 
 // ListApps implements mapper.Store.
@@ -189,14 +197,25 @@ func (s *Store) UpdateApp(_ context.Context, app *mapper.WorkerApp) error {
 	if !ok {
 		return fmt.Errorf("worker app %q: %w", app.ID, mapper.ErrNotFound)
 	}
-	if err := s.checkAccounts(app); err != nil {
+	stored := copyApp(app)
+	stored.AccountIDs = nil
+	current := s.routesOf(app.ID)
+	keep := slices.Collect(maps.Keys(current))
+	if app.AccountIDs != nil {
+		keep = app.AccountIDs
+	}
+	put, err := storekit.AccountRoutes(keep, current)
+	if err != nil {
 		return err
 	}
-	s.unlink(old)
-	app.CreatedAt = old.CreatedAt
-	app.UpdatedAt = time.Now().UTC()
-	s.apps[app.ID] = copyApp(app)
-	s.link(app)
+	if err := s.checkRoutes(stored, put); err != nil {
+		return err
+	}
+	app.CreatedAt, app.UpdatedAt = old.CreatedAt, time.Now().UTC()
+	stored.CreatedAt, stored.UpdatedAt = app.CreatedAt, app.UpdatedAt
+	s.apps[app.ID] = stored
+	s.dropRoutes(app.ID, slices.Collect(maps.Keys(current)))
+	s.putRoutes(app.ID, put)
 	return nil
 }
 
@@ -204,28 +223,89 @@ func (s *Store) UpdateApp(_ context.Context, app *mapper.WorkerApp) error {
 func (s *Store) DeleteApp(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.apps[id]
-	if !ok {
+	if _, ok := s.apps[id]; !ok {
 		return fmt.Errorf("worker app %q: %w", id, mapper.ErrNotFound)
 	}
-	s.unlink(a)
+	s.dropRoutes(id, slices.Collect(maps.Keys(s.routesOf(id))))
 	delete(s.apps, id)
 	return nil
 }
 
-// AppsForAccounts implements mapper.Store.
-func (s *Store) AppsForAccounts(_ context.Context, accountIDs []string) (map[string][]*mapper.WorkerApp, error) {
+// SetRoutes implements mapper.Store.
+func (s *Store) SetRoutes(_ context.Context, appID string, put []mapper.Route, remove []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string][]*mapper.WorkerApp, len(accountIDs))
-	for _, acc := range accountIDs {
-		for _, id := range s.accountApp[acc] {
-			if s.apps[id].Enabled {
-				out[acc] = append(out[acc], copyApp(s.apps[id]))
+	app, ok := s.apps[appID]
+	if !ok {
+		return fmt.Errorf("worker app %q: %w", appID, mapper.ErrNotFound)
+	}
+	if err := s.checkRoutes(app, put); err != nil {
+		return err
+	}
+	s.dropRoutes(appID, remove)
+	s.putRoutes(appID, put)
+	return nil
+}
+
+// ListRoutes implements mapper.Store.
+func (s *Store) ListRoutes(_ context.Context, q mapper.RouteQuery) (mapper.Page[mapper.Route], error) {
+	limit := ids.PageLimit(q.Limit)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []mapper.Route
+	add := func(byApp map[string]mapper.Route) {
+		for _, r := range byApp {
+			if q.AppID != "" && r.AppID != q.AppID {
+				continue
 			}
+			if app := s.apps[r.AppID]; q.Field != "" && !serves(app, r, q.Field) {
+				continue
+			}
+			r.Fields = slices.Clone(r.Fields)
+			all = append(all, r)
 		}
 	}
-	return out, nil
+	if q.Accounts != nil {
+		for _, a := range q.Accounts {
+			add(s.routes[a])
+		}
+	} else {
+		for _, byApp := range s.routes {
+			add(byApp)
+		}
+	}
+	slices.SortFunc(all, func(a, b mapper.Route) int {
+		return cmp.Or(strings.Compare(a.AppID, b.AppID), strings.Compare(a.AccountID, b.AccountID))
+	})
+	all = slices.CompactFunc(all, func(a, b mapper.Route) bool { return a.AppID == b.AppID && a.AccountID == b.AccountID })
+	if q.Cursor != "" {
+		app, acc, err := storekit.DecodeRouteCursor(q.Cursor)
+		if err != nil {
+			return mapper.Page[mapper.Route]{}, err
+		}
+		i, _ := slices.BinarySearchFunc(all, [2]string{app, acc}, func(r mapper.Route, k [2]string) int {
+			return cmp.Or(strings.Compare(r.AppID, k[0]), strings.Compare(r.AccountID, k[1]))
+		})
+		for i < len(all) && all[i].AppID == app && all[i].AccountID == acc {
+			i++
+		}
+		all = all[i:]
+	}
+	var page mapper.Page[mapper.Route]
+	if len(all) > limit {
+		all = all[:limit]
+		last := all[limit-1]
+		page.NextCursor = storekit.EncodeRouteCursor(last.AppID, last.AccountID)
+	}
+	page.Items = all
+	return page, nil
+}
+
+// serves reports whether route r of app takes field.
+func serves(app *mapper.WorkerApp, r mapper.Route, field string) bool {
+	probe := mapper.WorkerApp{ID: "\x00probe", Fields: []string{field}}
+	_, clash := app.Clash(r, &probe, mapper.Route{AccountID: r.AccountID})
+	return clash
 }
 
 // CreateEvent implements mapper.Store.
@@ -260,11 +340,11 @@ func (s *Store) GetEvent(_ context.Context, id string) (*mapper.Event, error) {
 }
 
 // ListEvents implements mapper.Store.
-func (s *Store) ListEvents(_ context.Context, q mapper.EventQuery) (mapper.EventPage, error) {
+func (s *Store) ListEvents(_ context.Context, q mapper.EventQuery) (mapper.Page[mapper.Event], error) {
 	limit := ids.PageLimit(q.Limit)
 	after, err := decodeAfter(q.Cursor)
 	if err != nil {
-		return mapper.EventPage{}, err
+		return mapper.Page[mapper.Event]{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -277,14 +357,14 @@ func (s *Store) ListEvents(_ context.Context, q mapper.EventQuery) (mapper.Event
 	slices.SortFunc(match, func(a, b *mapper.Event) int {
 		return cmp.Or(b.ReceivedAt.Compare(a.ReceivedAt), strings.Compare(b.ID, a.ID))
 	})
-	var page mapper.EventPage
+	var page mapper.Page[mapper.Event]
 	for i, e := range match {
 		if i == limit {
 			last := match[i-1]
 			page.NextCursor = encodeCursor(cursor{last.ReceivedAt, last.ID})
 			break
 		}
-		page.Events = append(page.Events, *copyEvent(e))
+		page.Items = append(page.Items, *copyEvent(e))
 	}
 	return page, nil
 }
@@ -352,13 +432,6 @@ func decodeCursor(s string) (cursor, error) {
 	return cursor{time.Unix(0, n), id}, nil
 }
 
-// ListAttempts implements mapper.Store.
-func (s *Store) ListAttempts(_ context.Context, deliveryID string) ([]mapper.Attempt, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.attempts[deliveryID]), nil
-}
-
 // ClaimEvents implements mapper.Store.
 func (s *Store) ClaimEvents(_ context.Context, now time.Time, limit int, lease time.Duration) ([]mapper.Event, error) {
 	s.mu.Lock()
@@ -406,14 +479,7 @@ func (s *Store) leasedDelivery(d *mapper.Delivery) (*mapper.Delivery, error) {
 }
 
 // RouteEvent implements mapper.Store.
-func (s *Store) RouteEvent(_ context.Context, ev *mapper.Event, deliveries []mapper.Delivery) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.route(ev, deliveries)
-}
-
-// RecordRoute implements mapper.RouteRecorder.
-func (s *Store) RecordRoute(_ context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
+func (s *Store) RouteEvent(_ context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, a := range attempts {
@@ -423,9 +489,6 @@ func (s *Store) RecordRoute(_ context.Context, ev *mapper.Event, deliveries []ma
 	}
 	if err := s.route(ev, deliveries); err != nil {
 		return err
-	}
-	for i := range deliveries {
-		s.deliveries[deliveries[i].ID].LeaseToken = ""
 	}
 	for _, a := range attempts {
 		s.attempts[a.DeliveryID] = append(s.attempts[a.DeliveryID], a)
@@ -494,14 +557,10 @@ func (s *Store) blockedByOlder(d *mapper.Delivery) bool {
 			return true
 		}
 	}
-	app, ok := s.apps[d.AppID]
-	if !ok {
-		return false
-	}
 	for _, e := range s.events {
 		if e.Status == mapper.EventPending && e.ID < d.EventID {
 			for _, acc := range e.AccountIDs {
-				if slices.Contains(app.AccountIDs, acc) {
+				if _, ok := s.routes[acc][d.AppID]; ok {
 					return true
 				}
 			}
@@ -510,41 +569,32 @@ func (s *Store) blockedByOlder(d *mapper.Delivery) bool {
 	return false
 }
 
-// ReleaseDelivery implements mapper.Store.
-func (s *Store) ReleaseDelivery(_ context.Context, d *mapper.Delivery, next time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, err := s.leasedDelivery(d)
-	if err != nil {
-		return err
-	}
-	cur.NextAttemptAt, cur.LeaseToken = next, ""
-	return nil
-}
-
 // FindDeliveries implements mapper.Store.
-func (s *Store) FindDeliveries(_ context.Context, q mapper.DeliveryQuery) (mapper.DeliveryPage, error) {
+func (s *Store) FindDeliveries(_ context.Context, q mapper.DeliveryQuery) (mapper.Page[mapper.Delivery], error) {
 	limit := ids.PageLimit(q.Limit)
 	after, err := decodeAfter(q.Cursor)
 	if err != nil {
-		return mapper.DeliveryPage{}, err
+		return mapper.Page[mapper.Delivery]{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	match := s.matchDeliveries(q)
-	var page mapper.DeliveryPage
+	var page mapper.Page[mapper.Delivery]
 	for _, d := range match {
 		if after != nil && !after.follows(d.CreatedAt, d.ID) {
 			continue
 		}
-		if len(page.Deliveries) == limit {
-			last := page.Deliveries[limit-1]
+		if len(page.Items) == limit {
+			last := page.Items[limit-1]
 			page.NextCursor = encodeCursor(cursor{last.CreatedAt, last.ID})
 			break
 		}
 		c := *copyDelivery(d)
 		c.Body = nil
-		page.Deliveries = append(page.Deliveries, c)
+		if q.Attempts {
+			c.History = slices.Clone(s.attempts[d.ID])
+		}
+		page.Items = append(page.Items, c)
 	}
 	return page, nil
 }
@@ -554,7 +604,8 @@ func (s *Store) matchDeliveries(q mapper.DeliveryQuery) []*mapper.Delivery {
 	var match []*mapper.Delivery
 	for _, d := range s.deliveries {
 		switch {
-		case q.Status != "" && d.Status != q.Status,
+		case q.ID != "" && d.ID != q.ID,
+			q.Status != "" && d.Status != q.Status,
 			q.AppID != "" && d.AppID != q.AppID,
 			q.EventID != "" && d.EventID != q.EventID,
 			!q.Since.IsZero() && d.CreatedAt.Before(q.Since),
@@ -569,71 +620,34 @@ func (s *Store) matchDeliveries(q mapper.DeliveryQuery) []*mapper.Delivery {
 	return match
 }
 
-// replay makes a dead delivery pending again and reopens its event.
-func (s *Store) replay(d *mapper.Delivery, now time.Time) {
-	d.Status, d.NextAttemptAt, d.CompletedAt, d.LeaseToken = mapper.DeliveryPending, now, nil, ""
-	d.AttemptBase, d.CycleStart = d.Attempts, now
-	if e, ok := s.events[d.EventID]; ok && e.Status.Terminal() {
-		e.Status, e.CompletedAt = mapper.EventDispatched, nil
-	}
-}
-
-// ReplayDelivery implements mapper.Store.
-func (s *Store) ReplayDelivery(_ context.Context, id string, now time.Time) (*mapper.Delivery, error) {
+// Reopen implements mapper.Store.
+func (s *Store) Reopen(_ context.Context, was mapper.EventStatus, ev *mapper.Event, deliveries []mapper.Delivery) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, ok := s.deliveries[id]
+	e, ok := s.events[ev.ID]
 	if !ok {
-		return nil, fmt.Errorf("delivery %q: %w", id, mapper.ErrNotFound)
+		return fmt.Errorf("event %q: %w", ev.ID, mapper.ErrNotFound)
 	}
-	if d.Status != mapper.DeliveryDead {
-		return nil, fmt.Errorf("delivery %s is %s, not dead: %w", id, d.Status, mapper.ErrConflict)
+	if e.Status != was {
+		return fmt.Errorf("event %s is %s now, not %s: %w", ev.ID, e.Status, was, mapper.ErrConflict)
 	}
-	s.replay(d, now)
-	return copyDelivery(d), nil
-}
-
-// ReplayEvent implements mapper.Store.
-func (s *Store) ReplayEvent(_ context.Context, id string, now time.Time) (*mapper.Event, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.events[id]
-	if !ok {
-		return nil, fmt.Errorf("event %q: %w", id, mapper.ErrNotFound)
-	}
-	if e.Status != mapper.EventDead && e.Status != mapper.EventUnroutable {
-		return nil, fmt.Errorf("event %s is %s, neither dead nor unroutable: %w", id, e.Status, mapper.ErrConflict)
-	}
-	dead := 0
-	for _, did := range s.byEvent[id] {
-		if d := s.deliveries[did]; d.Status == mapper.DeliveryDead {
-			s.replay(d, now)
-			dead++
+	for i := range deliveries {
+		d, ok := s.deliveries[deliveries[i].ID]
+		if !ok || d.EventID != ev.ID || d.Status != mapper.DeliveryDead {
+			return fmt.Errorf("delivery %s of event %s is not dead: %w", deliveries[i].ID, ev.ID, mapper.ErrConflict)
 		}
 	}
-	// Routing again covers the owners that had no app, and an event whose
-	// routing gave up (dead with no dead delivery).
-	if len(e.Unroutable) > 0 || dead == 0 {
-		e.Status, e.NextAttemptAt, e.CompletedAt, e.LeaseToken, e.LastError = mapper.EventPending, now, nil, "", ""
+	for i := range deliveries {
+		n, d := &deliveries[i], s.deliveries[deliveries[i].ID]
+		d.Status, d.NextAttemptAt, d.AttemptBase, d.CycleStart = n.Status, n.NextAttemptAt, n.AttemptBase, n.CycleStart
+		d.CompletedAt, d.LeaseToken = clonePtr(n.CompletedAt), ""
 	}
-	return copyEvent(e), nil
-}
-
-// ReplayDead implements mapper.Store.
-func (s *Store) ReplayDead(_ context.Context, q mapper.DeliveryQuery, now time.Time, _ int) (int64, error) {
-	q.Status = mapper.DeliveryDead
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var n int64
-	for _, d := range s.matchDeliveries(q) {
-		s.replay(d, now)
-		n++
-	}
-	return n, nil
+	e.Status, e.NextAttemptAt, e.LastError, e.CompletedAt, e.LeaseToken = ev.Status, ev.NextAttemptAt, ev.LastError, clonePtr(ev.CompletedAt), ""
+	return nil
 }
 
 // RecordAttempt implements mapper.Store.
-func (s *Store) RecordAttempt(_ context.Context, d *mapper.Delivery, a mapper.Attempt) error {
+func (s *Store) RecordAttempt(_ context.Context, d *mapper.Delivery, a *mapper.Attempt) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, err := s.leasedDelivery(d)
@@ -643,50 +657,23 @@ func (s *Store) RecordAttempt(_ context.Context, d *mapper.Delivery, a mapper.At
 	cur.Status, cur.Attempts, cur.NextAttemptAt = d.Status, d.Attempts, d.NextAttemptAt
 	cur.LastStatusCode, cur.LastError, cur.CompletedAt = d.LastStatusCode, d.LastError, clonePtr(d.CompletedAt)
 	cur.LeaseToken = ""
-	s.attempts[d.ID] = append(s.attempts[d.ID], a)
-	if cur.Status.Terminal() {
-		s.settle(cur.EventID)
+	if a != nil {
+		s.attempts[d.ID] = append(s.attempts[d.ID], *a)
+	}
+	if e, ok := s.events[cur.EventID]; ok && cur.Status.Terminal() {
+		all := make([]mapper.Delivery, 0, len(s.byEvent[e.ID]))
+		for _, id := range s.byEvent[e.ID] {
+			all = append(all, *s.deliveries[id])
+		}
+		e.Settle(all)
 	}
 	return nil
 }
 
-// settle closes an event whose deliveries have all ended.
-// The event ends when its last delivery did.
-func (s *Store) settle(eventID string) {
-	var at time.Time
-	e, ok := s.events[eventID]
-	if !ok || e.Status != mapper.EventDispatched {
-		return
-	}
-	dead := false
-	for _, id := range s.byEvent[eventID] {
-		d := s.deliveries[id]
-		if !d.Status.Terminal() {
-			return
-		}
-		dead = dead || d.Status == mapper.DeliveryDead
-		if d.CompletedAt != nil && d.CompletedAt.After(at) {
-			at = *d.CompletedAt
-		}
-	}
-	if at.IsZero() {
-		at = time.Now().UTC()
-	}
-	switch {
-	case dead:
-		e.Status = mapper.EventDead
-	case len(e.Unroutable) > 0:
-		e.Status = mapper.EventUnroutable
-	default:
-		e.Status = mapper.EventDelivered
-	}
-	e.CompletedAt = &at
-}
-
-// Ping implements mapper.Store.
+// Ping reports that the store can take writes; it always can.
 func (s *Store) Ping(context.Context) error { return nil }
 
-// Stats implements mapper.Store.
+// Stats aggregates the log, for the Mapper's metrics.
 func (s *Store) Stats(_ context.Context, since time.Time) (mapper.Stats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -42,19 +42,19 @@ func TestLeases(t *testing.T) {
 		t.Fatal("an expired lease was not claimable")
 	}
 	first[0].Status = mapper.EventUnroutable
-	if err := s.RouteEvent(ctx, &first[0], nil); !errors.Is(err, mapper.ErrLeaseLost) {
+	if err := s.RouteEvent(ctx, &first[0], nil, nil); !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Fatalf("stale holder: %v", err)
 	}
 	d := mapper.Delivery{ID: "d1", EventID: "e1", AppID: "a", Status: mapper.DeliveryPending, NextAttemptAt: now, LeaseToken: "mine"}
 	second[0].Status = mapper.EventDispatched
-	if err := s.RouteEvent(ctx, &second[0], []mapper.Delivery{d}); err != nil {
+	if err := s.RouteEvent(ctx, &second[0], []mapper.Delivery{d}, nil); err != nil {
 		t.Fatal(err)
 	}
 	d.Status, d.Attempts = mapper.DeliveryDelivered, 1
-	if err := s.RecordAttempt(ctx, &d, mapper.Attempt{DeliveryID: "d1", Number: 1, Outcome: mapper.DeliveryDelivered}); err != nil {
+	if err := s.RecordAttempt(ctx, &d, &mapper.Attempt{DeliveryID: "d1", Number: 1, Outcome: mapper.DeliveryDelivered}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RecordAttempt(ctx, &d, mapper.Attempt{DeliveryID: "d1", Number: 2}); !errors.Is(err, mapper.ErrLeaseLost) {
+	if err := s.RecordAttempt(ctx, &d, &mapper.Attempt{DeliveryID: "d1", Number: 2}); !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Fatalf("second record of a finished delivery: %v", err)
 	}
 	ev, _ := s.GetEvent(ctx, "e1")
@@ -87,30 +87,6 @@ func TestConcurrentDeduplication(t *testing.T) {
 	}
 	if fresh != 1 {
 		t.Errorf("%d copies got the key, want 1", fresh)
-	}
-}
-
-func TestAppConflicts(t *testing.T) {
-	ctx := context.Background()
-	s := memstore.New()
-	if err := s.CreateApp(ctx, &mapper.WorkerApp{ID: "a", AccountIDs: []string{"1", "2"}, Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateApp(ctx, &mapper.WorkerApp{ID: "b", AccountIDs: []string{"2"}}); !errors.Is(err, mapper.ErrConflict) {
-		t.Errorf("account taken twice: %v", err)
-	}
-	if err := s.CreateApp(ctx, &mapper.WorkerApp{ID: "a"}); !errors.Is(err, mapper.ErrConflict) {
-		t.Errorf("ID taken twice: %v", err)
-	}
-	if err := s.UpdateApp(ctx, &mapper.WorkerApp{ID: "a", AccountIDs: []string{"3"}, Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
-	got, _ := s.AppsForAccounts(ctx, []string{"1", "3"})
-	if _, ok := got["1"]; ok || got["3"] == nil {
-		t.Errorf("after update: %v", got)
-	}
-	if _, err := s.GetApp(ctx, "zz"); !errors.Is(err, mapper.ErrNotFound) {
-		t.Errorf("unknown app: %v", err)
 	}
 }
 

@@ -42,8 +42,10 @@ var cases = []struct {
 }{
 	{"apps_crud_and_not_found", appsCRUD},
 	{"account_served_by_one_app", accountConflicts},
-	{"apps_for_accounts_skips_disabled", appsForAccounts},
+	{"routes_by_account", routesByAccount},
 	{"field_routes_one_app_per_account_and_field", fieldRoutes},
+	{"routes_put_remove_page_and_clash", routesAsResource},
+	{"concurrent_route_writes_never_lost", concurrentRoutes},
 	{"event_round_trip", eventRoundTrip},
 	{"event_id_conflict", eventConflict},
 	{"dedup_across_and_within_events", dedup},
@@ -54,9 +56,9 @@ var cases = []struct {
 	{"route_record_and_settle", routeAndSettle},
 	{"original_body_read_from_payload", originalBody},
 	{"retry_event", retryEvent},
-	{"record_route_with_attempts", recordRoute},
-	{"record_route_settled_by_caller", recordRouteSettled},
-	{"record_route_refused_stores_nothing", recordRouteRefused},
+	{"route_with_attempts", recordRoute},
+	{"route_settled_by_caller", recordRouteSettled},
+	{"route_refused_stores_nothing", recordRouteRefused},
 	{"list_filters_and_pagination_with_ties", listEvents},
 	{"stats", stats},
 	{"prune", prune},
@@ -64,9 +66,8 @@ var cases = []struct {
 	{"skip_apps_and_release", skipAndRelease},
 	{"ordered_waits_for_older", orderedClaims},
 	{"find_deliveries", findDeliveries},
-	{"replay_dead_delivery", replayDelivery},
-	{"replay_event", replayEvent},
-	{"replay_dead_in_bulk", replayDead},
+	{"reopen_dead_delivery_once", reopenDelivery},
+	{"reopen_unroutable_event", reopenEvent},
 }
 
 var ctx = context.Background()
@@ -101,10 +102,58 @@ func createApp(t *testing.T, s mapper.Store, id string, enabled bool, accounts .
 		AccountIDs: accounts, Enabled: enabled, CreatedAt: base, UpdatedAt: base}))
 }
 
-func appsCRUD(t *testing.T, s mapper.Store) {
-	if _, err := s.GetApp(ctx, "missing"); !errors.Is(err, mapper.ErrNotFound) {
-		t.Errorf("GetApp of a missing app: %v, want ErrNotFound", err)
+// getApp finds one app through ListApps.
+func getApp(s mapper.Store, id string) (*mapper.WorkerApp, error) {
+	apps, err := s.ListApps(ctx)
+	if err != nil {
+		return nil, err
 	}
+	for i := range apps {
+		if apps[i].ID == id {
+			return &apps[i], nil
+		}
+	}
+	return nil, fmt.Errorf("app %s: %w", id, mapper.ErrNotFound)
+}
+
+// accountsOf reads every route of an app, a page of two at a time, and
+// returns their accounts in order.
+func accountsOf(t *testing.T, s mapper.Store, appID string) []string {
+	t.Helper()
+	var out []string
+	q := mapper.RouteQuery{AppID: appID, Limit: 2}
+	for {
+		page, err := s.ListRoutes(ctx, q)
+		must(t, err)
+		if len(page.Items) > 2 {
+			t.Fatalf("page of %d routes, limit 2", len(page.Items))
+		}
+		for _, r := range page.Items {
+			if r.AppID != appID {
+				t.Fatalf("route of app %s listed for app %s", r.AppID, appID)
+			}
+			out = append(out, r.AccountID)
+		}
+		if page.NextCursor == "" {
+			return out
+		}
+		q.Cursor = page.NextCursor
+	}
+}
+
+// routesFor reads the routes of accounts, by account.
+func routesFor(t *testing.T, s mapper.Store, accounts ...string) map[string][]mapper.Route {
+	t.Helper()
+	page, err := s.ListRoutes(ctx, mapper.RouteQuery{Accounts: accounts, Limit: 500})
+	must(t, err)
+	out := map[string][]mapper.Route{}
+	for _, r := range page.Items {
+		out[r.AccountID] = append(out[r.AccountID], r)
+	}
+	return out
+}
+
+func appsCRUD(t *testing.T, s mapper.Store) {
 	if err := s.DeleteApp(ctx, "missing"); !errors.Is(err, mapper.ErrNotFound) {
 		t.Errorf("DeleteApp of a missing app: %v, want ErrNotFound", err)
 	}
@@ -112,12 +161,14 @@ func appsCRUD(t *testing.T, s mapper.Store) {
 		t.Errorf("UpdateApp of a missing app: %v, want ErrNotFound", err)
 	}
 	createApp(t, s, "b", true, "2")
-	createApp(t, s, "a", true, "1", "3")
-	got, err := s.GetApp(ctx, "a")
+	createApp(t, s, "a", true, "3", "1")
+	got, err := getApp(s, "a")
 	must(t, err)
-	slices.Sort(got.AccountIDs)
-	if got.Name != "a" || got.Secret != "secret-a" || !got.Enabled || !slices.Equal(got.AccountIDs, []string{"1", "3"}) || !got.CreatedAt.Equal(base) {
-		t.Errorf("GetApp: %+v", got)
+	if got.Name != "a" || got.Secret != "secret-a" || !got.Enabled || got.AccountIDs != nil || !got.CreatedAt.Equal(base) {
+		t.Errorf("stored app (AccountIDs nil: routes are read with ListRoutes): %+v", got)
+	}
+	if acc := accountsOf(t, s, "a"); !slices.Equal(acc, []string{"1", "3"}) {
+		t.Errorf("routes of a: %v, want [1 3]", acc)
 	}
 	list, err := s.ListApps(ctx)
 	must(t, err)
@@ -126,14 +177,23 @@ func appsCRUD(t *testing.T, s mapper.Store) {
 	}
 	got.Name, got.AccountIDs, got.Enabled = "renamed", []string{"4"}, false
 	must(t, s.UpdateApp(ctx, got))
-	again, err := s.GetApp(ctx, "a")
+	again, err := getApp(s, "a")
 	must(t, err)
-	if again.Name != "renamed" || again.Enabled || !slices.Equal(again.AccountIDs, []string{"4"}) || !again.CreatedAt.Equal(base) {
-		t.Errorf("after UpdateApp: %+v", again)
+	if again.Name != "renamed" || again.Enabled || !again.CreatedAt.Equal(base) || !slices.Equal(accountsOf(t, s, "a"), []string{"4"}) {
+		t.Errorf("after UpdateApp: %+v, routes %v", again, accountsOf(t, s, "a"))
+	}
+	// AccountIDs nil keeps the routes.
+	again.Name, again.AccountIDs = "kept", nil
+	must(t, s.UpdateApp(ctx, again))
+	if acc := accountsOf(t, s, "a"); !slices.Equal(acc, []string{"4"}) {
+		t.Errorf("update without AccountIDs changed the routes: %v", acc)
 	}
 	must(t, s.DeleteApp(ctx, "a"))
-	if _, err := s.GetApp(ctx, "a"); !errors.Is(err, mapper.ErrNotFound) {
+	if _, err := getApp(s, "a"); !errors.Is(err, mapper.ErrNotFound) {
 		t.Errorf("after DeleteApp: %v", err)
+	}
+	if r := routesFor(t, s, "4"); len(r) != 0 {
+		t.Errorf("routes of a deleted app remain: %v", r)
 	}
 	// The deleted app's account is free again.
 	createApp(t, s, "c", true, "4")
@@ -146,8 +206,11 @@ func accountConflicts(t *testing.T, s mapper.Store) {
 		t.Fatalf("second app for account 2: %v, want ErrConflict", err)
 	}
 	// Nothing of the refused app was kept.
-	if _, err := s.GetApp(ctx, "b"); !errors.Is(err, mapper.ErrNotFound) {
+	if _, err := getApp(s, "b"); !errors.Is(err, mapper.ErrNotFound) {
 		t.Errorf("refused app was stored: %v", err)
+	}
+	if r := routesFor(t, s, "3"); len(r) != 0 {
+		t.Errorf("refused app's routes were stored: %v", r)
 	}
 	createApp(t, s, "c", true, "3")
 	if err := s.CreateApp(ctx, &mapper.WorkerApp{ID: "a", Name: "a", URL: "http://x", Secret: "s", CreatedAt: base, UpdatedAt: base}); !errors.Is(err, mapper.ErrConflict) {
@@ -156,21 +219,22 @@ func accountConflicts(t *testing.T, s mapper.Store) {
 	if err := s.UpdateApp(ctx, &mapper.WorkerApp{ID: "c", Name: "c", URL: "http://x", Secret: "s", AccountIDs: []string{"1"}}); !errors.Is(err, mapper.ErrConflict) {
 		t.Errorf("update taking another app's account: %v, want ErrConflict", err)
 	}
-	if got, _ := s.GetApp(ctx, "c"); got == nil || !slices.Equal(got.AccountIDs, []string{"3"}) {
+	if got, _ := getApp(s, "c"); got == nil || got.Name != "c" || !slices.Equal(accountsOf(t, s, "c"), []string{"3"}) {
 		t.Errorf("refused update changed the app: %+v", got)
 	}
 }
 
-func appsForAccounts(t *testing.T, s mapper.Store) {
+// routesByAccount: lookups by account return every app's route, none for
+// an account no app serves, and nothing for an empty list.
+func routesByAccount(t *testing.T, s mapper.Store) {
 	createApp(t, s, "on", true, "1", "2")
 	createApp(t, s, "off", false, "3")
-	got, err := s.AppsForAccounts(ctx, []string{"1", "2", "3", "4"})
-	must(t, err)
-	if len(got) != 2 || len(got["1"]) != 1 || got["1"][0].ID != "on" || len(got["2"]) != 1 || got["2"][0].URL == "" || got["2"][0].Secret == "" {
-		t.Errorf("AppsForAccounts: %v", got)
+	got := routesFor(t, s, "1", "2", "3", "4")
+	if len(got) != 3 || got["1"][0].AppID != "on" || got["3"][0].AppID != "off" || len(got["4"]) != 0 {
+		t.Errorf("routes by account: %v", got)
 	}
-	if empty, err := s.AppsForAccounts(ctx, nil); err != nil || len(empty) != 0 {
-		t.Errorf("no accounts: %v %v", empty, err)
+	if page, err := s.ListRoutes(ctx, mapper.RouteQuery{Accounts: []string{}}); err != nil || len(page.Items) != 0 {
+		t.Errorf("no accounts: %v %v", page, err)
 	}
 }
 
@@ -203,38 +267,144 @@ func fieldRoutes(t *testing.T, s mapper.Store) {
 		if rc.AccountID != tc.acc || (!tc.anyFieldOkay && (rc.Field != tc.field || rc.AppID != tc.holder)) {
 			t.Errorf("app %s: conflict %+v, want account %s field %q held by %s", tc.app.ID, rc, tc.acc, tc.field, tc.holder)
 		}
-		if _, err := s.GetApp(ctx, tc.app.ID); !errors.Is(err, mapper.ErrNotFound) {
+		if _, err := getApp(s, tc.app.ID); !errors.Is(err, mapper.ErrNotFound) {
 			t.Errorf("refused app %s was stored: %v", tc.app.ID, err)
 		}
 	}
 	must(t, s.CreateApp(ctx, fieldApp("standby", []string{"standby"}, "1")))
-	got, err := s.AppsForAccounts(ctx, []string{"1", "2", "3"})
-	must(t, err)
+	got := routesFor(t, s, "1", "2", "3")
 	var ids []string
-	for _, a := range got["1"] {
-		ids = append(ids, a.ID)
-		if a.ID == "mod" && !slices.Equal(a.Fields, []string{"comments", "live_comments"}) {
-			t.Errorf("fields did not round-trip: %+v", a)
-		}
+	for _, r := range got["1"] {
+		ids = append(ids, r.AppID)
 	}
-	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"inbox", "mod", "standby"}) || len(got["2"]) != 1 || len(got["3"]) != 0 {
-		t.Errorf("AppsForAccounts: %v", got)
+		t.Errorf("routes (by app ID): %v", got)
 	}
-	// Taking every field of account 1 clashes; giving up a field frees it.
-	inbox, err := s.GetApp(ctx, "inbox")
+	mod, err := getApp(s, "mod")
+	must(t, err)
+	if !slices.Equal(mod.Fields, []string{"comments", "live_comments"}) {
+		t.Errorf("fields did not round-trip: %+v", mod)
+	}
+	// Taking every field of account 1 clashes, with the routes kept as
+	// they are; giving up a field frees it.
+	inbox, err := getApp(s, "inbox")
 	must(t, err)
 	inbox.Fields = nil
 	if err := s.UpdateApp(ctx, inbox); !errors.Is(err, mapper.ErrConflict) {
 		t.Errorf("update taking every field of a shared account: %v, want ErrConflict", err)
 	}
-	mod, err := s.GetApp(ctx, "mod")
-	must(t, err)
+	if inbox, _ = getApp(s, "inbox"); inbox == nil || !slices.Equal(inbox.Fields, []string{"messages"}) {
+		t.Errorf("refused update was stored: %+v", inbox)
+	}
 	mod.Fields = []string{"comments"}
 	must(t, s.UpdateApp(ctx, mod))
 	must(t, s.CreateApp(ctx, fieldApp("live", []string{"live_comments"}, "1", "2")))
 	must(t, s.DeleteApp(ctx, "standby"))
 	must(t, s.CreateApp(ctx, fieldApp("standby2", []string{"standby"}, "1")))
+}
+
+// routesAsResource: routes put one at a time and in bulk, replaced with
+// new fields, removed; pages by app; a route's own fields override its
+// app's in clashes and in the field filter.
+func routesAsResource(t *testing.T, s mapper.Store) {
+	if err := s.SetRoutes(ctx, "missing", []mapper.Route{{AccountID: "1"}}, nil); !errors.Is(err, mapper.ErrNotFound) {
+		t.Errorf("routes of a missing app: %v, want ErrNotFound", err)
+	}
+	must(t, s.CreateApp(ctx, fieldApp("mod", []string{"comments"})))
+	must(t, s.CreateApp(ctx, fieldApp("inbox", []string{"messages"})))
+	must(t, s.SetRoutes(ctx, "mod", []mapper.Route{{AccountID: "5"}, {AccountID: "1"}, {AccountID: "3"}}, nil))
+	must(t, s.SetRoutes(ctx, "mod", []mapper.Route{{AccountID: "1"}, {AccountID: "2", Fields: []string{"messages"}}}, nil)) // 1 again: idempotent
+	if acc := accountsOf(t, s, "mod"); !slices.Equal(acc, []string{"1", "2", "3", "5"}) {
+		t.Errorf("routes of mod: %v", acc)
+	}
+	// Route 2 of mod takes messages, so inbox cannot; route 1 takes mod's
+	// comments, so inbox's messages of 1 are free.
+	err := s.SetRoutes(ctx, "inbox", []mapper.Route{{AccountID: "1"}, {AccountID: "2"}, {AccountID: "9", Fields: []string{"comments"}}}, nil)
+	var rc *mapper.RouteConflictError
+	if !errors.As(err, &rc) || rc.AccountID != "2" || rc.Field != "messages" || rc.AppID != "mod" {
+		t.Fatalf("clashing route: %v, want account 2 field messages held by mod", err)
+	}
+	if acc := accountsOf(t, s, "inbox"); len(acc) != 0 {
+		t.Errorf("a refused batch stored routes: %v", acc)
+	}
+	// Every clash is reported, not only the first.
+	must(t, s.SetRoutes(ctx, "inbox", []mapper.Route{{AccountID: "1"}}, nil))
+	err = s.SetRoutes(ctx, "mod", []mapper.Route{{AccountID: "1", Fields: []string{"messages"}}, {AccountID: "7"}}, nil)
+	if err == nil || !errors.Is(err, mapper.ErrConflict) {
+		t.Fatalf("narrowing route 1 of mod to inbox's field: %v", err)
+	}
+	err = s.SetRoutes(ctx, "inbox", []mapper.Route{{AccountID: "2"}, {AccountID: "1"}, {AccountID: "3", Fields: []string{"comments"}}}, nil)
+	if n := countConflicts(err); n != 2 {
+		t.Errorf("two clashes (2 and 3): %d reported in %v", n, err)
+	}
+	// The field filter reads a route's own fields, else its app's.
+	page, err := s.ListRoutes(ctx, mapper.RouteQuery{Field: "messages"})
+	must(t, err)
+	var got []string
+	for _, r := range page.Items {
+		got = append(got, r.AppID+"/"+r.AccountID)
+	}
+	if !slices.Equal(got, []string{"inbox/1", "mod/2"}) {
+		t.Errorf("routes taking messages: %v", got)
+	}
+	// Removal, absent accounts skipped, together with a put.
+	must(t, s.SetRoutes(ctx, "mod", []mapper.Route{{AccountID: "6"}}, []string{"3", "404"}))
+	if acc := accountsOf(t, s, "mod"); !slices.Equal(acc, []string{"1", "2", "5", "6"}) {
+		t.Errorf("after removing 3 and adding 6: %v", acc)
+	}
+	if _, err := s.ListRoutes(ctx, mapper.RouteQuery{Cursor: "forged"}); !errors.Is(err, mapper.ErrInvalidInput) {
+		t.Errorf("forged cursor: %v, want ErrInvalidInput", err)
+	}
+}
+
+func countConflicts(err error) int {
+	n := 0
+	var walk func(error)
+	walk = func(err error) {
+		if _, ok := err.(*mapper.RouteConflictError); ok {
+			n++
+			return
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+		} else if u := errors.Unwrap(err); u != nil {
+			walk(u)
+		}
+	}
+	walk(err)
+	return n
+}
+
+// concurrentRoutes: onboardings of one account each, at once, never lose
+// one another, and of two apps taking the same account at once one wins.
+func concurrentRoutes(t *testing.T, s mapper.Store) {
+	must(t, s.CreateApp(ctx, fieldApp("a", nil)))
+	must(t, s.CreateApp(ctx, fieldApp("b", nil)))
+	const n = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		wg.Go(func() { errs <- s.SetRoutes(ctx, "a", []mapper.Route{{AccountID: fmt.Sprint(1000 + i)}}, nil) })
+		wg.Go(func() {
+			app := []string{"a", "b"}[i%2]
+			errs <- s.SetRoutes(ctx, app, []mapper.Route{{AccountID: "7"}}, nil)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil && !errors.Is(err, mapper.ErrConflict) {
+			t.Errorf("concurrent SetRoutes: %v", err)
+		}
+	}
+	if acc := accountsOf(t, s, "a"); len(acc) < n || len(acc) > n+1 {
+		t.Errorf("%d routes of a, want %d (+1 if it won account 7)", len(acc), n)
+	}
+	if r := routesFor(t, s, "7"); len(r["7"]) != 1 {
+		t.Errorf("account 7 routed to %v, want exactly one app", r["7"])
+	}
 }
 
 func eventRoundTrip(t *testing.T, s mapper.Store) {
@@ -328,8 +498,8 @@ func dedupRace(t *testing.T, s mapper.Store) {
 	}
 	page, err := s.ListEvents(ctx, mapper.EventQuery{Status: mapper.EventPending, Limit: 100})
 	must(t, err)
-	if len(page.Events) != 1 || page.Events[0].ID != winners[0] {
-		t.Errorf("pending events %v, want only %s", ids(page.Events), winners[0])
+	if len(page.Items) != 1 || page.Items[0].ID != winners[0] {
+		t.Errorf("pending events %v, want only %s", ids(page.Items), winners[0])
 	}
 }
 
@@ -373,18 +543,18 @@ func leaseExpiry(t *testing.T, s mapper.Store) {
 	}
 	stale := first[0]
 	stale.Status = mapper.EventUnroutable
-	if err := s.RouteEvent(ctx, &stale, nil); !errors.Is(err, mapper.ErrLeaseLost) {
+	if err := s.RouteEvent(ctx, &stale, nil, nil); !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Errorf("stale holder routed: %v, want ErrLeaseLost", err)
 	}
 	stale.Status = mapper.EventPending
-	if err := s.RouteEvent(ctx, &stale, nil); !errors.Is(err, mapper.ErrLeaseLost) {
+	if err := s.RouteEvent(ctx, &stale, nil, nil); !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Errorf("stale holder put it back: %v, want ErrLeaseLost", err)
 	}
 	cur := second[0]
 	cur.Status = mapper.EventDispatched
 	d := mapper.Delivery{ID: "d1", EventID: "e1", AppID: "a", OwnerIDs: []string{"1"}, Body: []byte("{}"), Status: mapper.DeliveryPending,
 		NextAttemptAt: base.Add(3 * time.Minute), CreatedAt: base.Add(2 * time.Minute), LeaseToken: "router"}
-	must(t, s.RouteEvent(ctx, &cur, []mapper.Delivery{d}))
+	must(t, s.RouteEvent(ctx, &cur, []mapper.Delivery{d}, nil))
 	// The router's lease on the delivery runs out; another claimer takes it.
 	claimed, err := s.ClaimDeliveries(ctx, base.Add(4*time.Minute), 5, time.Minute, nil)
 	must(t, err)
@@ -392,14 +562,14 @@ func leaseExpiry(t *testing.T, s mapper.Store) {
 		t.Fatalf("delivery after lease expiry: %+v", claimed)
 	}
 	d.Status, d.Attempts = mapper.DeliveryDelivered, 1
-	if err := s.RecordAttempt(ctx, &d, mapper.Attempt{DeliveryID: "d1", Number: 1, StartedAt: base, Outcome: mapper.DeliveryDelivered}); !errors.Is(err, mapper.ErrLeaseLost) {
+	if err := s.RecordAttempt(ctx, &d, &mapper.Attempt{DeliveryID: "d1", Number: 1, StartedAt: base, Outcome: mapper.DeliveryDelivered}); !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Errorf("stale holder recorded: %v, want ErrLeaseLost", err)
 	}
-	if as, _ := s.ListAttempts(ctx, "d1"); len(as) != 0 {
+	if as, _ := attemptsOf(s, "d1"); len(as) != 0 {
 		t.Errorf("a refused attempt was recorded: %+v", as)
 	}
 	missing := mapper.Delivery{ID: "nope", LeaseToken: "x", Status: mapper.DeliveryDead}
-	if err := s.RecordAttempt(ctx, &missing, mapper.Attempt{DeliveryID: "nope", Number: 1}); !errors.Is(err, mapper.ErrNotFound) && !errors.Is(err, mapper.ErrLeaseLost) {
+	if err := s.RecordAttempt(ctx, &missing, &mapper.Attempt{DeliveryID: "nope", Number: 1}); !errors.Is(err, mapper.ErrNotFound) && !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Errorf("attempt for a missing delivery: %v", err)
 	}
 }
@@ -467,7 +637,7 @@ func routed(t *testing.T, s mapper.Store, id string, unroutable []string, apps .
 		ds = append(ds, mapper.Delivery{ID: id + "-" + a, EventID: id, AppID: a, OwnerIDs: []string{"1"}, Body: []byte(`{"for":"` + a + `"}`),
 			Status: mapper.DeliveryPending, NextAttemptAt: base.Add(time.Minute), CreatedAt: routedAt, LeaseToken: "lease-" + a, TraceContext: mine.TraceContext})
 	}
-	must(t, s.RouteEvent(ctx, mine, ds))
+	must(t, s.RouteEvent(ctx, mine, ds, nil))
 	return ds
 }
 
@@ -479,7 +649,7 @@ func finish(t *testing.T, s mapper.Store, d *mapper.Delivery, status mapper.Deli
 	} else {
 		d.NextAttemptAt = at.Add(time.Minute)
 	}
-	must(t, s.RecordAttempt(ctx, d, mapper.Attempt{DeliveryID: d.ID, Number: d.Attempts, StartedAt: at, Duration: 1500 * time.Microsecond,
+	must(t, s.RecordAttempt(ctx, d, &mapper.Attempt{DeliveryID: d.ID, Number: d.Attempts, StartedAt: at, Duration: 1500 * time.Microsecond,
 		StatusCode: code, Outcome: status, ResponseBody: fmt.Sprintf("answer %d ä", code)}))
 }
 
@@ -494,12 +664,12 @@ func listDeliveries(t *testing.T, s mapper.Store, eventID string) ([]mapper.Deli
 		if err != nil {
 			return nil, err
 		}
-		for _, d := range page.Deliveries {
+		for _, d := range page.Items {
 			if d.EventID != eventID || d.Body != nil {
 				t.Errorf("FindDeliveries(EventID %s) gave %s of event %s, body %q", eventID, d.ID, d.EventID, d.Body)
 			}
 		}
-		out = append(out, page.Deliveries...)
+		out = append(out, page.Items...)
 		if page.NextCursor == "" {
 			slices.Reverse(out)
 			return out, nil
@@ -562,7 +732,7 @@ func routeAndSettle(t *testing.T, s mapper.Store) {
 		if ev.Status != c.want || ev.CompletedAt == nil || ev.CompletedAt.Before(base.Add(3*time.Second)) {
 			t.Errorf("%s: event %s completed %v, want %s", c.id, ev.Status, ev.CompletedAt, c.want)
 		}
-		as, err := s.ListAttempts(ctx, ds[0].ID)
+		as, err := attemptsOf(s, ds[0].ID)
 		must(t, err)
 		if len(as) != 2 || as[0].Number != 1 || as[0].StatusCode != 503 || as[0].Duration != 1500*time.Microsecond || as[1].Number != 2 ||
 			!as[0].StartedAt.Equal(base.Add(2*time.Second)) || as[0].ResponseBody != "answer 503 ä" {
@@ -580,7 +750,7 @@ func originalBody(t *testing.T, s mapper.Store) {
 	cl.Status = mapper.EventDispatched
 	d := mapper.Delivery{ID: "d1", EventID: "e1", AppID: "a", OwnerIDs: []string{"1"}, Body: ev.Payload, Original: true, MetaSignature: ev.Signature,
 		Status: mapper.DeliveryPending, NextAttemptAt: base, CreatedAt: base, LeaseToken: ""}
-	must(t, s.RouteEvent(ctx, &cl, []mapper.Delivery{d}))
+	must(t, s.RouteEvent(ctx, &cl, []mapper.Delivery{d}, nil))
 	got, err := s.ClaimDeliveries(ctx, base, 1, time.Minute, nil)
 	must(t, err)
 	if len(got) != 1 || string(got[0].Body) != string(ev.Payload) || !got[0].Original || got[0].MetaSignature != ev.Signature {
@@ -594,7 +764,7 @@ func retryEvent(t *testing.T, s mapper.Store) {
 	must(t, err)
 	e := cl[0]
 	e.RouteAttempts, e.LastError, e.NextAttemptAt = 1, "Graph API throttled", base.Add(10*time.Minute)
-	must(t, s.RouteEvent(ctx, &e, nil))
+	must(t, s.RouteEvent(ctx, &e, nil, nil))
 	if got, _ := s.ClaimEvents(ctx, base.Add(5*time.Minute), 1, time.Minute); len(got) != 0 {
 		t.Error("claimed before its retry time")
 	}
@@ -605,22 +775,16 @@ func retryEvent(t *testing.T, s mapper.Store) {
 	}
 }
 
-// recordRoute checks mapper.RouteRecorder, for stores that implement it.
-// routeRecording sets up RecordRoute cases: events claimed one at a time,
-// routes planned for them, attempts made.
+// routeRecording sets up cases of RouteEvent with attempts: events
+// claimed one at a time, routes planned for them, attempts made.
 type routeRecording struct {
-	t   *testing.T
-	s   mapper.Store
-	rec mapper.RouteRecorder
-	at  time.Time
+	t  *testing.T
+	s  mapper.Store
+	at time.Time
 }
 
 func newRouteRecording(t *testing.T, s mapper.Store) *routeRecording {
-	rec, ok := s.(mapper.RouteRecorder)
-	if !ok {
-		t.Skip("the store does not implement mapper.RouteRecorder")
-	}
-	return &routeRecording{t: t, s: s, rec: rec, at: base.Add(time.Second)}
+	return &routeRecording{t: t, s: s, at: base.Add(time.Second)}
 }
 
 func (r *routeRecording) claimOne(id string) mapper.Event {
@@ -640,7 +804,7 @@ func (r *routeRecording) plan(ev *mapper.Event, apps ...string) []mapper.Deliver
 	var ds []mapper.Delivery
 	for _, a := range apps {
 		ds = append(ds, mapper.Delivery{ID: ev.ID + "-" + a, EventID: ev.ID, AppID: a, OwnerIDs: []string{"1"}, Body: []byte(`{"for":"` + a + `"}`),
-			Status: mapper.DeliveryPending, Attempts: 1, CreatedAt: at, CycleStart: at, LeaseToken: "lease-" + a, TraceContext: ev.TraceContext})
+			Status: mapper.DeliveryPending, Attempts: 1, CreatedAt: at, CycleStart: at, TraceContext: ev.TraceContext})
 	}
 	return ds
 }
@@ -655,7 +819,7 @@ func (r *routeRecording) attempt(d *mapper.Delivery, code int) mapper.Attempt {
 // oneAttempt checks that a delivery has its one recorded attempt.
 func oneAttempt(t *testing.T, s mapper.Store, deliveryID string, code int) {
 	t.Helper()
-	as, err := s.ListAttempts(ctx, deliveryID)
+	as, err := attemptsOf(s, deliveryID)
 	must(t, err)
 	if len(as) != 1 || as[0].StatusCode != code || as[0].Number != 1 || as[0].ResponseBody != fmt.Sprint("answer ", code) {
 		t.Errorf("attempts of %s: %+v", deliveryID, as)
@@ -670,17 +834,17 @@ func recordRoute(t *testing.T, s mapper.Store) {
 	done := at.Add(time.Millisecond)
 	ds[0].Status, ds[0].LastStatusCode, ds[0].CompletedAt = mapper.DeliveryDelivered, 200, &done
 	ds[1].Status, ds[1].LastStatusCode, ds[1].LastError, ds[1].NextAttemptAt = mapper.DeliveryPending, 503, "HTTP 503", base.Add(time.Minute)
-	must(t, r.rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200), r.attempt(&ds[1], 503)}))
+	must(t, r.s.RouteEvent(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200), r.attempt(&ds[1], 503)}))
 	got, err := s.GetEvent(ctx, "e1")
 	must(t, err)
 	if got.Status != mapper.EventDispatched || got.RoutedAt == nil || got.CompletedAt != nil || got.LeaseToken != "" {
-		t.Errorf("event after RecordRoute: %+v", got)
+		t.Errorf("event after RouteEvent: %+v", got)
 	}
 	stored, err := listDeliveries(t, s, "e1")
 	must(t, err)
 	if len(stored) != 2 || stored[0].Status != mapper.DeliveryDelivered || stored[1].Status != mapper.DeliveryPending ||
 		stored[1].LastStatusCode != 503 || stored[0].LeaseToken != "" || stored[1].LeaseToken != "" || stored[1].Attempts != 1 {
-		t.Fatalf("deliveries after RecordRoute: %+v", stored)
+		t.Fatalf("deliveries after RouteEvent: %+v", stored)
 	}
 	for i, code := range []int{200, 503} {
 		oneAttempt(t, s, ds[i].ID, code)
@@ -708,7 +872,7 @@ func recordRouteSettled(t *testing.T, s mapper.Store) {
 	ds := r.plan(&ev, "app0")
 	ds[0].Status, ds[0].LastStatusCode, ds[0].CompletedAt = mapper.DeliveryDelivered, 200, &done
 	ev.Status, ev.CompletedAt = mapper.EventDelivered, &done
-	must(t, r.rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200)}))
+	must(t, r.s.RouteEvent(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200)}))
 	if got, _ := s.GetEvent(ctx, "e2"); got.Status != mapper.EventDelivered || got.CompletedAt == nil || !got.CompletedAt.Equal(done) {
 		t.Errorf("settled event: %+v", got)
 	}
@@ -725,11 +889,11 @@ func recordRouteRefused(t *testing.T, s mapper.Store) {
 	ds[0].Status, ds[0].CompletedAt = mapper.DeliveryDelivered, &done
 	stale := ev
 	stale.LeaseToken = "not-the-lease"
-	if err := r.rec.RecordRoute(ctx, &stale, ds, []mapper.Attempt{r.attempt(&ds[0], 200)}); !errors.Is(err, mapper.ErrLeaseLost) {
+	if err := r.s.RouteEvent(ctx, &stale, ds, []mapper.Attempt{r.attempt(&ds[0], 200)}); !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Errorf("stale lease: %v, want ErrLeaseLost", err)
 	}
 	stray := mapper.Delivery{ID: "elsewhere"}
-	if err := r.rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200), r.attempt(&stray, 200)}); err == nil {
+	if err := r.s.RouteEvent(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200), r.attempt(&stray, 200)}); err == nil {
 		t.Error("an attempt of a delivery outside the route was stored")
 	}
 	if got, _ := listDeliveries(t, s, "e3"); len(got) != 0 {
@@ -738,7 +902,7 @@ func recordRouteRefused(t *testing.T, s mapper.Store) {
 	if got, _ := s.GetEvent(ctx, "e3"); got.Status != mapper.EventPending || got.RoutedAt != nil {
 		t.Errorf("event changed by failed calls: %+v", got)
 	}
-	must(t, r.rec.RecordRoute(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200)}))
+	must(t, r.s.RouteEvent(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200)}))
 }
 
 func listEvents(t *testing.T, s mapper.Store) {
@@ -758,7 +922,7 @@ func listEvents(t *testing.T, s mapper.Store) {
 	for pages := 0; ; pages++ {
 		page, err := s.ListEvents(ctx, mapper.EventQuery{Limit: 3, Cursor: cursor})
 		must(t, err)
-		for _, e := range page.Events {
+		for _, e := range page.Items {
 			all = append(all, e.ID)
 		}
 		if page.NextCursor == "" {
@@ -777,7 +941,7 @@ func listEvents(t *testing.T, s mapper.Store) {
 		t.Helper()
 		page, err := s.ListEvents(ctx, q)
 		must(t, err)
-		if got := ids(page.Events); !slices.Equal(got, want) {
+		if got := ids(page.Items); !slices.Equal(got, want) {
 			t.Errorf("query %+v: %v, want %v", q, got, want)
 		}
 	}
@@ -790,8 +954,22 @@ func listEvents(t *testing.T, s mapper.Store) {
 	}
 }
 
-func stats(t *testing.T, s mapper.Store) {
-	must(t, s.Ping(ctx))
+// statser is the optional Stats of a Store.
+type statser interface {
+	Stats(ctx context.Context, since time.Time) (mapper.Stats, error)
+}
+
+func stats(t *testing.T, store mapper.Store) {
+	s, ok := store.(interface {
+		mapper.Store
+		statser
+	})
+	if !ok {
+		t.Skip("the store keeps no Stats")
+	}
+	if p, ok := store.(interface{ Ping(context.Context) error }); ok {
+		must(t, p.Ping(ctx))
+	}
 	must(t, s.CreateEvent(ctx, newEvent("pending", base, "1", "p")))
 	ds := routed(t, s, "done", nil, "a")
 	finish(t, s, &ds[0], mapper.DeliveryDelivered, 200, base.Add(3*time.Second))
@@ -829,7 +1007,7 @@ func prune(t *testing.T, s mapper.Store) {
 	if ds, _ := listDeliveries(t, s, "old"); len(ds) != 0 {
 		t.Errorf("old deliveries kept: %v", ds)
 	}
-	if as, _ := s.ListAttempts(ctx, old[0].ID); len(as) != 0 {
+	if as, _ := attemptsOf(s, old[0].ID); len(as) != 0 {
 		t.Errorf("old attempts kept: %v", as)
 	}
 	for _, id := range []string{"recent", "open"} {
@@ -849,7 +1027,7 @@ func appSettings(t *testing.T, s mapper.Store) {
 	app := &mapper.WorkerApp{ID: "a", Name: "a", URL: "http://x", Secret: "s", AccountIDs: []string{"1"}, Enabled: true,
 		Timeout: 2500 * time.Millisecond, MaxConcurrency: 3, Ordered: true, CreatedAt: base, UpdatedAt: base}
 	must(t, s.CreateApp(ctx, app))
-	got, err := s.GetApp(ctx, "a")
+	got, err := getApp(s, "a")
 	must(t, err)
 	if got.Timeout != 2500*time.Millisecond || got.MaxConcurrency != 3 || !got.Ordered {
 		t.Errorf("delivery settings: %+v", got)
@@ -874,7 +1052,7 @@ func pendingDeliveries(t *testing.T, s mapper.Store, specs ...[3]string) []mappe
 			at := base.Add(time.Duration(i) * time.Second)
 			d := mapper.Delivery{ID: sp[0], EventID: evID, AppID: sp[1], OwnerIDs: []string{"1"}, Body: []byte("{}"), Ordered: sp[2] == "ordered",
 				Status: mapper.DeliveryPending, NextAttemptAt: base, CreatedAt: at, CycleStart: at, LeaseToken: "router"}
-			must(t, s.RouteEvent(ctx, &e, []mapper.Delivery{d}))
+			must(t, s.RouteEvent(ctx, &e, []mapper.Delivery{d}, nil))
 			out = append(out, d)
 		}
 	}
@@ -903,8 +1081,10 @@ func skipAndRelease(t *testing.T, s mapper.Store) {
 	if len(cl) != 1 || cl[0].ID != "d1" {
 		t.Fatalf("claim: %+v", cl)
 	}
-	must(t, s.ReleaseDelivery(ctx, &cl[0], base.Add(time.Second)))
-	if err := s.ReleaseDelivery(ctx, &cl[0], base); !errors.Is(err, mapper.ErrLeaseLost) {
+	// Given back unattempted: RecordAttempt without an attempt.
+	cl[0].NextAttemptAt = base.Add(time.Second)
+	must(t, s.RecordAttempt(ctx, &cl[0], nil))
+	if err := s.RecordAttempt(ctx, &cl[0], nil); !errors.Is(err, mapper.ErrLeaseLost) {
 		t.Errorf("second release: %v", err)
 	}
 	if got := claimIDs(t, s, base); len(got) != 0 {
@@ -913,7 +1093,7 @@ func skipAndRelease(t *testing.T, s mapper.Store) {
 	if got := claimIDs(t, s, base.Add(time.Second)); !slices.Equal(got, []string{"d1"}) {
 		t.Errorf("after the release time: %v", got)
 	}
-	if as, _ := s.ListAttempts(ctx, "d1"); len(as) != 0 {
+	if as, _ := attemptsOf(s, "d1"); len(as) != 0 {
 		t.Errorf("a release recorded an attempt: %v", as)
 	}
 }
@@ -972,7 +1152,7 @@ func findDeliveries(t *testing.T, s mapper.Store) {
 	for {
 		page, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{Status: mapper.DeliveryDead, Limit: 1, Cursor: cursor})
 		must(t, err)
-		for _, d := range page.Deliveries {
+		for _, d := range page.Items {
 			all = append(all, d.ID)
 		}
 		if page.NextCursor == "" {
@@ -986,7 +1166,7 @@ func findDeliveries(t *testing.T, s mapper.Store) {
 	page, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{AppID: "a", Since: base.Add(time.Second)})
 	must(t, err)
 	var ids []string
-	for _, d := range page.Deliveries {
+	for _, d := range page.Items {
 		ids = append(ids, d.ID)
 	}
 	if !slices.Equal(ids, []string{"f4", "f3"}) {
@@ -994,88 +1174,96 @@ func findDeliveries(t *testing.T, s mapper.Store) {
 	}
 	page, err = s.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: "ev-f2"})
 	must(t, err)
-	if len(page.Deliveries) != 1 || page.Deliveries[0].ID != "f2" || page.Deliveries[0].Body != nil {
-		t.Errorf("the deliveries of event ev-f2: %+v", page.Deliveries)
+	if len(page.Items) != 1 || page.Items[0].ID != "f2" || page.Items[0].Body != nil {
+		t.Errorf("the deliveries of event ev-f2: %+v", page.Items)
 	}
 	if _, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{Cursor: "nope"}); err == nil {
 		t.Error("bad cursor accepted")
 	}
 }
 
-func replayDelivery(t *testing.T, s mapper.Store) {
+// reopened is a delivery as a replay makes it: pending, due at, in a new
+// retry cycle.
+func reopened(d mapper.Delivery, at time.Time) mapper.Delivery {
+	d.Status, d.NextAttemptAt, d.CompletedAt, d.AttemptBase, d.CycleStart = mapper.DeliveryPending, at, nil, d.Attempts, at
+	return d
+}
+
+// reopenDelivery: a dead delivery and its dead event reopened as given;
+// a second reopen from the same state, or of a delivery not dead, is
+// refused and changes nothing.
+func reopenDelivery(t *testing.T, s mapper.Store) {
 	deadDeliveries(t, s, [3]string{"r1", "a", ""}, [3]string{"r2", "a", "ok"})
-	if ev, _ := s.GetEvent(ctx, "ev-r1"); ev.Status != mapper.EventDead {
+	ev, err := s.GetEvent(ctx, "ev-r1")
+	must(t, err)
+	if ev.Status != mapper.EventDead {
 		t.Fatalf("event before replay: %s", ev.Status)
 	}
-	d, err := s.ReplayDelivery(ctx, "r1", base.Add(time.Hour))
+	ds, err := listDeliveries(t, s, "ev-r1")
 	must(t, err)
-	if d.Status != mapper.DeliveryPending || d.AttemptBase != 1 || !d.CycleStart.Equal(base.Add(time.Hour)) || d.CompletedAt != nil {
-		t.Errorf("replayed: %+v", d)
+	at := base.Add(time.Hour)
+	d := reopened(ds[0], at)
+	ev.Status, ev.CompletedAt = mapper.EventDispatched, nil
+	must(t, s.Reopen(ctx, mapper.EventDead, ev, []mapper.Delivery{d}))
+	if err := s.Reopen(ctx, mapper.EventDead, ev, []mapper.Delivery{d}); !errors.Is(err, mapper.ErrConflict) {
+		t.Errorf("second reopen from dead: %v, want ErrConflict", err)
+	}
+	page, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{ID: "r1", Attempts: true})
+	must(t, err)
+	if got := page.Items[0]; got.Status != mapper.DeliveryPending || got.AttemptBase != 1 || !got.CycleStart.Equal(at) || got.CompletedAt != nil || len(got.History) != 1 {
+		t.Errorf("reopened: %+v", got)
 	}
 	if ev, _ := s.GetEvent(ctx, "ev-r1"); ev.Status != mapper.EventDispatched || ev.CompletedAt != nil {
-		t.Errorf("event after replay: %s", ev.Status)
+		t.Errorf("event after reopen: %s", ev.Status)
 	}
-	if _, err := s.ReplayDelivery(ctx, "r2", base); !errors.Is(err, mapper.ErrConflict) {
-		t.Errorf("replay of a delivered one: %v", err)
+	// Not dead: refused, and the event is left as it was.
+	ev2, err := s.GetEvent(ctx, "ev-r2")
+	must(t, err)
+	ds2, err := listDeliveries(t, s, "ev-r2")
+	must(t, err)
+	ev2.Status = mapper.EventDispatched
+	if err := s.Reopen(ctx, mapper.EventDelivered, ev2, []mapper.Delivery{reopened(ds2[0], at)}); !errors.Is(err, mapper.ErrConflict) {
+		t.Errorf("reopen of a delivered delivery: %v, want ErrConflict", err)
 	}
-	if _, err := s.ReplayDelivery(ctx, "nope", base); !errors.Is(err, mapper.ErrNotFound) {
-		t.Errorf("replay of a missing one: %v", err)
+	if ev2, _ := s.GetEvent(ctx, "ev-r2"); ev2.Status != mapper.EventDelivered {
+		t.Errorf("a refused reopen changed the event: %s", ev2.Status)
 	}
-	got := claimIDs(t, s, base.Add(time.Hour))
-	if !slices.Equal(got, []string{"r1"}) {
-		t.Fatalf("claim after replay: %v", got)
-	}
-	// The history stays, and numbering goes on.
-	if as, _ := s.ListAttempts(ctx, "r1"); len(as) != 1 {
-		t.Errorf("history: %v", as)
+	if got := claimIDs(t, s, at); !slices.Equal(got, []string{"r1"}) {
+		t.Fatalf("claim after reopen: %v", got)
 	}
 }
 
-func replayEvent(t *testing.T, s mapper.Store) {
-	// Unroutable: routed again, due now.
+// reopenEvent: an unroutable event made pending again keeps its routing
+// history and is claimable when due.
+func reopenEvent(t *testing.T, s mapper.Store) {
 	must(t, s.CreateEvent(ctx, newEvent("u", base, "9", "ku")))
 	cl, err := s.ClaimEvents(ctx, base, 1, time.Minute)
 	must(t, err)
-	cl[0].Status, cl[0].Unroutable, cl[0].CompletedAt, cl[0].RoutedAt = mapper.EventUnroutable, []string{"9"}, &base, &base
-	must(t, s.RouteEvent(ctx, &cl[0], nil))
-	ev, err := s.ReplayEvent(ctx, "u", base.Add(time.Hour))
+	cl[0].Status, cl[0].Unroutable, cl[0].CompletedAt, cl[0].RoutedAt, cl[0].LastError = mapper.EventUnroutable, []string{"9"}, &base, &base, "no app"
+	must(t, s.RouteEvent(ctx, &cl[0], nil, nil))
+	ev, err := s.GetEvent(ctx, "u")
 	must(t, err)
-	if ev.Status != mapper.EventPending {
-		t.Errorf("replayed unroutable event: %s", ev.Status)
+	at := base.Add(time.Hour)
+	ev.Status, ev.NextAttemptAt, ev.LastError, ev.CompletedAt = mapper.EventPending, at, "", nil
+	if err := s.Reopen(ctx, mapper.EventDead, ev, nil); !errors.Is(err, mapper.ErrConflict) {
+		t.Errorf("reopen from the wrong status: %v, want ErrConflict", err)
 	}
-	again, err := s.ClaimEvents(ctx, base.Add(time.Hour), 10, time.Minute)
+	must(t, s.Reopen(ctx, mapper.EventUnroutable, ev, nil))
+	again, err := s.ClaimEvents(ctx, at, 10, time.Minute)
 	must(t, err)
-	if len(again) != 1 || again[0].ID != "u" || again[0].RoutedAt == nil {
-		t.Errorf("claim after replay: %+v", again)
-	}
-	// Dead: its dead deliveries come back.
-	deadDeliveries(t, s, [3]string{"x1", "a", ""})
-	ev, err = s.ReplayEvent(ctx, "ev-x1", base.Add(time.Hour))
-	must(t, err)
-	if ev.Status != mapper.EventDispatched {
-		t.Errorf("replayed dead event: %s", ev.Status)
-	}
-	if got := claimIDs(t, s, base.Add(time.Hour)); !slices.Equal(got, []string{"x1"}) {
-		t.Errorf("claim after event replay: %v", got)
-	}
-	if _, err := s.ReplayEvent(ctx, "ev-x1", base); !errors.Is(err, mapper.ErrConflict) {
-		t.Errorf("replay of a dispatched event: %v", err)
+	if len(again) != 1 || again[0].ID != "u" || again[0].RoutedAt == nil || again[0].LastError != "" || !slices.Equal(again[0].Unroutable, []string{"9"}) {
+		t.Errorf("claim after reopen: %+v", again)
 	}
 }
 
-func replayDead(t *testing.T, s mapper.Store) {
-	deadDeliveries(t, s, [3]string{"b1", "a", ""}, [3]string{"b2", "a", ""}, [3]string{"b3", "b", ""}, [3]string{"b4", "a", ""}, [3]string{"b5", "a", "ok"})
-	n, err := s.ReplayDead(ctx, mapper.DeliveryQuery{AppID: "a", Until: base.Add(3 * time.Second)}, base.Add(time.Hour), 1)
-	must(t, err)
-	if n != 2 {
-		t.Errorf("replayed %d, want 2 (b1, b2)", n)
+// attemptsOf reads the attempts of one delivery through FindDeliveries.
+func attemptsOf(s mapper.Store, deliveryID string) ([]mapper.Attempt, error) {
+	page, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{ID: deliveryID, Attempts: true})
+	if err != nil {
+		return nil, err
 	}
-	if got := claimIDs(t, s, base.Add(time.Hour)); !slices.Equal(got, []string{"b1", "b2"}) {
-		t.Errorf("claim after bulk replay: %v", got)
+	if len(page.Items) != 1 {
+		return nil, fmt.Errorf("FindDeliveries by ID %s: %d deliveries", deliveryID, len(page.Items))
 	}
-	n, err = s.ReplayDead(ctx, mapper.DeliveryQuery{}, base.Add(time.Hour), 100)
-	must(t, err)
-	if n != 2 {
-		t.Errorf("replayed %d of the rest, want 2 (b3, b4)", n)
-	}
+	return page.Items[0].History, nil
 }
