@@ -86,7 +86,12 @@ func (m *Mapper) handleDeleteRoute(w http.ResponseWriter, r *http.Request) {
 // setRoutes applies a change of routes, answering the error if any.
 func (m *Mapper) setRoutes(w http.ResponseWriter, r *http.Request, appID string, put []Route, remove []string) bool {
 	err := m.store.SetRoutes(r.Context(), appID, put, remove)
-	m.appCache.invalidate() // whatever happened, the next read asks the store
+	// Whatever happened, the next read of these accounts asks the store.
+	changed := slices.Clone(remove)
+	for _, p := range put {
+		changed = append(changed, p.AccountID)
+	}
+	m.appCache.forgetAccounts(changed)
 	if err != nil {
 		m.storeError(w, r, err)
 		return false

@@ -50,6 +50,17 @@ func (c *appCache) invalidate() {
 	c.swept = 0
 }
 
+// forgetAccounts forgets the routes of some accounts, after a change of
+// them: apps and other accounts stay cached.
+func (c *appCache) forgetAccounts(accounts []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for _, a := range accounts {
+		delete(c.routes, a)
+	}
+}
+
 func copyApp(a *WorkerApp) *WorkerApp {
 	c := *a
 	c.AccountIDs = slices.Clone(a.AccountIDs)

@@ -167,8 +167,8 @@
 //
 // A webhook costs the store two writes when its deliveries can go at
 // once: the event (group-committed with other webhooks' before the 200),
-// then, after the attempts, the route with their outcomes, when the Store
-// implements [RouteRecorder] (both bundled stores do). A delivery whose
+// then, after the attempts, the route with their outcomes
+// ([Store].RouteEvent with attempts). A delivery whose
 // app is at its limit, ordered, or behind an open circuit is stored
 // unleased with the route and claimed by the loop when its turn comes;
 // claimed deliveries beyond an app's room wait in memory, leased, rather
@@ -188,8 +188,16 @@
 //	GET    /worker-apps/                      list apps
 //	POST   /worker-apps/                      create an app ([appInput])
 //	GET    /worker-apps/{id}                  one app
-//	PUT    /worker-apps/{id}                  replace an app (secret kept if omitted)
-//	DELETE /worker-apps/{id}                  delete an app
+//	PUT    /worker-apps/{id}                  replace an app (secret kept if omitted,
+//	                                          routes kept if account_ids is omitted)
+//	DELETE /worker-apps/{id}                  delete an app and its routes
+//	GET    /worker-apps/{id}/accounts         the app's routes, by account: field, limit, cursor
+//	PUT    /worker-apps/{id}/accounts/{acc}   route an account to the app ({"fields": [...]}
+//	                                          optional, else the app's); idempotent
+//	DELETE /worker-apps/{id}/accounts/{acc}   stop routing it
+//	POST   /worker-apps/{id}/accounts:batch   {"put": [{"account_id", "fields"}], "remove": [...]},
+//	                                          up to 10,000, all or nothing
+//	GET    /accounts/{acc}                    which apps serve which fields of an account
 //	GET    /monitoring/metrics                counters and store aggregates
 //	GET    /monitoring/webhook-logs           events, newest first: status, account,
 //	                                          app_id, since, until, limit, cursor

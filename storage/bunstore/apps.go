@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/internal/ids"
@@ -48,9 +50,16 @@ func (s *Store) CreateApp(ctx context.Context, app *mapper.WorkerApp) error {
 
 // appsLockKey is the PostgreSQL advisory lock that serialises app and
 // route writes: whether two apps overlap on an (account, field) pair is a
-// rule no unique index can hold, so it is checked and written under this
-// lock. SQLite has one writer already.
+// rule no unique index can hold, so it is checked and written under locks.
+// Writing an app takes it exclusively. Writing a few routes takes it shared,
+// and a lock of each account's own (accountLock), so that onboardings of
+// different accounts run side by side; a large batch takes it exclusively
+// rather than thousands of locks, which PostgreSQL's lock table bounds.
+// SQLite has one writer already.
 const appsLockKey = 0x6d61707065720001
+
+// fewRoutes is the most routes a write locks one by one.
+const fewRoutes = 64
 
 func (s *Store) lockApps(ctx context.Context, tx bun.Tx) error {
 	if !s.pg {
@@ -58,6 +67,34 @@ func (s *Store) lockApps(ctx context.Context, tx bun.Tx) error {
 	}
 	_, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", int64(appsLockKey))
 	return translate(err)
+}
+
+// lockRoutes locks what a write of routes to these accounts needs.
+func (s *Store) lockRoutes(ctx context.Context, tx bun.Tx, accounts []string) error {
+	if !s.pg {
+		return nil
+	}
+	if len(accounts) > fewRoutes {
+		return s.lockApps(ctx, tx)
+	}
+	keys := make([]int64, 0, len(accounts)+1)
+	for _, a := range accounts {
+		keys = append(keys, accountLock(a))
+	}
+	// In one order, so that two writers never wait for each other.
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	_, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock_shared(?), pg_advisory_xact_lock(k) FROM unnest(?::bigint[]) AS k",
+		int64(appsLockKey), pgdialect.Array(keys))
+	return translate(err)
+}
+
+// accountLock is the advisory lock of one account's routes: a hash, so
+// two accounts may share one, which only makes them wait for each other.
+func accountLock(account string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(account))
+	return int64(h.Sum64()&^(1<<63)) | 1<<62 // away from appsLockKey
 }
 
 // chunk bounds the accounts of one statement, well under both databases'
@@ -229,8 +266,12 @@ func (s *Store) DeleteApp(ctx context.Context, id string) error {
 
 // SetRoutes implements mapper.Store.
 func (s *Store) SetRoutes(ctx context.Context, appID string, put []mapper.Route, remove []string) error {
+	accounts := slices.Clone(remove)
+	for _, r := range put {
+		accounts = append(accounts, r.AccountID)
+	}
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if err := s.lockApps(ctx, tx); err != nil {
+		if err := s.lockRoutes(ctx, tx, accounts); err != nil {
 			return err
 		}
 		var r appRow

@@ -4,6 +4,7 @@
 //	go run ./testing/loadgen                          # SQLite, flat out, 8 connections, 10 s
 //	go run ./testing/loadgen -rate 1000 -duration 60s # a fixed rate (open loop)
 //	go run ./testing/loadgen -database-url postgres://… -json result.json
+//	go run ./testing/loadgen -onboard 100000          # routes at scale (onboard.go)
 //
 // It builds the reference server, starts it as a child process on a
 // temporary SQLite file (or the given PostgreSQL database), starts two fake
@@ -67,6 +68,7 @@ type options struct {
 	databaseURL string
 	server      string
 	jsonPath    string
+	onboard     int
 }
 
 func main() {
@@ -82,8 +84,13 @@ func main() {
 	flag.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL for the server (default: a temporary SQLite file)")
 	flag.StringVar(&o.server, "server", "", "reference server binary (default: built from this module)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the result as JSON to this file")
+	flag.IntVar(&o.onboard, "onboard", 0, "instead of a load run, onboard this many accounts into one app through the API (see onboard.go)")
 	flag.Parse()
-	if err := run(o); err != nil {
+	do := run
+	if o.onboard > 0 {
+		do = runOnboard
+	}
+	if err := do(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
@@ -141,15 +148,11 @@ func run(o options) error {
 	if o.conns < 1 || o.duration <= 0 || o.rate < 0 {
 		return errors.New("-conns and -duration must be positive, -rate not negative")
 	}
-	tmp, err := os.MkdirTemp("", "mapper-loadgen-")
+	tmp, bin, err := serverBinary(o)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin, err := serverBinary(o, tmp)
-	if err != nil {
-		return err
-	}
 	rep := Report{Machine: machine(), Store: "sqlite", Duration: o.duration, StartedAt: time.Now().UTC(), Mode: fmt.Sprintf("flat out, %d connections", o.conns)}
 	if o.databaseURL != "" {
 		rep.Store = "postgres"
@@ -165,27 +168,11 @@ func run(o options) error {
 	// The reference server, with two worker apps.
 	workers := newWorkers()
 	defer workers.close()
-	port, err := freePort()
+	url, srv, err := startServer(o, bin, tmp)
 	if err != nil {
 		return err
 	}
-	srv := exec.Command(bin, "-env-file", filepath.Join(tmp, "none.env"))
-	srv.Env = append(os.Environ(),
-		"INSTAGRAM_APP_SECRET="+secret, "WEBHOOK_VERIFY_TOKEN=loadgen", "ADMIN_TOKEN="+adminToken, "OWNER_POLICY=entry",
-		"RATE_LIMIT_RPS=0", "LOG_LEVEL=warn", "PORT="+strconv.Itoa(port), "SQLITE_PATH="+filepath.Join(tmp, "mapper.db"),
-		"DATABASE_URL="+o.databaseURL, "OTEL_SDK_DISABLED=")
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
-		return fmt.Errorf("starting the reference server: %w", err)
-	}
-	defer func() {
-		_ = srv.Process.Signal(os.Interrupt)
-		_ = srv.Wait()
-	}()
-	url := "http://127.0.0.1:" + strconv.Itoa(port)
-	if err := waitHealthy(url); err != nil {
-		return err
-	}
+	defer stopServer(srv)
 	for _, a := range []struct{ name, url, account string }{{"a", workers.a.URL, accountA}, {"b", workers.b.URL, accountB}} {
 		if err := register(url, a.name, a.url, a.account, o.appLimit); err != nil {
 			return err
@@ -214,19 +201,53 @@ func run(o options) error {
 	return nil
 }
 
-// serverBinary is the reference server to run: -server, or one built now.
-func serverBinary(o options, tmp string) (string, error) {
-	if o.server != "" {
-		return o.server, nil
+// startServer starts the reference server on a free port, on a temporary
+// SQLite file or -database-url, and waits until it is healthy.
+func startServer(o options, bin, tmp string) (string, *exec.Cmd, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
 	}
-	bin := filepath.Join(tmp, "referenceserver")
+	srv := exec.Command(bin, "-env-file", filepath.Join(tmp, "none.env"))
+	srv.Env = append(os.Environ(),
+		"INSTAGRAM_APP_SECRET="+secret, "WEBHOOK_VERIFY_TOKEN=loadgen", "ADMIN_TOKEN="+adminToken, "OWNER_POLICY=entry",
+		"RATE_LIMIT_RPS=0", "LOG_LEVEL=warn", "PORT="+strconv.Itoa(port), "SQLITE_PATH="+filepath.Join(tmp, "mapper.db"),
+		"DATABASE_URL="+o.databaseURL, "OTEL_SDK_DISABLED=")
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting the reference server: %w", err)
+	}
+	url := "http://127.0.0.1:" + strconv.Itoa(port)
+	if err := waitHealthy(url); err != nil {
+		stopServer(srv)
+		return "", nil, err
+	}
+	return url, srv, nil
+}
+
+func stopServer(srv *exec.Cmd) {
+	_ = srv.Process.Signal(os.Interrupt)
+	_ = srv.Wait()
+}
+
+// serverBinary makes a temporary directory for the run and returns it
+// with the reference server to run: -server, or one built into it now.
+func serverBinary(o options) (tmp, bin string, err error) {
+	if tmp, err = os.MkdirTemp("", "mapper-loadgen-"); err != nil {
+		return "", "", err
+	}
+	if o.server != "" {
+		return tmp, o.server, nil
+	}
+	bin = filepath.Join(tmp, "referenceserver")
 	fmt.Fprintln(os.Stderr, "building the reference server…")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/chatico/mapper/referenceserver")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building the reference server: %w", err)
+		os.RemoveAll(tmp)
+		return "", "", fmt.Errorf("building the reference server: %w", err)
 	}
-	return bin, nil
+	return tmp, bin, nil
 }
 
 // runBaseline drives the bare handler, in a child process like the server.
@@ -508,13 +529,16 @@ func freePort() (int, error) {
 }
 
 // peakRSS reads a process's high-water resident set (VmHWM) from /proc.
-func peakRSS(pid int) int64 {
+func peakRSS(pid int) int64 { return procBytes(pid, "VmHWM:") }
+
+// procBytes reads a size in kB from a process's /proc status.
+func procBytes(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb * 1024
 		}
