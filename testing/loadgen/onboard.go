@@ -77,82 +77,12 @@ func runOnboard(o options) error {
 	if o.databaseURL != "" {
 		rep.Store = "postgres"
 	}
-	dbPath := filepath.Join(tmp, "mapper.db")
-	appID, err := registerEmpty(url, workers.a.URL)
-	if err != nil {
-		return err
-	}
-	account := func(i int) string { return strconv.Itoa(firstAccount + i) }
-	for i := range 10 {
-		if _, err := putRoute(http.DefaultClient, url, appID, account(i)); err != nil {
+	r := &onboarding{o: o, url: url, workers: workers, rep: &rep, pid: srv.Process.Pid, dbPath: filepath.Join(tmp, "mapper.db")}
+	for _, step := range []func() error{r.baseline, r.onboardAll, r.measureAfter} {
+		if err := step(); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintln(os.Stderr, "lag with ten routes…")
-	ten, err := lags(url, workers, account(0), 200)
-	if err != nil {
-		return err
-	}
-	rep.LagTenP50, rep.LagTenP99 = pct(ten, 50), pct(ten, 99)
-	if rep.OneFirstP50, rep.OneFirstP99, err = sequentialPuts(url, appID, 10, 200); err != nil {
-		return err
-	}
-	rep.RSSBefore, rep.DBBytesBefore = rss(srv.Process.Pid), fileSize(dbPath)
-
-	fmt.Fprintf(os.Stderr, "onboarding %d accounts from %d clients…\n", o.onboard, o.conns)
-	took := make([]time.Duration, o.onboard)
-	var next atomic.Int64
-	next.Store(210)
-	var errs atomic.Int64
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conns}, Timeout: 30 * time.Second}
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range o.conns {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= o.onboard {
-					return
-				}
-				d, err := putRoute(client, url, appID, account(i))
-				if err != nil {
-					errs.Add(1)
-					fmt.Fprintln(os.Stderr, err)
-				}
-				took[i] = d
-			}
-		})
-	}
-	wg.Wait()
-	rep.PerSecond = float64(o.onboard-210) / time.Since(start).Seconds()
-	rep.Errors = int(errs.Load())
-	// The first and the last thousand (fewer when they would overlap).
-	w := min(1000, (o.onboard-210)/2)
-	first, last := slices.Clone(took[210:210+w]), slices.Clone(took[o.onboard-w:])
-	slices.Sort(first)
-	slices.Sort(last)
-	rep.FirstPutP50, rep.FirstPutP99, rep.LastPutP50, rep.LastPutP99 = pct(first, 50), pct(first, 99), pct(last, 50), pct(last, 99)
-
-	routed, err := countRoutes(url, appID, o.onboard)
-	if err != nil {
-		return err
-	}
-	if rep.OneLastP50, rep.OneLastP99, err = sequentialPuts(url, appID, o.onboard, 200); err != nil {
-		return err
-	}
-	rep.Routed = routed
-	fmt.Fprintln(os.Stderr, "lag with every route…")
-	if ds, err := lags(url, workers, account(0), 200); err == nil {
-		rep.LagFirstP50, rep.LagFirstP99 = pct(ds, 50), pct(ds, 99)
-	} else {
-		return err
-	}
-	if ds, err := lags(url, workers, account(o.onboard-1), 200); err == nil {
-		rep.LagLastP50, rep.LagLastP99 = pct(ds, 50), pct(ds, 99)
-	} else {
-		return err
-	}
-	rep.RSSAfter, rep.DBBytes = rss(srv.Process.Pid), fileSize(dbPath)
 	printOnboard(os.Stdout, rep)
 	if o.jsonPath != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
@@ -163,6 +93,106 @@ func runOnboard(o options) error {
 	if rep.Routed != o.onboard || rep.Errors > 0 {
 		return fmt.Errorf("%d of %d accounts routed, %d errors", rep.Routed, o.onboard, rep.Errors)
 	}
+	return nil
+}
+
+// onboarding is one onboarding run against a started server. Accounts
+// 0–9 are routed first, 10–209 one at a time, the rest concurrently.
+type onboarding struct {
+	o            options
+	url, appID   string
+	workers      *workers
+	rep          *OnboardReport
+	pid          int
+	dbPath       string
+	concurrentAt int
+}
+
+func account(i int) string { return strconv.Itoa(firstAccount + i) }
+
+// baseline registers the app, routes ten accounts, and measures the lag
+// and single PUTs with ten routes.
+func (r *onboarding) baseline() error {
+	var err error
+	if r.appID, err = registerEmpty(r.url, r.workers.a.URL); err != nil {
+		return err
+	}
+	for i := range 10 {
+		if _, err := putRoute(http.DefaultClient, r.url, r.appID, account(i)); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(os.Stderr, "lag with ten routes…")
+	ten, err := lags(r.url, r.workers, account(0), 200)
+	if err != nil {
+		return err
+	}
+	r.rep.LagTenP50, r.rep.LagTenP99 = pct(ten, 50), pct(ten, 99)
+	if r.rep.OneFirstP50, r.rep.OneFirstP99, err = sequentialPuts(r.url, r.appID, 10, 200); err != nil {
+		return err
+	}
+	r.concurrentAt = 210
+	r.rep.RSSBefore, r.rep.DBBytesBefore = rss(r.pid), fileSize(r.dbPath)
+	return nil
+}
+
+// onboardAll onboards the other accounts from -conns clients at once.
+func (r *onboarding) onboardAll() error {
+	n := r.o.onboard
+	fmt.Fprintf(os.Stderr, "onboarding %d accounts from %d clients…\n", n, r.o.conns)
+	took := make([]time.Duration, n)
+	var next, errs atomic.Int64
+	next.Store(int64(r.concurrentAt))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: r.o.conns}, Timeout: 30 * time.Second}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range r.o.conns {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				d, err := putRoute(client, r.url, r.appID, account(i))
+				if err != nil {
+					errs.Add(1)
+					fmt.Fprintln(os.Stderr, err)
+				}
+				took[i] = d
+			}
+		})
+	}
+	wg.Wait()
+	r.rep.PerSecond = float64(n-r.concurrentAt) / time.Since(start).Seconds()
+	r.rep.Errors = int(errs.Load())
+	// The first and the last thousand (fewer when they would overlap).
+	w := min(1000, (n-r.concurrentAt)/2)
+	first, last := slices.Clone(took[r.concurrentAt:r.concurrentAt+w]), slices.Clone(took[n-w:])
+	slices.Sort(first)
+	slices.Sort(last)
+	r.rep.FirstPutP50, r.rep.FirstPutP99, r.rep.LastPutP50, r.rep.LastPutP99 = pct(first, 50), pct(first, 99), pct(last, 50), pct(last, 99)
+	return nil
+}
+
+// measureAfter counts the routes by paging them, and measures single PUTs
+// and the lag to the first and the last account with every route.
+func (r *onboarding) measureAfter() error {
+	n := r.o.onboard
+	var err error
+	if r.rep.Routed, err = countRoutes(r.url, r.appID, n); err != nil {
+		return err
+	}
+	if r.rep.OneLastP50, r.rep.OneLastP99, err = sequentialPuts(r.url, r.appID, n, 200); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "lag with every route…")
+	for _, m := range []struct {
+		account  int
+		p50, p99 *time.Duration
+	}{{0, &r.rep.LagFirstP50, &r.rep.LagFirstP99}, {n - 1, &r.rep.LagLastP50, &r.rep.LagLastP99}} {
+		ds, err := lags(r.url, r.workers, account(m.account), 200)
+		if err != nil {
+			return err
+		}
+		*m.p50, *m.p99 = pct(ds, 50), pct(ds, 99)
+	}
+	r.rep.RSSAfter, r.rep.DBBytes = rss(r.pid), fileSize(r.dbPath)
 	return nil
 }
 
