@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/testing/mappertest"
@@ -220,5 +221,25 @@ func TestConcurrentOnboarding(t *testing.T) {
 	wg.Wait()
 	if got := h.accountsOf(appID, 500); len(got) != clients*each {
 		t.Errorf("%d accounts routed, want %d", len(got), clients*each)
+	}
+}
+
+// A route written straight through the Store, as another replica or an
+// embedding service would, is used within the cache TTL.
+func TestRouteSeenWithinCacheTTL(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, mapper.WithWorkerAppCacheTTL(50*time.Millisecond))
+	w, appID := h.addApp("late")
+	first := h.accept(mappertest.NewWebhook().Comment(accountC, "1", "ttl1", "x").Bytes())
+	if ev := h.settled(first); ev.Status != mapper.EventUnroutable {
+		t.Fatalf("before the route: %s", ev.Status)
+	}
+	if err := h.store.SetRoutes(t.Context(), appID, []mapper.Route{{AccountID: accountC}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond) // past the TTL of what routing read
+	second := h.accept(mappertest.NewWebhook().Comment(accountC, "1", "ttl2", "y").Bytes())
+	if ev := h.settled(second); ev.Status != mapper.EventDelivered || len(w.Received()) != 1 {
+		t.Errorf("after the TTL: %s, app got %d", ev.Status, len(w.Received()))
 	}
 }

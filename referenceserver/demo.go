@@ -223,6 +223,7 @@ func (d *demo) report(ctx context.Context, stdout io.Writer, cases []*demoCase) 
 	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "\nmapper demo: %d webhooks sent to %s/webhook/ (fake Graph API; worker apps \"shop\" for every field of @shop, \"studio\" for @studio's comments and mentions, \"studio-inbox\" for its messages; SQLite in %s)\n\n", len(cases), d.base, d.dir)
 	fmt.Fprintln(w, "CASE\tHTTP\tANSWER\tEVENT\tDELIVERED TO")
+	unroutable := ""
 	for _, c := range cases {
 		event, to := "-", "-"
 		if c.eventID != "" {
@@ -233,6 +234,7 @@ func (d *demo) report(ctx context.Context, stdout io.Writer, cases []*demoCase) 
 			event = string(ev.Status)
 			if len(ev.Unroutable) > 0 {
 				event += " (no app for " + strings.Join(ev.Unroutable, ", ") + ")"
+				unroutable = ev.ID
 			}
 			page, _ := d.store.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: c.eventID})
 			var parts []string
@@ -263,9 +265,21 @@ The server keeps running (Ctrl-C stops it). Try:
   curl -s -H 'Authorization: Bearer %[3]s' %[1]s/monitoring/metrics
   body='{"object":"instagram","entry":[{"id":"%[4]s","time":1764331200,"changes":[{"field":"comments","value":{"id":"17900000000000099","text":"hi","media":{"id":"18000000000000001"}}}]}]}'
   curl -s -H "X-Hub-Signature-256: sha256=$(printf %%s "$body" | openssl dgst -sha256 -hmac %[5]s -r | cut -d' ' -f1)" -d "$body" %[1]s/webhook/
+  curl -s -X PUT -H 'Authorization: Bearer %[3]s' %[1]s/worker-apps/%[6]s/accounts/%[7]s    # onboard the account that had no app
+  curl -s -X POST -H 'Authorization: Bearer %[3]s' %[1]s/events/%[8]s/replay    # and deliver its webhook now
 
-`, d.base, demoVerify, d.adminToken, demoShop, demoSecret)
+`, d.base, demoVerify, d.adminToken, demoShop, demoSecret, d.appID("shop"), demoNobody, unroutable)
 	return nil
+}
+
+// appID is the ID of the demo's app of that name.
+func (d *demo) appID(name string) string {
+	for id, n := range d.apps {
+		if n == name {
+			return id
+		}
+	}
+	return ""
 }
 
 // demoMediaHeader is the enrichment header of the delivery that had one.
