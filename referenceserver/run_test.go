@@ -117,6 +117,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad values", map[string]string{"WEBHOOK_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "OWNER_POLICY": "guess", "DELIVERY_TIMEOUT": "soon", "MAX_BODY_BYTES": "10", "LOG_LEVEL": "loud", "SYNC_DELIVERY": "maybe"},
 			[]string{"OWNER_POLICY", "DELIVERY_TIMEOUT", "MAX_BODY_BYTES", "LOG_LEVEL", "SYNC_DELIVERY"}},
 		{"unreachable database", map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "INSTAGRAM_ACCESS_TOKEN": "t", "DATABASE_URL": "postgres://u:hunter2@127.0.0.1:1/x?connect_timeout=2"}, []string{"DATABASE_URL"}},
+		// A password that is a word of the message must not mask it.
+		{"password found in the message", map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "DATABASE_URL": "postgres://u:p@127.0.0.1:1/x?connect_timeout=2"}, []string{"dial tcp 127.0.0.1:1", "user=u database=x"}},
+		{"unparseable database URL", map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "DATABASE_URL": "postgres://u:hunter2@[bad/x"}, []string{"DATABASE_URL", "cannot parse"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -49,7 +49,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -126,7 +125,9 @@ func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
 	db := bun.NewDB(sqldb, pgdialect.New())
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("bunstore: connecting to PostgreSQL: %w", redactDSNError(err, dsn))
+		// pgx names the user, database and address, never the password:
+		// a connection string it cannot parse comes back with it masked.
+		return nil, fmt.Errorf("bunstore: connecting to PostgreSQL: %w", err)
 	}
 	s, _ := New(db)
 	s.ownsDB = true
@@ -348,20 +349,4 @@ func translate(err error) error {
 		}
 	}
 	return fmt.Errorf("bunstore: %w", err)
-}
-
-// redactDSNError keeps a password out of a connection error.
-func redactDSNError(err error, dsn string) error {
-	msg := err.Error()
-	if i := strings.Index(dsn, "://"); i >= 0 {
-		if at := strings.LastIndex(dsn, "@"); at > i {
-			if colon := strings.Index(dsn[i+3:at], ":"); colon >= 0 {
-				pw := dsn[i+3+colon+1 : at]
-				if pw != "" {
-					msg = strings.ReplaceAll(msg, pw, "***")
-				}
-			}
-		}
-	}
-	return errors.New(msg)
 }
