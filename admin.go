@@ -25,37 +25,65 @@ const (
 	surfaceAdmin                       // worker apps, deliveries, events, monitoring: the admin token
 )
 
-// routes builds a handler of the given surfaces. GET /monitoring/health
-// is on both, open, so that a load balancer can probe either listener.
+// route is one entry of the route table: every route the Mapper serves
+// is in it, and only public ones skip the admin token.
+type route struct {
+	pattern string
+	surface surface // surfaceWebhook|surfaceAdmin: on both handlers
+	public  bool
+	handler http.HandlerFunc
+}
+
+// routeTable is every route. GET /monitoring/health is on both surfaces,
+// open, so that a load balancer can probe either listener.
+func (m *Mapper) routeTable() []route {
+	both := surfaceWebhook | surfaceAdmin
+	table := []route{
+		{"GET /webhook/{$}", surfaceWebhook, true, m.handleHandshake},
+		{"GET /webhook", surfaceWebhook, true, m.handleHandshake},
+		{"POST /webhook/{$}", surfaceWebhook, true, m.handleWebhook},
+		{"POST /webhook", surfaceWebhook, true, m.handleWebhook},
+		{"GET /monitoring/health", both, true, m.handleHealth},
+	}
+	for _, r := range []struct {
+		pattern string
+		h       http.HandlerFunc
+	}{
+		{"GET /worker-apps/{$}", m.handleListApps},
+		{"POST /worker-apps/{$}", m.handleCreateApp},
+		{"GET /worker-apps/{id}", m.handleGetApp},
+		{"PUT /worker-apps/{id}", m.handleUpdateApp},
+		{"DELETE /worker-apps/{id}", m.handleDeleteApp},
+		{"GET /worker-apps/{id}/accounts", m.handleListRoutes},
+		{"POST /worker-apps/{id}/accounts:batch", m.handleRouteBatch},
+		{"PUT /worker-apps/{id}/accounts/{account_id}", m.handlePutRoute},
+		{"DELETE /worker-apps/{id}/accounts/{account_id}", m.handleDeleteRoute},
+		{"GET /accounts/{account_id}", m.handleAccount},
+		{"GET /deliveries/{$}", m.handleListDeliveries},
+		{"POST /deliveries/{id}/replay", m.handleReplayDelivery},
+		{"POST /deliveries/replay", m.handleReplayDead},
+		{"POST /events/{id}/replay", m.handleReplayEvent},
+		{"GET /monitoring/metrics", m.handleMetrics},
+		{"GET /monitoring/webhook-logs", m.handleLogs},
+		{"GET /monitoring/webhook-logs/{id}", m.handleEvent},
+	} {
+		table = append(table, route{r.pattern, surfaceAdmin, false, r.h})
+	}
+	return table
+}
+
+// routes builds a handler of the given surfaces from the route table.
 // Every error, 404 and 405 included, is problem+json.
 func (m *Mapper) routes(which surface) http.Handler {
 	mux := http.NewServeMux()
-	if which&surfaceWebhook != 0 {
-		for _, p := range []string{"/webhook/{$}", "/webhook"} {
-			mux.HandleFunc("GET "+p, m.handleHandshake)
-			mux.HandleFunc("POST "+p, m.handleWebhook)
+	for _, r := range m.routeTable() {
+		switch {
+		case r.surface&which == 0:
+		case r.public:
+			mux.HandleFunc(r.pattern, r.handler)
+		default:
+			mux.Handle(r.pattern, m.requireAdmin(r.handler))
 		}
-	}
-	mux.HandleFunc("GET /monitoring/health", m.handleHealth)
-	if which&surfaceAdmin != 0 {
-		admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, m.requireAdmin(h)) }
-		admin("GET /worker-apps/{$}", m.handleListApps)
-		admin("POST /worker-apps/{$}", m.handleCreateApp)
-		admin("GET /worker-apps/{id}", m.handleGetApp)
-		admin("PUT /worker-apps/{id}", m.handleUpdateApp)
-		admin("DELETE /worker-apps/{id}", m.handleDeleteApp)
-		admin("GET /worker-apps/{id}/accounts", m.handleListRoutes)
-		admin("POST /worker-apps/{id}/accounts:batch", m.handleRouteBatch)
-		admin("PUT /worker-apps/{id}/accounts/{account_id}", m.handlePutRoute)
-		admin("DELETE /worker-apps/{id}/accounts/{account_id}", m.handleDeleteRoute)
-		admin("GET /accounts/{account_id}", m.handleAccount)
-		admin("GET /deliveries/{$}", m.handleListDeliveries)
-		admin("POST /deliveries/{id}/replay", m.handleReplayDelivery)
-		admin("POST /deliveries/replay", m.handleReplayDead)
-		admin("POST /events/{id}/replay", m.handleReplayEvent)
-		admin("GET /monitoring/metrics", m.handleMetrics)
-		admin("GET /monitoring/webhook-logs", m.handleLogs)
-		admin("GET /monitoring/webhook-logs/{id}", m.handleEvent)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)

@@ -1,0 +1,11 @@
+package mapper
+
+// RouteTable lists the Mapper's routes for tests: each pattern, and
+// whether it is public.
+func (m *Mapper) RouteTable() map[string]bool {
+	out := map[string]bool{}
+	for _, r := range m.routeTable() {
+		out[r.pattern] = r.public
+	}
+	return out
+}
