@@ -54,6 +54,7 @@ func (m *Mapper) routeTable() []route {
 		{"GET /worker-apps/{id}", m.handleGetApp},
 		{"PUT /worker-apps/{id}", m.handleUpdateApp},
 		{"DELETE /worker-apps/{id}", m.handleDeleteApp},
+		{"POST /worker-apps/{id}/circuit:reset", m.handleResetCircuit},
 		{"GET /worker-apps/{id}/accounts", m.handleListRoutes},
 		{"POST /worker-apps/{id}/accounts:batch", m.handleRouteBatch},
 		{"PUT /worker-apps/{id}/accounts/{account_id}", m.handlePutRoute},
@@ -441,6 +442,19 @@ func (m *Mapper) handleUpdateApp(w http.ResponseWriter, r *http.Request) {
 	m.apps.setLimit(&app)
 	m.notify()
 	m.writeApp(w, r, http.StatusOK, &app)
+}
+
+// handleResetCircuit closes an app's circuit in this Mapper, for an
+// operator who knows the app is back, and wakes the loop for its backlog.
+func (m *Mapper) handleResetCircuit(w http.ResponseWriter, r *http.Request) {
+	app, err := m.storedApp(r.Context(), r.PathValue("id"))
+	if err != nil {
+		m.storeError(w, r, err)
+		return
+	}
+	m.apps.reset(app.ID)
+	m.notify()
+	m.writeApp(w, r, http.StatusOK, app)
 }
 
 func (m *Mapper) handleDeleteApp(w http.ResponseWriter, r *http.Request) {

@@ -15,7 +15,8 @@ import (
 // (network errors, timeouts, 408, 425, 429, 5xx): a 4xx says nothing of
 // the app's health. A zero field takes its default: 5 failures in a row,
 // or half (0.5) of the last 20 attempts with at least 10 of them; 10
-// seconds at first, 5 minutes at most.
+// seconds at first, 30 seconds at most, so that an app that comes back
+// gets its backlog within half a minute.
 type BreakerPolicy struct {
 	ConsecutiveFailures int
 	FailureRate         float64
@@ -32,7 +33,7 @@ func (p BreakerPolicy) withDefaults() BreakerPolicy {
 	p.Window = cmp.Or(p.Window, 20)
 	p.MinSamples = cmp.Or(p.MinSamples, min(10, p.Window))
 	p.Cooldown = cmp.Or(p.Cooldown, 10*time.Second)
-	p.MaxCooldown = cmp.Or(p.MaxCooldown, max(5*time.Minute, p.Cooldown))
+	p.MaxCooldown = cmp.Or(p.MaxCooldown, max(30*time.Second, p.Cooldown))
 	return p
 }
 

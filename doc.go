@@ -191,6 +191,7 @@
 //	PUT    /worker-apps/{id}                  replace an app (secret kept if omitted,
 //	                                          routes kept if account_ids is omitted)
 //	DELETE /worker-apps/{id}                  delete an app and its routes
+//	POST   /worker-apps/{id}/circuit:reset    close the app's circuit in this Mapper
 //	GET    /worker-apps/{id}/accounts         the app's routes, by account: field, limit, cursor
 //	PUT    /worker-apps/{id}/accounts/{acc}   route an account to the app ({"fields": [...]}
 //	                                          optional, else the app's); idempotent

@@ -404,3 +404,32 @@ func TestAppAtItsLimitCostsNoExtraWrites(t *testing.T) {
 		t.Errorf("app got %d deliveries, at most %d at once; want %d, 1", len(w.Received()), most.Load(), n)
 	}
 }
+
+// An operator who knows an app is back resets its circuit, and its backlog
+// goes at once instead of at the next probe (an hour away here).
+func TestCircuitResetDeliversBacklog(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t,
+		mapper.WithRetryPolicy(mapper.RetryPolicy{MaxAttempts: 30, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}),
+		mapper.WithBreaker(mapper.BreakerPolicy{ConsecutiveFailures: 2, Cooldown: time.Hour}))
+	w, appID := h.addApp("flaky", accountA)
+	w.FailNext(503, 503) // then it is back
+	id := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "reset1", "x").Bytes())
+	deadline := time.Now().Add(10 * time.Second)
+	for h.circuit(appID) == "closed" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c := h.circuit(appID); c != "open" {
+		t.Fatalf("circuit after two failures: %s", c)
+	}
+	resp, raw := h.admin(http.MethodPost, "/worker-apps/"+appID+"/circuit:reset", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), `"circuit":"closed"`) {
+		t.Fatalf("reset: %d %s", resp.StatusCode, raw)
+	}
+	if ev := h.settled(id); ev.Status != mapper.EventDelivered {
+		t.Errorf("after the reset: %s", ev.Status)
+	}
+	if resp, _ := h.admin(http.MethodPost, "/worker-apps/nope/circuit:reset", nil); resp.StatusCode != 404 {
+		t.Errorf("reset of a missing app: %d", resp.StatusCode)
+	}
+}

@@ -52,7 +52,9 @@ type config struct {
 	CacheTTL        time.Duration
 	NegativeTTL     time.Duration
 	ParkInterval    time.Duration
-	AppConcurrency  int
+	// BreakerMaxCooldown caps the wait between probes of an open circuit.
+	BreakerMaxCooldown time.Duration
+	AppConcurrency     int
 }
 
 // loadConfig reads the variables. Every problem is reported, each naming
@@ -150,6 +152,7 @@ func (c *config) readLimits(env *envReader) {
 	c.Concurrency = int(env.num("CONCURRENCY", 32, 1))
 	c.ShutdownTimeout = env.dur("SHUTDOWN_TIMEOUT", 30*time.Second)
 	c.ParkInterval = env.dur("PARK_INTERVAL", 30*time.Second)
+	c.BreakerMaxCooldown = env.dur("BREAKER_MAX_COOLDOWN", 30*time.Second)
 	c.CacheTTL = env.dur("OWNER_CACHE_TTL", 24*time.Hour)
 	c.NegativeTTL = env.dur("OWNER_NEGATIVE_TTL", 5*time.Minute)
 	c.Sync = env.boolean("SYNC_DELIVERY", false)
@@ -244,6 +247,7 @@ func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, er
 		mapper.WithRetention(c.Retention),
 		mapper.WithCache(nil, c.CacheTTL, c.NegativeTTL),
 		mapper.WithParkInterval(c.ParkInterval),
+		mapper.WithBreaker(mapper.BreakerPolicy{Cooldown: min(10*time.Second, c.BreakerMaxCooldown), MaxCooldown: c.BreakerMaxCooldown}),
 	}
 	p := &parts{}
 	var clientKey func(*http.Request) string
