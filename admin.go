@@ -34,8 +34,9 @@ type route struct {
 	handler http.HandlerFunc
 }
 
-// routeTable is every route. GET /monitoring/health is on both surfaces,
-// open, so that a load balancer can probe either listener.
+// routeTable is every route. The health, liveness and readiness probes
+// are on both surfaces, open, so that a load balancer or Kubernetes can
+// probe either listener; they say nothing a stranger could use.
 func (m *Mapper) routeTable() []route {
 	both := surfaceWebhook | surfaceAdmin
 	table := []route{
@@ -44,6 +45,8 @@ func (m *Mapper) routeTable() []route {
 		{"POST /webhook/{$}", surfaceWebhook, true, m.handleWebhook},
 		{"POST /webhook", surfaceWebhook, true, m.handleWebhook},
 		{"GET /monitoring/health", both, true, m.handleHealth},
+		{"GET /monitoring/live", both, true, m.handleLive},
+		{"GET /monitoring/ready", both, true, m.handleReady},
 	}
 	for _, r := range []struct {
 		pattern string
@@ -144,9 +147,7 @@ func (m *Mapper) requireAdmin(h http.HandlerFunc) http.Handler {
 			writeProblem(w, r, http.StatusForbidden, "admin-disabled", "the admin API is disabled: no admin token is configured")
 			return
 		}
-		auth := r.Header.Get("Authorization")
-		token, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok || !equalSecret(token, m.cfg.adminToken) {
+		if !m.isAdmin(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mapper"`)
 			writeProblem(w, r, http.StatusUnauthorized, "unauthorized", "a valid admin bearer token is required")
 			return
@@ -155,24 +156,11 @@ func (m *Mapper) requireAdmin(h http.HandlerFunc) http.Handler {
 	})
 }
 
-func (m *Mapper) handleHealth(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := m.ping(ctx); err != nil {
-		writeProblem(w, r, http.StatusServiceUnavailable, "unhealthy", "store: "+err.Error())
-		return
-	}
-	// A resolver that cannot resolve (a rejected token, throttling) leaves
-	// the Mapper taking webhooks and parking their routing: degraded, not
-	// down, so a load balancer keeps it in service.
-	status, checks := "ok", map[string]string{"store": "ok"}
-	if h, ok := m.cfg.resolver.(interface{ Health() error }); ok {
-		checks["resolver"] = "ok"
-		if err := h.Health(); err != nil {
-			status, checks["resolver"] = "degraded", err.Error()
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": status, "checks": checks})
+// isAdmin reports whether r carries the admin bearer token (never, when
+// no token is configured).
+func (m *Mapper) isAdmin(r *http.Request) bool {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && m.cfg.adminToken != "" && equalSecret(token, m.cfg.adminToken)
 }
 
 // appInput is the body of POST and PUT /worker-apps/. Enabled defaults to

@@ -184,7 +184,10 @@
 // "Authorization: Bearer <admin token>"; without a configured token they
 // answer 403.
 //
-//	GET    /monitoring/health                 store reachable (public)
+//	GET    /monitoring/health                 ok, degraded or down (503), per check (public;
+//	                                          errors and latencies with the token)
+//	GET    /monitoring/live                   the process serves (public)
+//	GET    /monitoring/ready                  a webhook can be stored now, else 503 (public)
 //	GET    /worker-apps/                      list apps
 //	POST   /worker-apps/                      create an app ([appInput])
 //	GET    /worker-apps/{id}                  one app

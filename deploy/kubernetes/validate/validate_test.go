@@ -90,11 +90,11 @@ func TestManifests(t *testing.T) {
 		t.Errorf("the Deployment's selector does not match its pods: %v", err)
 	}
 	c := pod.Containers[0]
-	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/monitoring/health" {
-		t.Error("no readiness probe on /monitoring/health")
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/monitoring/ready" {
+		t.Error("no readiness probe on /monitoring/ready")
 	}
-	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/monitoring/health" {
-		t.Error("no liveness probe on /monitoring/health")
+	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/monitoring/live" {
+		t.Error("no liveness probe on /monitoring/live")
 	}
 	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
 		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
