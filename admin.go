@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/chatico/mapper/internal/ids"
 	"github.com/chatico/mapper/internal/payload"
@@ -86,7 +87,7 @@ func (m *Mapper) routes(which surface) http.Handler {
 		case r.public:
 			mux.HandleFunc(r.pattern, r.handler)
 		default:
-			mux.Handle(r.pattern, m.requireAdmin(r.handler))
+			mux.Handle(r.pattern, m.requireAdmin(cleanRequest(r.handler)))
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -156,6 +157,32 @@ func (m *Mapper) requireAdmin(h http.HandlerFunc) http.Handler {
 	})
 }
 
+// cleanRequest refuses a path or query parameter holding a control
+// character with a 400 naming it: no ID, filter or cursor has one, and a
+// NUL would otherwise reach the database.
+func cleanRequest(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if hasControl(r.URL.Path) {
+			writeProblem(w, r, http.StatusBadRequest, "invalid-query", fmt.Sprintf("the path %q holds a control character", r.URL.Path))
+			return
+		}
+		for name, vs := range r.URL.Query() {
+			for _, v := range vs {
+				if hasControl(name) || hasControl(v) {
+					writeProblem(w, r, http.StatusBadRequest, "invalid-query", fmt.Sprintf("%s: %q holds a control character", name, v))
+					return
+				}
+			}
+		}
+		h(w, r)
+	}
+}
+
+// hasControl reports whether s holds a control character.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
+}
+
 // isAdmin reports whether r carries the admin bearer token (never, when
 // no token is configured).
 func (m *Mapper) isAdmin(r *http.Request) bool {
@@ -219,8 +246,8 @@ func (m *Mapper) view(ctx context.Context, app *WorkerApp) (appView, error) {
 // Validate checks an app's fields; requireSecret is set on create.
 func (in *appInput) Validate(requireSecret bool) error {
 	var errs []error
-	if strings.TrimSpace(in.Name) == "" || len(in.Name) > 200 {
-		errs = append(errs, &fieldError{"name", "must be 1 to 200 characters"})
+	if strings.TrimSpace(in.Name) == "" || len(in.Name) > 200 || hasControl(in.Name) {
+		errs = append(errs, &fieldError{"name", "must be 1 to 200 characters, none of them a control character"})
 	}
 	u, err := url.Parse(in.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
@@ -228,8 +255,8 @@ func (in *appInput) Validate(requireSecret bool) error {
 	}
 	errs = append(errs, validAccounts(in.AccountIDs)...)
 	errs = append(errs, validFields(in.Fields)...)
-	if (requireSecret || in.Secret != "") && len(in.Secret) < 16 {
-		errs = append(errs, &fieldError{"secret", "must be at least 16 characters"})
+	if (requireSecret || in.Secret != "") && (len(in.Secret) < 16 || hasControl(in.Secret)) {
+		errs = append(errs, &fieldError{"secret", "must be at least 16 characters, none of them a control character"})
 	}
 	if in.TimeoutMS < 0 || in.TimeoutMS > 0 && in.TimeoutMS < 100 || in.TimeoutMS > maxAppTimeout.Milliseconds() {
 		errs = append(errs, &fieldError{"timeout_ms", fmt.Sprintf("must be 0 (the default) or from 100 to %d", maxAppTimeout.Milliseconds())})

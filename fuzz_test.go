@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/internal/payload"
+	"github.com/chatico/mapper/storage/bunstore"
 	"github.com/chatico/mapper/storage/memstore"
 	"github.com/chatico/mapper/testing/mappertest"
 	"github.com/chatico/mapper/workerauth"
@@ -56,57 +57,84 @@ func (f *recordingForwarder) Forward(_ context.Context, r *mapper.ForwardRequest
 // FuzzIntake drives the whole webhook handler in sync mode with every
 // input signed correctly: it must answer 200 or 400 (never 5xx, never a
 // panic), 400 only for a body that is not a JSON object with an "object"
-// string and an "entry" array, and what each app receives must parse and
-// hold only entries of its own accounts.
+// string and an "entry" array or that has an ID with a control character,
+// and what each app receives must parse and hold only entries of its own
+// accounts. Each input gets a fresh memstore.
 func FuzzIntake(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		store := memstore.New()
-		fw := &recordingForwarder{got: map[string][][]byte{}, orig: map[string]bool{}}
-		m, err := mapper.New(store, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken(verifyToken),
-			mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithForwarder(fw), mapper.WithSyncDelivery(true), mapper.WithRateLimit(0, 0, nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		accounts := map[string]string{"app_1": "1", "app_2": "2", "app_big": "17841405309211844"}
-		for id, acc := range accounts {
-			if err := store.CreateApp(context.Background(), &mapper.WorkerApp{ID: id, Name: id, URL: "http://127.0.0.1:1", AccountIDs: []string{acc}, Secret: "0123456789abcdef", Enabled: true}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, "/webhook/", bytes.NewReader(body))
-		req.Header.Set(workerauth.HeaderMetaSignature, mappertest.Sign(metaSecret, body))
-		m.Handler().ServeHTTP(rec, req)
-		switch rec.Code {
-		case 200:
-		case 400:
-			if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
-				t.Fatalf("400 with %q", ct)
-			}
-			if _, err := payload.Parse(body); err == nil && strings.Contains(rec.Body.String(), "malformed-payload") {
-				t.Fatalf("a body with an object and an entry array was refused: %s", rec.Body)
-			}
-			return
-		default:
-			t.Fatalf("status %d: %s", rec.Code, rec.Body)
-		}
-		for appID, bodies := range fw.got {
-			for _, b := range bodies {
-				p, err := payload.Parse(b)
-				if err != nil {
-					t.Fatalf("app %s got an unparseable body: %v\n%s", appID, err, b)
-				}
-				for _, e := range p.Entries {
-					if e.ID != accounts[appID] {
-						t.Fatalf("app %s got an entry of account %q:\n%s", appID, e.ID, b)
-					}
-				}
-			}
-		}
-		if rec.Code == 200 && !strings.Contains(rec.Body.String(), `"event_id"`) {
-			t.Fatalf("200 without an event: %s", rec.Body)
-		}
+		fuzzIntake(t, newFuzzStore(t, memstore.New()), body)
 	})
+}
+
+// FuzzIntakeSQLite is FuzzIntake through the real SQLite store, shared by
+// every input as a server's database is: what the parser lets through
+// must never make the database fail.
+func FuzzIntakeSQLite(f *testing.F) {
+	fuzzSeeds(f)
+	store, err := bunstore.OpenSQLite(context.Background(), filepath.Join(f.TempDir(), "fuzz.db"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { store.Close() })
+	if _, err := store.Migrate(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	newFuzzStore(f, store)
+	f.Fuzz(func(t *testing.T, body []byte) { fuzzIntake(t, store, body) })
+}
+
+// fuzzAccounts are the accounts of the fuzzers' apps, by app ID.
+var fuzzAccounts = map[string]string{"app_1": "1", "app_2": "2", "app_big": "17841405309211844"}
+
+func newFuzzStore(tb testing.TB, store mapper.Store) mapper.Store {
+	for id, acc := range fuzzAccounts {
+		if err := store.CreateApp(context.Background(), &mapper.WorkerApp{ID: id, Name: id, URL: "http://127.0.0.1:1", AccountIDs: []string{acc}, Secret: "0123456789abcdef", Enabled: true}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return store
+}
+
+func fuzzIntake(t *testing.T, store mapper.Store, body []byte) {
+	fw := &recordingForwarder{got: map[string][][]byte{}, orig: map[string]bool{}}
+	m, err := mapper.New(store, mapper.WithMetaSecrets(metaSecret), mapper.WithVerifyToken(verifyToken),
+		mapper.WithOwnerPolicy(mapper.OwnerFromEntry), mapper.WithForwarder(fw), mapper.WithSyncDelivery(true), mapper.WithRateLimit(0, 0, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/webhook/", bytes.NewReader(body))
+	req.Header.Set(workerauth.HeaderMetaSignature, mappertest.Sign(metaSecret, body))
+	m.Handler().ServeHTTP(rec, req)
+	switch rec.Code {
+	case 200:
+	case 400:
+		if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+			t.Fatalf("400 with %q", ct)
+		}
+		if _, err := payload.Parse(body); err == nil && strings.Contains(rec.Body.String(), "malformed-payload") {
+			t.Fatalf("a body with an object and an entry array was refused: %s", rec.Body)
+		}
+		return
+	default:
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	for appID, bodies := range fw.got {
+		for _, b := range bodies {
+			p, err := payload.Parse(b)
+			if err != nil {
+				t.Fatalf("app %s got an unparseable body: %v\n%s", appID, err, b)
+			}
+			for _, e := range p.Entries {
+				if e.ID != fuzzAccounts[appID] {
+					t.Fatalf("app %s got an entry of account %q:\n%s", appID, e.ID, b)
+				}
+			}
+		}
+	}
+	if rec.Code == 200 && !strings.Contains(rec.Body.String(), `"event_id"`) {
+		t.Fatalf("200 without an event: %s", rec.Body)
+	}
 }

@@ -294,7 +294,10 @@ func (m *Mapper) retryRouting(ctx context.Context, ev *Event, cause error) error
 	if needsConfiguration(cause) {
 		asked = max(asked, m.cfg.parkInterval)
 	}
-	if !parked && ev.RouteAttempts >= m.cfg.retry.MaxAttempts {
+	// A store that refuses the input will refuse it every time: the event
+	// ends dead with the reason at once, for an operator to replay.
+	permanent := errors.Is(cause, ErrInvalidInput)
+	if !parked && (permanent || ev.RouteAttempts >= m.cfg.retry.MaxAttempts) {
 		ev.Status, ev.CompletedAt = EventDead, &now
 		m.cfg.logger.ErrorContext(ctx, "routing given up", slog.String("event_id", ev.ID), slog.Int("attempts", ev.RouteAttempts), slog.String("error", ev.LastError))
 		return m.store.RouteEvent(ctx, ev, nil, nil)

@@ -22,7 +22,9 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // ErrMalformed is wrapped by [Parse] errors: the body is not the JSON shape
@@ -145,8 +147,33 @@ func Parse(body []byte) (*Payload, error) {
 	for i, raw := range entries {
 		p.Entries[i] = parseEntry(raw, i)
 	}
+	if err := p.checkIDs(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
+
+// checkIDs refuses IDs with control characters. Meta's IDs are digit
+// strings; one holding a NUL or a newline is not Meta's, and it would end
+// up in deduplication keys, routes and log lines.
+func (p *Payload) checkIDs() error {
+	for i, e := range p.Entries {
+		if hasControl(e.ID) {
+			return malformed("entry[%d].id %q holds a control character", i, e.ID)
+		}
+		for j, it := range e.Items {
+			for _, f := range []struct{ name, v string }{{"id", it.ObjectID}, {"media id", it.MediaID}, {"field", it.Field}, {"key", it.Key}} {
+				if hasControl(f.v) {
+					return malformed("entry[%d], item %d: the %s %q holds a control character", i, j, f.name, f.v)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// hasControl reports whether s holds a control character (C0, DEL or C1).
+func hasControl(s string) bool { return strings.ContainsFunc(s, unicode.IsControl) }
 
 func parseEntry(raw json.RawMessage, i int) Entry {
 	e := Entry{raw: raw}

@@ -19,6 +19,9 @@ import (
 
 // CreateApp implements mapper.Store.
 func (s *Store) CreateApp(ctx context.Context, app *mapper.WorkerApp) error {
+	if err := appNUL(app); err != nil {
+		return err
+	}
 	if app.ID == "" {
 		app.ID = ids.New("app_", time.Now())
 	}
@@ -176,6 +179,9 @@ func (s *Store) ListApps(ctx context.Context) ([]mapper.WorkerApp, error) {
 
 // UpdateApp implements mapper.Store.
 func (s *Store) UpdateApp(ctx context.Context, app *mapper.WorkerApp) error {
+	if err := appNUL(app); err != nil {
+		return err
+	}
 	app.UpdatedAt = time.Now().UTC()
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := s.lockApps(ctx, tx); err != nil {
@@ -246,6 +252,9 @@ func sharedRoutes(ctx context.Context, db bun.IDB, appID string) (map[string]map
 
 // DeleteApp implements mapper.Store.
 func (s *Store) DeleteApp(ctx context.Context, id string) error {
+	if err := noNUL("worker app", id); err != nil {
+		return err
+	}
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := s.lockApps(ctx, tx); err != nil {
 			return err
@@ -266,6 +275,9 @@ func (s *Store) DeleteApp(ctx context.Context, id string) error {
 
 // SetRoutes implements mapper.Store.
 func (s *Store) SetRoutes(ctx context.Context, appID string, put []mapper.Route, remove []string) error {
+	if err := errors.Join(noNUL("worker app", appID), routesNUL(put, remove)); err != nil {
+		return err
+	}
 	accounts := slices.Clone(remove)
 	for _, r := range put {
 		accounts = append(accounts, r.AccountID)
@@ -291,6 +303,9 @@ func (s *Store) SetRoutes(ctx context.Context, appID string, put []mapper.Route,
 // serves lookups by account; the index (app_id, account_id) an app's pages.
 func (s *Store) ListRoutes(ctx context.Context, q mapper.RouteQuery) (mapper.Page[mapper.Route], error) {
 	limit := ids.PageLimit(q.Limit)
+	if err := errors.Join(noNUL("worker app", q.AppID, q.Field), noNUL("account", q.Accounts...)); err != nil {
+		return mapper.Page[mapper.Route]{}, err
+	}
 	if len(q.Accounts) > ids.MaxPageLimit {
 		return mapper.Page[mapper.Route]{}, fmt.Errorf("%d accounts asked about, %d at most: %w", len(q.Accounts), ids.MaxPageLimit, mapper.ErrInvalidInput)
 	}

@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -349,4 +350,31 @@ func translate(err error) error {
 		}
 	}
 	return fmt.Errorf("bunstore: %w", err)
+}
+
+// noNUL refuses values holding a NUL with ErrInvalidInput. bun writes
+// values into the SQL text, where SQLite's tokenizer ends a literal at a
+// NUL, and PostgreSQL's text cannot hold one: such a value would otherwise
+// read as the database failing.
+func noNUL(what string, values ...string) error {
+	for _, v := range values {
+		if strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("%s %q holds a NUL: %w", what, v, mapper.ErrInvalidInput)
+		}
+	}
+	return nil
+}
+
+// appNUL checks the text of an app.
+func appNUL(app *mapper.WorkerApp) error {
+	return errors.Join(noNUL("worker app", app.ID, app.Name, app.URL, app.Secret), noNUL("account", app.AccountIDs...), noNUL("field", app.Fields...))
+}
+
+// routesNUL checks the text of routes.
+func routesNUL(routes []mapper.Route, accounts []string) error {
+	errs := []error{noNUL("account", accounts...)}
+	for _, r := range routes {
+		errs = append(errs, noNUL("route", r.AccountID), noNUL("field", r.Fields...))
+	}
+	return errors.Join(errs...)
 }

@@ -21,7 +21,19 @@ func (s *Store) CreateEvent(ctx context.Context, ev *mapper.Event) error {
 	if ev.ID == "" {
 		return fmt.Errorf("event ID must be set by the caller: %w", mapper.ErrInvalidInput)
 	}
+	if err := eventNUL(ev); err != nil {
+		return err
+	}
 	return s.commits.send(commitReq{ctx: ctx, ev: ev, fn: func(ctx context.Context, tx bun.Tx) error { return s.createEvent(ctx, tx, ev) }})
+}
+
+// eventNUL checks the text of an event that goes into columns of its own.
+func eventNUL(ev *mapper.Event) error {
+	errs := []error{noNUL("event", ev.ID, ev.Object, ev.Signature), noNUL("account", ev.AccountIDs...)}
+	for _, it := range ev.Items {
+		errs = append(errs, noNUL("item key", it.Key))
+	}
+	return errors.Join(errs...)
 }
 
 // distinctKeys lists an event's deduplication keys, each once.
@@ -68,6 +80,9 @@ func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) er
 
 // GetEvent implements mapper.Store.
 func (s *Store) GetEvent(ctx context.Context, id string) (*mapper.Event, error) {
+	if err := noNUL("event", id); err != nil {
+		return nil, err
+	}
 	var r eventRow
 	if err := s.read.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("event %q: %w", id, translate(err))
@@ -78,6 +93,9 @@ func (s *Store) GetEvent(ctx context.Context, id string) (*mapper.Event, error) 
 
 // ListEvents implements mapper.Store. The payload is not read.
 func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.Page[mapper.Event], error) {
+	if err := noNUL("filter", q.Account, q.AppID); err != nil {
+		return mapper.Page[mapper.Event]{}, err
+	}
 	limit := ids.PageLimit(q.Limit)
 	var rows []eventRow
 	// The keyset columns: the event's own, or, filtered by account, the

@@ -12,6 +12,9 @@ import (
 
 // FindDeliveries implements mapper.Store. Bodies are not read.
 func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (mapper.Page[mapper.Delivery], error) {
+	if err := noNUL("filter", q.ID, q.AppID, q.EventID); err != nil {
+		return mapper.Page[mapper.Delivery]{}, err
+	}
 	limit := ids.PageLimit(q.Limit)
 	var rows []deliveryRow
 	sel := s.read.NewSelect().Model(&rows).ExcludeColumn("body").OrderExpr("d.created_at DESC, d.id DESC").Limit(int64(limit + 1))

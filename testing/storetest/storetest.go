@@ -68,6 +68,7 @@ var cases = []struct {
 	{"find_deliveries", findDeliveries},
 	{"reopen_dead_delivery_once", reopenDelivery},
 	{"reopen_unroutable_event", reopenEvent},
+	{"nul_in_input_is_not_unavailability", nulInput},
 }
 
 var ctx = context.Background()
@@ -1253,6 +1254,36 @@ func reopenEvent(t *testing.T, s mapper.Store) {
 	must(t, err)
 	if len(again) != 1 || again[0].ID != "u" || again[0].RoutedAt == nil || again[0].LastError != "" || !slices.Equal(again[0].Unroutable, []string{"9"}) {
 		t.Errorf("claim after reopen: %+v", again)
+	}
+}
+
+// nulInput: a NUL in an ID or filter is refused as invalid input (or finds
+// nothing), never taken for the store being down, which would have the
+// Mapper answer 503 and retry forever.
+func nulInput(t *testing.T, s mapper.Store) {
+	createApp(t, s, "a", true, "1")
+	ok := func(what string, err error) {
+		t.Helper()
+		if err != nil && !errors.Is(err, mapper.ErrInvalidInput) && !errors.Is(err, mapper.ErrNotFound) {
+			t.Errorf("%s: %v, want nil, ErrInvalidInput or ErrNotFound", what, err)
+		}
+	}
+	const nul = "1\x00' OR 1=1 --"
+	_, err := s.ListEvents(ctx, mapper.EventQuery{Account: nul, AppID: nul})
+	ok("ListEvents", err)
+	_, err = s.GetEvent(ctx, nul)
+	ok("GetEvent", err)
+	_, err = s.FindDeliveries(ctx, mapper.DeliveryQuery{ID: nul, AppID: nul, EventID: nul})
+	ok("FindDeliveries", err)
+	_, err = s.ListRoutes(ctx, mapper.RouteQuery{AppID: nul, Accounts: []string{nul}})
+	ok("ListRoutes", err)
+	ok("SetRoutes", s.SetRoutes(ctx, "a", []mapper.Route{{AccountID: nul}}, nil))
+	ok("DeleteApp", s.DeleteApp(ctx, nul))
+	ok("CreateApp", s.CreateApp(ctx, &mapper.WorkerApp{ID: "b", Name: nul, URL: "http://x", Secret: "s", CreatedAt: base, UpdatedAt: base}))
+	ok("CreateEvent", s.CreateEvent(ctx, newEvent("nul", base, nul, nul)))
+	// And nothing of it spoiled the store.
+	if _, err := s.ListApps(ctx); err != nil {
+		t.Errorf("ListApps after: %v", err)
 	}
 }
 
