@@ -330,7 +330,13 @@ func (m *Mapper) readAppInput(w http.ResponseWriter, r *http.Request, requireSec
 		writeProblem(w, r, http.StatusBadRequest, "invalid-json", "the body must hold exactly one JSON object")
 		return nil, false
 	}
-	if err := in.Validate(requireSecret); err != nil {
+	err := in.Validate(requireSecret)
+	if err == nil {
+		if perr := m.cfg.dialPolicy.CheckURL(r.Context(), in.URL); perr != nil {
+			err = &fieldError{"url", perr.Error()}
+		}
+	}
+	if err != nil {
 		writeProblem(w, r, http.StatusUnprocessableEntity, "invalid-worker-app", err.Error())
 		return nil, false
 	}

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/forwarder/httpforwarder"
 	"github.com/chatico/mapper/storage/memstore"
 	"github.com/chatico/mapper/testing/mappertest"
 	"github.com/chatico/mapper/workerauth"
@@ -28,8 +29,8 @@ func (f resolverFunc) ResolveOwner(ctx context.Context, mediaID string) (string,
 
 type nopForwarder struct{}
 
-func (nopForwarder) Forward(context.Context, *mapper.ForwardRequest) mapper.ForwardResult {
-	return mapper.ForwardResult{StatusCode: 200}
+func (nopForwarder) Forward(context.Context, *mapper.ForwardRequest) httpforwarder.Result {
+	return httpforwarder.Result{StatusCode: 200}
 }
 
 // benchRouting takes one signed comment webhook per iteration through the

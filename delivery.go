@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/chatico/mapper/forwarder/httpforwarder"
 	"github.com/chatico/mapper/internal/ids"
 )
 
@@ -66,12 +67,12 @@ func (m *Mapper) try(ctx context.Context, d *Delivery) tried {
 		m.releaseApp(d.AppID, false, false)
 		return tried{ctx: ctx, span: span, cut: true}
 	}
-	var res ForwardResult
+	var res httpforwarder.Result
 	counted := false // whether the outcome tells of the app's health
 	app, err := m.getApp(ctx, d.AppID)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		res = ForwardResult{Err: errors.New("worker app was deleted")}
+		res = httpforwarder.Result{Err: errors.New("worker app was deleted")}
 	case err != nil:
 		// Without the app nothing can be sent or recorded reliably; the
 		// lease runs out and the delivery is claimed again.
@@ -79,7 +80,7 @@ func (m *Mapper) try(ctx context.Context, d *Delivery) tried {
 		log.ErrorContext(ctx, "delivery postponed: store unavailable", slog.String("delivery_id", d.ID), slog.String("error", err.Error()))
 		return tried{ctx: ctx, span: span}
 	case !app.Enabled:
-		res = ForwardResult{Err: errors.New("worker app is disabled")}
+		res = httpforwarder.Result{Err: errors.New("worker app is disabled")}
 	default:
 		m.apps.setLimit(app)
 		// The app's own timeout, within half the lease, so the attempt

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/forwarder/httpforwarder"
 	"github.com/chatico/mapper/testing/mappertest"
 	"github.com/chatico/mapper/workerauth"
 )
@@ -239,8 +240,8 @@ func TestRouteRecordedWithItsAttempts(t *testing.T) {
 // reads the whole answer would.
 type bigAnswerForwarder struct{}
 
-func (bigAnswerForwarder) Forward(context.Context, *mapper.ForwardRequest) mapper.ForwardResult {
-	return mapper.ForwardResult{StatusCode: 200, ResponseBody: bytes.Repeat([]byte("é"), 1<<19)}
+func (bigAnswerForwarder) Forward(context.Context, *mapper.ForwardRequest) httpforwarder.Result {
+	return httpforwarder.Result{StatusCode: 200, ResponseBody: bytes.Repeat([]byte("é"), 1<<19)}
 }
 
 // maxAnswer is how much of an app's answer the Mapper keeps (4 KiB, as

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/forwarder/httpforwarder"
 	"github.com/chatico/mapper/internal/payload"
 	"github.com/chatico/mapper/storage/bunstore"
 	"github.com/chatico/mapper/storage/memstore"
@@ -46,12 +47,12 @@ type recordingForwarder struct {
 	orig map[string]bool
 }
 
-func (f *recordingForwarder) Forward(_ context.Context, r *mapper.ForwardRequest) mapper.ForwardResult {
+func (f *recordingForwarder) Forward(_ context.Context, r *mapper.ForwardRequest) httpforwarder.Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.got[r.App.ID] = append(f.got[r.App.ID], r.Delivery.Body)
 	f.orig[r.Delivery.ID] = r.Delivery.Original
-	return mapper.ForwardResult{StatusCode: 200}
+	return httpforwarder.Result{StatusCode: 200}
 }
 
 // FuzzIntake drives the whole webhook handler in sync mode with every

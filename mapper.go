@@ -57,9 +57,13 @@ type Cache interface {
 // Forwarder makes one attempt to deliver d to app. attempt counts from 1.
 // It must sign the request with app.Secret (workerauth.Sign, in the
 // headers workerauth names), send the headers of [ForwardRequest.Header],
-// and classify the outcome.
+// and classify the outcome in an httpforwarder.Result (the default
+// forwarder's result): the app's status code, the duration, Err nil
+// exactly when the app accepted the delivery, whether another attempt may
+// succeed, the delay the app asked for, and the start of its answer (the
+// Mapper keeps 4 KiB of it, whatever a Forwarder returns).
 type Forwarder interface {
-	Forward(ctx context.Context, req *ForwardRequest) ForwardResult
+	Forward(ctx context.Context, req *ForwardRequest) httpforwarder.Result
 }
 
 // ForwardRequest is what a Forwarder sends.
@@ -72,13 +76,6 @@ type ForwardRequest struct {
 	// bytes, Meta's signature.
 	Header http.Header
 }
-
-// ForwardResult is the outcome of one attempt: the app's status code,
-// the duration, Err nil exactly when the app accepted the delivery,
-// whether another attempt may succeed, the delay the app asked for, and
-// the start of its answer (the Mapper keeps 4 KiB of
-// it). It is the result type of the default HTTP forwarder.
-type ForwardResult = httpforwarder.Result
 
 // Mapper receives Meta's webhooks, stores them, and routes and delivers
 // them to worker apps. Create it with [New], mount [Mapper.Handler], and run
@@ -146,7 +143,7 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 		m.closers = append(m.closers, c.Close)
 	}
 	if cfg.forwarder == nil {
-		m.cfg.forwarder = httpForwarder{httpforwarder.New(httpforwarder.WithTimeout(cfg.deliveryTimeout))}
+		m.cfg.forwarder = httpForwarder{httpforwarder.New(httpforwarder.WithTimeout(cfg.deliveryTimeout), httpforwarder.WithDialPolicy(cfg.dialPolicy))}
 	}
 	if cfg.rateLimit > 0 {
 		m.limiter = newClientLimiter(cfg.rateLimit, cfg.rateBurst, cfg.now)
@@ -218,7 +215,7 @@ func (m *Mapper) scheduleAt(t time.Time) {
 // httpForwarder adapts the httpforwarder engine to Forwarder.
 type httpForwarder struct{ f *httpforwarder.Forwarder }
 
-func (h httpForwarder) Forward(ctx context.Context, r *ForwardRequest) ForwardResult {
+func (h httpForwarder) Forward(ctx context.Context, r *ForwardRequest) httpforwarder.Result {
 	return h.f.Forward(ctx, httpforwarder.Request{
 		URL:     r.App.URL,
 		Secret:  r.App.Secret,

@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chatico/mapper/forwarder/httpforwarder"
 )
 
 // Option configures a [Mapper]. Options are applied in order over the
@@ -84,6 +86,7 @@ type config struct {
 	lease           time.Duration
 	pollInterval    time.Duration
 	deliveryTimeout time.Duration
+	dialPolicy      httpforwarder.DialPolicy
 	retention       time.Duration
 	parkInterval    time.Duration
 	breaker         BreakerPolicy
@@ -400,6 +403,19 @@ func WithParkInterval(d time.Duration) Option {
 // retries a webhook for up to 36.
 func WithRetention(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.retention = d })
+}
+
+// WithDialPolicy sets which addresses worker apps may be reached at
+// (allow and deny lists of prefixes; see httpforwarder.DialPolicy, whose
+// zero value is the default). Link-local addresses (the cloud metadata
+// services), unspecified, multicast and broadcast ones are always refused;
+// loopback and private ranges are allowed unless the lists say otherwise.
+// An app's URL is checked when it is created or updated (a 422 naming the
+// address), and the default forwarder checks every address it dials, so
+// that a name resolving elsewhere later is refused too; a refused
+// attempt is final, never retried.
+func WithDialPolicy(p httpforwarder.DialPolicy) Option {
+	return optionFunc(func(c *config) { c.dialPolicy = p })
 }
 
 // WithDeliveryTimeout caps one delivery attempt, connection included.

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/forwarder/httpforwarder"
+	"github.com/chatico/mapper/testing/mappertest"
 )
 
 // An ID with a control character is not Meta's: 400 naming it, nothing
@@ -75,5 +78,32 @@ func TestPermanentRoutingFailureEndsDead(t *testing.T) {
 	ev := h.settled(id)
 	if ev.Status != mapper.EventDead || ev.RouteAttempts != 1 || !strings.Contains(ev.LastError, "NUL") {
 		t.Errorf("event %s after %d tries: %q", ev.Status, ev.RouteAttempts, ev.LastError)
+	}
+}
+
+// Worker-app URLs pointing where the Mapper must not call are refused when
+// registered, and a delivery to such an address (an app written straight
+// to the store) fails once, finally, without reaching anyone.
+func TestDialPolicy(t *testing.T) {
+	t.Parallel()
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	h := newHarness(t, mapper.WithDialPolicy(httpforwarder.DialPolicy{Deny: loopback}))
+	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/", "http://127.0.0.1:2375/", "http://localhost:8080/"} {
+		resp, raw := h.admin(http.MethodPost, "/worker-apps/", map[string]any{"name": "x", "url": u, "secret": "0123456789abcdef", "account_ids": []string{accountA}})
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "url") || !strings.Contains(string(raw), "refused") {
+			t.Errorf("%s: %d %s", u, resp.StatusCode, raw)
+		}
+	}
+	w := mappertest.NewWorkerApp("0123456789abcdef")
+	t.Cleanup(w.Close)
+	if err := h.store.CreateApp(t.Context(), &mapper.WorkerApp{ID: "app_direct", Name: "direct", URL: w.URL(), Secret: w.Secret(),
+		AccountIDs: []string{accountA}, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	id := h.accept(mappertest.NewWebhook().Comment(accountA, "1", "dial1", "x").Bytes())
+	ev := h.settled(id)
+	ds := h.deliveries(id)
+	if ev.Status != mapper.EventDead || len(ds) != 1 || ds[0].Attempts != 1 || !strings.Contains(ds[0].LastError, "refused") || len(w.Received()) != 0 {
+		t.Errorf("event %s, deliveries %+v, app got %d", ev.Status, ds, len(w.Received()))
 	}
 }

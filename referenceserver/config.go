@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/cache/rediscache"
+	"github.com/chatico/mapper/forwarder/httpforwarder"
 	"github.com/chatico/mapper/internal/payload"
 	"github.com/chatico/mapper/resolver/graphresolver"
 )
@@ -54,7 +56,9 @@ type config struct {
 	ParkInterval    time.Duration
 	// BreakerMaxCooldown caps the wait between probes of an open circuit.
 	BreakerMaxCooldown time.Duration
-	AppConcurrency     int
+	// DialPolicy narrows the addresses worker apps may be reached at.
+	DialPolicy     httpforwarder.DialPolicy
+	AppConcurrency int
 }
 
 // loadConfig reads the variables. Every problem is reported, each naming
@@ -153,6 +157,16 @@ func (c *config) readLimits(env *envReader) {
 	c.ShutdownTimeout = env.dur("SHUTDOWN_TIMEOUT", 30*time.Second)
 	c.ParkInterval = env.dur("PARK_INTERVAL", 30*time.Second)
 	c.BreakerMaxCooldown = env.dur("BREAKER_MAX_COOLDOWN", 30*time.Second)
+	for _, l := range []struct {
+		name string
+		dst  *[]netip.Prefix
+	}{{"WORKER_URL_ALLOW", &c.DialPolicy.Allow}, {"WORKER_URL_DENY", &c.DialPolicy.Deny}} {
+		p, err := httpforwarder.ParsePrefixes(env.getenv(l.name))
+		if err != nil {
+			env.fail(fmt.Errorf("%s: %w", l.name, err))
+		}
+		*l.dst = p
+	}
 	c.CacheTTL = env.dur("OWNER_CACHE_TTL", 24*time.Hour)
 	c.NegativeTTL = env.dur("OWNER_NEGATIVE_TTL", 5*time.Minute)
 	c.Sync = env.boolean("SYNC_DELIVERY", false)
@@ -247,6 +261,7 @@ func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, er
 		mapper.WithRetention(c.Retention),
 		mapper.WithCache(nil, c.CacheTTL, c.NegativeTTL),
 		mapper.WithParkInterval(c.ParkInterval),
+		mapper.WithDialPolicy(c.DialPolicy),
 		mapper.WithBreaker(mapper.BreakerPolicy{Cooldown: min(10*time.Second, c.BreakerMaxCooldown), MaxCooldown: c.BreakerMaxCooldown}),
 	}
 	p := &parts{}

@@ -21,8 +21,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/chatico/mapper/workerauth"
@@ -36,6 +38,7 @@ type Forwarder struct {
 	userAgent      string
 	maxResponse    int64
 	now            func() time.Time
+	policy         DialPolicy
 }
 
 // Option configures a Forwarder.
@@ -79,7 +82,7 @@ func New(opts ...Option) *Forwarder {
 		o(f)
 	}
 	if f.client.Transport == nil {
-		dialer := &net.Dialer{Timeout: f.connectTimeout, KeepAlive: 30 * time.Second}
+		dialer := &net.Dialer{Timeout: f.connectTimeout, KeepAlive: 30 * time.Second, Control: f.policy.control}
 		f.client.Transport = &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           dialer.DialContext,
@@ -115,7 +118,8 @@ type Result struct {
 	// Err is set when the attempt did not succeed: a transport error, or
 	// an error naming the status code.
 	Err error
-	// Retryable says whether another attempt may succeed.
+	// Retryable says whether another attempt may succeed (never for an
+	// address the dial policy refuses).
 	Retryable bool
 	// RetryAfter is the delay the app asked for, 0 when it did not.
 	RetryAfter time.Duration
@@ -143,6 +147,13 @@ func (f *Forwarder) Forward(ctx context.Context, r Request) Result {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return Result{Err: fmt.Errorf("httpforwarder: invalid worker app URL %q", redact(r.URL)), Duration: time.Since(start)}
 	}
+	if addr, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil {
+		// A literal address is checked here too, for when a proxy is
+		// what gets dialed.
+		if err := f.policy.Check(addr); err != nil {
+			return Result{Err: err, Duration: time.Since(start)}
+		}
+	}
 	var body io.Reader = http.NoBody
 	if len(r.Body) > 0 {
 		body = bytes.NewReader(r.Body)
@@ -169,7 +180,8 @@ func (f *Forwarder) Forward(ctx context.Context, r Request) Result {
 		if errors.As(err, &ue) {
 			err = fmt.Errorf("httpforwarder: POST %s: %w", redact(r.URL), ue.Err)
 		}
-		return Result{Err: err, Retryable: true, Duration: time.Since(start)}
+		// A refused address stays refused: no retry storm.
+		return Result{Err: err, Retryable: !errors.Is(err, ErrAddressRefused), Duration: time.Since(start)}
 	}
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, f.maxResponse))
 	// Drain a little more so the connection can be reused, but never wait
