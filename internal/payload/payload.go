@@ -122,25 +122,24 @@ func Parse(body []byte) (*Payload, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, malformed("the body is not a JSON object")
 	}
-	var top struct {
-		Object json.RawMessage `json:"object"`
-		Entry  json.RawMessage `json:"entry"`
-	}
-	if err := json.Unmarshal(body, &top); err != nil {
+	if !json.Valid(body) {
+		// Decoded only to say where the JSON breaks.
+		err := json.Unmarshal(body, &struct{}{})
 		return nil, malformed("invalid JSON: %v", err)
 	}
-	if len(top.Object) == 0 {
+	top, _ := objectMembers(body)
+	if len(top["object"]) == 0 {
 		return nil, malformed(`"object" is missing`)
 	}
-	var object string
-	if err := json.Unmarshal(top.Object, &object); err != nil || top.Object[0] != '"' {
+	if top["object"][0] != '"' {
 		return nil, malformed(`"object" is not a string`)
 	}
-	if len(top.Entry) == 0 {
+	object := unquote(top["object"])
+	if len(top["entry"]) == 0 {
 		return nil, malformed(`"entry" is missing`)
 	}
-	var entries []json.RawMessage
-	if top.Entry[0] != '[' || json.Unmarshal(top.Entry, &entries) != nil {
+	entries, ok := arrayElements(top["entry"])
+	if !ok {
 		return nil, malformed(`"entry" is not an array`)
 	}
 	p := &Payload{Object: object, Entries: make([]Entry, len(entries))}
@@ -177,7 +176,8 @@ func hasControl(s string) bool { return strings.ContainsFunc(s, unicode.IsContro
 
 func parseEntry(raw json.RawMessage, i int) Entry {
 	e := Entry{raw: raw}
-	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &e.members) != nil {
+	var isObj bool
+	if e.members, isObj = objectMembers(raw); !isObj {
 		// Not an object: no account to route it to, but kept and
 		// delivered nowhere only with a reason.
 		e.members = nil
@@ -211,8 +211,8 @@ func parseEntry(raw json.RawMessage, i int) Entry {
 
 // parseArray reads the items of a known array member.
 func parseArray(account, name string, v json.RawMessage) []Item {
-	var elems []json.RawMessage
-	if len(v) == 0 || v[0] != '[' || json.Unmarshal(v, &elems) != nil {
+	elems, ok := arrayElements(v)
+	if !ok {
 		// A known member of another type: kept, under no field.
 		it := passThrough(account, name, v)
 		it.Field = ""
@@ -258,37 +258,30 @@ func passThrough(account, member string, v json.RawMessage) Item {
 		Key: account + "/entry/" + member + "/" + hashOf(v)}
 }
 
-// changeValue holds the members of a change's value that routing and
-// deduplication read. Each is raw, so no type Meta sends can fail it.
-type changeValue struct {
-	ID        json.RawMessage `json:"id"`
-	CommentID json.RawMessage `json:"comment_id"`
-	MediaID   json.RawMessage `json:"media_id"`
-	Media     json.RawMessage `json:"media"`
-	// The dashboard's test for "messages" sends a changes-style body
-	// with a message inside.
-	Message json.RawMessage `json:"message"`
-}
+// The members of a change, and of its value, that parseChange reads.
+var (
+	changeMembers = []string{"field", "value"}
+	valueMembers  = []string{"id", "comment_id", "media", "media_id", "message"}
+	idMember      = []string{"id"}
+	eventMembers  = []string{"mid", "action", "is_deleted", "is_echo", "num_edit"}
+)
 
+// parseChange reads a change: its field, and from its value the members
+// routing and deduplication read (id, comment_id, media or media_id, and
+// message, which the dashboard's test for "messages" sends). Each is read
+// raw, so no type Meta sends can fail it.
 func parseChange(raw json.RawMessage, account string) Item {
 	item := Item{Kind: KindChange, Raw: raw}
-	var c struct {
-		Field json.RawMessage `json:"field"`
-		Value json.RawMessage `json:"value"`
+	var c [2]json.RawMessage
+	pick(raw, changeMembers, c[:])
+	if f := c[0]; len(f) > 0 && f[0] == '"' {
+		item.Field = flexString(f)
 	}
-	if isObject(raw) {
-		_ = json.Unmarshal(raw, &c)
-	}
-	if len(c.Field) > 0 && c.Field[0] == '"' {
-		item.Field = flexString(c.Field)
-	}
-	var v changeValue
-	if isObject(c.Value) {
-		_ = json.Unmarshal(c.Value, &v)
-	}
-	commentID := flexString(v.CommentID)
-	item.ObjectID = cmp(flexString(v.ID), commentID)
-	item.MediaID = cmp(idOf(v.Media), flexString(v.MediaID))
+	var v [5]json.RawMessage // as valueMembers
+	pick(c[1], valueMembers, v[:])
+	commentID := flexString(v[1])
+	item.ObjectID = cmp(flexString(v[0]), commentID)
+	item.MediaID = cmp(idOf(v[2]), flexString(v[3]))
 	switch item.Field {
 	case "comments", "live_comments":
 		if item.ObjectID != "" {
@@ -299,7 +292,7 @@ func parseChange(raw json.RawMessage, account string) Item {
 			item.Key = account + "/mentions/" + item.MediaID + "/" + commentID
 		}
 	case "messages":
-		if mid := midOf(v.Message); mid != "" {
+		if mid := midOf(v[4]); mid != "" {
 			item.ObjectID = mid
 			item.Key = account + "/message/" + mid
 		}
@@ -312,11 +305,13 @@ func parseChange(raw json.RawMessage, account string) Item {
 
 // messagingEvent is what identifies one messaging event.
 type messagingEvent struct {
-	MID       json.RawMessage `json:"mid"`
-	Action    json.RawMessage `json:"action"`
-	IsDeleted json.RawMessage `json:"is_deleted"`
-	IsEcho    json.RawMessage `json:"is_echo"`
-	NumEdit   json.RawMessage `json:"num_edit"`
+	MID, Action, IsDeleted, IsEcho, NumEdit json.RawMessage
+}
+
+func readMessagingEvent(v json.RawMessage) messagingEvent {
+	var m [5]json.RawMessage // as eventMembers
+	pick(v, eventMembers, m[:])
+	return messagingEvent{MID: m[0], Action: m[1], IsDeleted: m[2], IsEcho: m[3], NumEdit: m[4]}
 }
 
 // messagingEvents are the members that say a messaging item's kind, in
@@ -355,17 +350,12 @@ var messagingFields = map[string]string{
 
 func parseMessaging(raw json.RawMessage, account string, kind Kind) Item {
 	item := Item{Kind: kind, Raw: raw}
-	var members map[string]json.RawMessage
-	if isObject(raw) {
-		_ = json.Unmarshal(raw, &members)
-	}
+	members, _ := objectMembers(raw)
 	var ev messagingEvent
 	for _, name := range messagingEvents {
 		if v, ok := members[name]; ok {
 			item.Event = name
-			if isObject(v) {
-				_ = json.Unmarshal(v, &ev)
-			}
+			ev = readMessagingEvent(v)
 			break
 		}
 	}
@@ -534,15 +524,10 @@ func flexString(v json.RawMessage) string {
 	}
 	switch v[0] {
 	case '"':
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			return s
-		}
+		return unquote(v)
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		var n json.Number
-		if json.Unmarshal(v, &n) == nil {
-			return n.String()
-		}
+		// A valid number's literal, as json.Number keeps it.
+		return string(v)
 	}
 	return ""
 }
@@ -550,22 +535,15 @@ func flexString(v json.RawMessage) string {
 // idOf reads {"id": …} tolerantly, or a bare ID.
 func idOf(v json.RawMessage) string {
 	if isObject(v) {
-		var o struct {
-			ID json.RawMessage `json:"id"`
-		}
-		_ = json.Unmarshal(v, &o)
-		return flexString(o.ID)
+		var id [1]json.RawMessage
+		pick(v, idMember, id[:])
+		return flexString(id[0])
 	}
 	return flexString(v)
 }
 
 func midOf(v json.RawMessage) string {
-	if !isObject(v) {
-		return ""
-	}
-	var ev messagingEvent
-	_ = json.Unmarshal(v, &ev)
-	return flexString(ev.MID)
+	return flexString(readMessagingEvent(v).MID)
 }
 
 func isObject(v json.RawMessage) bool { return len(v) > 0 && v[0] == '{' }
