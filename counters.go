@@ -15,13 +15,16 @@ const (
 	outcomeRateLimited      intakeOutcome = "rate_limited"
 	outcomeMalformed        intakeOutcome = "malformed"
 	outcomeStoreUnavailable intakeOutcome = "store_unavailable"
+	outcomeBusy             intakeOutcome = "busy"      // the bodies in flight filled their budget
+	outcomeSlowBody         intakeOutcome = "slow_body" // the body did not arrive in time
 )
 
-var intakeOutcomes = []intakeOutcome{outcomeAccepted, outcomeDuplicate, outcomeBadSignature, outcomeTooLarge, outcomeRateLimited, outcomeMalformed, outcomeStoreUnavailable}
+var intakeOutcomes = []intakeOutcome{outcomeAccepted, outcomeDuplicate, outcomeBadSignature, outcomeTooLarge, outcomeRateLimited,
+	outcomeMalformed, outcomeStoreUnavailable, outcomeBusy, outcomeSlowBody}
 
 // counters are the Mapper's in-process totals since start.
 type counters struct {
-	intake             [7]atomic.Int64 // indexed like intakeOutcomes
+	intake             [9]atomic.Int64 // indexed like intakeOutcomes
 	handshakeOK        atomic.Int64
 	handshakeRefused   atomic.Int64
 	routed             atomic.Int64

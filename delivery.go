@@ -236,7 +236,9 @@ func (m *Mapper) backoff(n int, asked time.Duration) time.Duration {
 func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 	ctx, span := m.startSpan(m.resume(ctx, ev.TraceContext), "route event", trace.SpanKindInternal, attrEventID.String(ev.ID))
 	leaseEnd, replayed := ev.NextAttemptAt, ev.RoutedAt != nil
+	release := m.holdBody(ctx, len(ev.Payload))
 	ds, store, err := m.routeEvent(ctx, ev)
+	release()
 	// Deliveries whose app has a free slot (and a closed circuit) are
 	// attempted now.
 	now := m.cfg.now()

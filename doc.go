@@ -250,7 +250,7 @@
 //
 // Metrics: mapper.webhooks.received (by mapper.outcome: accepted,
 // duplicate, bad_signature, too_large, rate_limited, malformed,
-// store_unavailable), mapper.routing.events (routed, unroutable,
+// store_unavailable, busy, slow_body), mapper.routing.events (routed, unroutable,
 // retried), mapper.delivery.attempts (by outcome and app),
 // mapper.webhook.ack.duration and mapper.delivery.latency (received →
 // delivered) histograms, mapper.queue.depth, mapper.queue.oldest_age and

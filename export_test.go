@@ -1,5 +1,7 @@
 package mapper
 
+import "time"
+
 // RouteTable lists the Mapper's routes for tests: each pattern, and
 // whether it is public.
 func (m *Mapper) RouteTable() map[string]bool {
@@ -8,4 +10,9 @@ func (m *Mapper) RouteTable() map[string]bool {
 		out[r.pattern] = r.public
 	}
 	return out
+}
+
+// WithBodyTimeout shortens the body read deadline for tests.
+func WithBodyTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.bodyTimeout = d })
 }

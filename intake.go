@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"time"
@@ -103,6 +104,11 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	if !in.admit() {
 		return
 	}
+	release, ok := in.reserve()
+	if !ok {
+		return
+	}
+	defer release()
 	body, sig, ok := in.readSigned()
 	if !ok {
 		return
@@ -146,6 +152,39 @@ func (in *intake) admit() bool {
 	return ok
 }
 
+// reserve takes the body's share of the bytes in flight, by its
+// Content-Length (the limit when it gives none), or answers 503 when they
+// are full.
+func (in *intake) reserve() (release func(), ok bool) {
+	m := in.m
+	n := in.r.ContentLength
+	if n < 0 || n > m.cfg.maxBody {
+		// Unknown, or over the limit, which the read refuses anyway.
+		n = m.cfg.maxBody
+	}
+	if !m.bodies.TryAcquire(n) {
+		in.count(outcomeBusy)
+		in.w.Header().Set("Retry-After", "1")
+		writeProblem(in.w, in.r, http.StatusServiceUnavailable, "busy", "too many webhook bodies are being taken in at once; retry after the time in Retry-After")
+		return nil, false
+	}
+	return func() { m.bodies.Release(n) }, true
+}
+
+// holdBody waits for n bytes of the budget of bodies in flight, for
+// routing a payload of that size, which parses it again and plans its
+// items: big batches are routed a few at a time, and while they are, new
+// ones are refused at intake rather than piling up in memory. It returns
+// the release; when ctx ends first, routing goes on without a share
+// (it stops at once anyway).
+func (m *Mapper) holdBody(ctx context.Context, n int) (release func()) {
+	w := min(int64(n), m.cfg.bodyBudget)
+	if m.bodies.Acquire(ctx, w) != nil {
+		return func() {}
+	}
+	return func() { m.bodies.Release(w) }
+}
+
 // readSigned reads the body within the size limit and checks Meta's
 // signature over exactly those bytes.
 func (in *intake) readSigned() (body []byte, sig string, ok bool) {
@@ -155,12 +194,24 @@ func (in *intake) readSigned() (body []byte, sig string, ok bool) {
 		m.tooLarge(w, r, r.ContentLength)
 		return nil, "", false
 	}
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(m.cfg.bodyTimeout)) == nil
 	body, err := readBody(w, r, m.cfg.maxBody)
+	if deadline {
+		// Later requests on the connection get the server's own.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			in.count(outcomeTooLarge)
 			m.tooLarge(w, r, -1)
+			return nil, "", false
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			in.count(outcomeSlowBody)
+			w.Header().Set("Connection", "close")
+			writeProblem(w, r, http.StatusRequestTimeout, "slow-body", fmt.Sprintf("the body did not arrive within %v of the headers", m.cfg.bodyTimeout))
 			return nil, "", false
 		}
 		in.count(outcomeMalformed)

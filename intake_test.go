@@ -144,7 +144,7 @@ func (c chunked) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func TestBodyLimit(t *testing.T) {
 	t.Parallel()
-	h := newHarnessNoRun(t, mapper.WithMaxBodyBytes(64<<10))
+	h := newHarnessNoRun(t, mapper.WithMaxBodyBytes(64<<10, 0))
 	small := mappertest.NewWebhook().Comment(accountA, "1", "2", "hi").Bytes()
 	// A signed, valid payload just over the limit: the signature is right,
 	// so only the size can refuse it.

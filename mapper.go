@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/chatico/mapper/cache/ristrettocache"
@@ -81,10 +82,12 @@ type ForwardRequest struct {
 // them to worker apps. Create it with [New], mount [Mapper.Handler], and run
 // [Mapper.Run] for the background delivery loop.
 type Mapper struct {
-	cfg      config
-	store    Store
-	limiter  *clientLimiter
-	flight   singleflight.Group
+	cfg     config
+	store   Store
+	limiter *clientLimiter
+	flight  singleflight.Group
+	// bodies bounds the bytes of webhook bodies being taken in at once.
+	bodies   *semaphore.Weighted
 	wake     chan struct{}
 	running  atomic.Bool
 	backlog  atomic.Bool
@@ -128,7 +131,7 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 	}
 	m := &Mapper{cfg: cfg, store: store, wake: make(chan struct{}, 1), apps: newApps(cfg.breaker, cfg.appConcurrency),
 		appCache: newAppCache(cfg.appCacheTTL, cfg.now), handoff: make(chan *Event, handoffSize),
-		waiting: newWaitingRoom(waitingFactor * cfg.concurrency)}
+		waiting: newWaitingRoom(waitingFactor * cfg.concurrency), bodies: semaphore.NewWeighted(cfg.bodyBudget)}
 	m.handoffFree.Store(handoffSize)
 	m.apps.onOpen = func(appID string, until time.Time) {
 		m.cfg.logger.Warn("worker app circuit opened: no attempts until the probe", slog.String("app_id", appID), slog.Time("probe_at", until))

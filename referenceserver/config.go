@@ -40,6 +40,7 @@ type config struct {
 	// Deprecated lists settings of earlier versions in use, logged at start.
 	Deprecated      []string
 	MaxBody         int64
+	BodyBudget      int64 // bytes of bodies taken in at once
 	RateRPS         float64
 	RateBurst       int
 	DeliveryTimeout time.Duration
@@ -143,6 +144,7 @@ func (c *config) readRouting(env *envReader) (missing []string) {
 // readLimits reads the numbers, durations and switches, with defaults.
 func (c *config) readLimits(env *envReader) {
 	c.MaxBody = env.num("MAX_BODY_BYTES", 4<<20, 1024)
+	c.BodyBudget = env.num("BODY_BUDGET_BYTES", 8<<20, 1024)
 	c.RateRPS = float64(env.num("RATE_LIMIT_RPS", 200, 0))
 	c.RateBurst = int(env.num("RATE_LIMIT_BURST", 400, 1))
 	c.DeliveryTimeout = env.dur("DELIVERY_TIMEOUT", 15*time.Second)
@@ -252,7 +254,7 @@ func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, er
 		mapper.WithVerifyToken(c.VerifyToken),
 		mapper.WithAdminToken(c.AdminToken),
 		mapper.WithOwnerPolicy(c.Policy),
-		mapper.WithMaxBodyBytes(c.MaxBody),
+		mapper.WithMaxBodyBytes(c.MaxBody, c.BodyBudget),
 		mapper.WithDeliveryTimeout(c.DeliveryTimeout),
 		mapper.WithLease(max(2*time.Minute, 3*c.DeliveryTimeout)),
 		mapper.WithRetryPolicy(c.Retry),

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -53,22 +54,23 @@ func distinctKeys(ev *mapper.Event) []string {
 // (PostgreSQL writes batches of events in commitEventsPG instead).
 func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) error {
 	// Claim the keys first: the primary key decides, under concurrency,
-	// which event owns each change. One statement per key: prepared, it
-	// costs less than parsing a statement of many rows.
+	// which event owns each change.
 	created := us(ev.ReceivedAt)
-	fresh := map[string]bool{}
-	for _, k := range distinctKeys(ev) {
-		var got string
-		switch err := s.queryRow(ctx, tx, claimKeySQL, k, ev.ID, created).Scan(&got); {
-		case err == nil:
-			fresh[got] = true
-		case !errors.Is(err, sql.ErrNoRows): // no row: an earlier event holds the key
-			return translate(err)
-		}
+	fresh, err := s.claimKeys(ctx, tx, distinctKeys(ev), ev.ID, created)
+	if err != nil {
+		return err
 	}
 	ev.MarkDuplicates(func(k string) bool { return fresh[k] })
 	if err := s.insertEvent(ctx, tx, toEventRow(ev)); err != nil {
 		return translate(err)
+	}
+	if len(ev.AccountIDs) > fewRows {
+		rows := make([][]any, len(ev.AccountIDs))
+		for i, a := range ev.AccountIDs {
+			rows[i] = []any{a, created, ev.ID}
+		}
+		_, err := s.insertMany(ctx, tx, "INSERT INTO mapper_event_accounts (account_id, received_at, event_id) VALUES %s ON CONFLICT DO NOTHING", rows, nil)
+		return err
 	}
 	for _, a := range ev.AccountIDs {
 		if _, err := s.exec(ctx, tx, insertEventAccountSQL, a, created, ev.ID); err != nil {
@@ -76,6 +78,86 @@ func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) er
 		}
 	}
 	return nil
+}
+
+// fewRows is the most rows written one prepared statement each. A webhook
+// mostly has one item; a batch of thousands written a row at a time costs
+// SQLite a statement journal each, whose upkeep grows with the
+// transaction: 8 batches of 26,000 items took a minute, mostly there.
+const fewRows = 16
+
+// claimKeys claims deduplication keys for an event and returns those it
+// got (the others an earlier event holds).
+func (s *Store) claimKeys(ctx context.Context, tx bun.Tx, keys []string, eventID string, created int64) (map[string]bool, error) {
+	fresh := make(map[string]bool, len(keys))
+	if len(keys) > fewRows {
+		rows := make([][]any, len(keys))
+		for i, k := range keys {
+			rows[i] = []any{k, eventID, created}
+		}
+		_, err := s.insertMany(ctx, tx, "INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at) VALUES %s ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key",
+			rows, func(k string) { fresh[k] = true })
+		return fresh, err
+	}
+	for _, k := range keys {
+		var got string
+		switch err := s.queryRow(ctx, tx, claimKeySQL, k, eventID, created).Scan(&got); {
+		case err == nil:
+			fresh[got] = true
+		case !errors.Is(err, sql.ErrNoRows): // no row: an earlier event holds the key
+			return nil, translate(err)
+		}
+	}
+	return fresh, nil
+}
+
+// insertMany runs an insert of many rows in statements of up to 200 rows
+// (q has %s where the VALUES rows go, with ? placeholders), passing each
+// returned string to got when the statement returns one column.
+func (s *Store) insertMany(ctx context.Context, tx bun.Tx, q string, rows [][]any, got func(string)) (int, error) {
+	n := 0
+	for part := range slices.Chunk(rows, 200) {
+		var b strings.Builder
+		args := make([]any, 0, len(part)*len(part[0]))
+		for i, r := range part {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(" + strings.TrimSuffix(strings.Repeat("?, ", len(r)), ", ") + ")")
+			args = append(args, r...)
+		}
+		text := fmt.Sprintf(q, b.String())
+		if s.pg {
+			text = dollarPlaceholders(text)
+		}
+		if got == nil {
+			if _, err := tx.Tx.ExecContext(ctx, text, args...); err != nil {
+				return n, translate(err)
+			}
+			n += len(part)
+			continue
+		}
+		res, err := tx.Tx.QueryContext(ctx, text, args...)
+		if err != nil {
+			return n, translate(err)
+		}
+		for res.Next() {
+			var v string
+			if err := res.Scan(&v); err != nil {
+				res.Close()
+				return n, translate(err)
+			}
+			got(v)
+			n++
+		}
+		if err := res.Close(); err != nil {
+			return n, translate(err)
+		}
+		if err := res.Err(); err != nil {
+			return n, translate(err)
+		}
+	}
+	return n, nil
 }
 
 // GetEvent implements mapper.Store.

@@ -50,6 +50,7 @@ var cases = []struct {
 	{"event_id_conflict", eventConflict},
 	{"dedup_across_and_within_events", dedup},
 	{"dedup_race_one_winner", dedupRace},
+	{"dedup_of_a_large_batch", dedupLarge},
 	{"claim_due_only_lease_hides", claimDue},
 	{"lease_expiry_and_stale_holder", leaseExpiry},
 	{"concurrent_claimers_never_share", concurrentClaims},
@@ -1284,6 +1285,34 @@ func nulInput(t *testing.T, s mapper.Store) {
 	// And nothing of it spoiled the store.
 	if _, err := s.ListApps(ctx); err != nil {
 		t.Errorf("ListApps after: %v", err)
+	}
+}
+
+// dedupLarge: a batch of many items, some seen before and one repeated
+// within, is marked item by item (stores may claim many keys at once).
+func dedupLarge(t *testing.T, s mapper.Store) {
+	var early, batch []string
+	for i := range 300 {
+		k := fmt.Sprintf("1/comments/%d", i)
+		if i%3 == 0 {
+			early = append(early, k)
+		}
+		batch = append(batch, k)
+	}
+	batch = append(batch, batch[1]) // a repeat within the batch
+	must(t, s.CreateEvent(ctx, newEvent("early", base, "1", early...)))
+	ev := newEvent("batch", base.Add(time.Second), "1", batch...)
+	must(t, s.CreateEvent(ctx, ev))
+	got, err := s.GetEvent(ctx, "batch")
+	must(t, err)
+	for i, it := range got.Items {
+		want := i%3 == 0 || i == len(batch)-1
+		if it.Duplicate != want || ev.Items[i].Duplicate != want {
+			t.Fatalf("item %d (%s): duplicate %v (returned %v), want %v", i, it.Key, it.Duplicate, ev.Items[i].Duplicate, want)
+		}
+	}
+	if got.Status != mapper.EventPending {
+		t.Errorf("status %s", got.Status)
 	}
 }
 
