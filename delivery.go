@@ -83,9 +83,13 @@ func (m *Mapper) try(ctx context.Context, d *Delivery) tried {
 		res = httpforwarder.Result{Err: errors.New("worker app is disabled")}
 	default:
 		m.apps.setLimit(app)
-		// The app's own timeout, within half the lease, so the attempt
-		// ends well before another claimer could take the delivery.
-		timeout := min(cmpDuration(app.Timeout, m.cfg.deliveryTimeout), m.cfg.lease/2)
+		// The app's own timeout; without a heartbeat, within half the
+		// lease, so the attempt ends well before another claimer could
+		// take the delivery.
+		timeout := cmpDuration(app.Timeout, m.cfg.deliveryTimeout)
+		if !m.renewing() {
+			timeout = min(timeout, m.cfg.lease/2)
+		}
 		if u, err := url.Parse(app.URL); err == nil {
 			span.SetAttributes(attrServerAddress.String(u.Hostname()))
 		}
@@ -250,7 +254,7 @@ func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
 	// the attempts, with their outcomes, in one write. The event's lease
 	// must outlast the attempts (half the lease at most) and the write,
 	// with room to spare.
-	together := store && !replayed && acquired > 0 && waiting == 0 && leaseEnd.Sub(now) >= 3*m.cfg.lease/4
+	together := store && !replayed && acquired > 0 && waiting == 0 && (m.renewing() || leaseEnd.Sub(now) >= 3*m.cfg.lease/4)
 	if store && !together {
 		// Written even when a hard stop came meanwhile: the route is sound,
 		// and its deliveries then go back due now.
@@ -397,13 +401,20 @@ func (m *Mapper) Run(ctx context.Context) error {
 	defer stopLoop()
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	// The heartbeat keeps this Mapper's leases while any of its work is
+	// in flight, through a graceful stop too; it ends before Run returns.
+	beat, stopBeat := context.WithCancel(work)
+	var beating sync.WaitGroup
+	beating.Go(func() { m.heartbeat(beat) })
+	defer beating.Wait()
+	defer stopBeat()
 	done := m.life.start(stopLoop, cancelWork)
 	defer close(done)
 	var side sync.WaitGroup
 	defer side.Wait()
 	sideCtx, stopSide := context.WithCancel(ctx)
 	defer stopSide()
-	if n, ok := m.store.(workNotifier); ok {
+	if n, ok := m.raw.(workNotifier); ok {
 		side.Go(func() { m.listen(sideCtx, n) })
 	}
 	if m.cfg.retention > 0 {
@@ -423,8 +434,12 @@ func (m *Mapper) Run(ctx context.Context) error {
 			m.outboxDirty.Store(true) // a due time came, or the poll
 		}
 		if ctx.Err() != nil {
-			// No handoff from now on; what is queued goes back.
+			// No handoff from now on; what is queued or waits for a slot
+			// goes back at once, for a restart or another replica; what is
+			// in flight finishes (or, on a hard stop, is cut and given back).
 			m.running.Store(false)
+			m.returnHandoff(ctx)
+			m.returnWaiting(ctx)
 			wg.Wait()
 			m.inflight.Wait()
 			m.returnHandoff(ctx)

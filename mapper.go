@@ -86,6 +86,11 @@ type Mapper struct {
 	store   Store
 	limiter *clientLimiter
 	flight  singleflight.Group
+	// raw is the Store as given, for its optional methods; store wraps it
+	// to track the leases the heartbeat extends.
+	raw      Store
+	extender leaseExtender // nil: leases are long and never extended
+	leases   leases
 	// bodies bounds the bytes of webhook bodies being taken in at once.
 	bodies   *semaphore.Weighted
 	wake     chan struct{}
@@ -129,10 +134,15 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	m := &Mapper{cfg: cfg, store: store, wake: make(chan struct{}, 1), apps: newApps(cfg.breaker, cfg.appConcurrency),
+	m := &Mapper{cfg: cfg, raw: store, wake: make(chan struct{}, 1), apps: newApps(cfg.breaker, cfg.appConcurrency),
 		appCache: newAppCache(cfg.appCacheTTL, cfg.now), handoff: make(chan *Event, handoffSize),
 		waiting: newWaitingRoom(waitingFactor * cfg.concurrency), bodies: semaphore.NewWeighted(cfg.bodyBudget)}
 	m.handoffFree.Store(handoffSize)
+	m.extender, _ = store.(leaseExtender)
+	if err := m.setLease(); err != nil {
+		return nil, err
+	}
+	m.store = &trackedStore{Store: store, leases: &m.leases, now: cfg.now}
 	m.apps.onOpen = func(appID string, until time.Time) {
 		m.cfg.logger.Warn("worker app circuit opened: no attempts until the probe", slog.String("app_id", appID), slog.Time("probe_at", until))
 		m.scheduleAt(until)

@@ -119,7 +119,6 @@ func defaultConfig() config {
 		clientKey:       remoteIP,
 		concurrency:     32,
 		retry:           DefaultRetryPolicy,
-		lease:           2 * time.Minute,
 		pollInterval:    5 * time.Second,
 		deliveryTimeout: 15 * time.Second,
 		retention:       7 * 24 * time.Hour,
@@ -175,11 +174,6 @@ func (c *config) validateDelivery() []error {
 	}
 	if c.deliveryTimeout <= 0 {
 		errs = append(errs, errors.New("mapper: delivery timeout must be positive"))
-	}
-	// A lease shorter than an attempt would let a second claimer send the
-	// same delivery while the first is still waiting for an answer.
-	if c.lease < 2*c.deliveryTimeout {
-		errs = append(errs, fmt.Errorf("mapper: lease %s must be at least twice the delivery timeout %s", c.lease, c.deliveryTimeout))
 	}
 	// Meta retries for 36 hours; forgetting an event's deduplication keys
 	// sooner would deliver a late retry twice.
@@ -376,7 +370,11 @@ func WithRetryPolicy(p RetryPolicy) Option {
 }
 
 // WithLease sets how long claimed work stays hidden from other claimers.
-// It must be at least twice the delivery timeout. Default 2 minutes.
+// With a Store that extends leases (both bundled stores do), the Mapper
+// extends those of its work in flight every third of a lease, so a
+// process that dies lets its work go within one lease: default 10
+// seconds, at least 3. Without one, a lease must outlast any attempt: at
+// least twice the delivery timeout, default 2 minutes.
 func WithLease(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.lease = d })
 }

@@ -167,7 +167,7 @@ func (m *Mapper) reopen(ev *Event, ds []Delivery, reroute bool) {
 
 // ping reports whether the store can take writes: its Ping, or a read.
 func (m *Mapper) ping(ctx context.Context) error {
-	if p, ok := m.store.(pinger); ok {
+	if p, ok := m.raw.(pinger); ok {
 		return p.Ping(ctx)
 	}
 	_, err := m.store.ListApps(ctx)
@@ -177,7 +177,7 @@ func (m *Mapper) ping(ctx context.Context) error {
 // stats reads the store's aggregates, if it keeps them; percentiles cover
 // the last hour.
 func (m *Mapper) stats(ctx context.Context) (Stats, error) {
-	if s, ok := m.store.(statser); ok {
+	if s, ok := m.raw.(statser); ok {
 		return s.Stats(ctx, m.cfg.now().Add(-time.Hour))
 	}
 	return Stats{EventsByStatus: map[EventStatus]int64{}, DeliveriesByStatus: map[DeliveryStatus]int64{}}, nil

@@ -35,6 +35,12 @@ import (
 //	// when ctx ends or listening cannot go on, and the Mapper then polls
 //	// and tries again later.
 //	ListenForWork(ctx context.Context, wake func()) error
+//	// ExtendLeases moves the end of the leases with these tokens to
+//	// until, for work still pending under them (skipping tokens no longer
+//	// held). With it the Mapper claims work for short leases (10 s) and
+//	// extends those of its work in flight, so that a process that dies
+//	// lets its work go within seconds; without it leases last 2 minutes.
+//	ExtendLeases(ctx context.Context, tokens []string, until time.Time) error
 type Store interface {
 	// Worker apps and routes.
 

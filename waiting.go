@@ -119,6 +119,16 @@ func (w *waitingRoom) drain() []*Delivery {
 	return out
 }
 
+// waitLimit is how long a claimed delivery may wait in memory for its
+// app's slot before it goes back to the store: while the heartbeat keeps
+// its lease, a minute; else half the lease, well before it runs out.
+func (m *Mapper) waitLimit() time.Duration {
+	if m.renewing() {
+		return time.Minute
+	}
+	return m.cfg.lease / 2
+}
+
 // startWaiting starts waiting deliveries whose apps have a free slot, as
 // many as free loop slots allow, and gives back those that waited too
 // long. It returns how many it started. Only the loop adds to the room
@@ -127,7 +137,7 @@ func (m *Mapper) startWaiting(work context.Context, free int, start func(*Delive
 	started := 0
 	for _, app := range m.waiting.apps() {
 		now := m.cfg.now()
-		for _, d := range m.waiting.expire(app, now.Add(-m.cfg.lease/2)) {
+		for _, d := range m.waiting.expire(app, now.Add(-m.waitLimit())) {
 			m.releaseDelivery(work, d)
 		}
 		for started < free && m.waiting.has(app) && m.apps.acquire(app, now) {

@@ -256,7 +256,6 @@ func (c *config) build(logger *slog.Logger, tp trace.TracerProvider) (*parts, er
 		mapper.WithOwnerPolicy(c.Policy),
 		mapper.WithMaxBodyBytes(c.MaxBody, c.BodyBudget),
 		mapper.WithDeliveryTimeout(c.DeliveryTimeout),
-		mapper.WithLease(max(2*time.Minute, 3*c.DeliveryTimeout)),
 		mapper.WithRetryPolicy(c.Retry),
 		mapper.WithConcurrency(c.Concurrency, c.AppConcurrency),
 		mapper.WithSyncDelivery(c.Sync),

@@ -89,6 +89,7 @@ var _ interface {
 	Ping(ctx context.Context) error
 	Stats(ctx context.Context, since time.Time) (mapper.Stats, error)
 	ListenForWork(ctx context.Context, wake func()) error
+	ExtendLeases(ctx context.Context, tokens []string, until time.Time) error
 } = (*Store)(nil)
 
 // New wraps db, whose dialect must be PostgreSQL or SQLite. The caller

@@ -33,7 +33,9 @@ func (s *Store) ClaimEvents(ctx context.Context, now time.Time, limit int, lease
 	var rows []eventRow
 	err := s.claim(ctx, func(ctx context.Context, db bun.IDB) error {
 		rows = rows[:0]
-		return db.NewRaw(`UPDATE mapper_events SET lease_token = ?, next_attempt_at = ?
+		// Each row's token is the claim's followed by its ID: every piece of
+		// work has its own lease, which the holder extends or ends alone.
+		return db.NewRaw(`UPDATE mapper_events SET lease_token = ? || id, next_attempt_at = ?
 WHERE id IN (SELECT id FROM mapper_events WHERE status = 'pending' AND next_attempt_at <= ?
 ORDER BY next_attempt_at, id LIMIT ?`+s.claimSQL+`)
 RETURNING *`, newToken(), us(now.Add(lease)), us(now), limit).Scan(ctx, &rows)
@@ -163,7 +165,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, l
 	// not routed yet (event IDs follow the receive order).
 	err := s.claim(ctx, func(ctx context.Context, db bun.IDB) error {
 		rows = rows[:0]
-		return db.NewRaw(`UPDATE mapper_deliveries SET lease_token = ?, next_attempt_at = ?
+		return db.NewRaw(`UPDATE mapper_deliveries SET lease_token = ? || id, next_attempt_at = ?
 WHERE id IN (SELECT id FROM mapper_deliveries AS d WHERE status = 'pending' AND next_attempt_at <= ?`+skip+`
 AND (NOT ordered OR (
 	NOT EXISTS (SELECT 1 FROM mapper_deliveries AS o
@@ -278,4 +280,25 @@ func (s *Store) settle(ctx context.Context, tx bun.Tx, eventID string) error {
 	}
 	_, err = s.exec(ctx, tx, settleEventSQL, string(ev.Status), usPtr(ev.CompletedAt), eventID)
 	return translate(err)
+}
+
+// ExtendLeases moves the end of the leases with these tokens to until,
+// for work still pending under them; the Mapper's heartbeat calls it for
+// the work it holds. A token no longer held is skipped. Partial indexes
+// on lease_token make it cost the work leased, not the log.
+func (s *Store) ExtendLeases(ctx context.Context, tokens []string, until time.Time) error {
+	if err := noNUL("lease", tokens...); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		for part := range slices.Chunk(tokens, 500) {
+			for _, table := range []string{"mapper_events", "mapper_deliveries"} {
+				if _, err := tx.NewUpdate().Table(table).Set("next_attempt_at = ?", us(until)).
+					Where("lease_token IN (?) AND status = 'pending'", bun.In(part)).Exec(ctx); err != nil {
+					return translate(err)
+				}
+			}
+		}
+		return nil
+	})
 }

@@ -174,7 +174,7 @@ func TestLeaseHolderDies(t *testing.T) {
 		t.Fatalf("claim: %v %v", claimed, err)
 	}
 	// The survivor polls often and holds short leases.
-	survivor, _, _ := replica(t, url, mapper.WithPollInterval(50*time.Millisecond), mapper.WithDeliveryTimeout(200*time.Millisecond), mapper.WithLease(time.Second))
+	survivor, _, _ := replica(t, url, mapper.WithPollInterval(50*time.Millisecond), mapper.WithDeliveryTimeout(200*time.Millisecond), mapper.WithLease(3*time.Second))
 	runLoop(t, survivor)
 	worker.waitEvents(t, 1)
 	settled(t, s, 1)

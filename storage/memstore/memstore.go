@@ -670,6 +670,30 @@ func (s *Store) RecordAttempt(_ context.Context, d *mapper.Delivery, a *mapper.A
 	return nil
 }
 
+// ExtendLeases moves the end of the leases with these tokens to until, for
+// work still pending under them.
+func (s *Store) ExtendLeases(_ context.Context, tokens []string, until time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := make(map[string]bool, len(tokens))
+	for _, t := range tokens {
+		if t != "" {
+			held[t] = true
+		}
+	}
+	for _, e := range s.events {
+		if e.Status == mapper.EventPending && held[e.LeaseToken] {
+			e.NextAttemptAt = until
+		}
+	}
+	for _, d := range s.deliveries {
+		if d.Status == mapper.DeliveryPending && held[d.LeaseToken] {
+			d.NextAttemptAt = until
+		}
+	}
+	return nil
+}
+
 // Ping reports that the store can take writes; it always can.
 func (s *Store) Ping(context.Context) error { return nil }
 

@@ -70,6 +70,7 @@ var cases = []struct {
 	{"reopen_dead_delivery_once", reopenDelivery},
 	{"reopen_unroutable_event", reopenEvent},
 	{"nul_in_input_is_not_unavailability", nulInput},
+	{"extend_leases_of_held_work", extendLeases},
 }
 
 var ctx = context.Background()
@@ -1285,6 +1286,52 @@ func nulInput(t *testing.T, s mapper.Store) {
 	// And nothing of it spoiled the store.
 	if _, err := s.ListApps(ctx); err != nil {
 		t.Errorf("ListApps after: %v", err)
+	}
+}
+
+// extendLeases: for stores with the optional ExtendLeases, extended work
+// stays hidden past its first lease and is claimable after the new end;
+// a token no longer held changes nothing.
+func extendLeases(t *testing.T, store mapper.Store) {
+	s, ok := store.(interface {
+		mapper.Store
+		ExtendLeases(ctx context.Context, tokens []string, until time.Time) error
+	})
+	if !ok {
+		t.Skip("the store does not extend leases")
+	}
+	must(t, s.CreateEvent(ctx, newEvent("e1", base, "1", "k1")))
+	must(t, s.CreateEvent(ctx, newEvent("e2", base, "1", "k2")))
+	cl, err := s.ClaimEvents(ctx, base, 2, time.Minute)
+	must(t, err)
+	if len(cl) != 2 {
+		t.Fatalf("claimed %d", len(cl))
+	}
+	ds := pendingDeliveries(t, s, [3]string{"d1", "a", ""})
+	dl, err := s.ClaimDeliveries(ctx, base.Add(5*time.Minute), 10, time.Minute, nil)
+	must(t, err)
+	if len(dl) != 1 || len(ds) != 1 {
+		t.Fatalf("claimed deliveries %v", dl)
+	}
+	must(t, s.ExtendLeases(ctx, []string{cl[0].LeaseToken, dl[0].LeaseToken, "not-a-token"}, base.Add(10*time.Minute)))
+	// e2's lease ran out at base+1m; e1's now ends at base+10m.
+	got, err := s.ClaimEvents(ctx, base.Add(2*time.Minute), 10, time.Minute)
+	must(t, err)
+	if len(got) != 1 || got[0].ID != cl[1].ID {
+		t.Errorf("claimable at +2m: %v, want only %s", ids(got), cl[1].ID)
+	}
+	if again := claimIDs(t, s, base.Add(7*time.Minute)); len(again) != 0 {
+		t.Errorf("an extended delivery was claimed: %v", again)
+	}
+	if got, _ := s.ClaimEvents(ctx, base.Add(11*time.Minute), 10, time.Minute); len(got) == 0 {
+		t.Error("an extended lease never ended")
+	}
+	// A lease that was given up is not revived.
+	dl[0].NextAttemptAt = base.Add(20 * time.Minute)
+	must(t, s.RecordAttempt(ctx, &dl[0], nil))
+	must(t, s.ExtendLeases(ctx, []string{dl[0].LeaseToken}, base.Add(time.Hour)))
+	if got := claimIDs(t, s, base.Add(21*time.Minute)); len(got) != 1 {
+		t.Errorf("a released delivery after its due time: %v", got)
 	}
 }
 
