@@ -426,12 +426,20 @@ func (m *Mapper) Run(ctx context.Context) error {
 	defer timer.Stop()
 	m.outboxDirty.Store(true)
 	errDelay := time.Duration(0)
+	// The poll keeps its own time: wakes for handed-over webhooks come
+	// all the time under load and must not push it back, or the work of
+	// other replicas and of expired leases would never be claimed.
+	nextPoll := time.Now().Add(m.cfg.pollInterval)
 	for {
 		select {
 		case <-ctx.Done():
 		case <-m.wake:
 		case <-timer.C:
 			m.outboxDirty.Store(true) // a due time came, or the poll
+		}
+		if now := time.Now(); !now.Before(nextPoll) {
+			m.outboxDirty.Store(true)
+			nextPoll = now.Add(m.cfg.pollInterval)
 		}
 		if ctx.Err() != nil {
 			// No handoff from now on; what is queued or waits for a slot
@@ -447,7 +455,7 @@ func (m *Mapper) Run(ctx context.Context) error {
 			return nil
 		}
 		err := m.dispatch(ctx, work, slots, &wg)
-		wait := m.cfg.pollInterval
+		wait := time.Until(nextPoll)
 		if err != nil && ctx.Err() != nil {
 			continue // stopping: a claim cut short is no failure
 		}
@@ -476,7 +484,15 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			m.backlog.Store(true)
 			return nil
 		}
-		handed := m.takeHandoff(free)
+		// Fresh webhooks are handed over in memory; when the outbox may
+		// hold work too (retries, another replica's, a dead process's),
+		// they get half the room, so that under a sustained load stored
+		// work is not starved by new arrivals.
+		share := free
+		if m.outboxDirty.Load() {
+			share = (free + 1) / 2
+		}
+		handed := m.takeHandoff(share)
 		for _, ev := range handed {
 			slots <- struct{}{}
 			wg.Go(func() {

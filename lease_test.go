@@ -2,6 +2,7 @@ package mapper_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -65,5 +66,46 @@ func TestHeartbeatKeepsLongAttempts(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // a second sending would show by now
 	if n := hits.Load(); n != 1 {
 		t.Errorf("the app got %d requests, want 1", n)
+	}
+}
+
+// Webhooks arriving all the time wake the loop for each; the poll, which
+// finds work stored by other replicas or left by a dead one, must still
+// come on time.
+func TestPollNotPostponedByLoad(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, mapper.WithPollInterval(100*time.Millisecond))
+	w, _ := h.addApp("a", accountA)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			h.post(mappertest.NewWebhook().Comment(accountA, "1", fmt.Sprint("load", i), "x").Bytes(), metaSecret)
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	// Work another process stored: due now, leased to nobody.
+	body := mappertest.NewWebhook().Comment(accountA, "1", "elsewhere", "y").Bytes()
+	ev := &mapper.Event{ID: "evt_elsewhere", ReceivedAt: time.Now(), Object: "instagram", Payload: body, Status: mapper.EventPending,
+		NextAttemptAt: time.Now(), AccountIDs: []string{accountA}, Items: []mapper.EventItem{{Key: accountA + "/comments/elsewhere", Field: "comments", Kind: "change"}}}
+	time.Sleep(300 * time.Millisecond) // the load is on
+	if err := h.store.Store.CreateEvent(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if got, _ := h.store.GetEvent(t.Context(), ev.ID); got != nil && got.Status == mapper.EventDelivered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stored work not claimed under load; the app got %d deliveries", len(w.Received()))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -5,6 +5,7 @@
 //	go run ./testing/loadgen -rate 1000 -duration 60s # a fixed rate (open loop)
 //	go run ./testing/loadgen -database-url postgres://… -json result.json
 //	go run ./testing/loadgen -onboard 100000          # routes at scale (onboard.go)
+//	go run ./testing/loadgen -faults kill,term,app-down # faults under load (faults.go)
 //
 // It builds the reference server, starts it as a child process on a
 // temporary SQLite file (or the given PostgreSQL database), starts two fake
@@ -69,6 +70,10 @@ type options struct {
 	server      string
 	jsonPath    string
 	onboard     int
+	faults      string
+	rounds      int
+	pgContainer string
+	serverLog   io.Writer // the server's stderr, when not this process's
 }
 
 func main() {
@@ -85,10 +90,16 @@ func main() {
 	flag.StringVar(&o.server, "server", "", "reference server binary (default: built from this module)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the result as JSON to this file")
 	flag.IntVar(&o.onboard, "onboard", 0, "instead of a load run, onboard this many accounts into one app through the API (see onboard.go)")
+	flag.StringVar(&o.faults, "faults", "", "instead of a load run, inject faults under load: kill, term, app-down, db-down (comma-separated; see faults.go)")
+	flag.IntVar(&o.rounds, "rounds", 3, "kill and term rounds of -faults")
+	flag.StringVar(&o.pgContainer, "pg-container", "", "the Docker container of -database-url, which -faults db-down stops and starts")
 	flag.Parse()
 	do := run
-	if o.onboard > 0 {
+	switch {
+	case o.onboard > 0:
 		do = runOnboard
+	case o.faults != "":
+		do = runFaults
 	}
 	if err := do(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -214,6 +225,9 @@ func startServer(o options, bin, tmp string) (string, *exec.Cmd, error) {
 		"RATE_LIMIT_RPS=0", "LOG_LEVEL=warn", "PORT="+strconv.Itoa(port), "SQLITE_PATH="+filepath.Join(tmp, "mapper.db"),
 		"DATABASE_URL="+o.databaseURL, "OTEL_SDK_DISABLED=")
 	srv.Stderr = os.Stderr
+	if o.serverLog != nil {
+		srv.Stderr = o.serverLog
+	}
 	if err := srv.Start(); err != nil {
 		return "", nil, fmt.Errorf("starting the reference server: %w", err)
 	}
@@ -440,21 +454,34 @@ func kind(err error) string {
 	return "other"
 }
 
-// workers are two fake worker apps noting when each event arrived.
+// workers are two fake worker apps noting when each event arrived, and
+// how often; while down, they answer 503.
 type workers struct {
-	a, b *httptest.Server
-	mu   sync.Mutex
-	at   map[string]time.Time
-	ch   chan struct{}
+	a, b  *httptest.Server
+	mu    sync.Mutex
+	at    map[string]time.Time
+	count map[string]int
+	ch    chan struct{}
+	down  atomic.Bool
+	delay atomic.Int64 // each answer waits this long (ns)
 }
 
 func newWorkers() *workers {
-	w := &workers{at: map[string]time.Time{}, ch: make(chan struct{})}
+	w := &workers{at: map[string]time.Time{}, count: map[string]int{}, ch: make(chan struct{})}
 	h := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(time.Duration(w.delay.Load()))
+		if r.Context().Err() != nil {
+			return // the sender is gone (killed): it never got the answer
+		}
+		if w.down.Load() {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		id := r.Header.Get("X-Mapper-Event-Id")
 		w.mu.Lock()
+		w.count[id]++
 		if _, ok := w.at[id]; !ok {
 			w.at[id] = now
 		}
