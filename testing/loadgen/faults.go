@@ -34,6 +34,10 @@ import (
 //   - app-down: the worker app answers 503 for 40 s, then is back;
 //     recovery is from its return until the backlog is delivered
 //     (target: 35 s).
+//   - replica-kill: a second replica on the same PostgreSQL
+//     (-database-url) takes every other webhook and is killed with -9 with
+//     deliveries in flight; recovery is from the kill until the survivor
+//     has delivered everything acknowledged (target: 20 s).
 //   - db-down: PostgreSQL (-pg-container) is stopped for 15 s and started
 //     again; webhooks are refused with 503 meanwhile, and none that was
 //     acknowledged is lost.
@@ -62,8 +66,9 @@ type faultRun struct {
 	mu      sync.Mutex
 	srv     *exec.Cmd
 	url     atomic.Pointer[string]
-	account string               // the account the run's webhooks are for
-	acked   map[string]time.Time // event ID → when Meta got its 200
+	other   atomic.Pointer[string] // a second replica's, which takes every other webhook
+	account string                 // the account the run's webhooks are for
+	acked   map[string]time.Time   // event ID → when Meta got its 200
 	refused int
 	seq     atomic.Int64
 }
@@ -155,6 +160,30 @@ func (r *faultRun) run(fault string) (FaultReport, error) {
 			rep.Recovery = append(rep.Recovery, d)
 			time.Sleep(time.Second)
 		}
+	case "replica-kill":
+		rep.Target = 20 * time.Second
+		if r.o.databaseURL == "" {
+			err = errors.New("replica-kill needs -database-url")
+			break
+		}
+		r.workers.delay.Store(int64(2 * time.Second))
+		url2, second, serr := startServer(r.o, r.bin, r.tmp)
+		if serr != nil {
+			err = serr
+			break
+		}
+		r.other.Store(&url2)
+		time.Sleep(3 * time.Second)
+		// The second replica dies with deliveries in flight; the first
+		// takes its work over.
+		r.other.Store(nil)
+		_ = second.Process.Signal(syscall.SIGKILL)
+		_ = second.Wait()
+		killed := time.Now()
+		var d time.Duration
+		if d, err = r.waitDelivered(killed, time.Minute); err == nil {
+			rep.Recovery = append(rep.Recovery, d)
+		}
 	case "app-down":
 		rep.Target = 35 * time.Second
 		r.workers.down.Store(true)
@@ -184,7 +213,7 @@ func (r *faultRun) run(fault string) (FaultReport, error) {
 			rep.Recovery = append(rep.Recovery, d)
 		}
 	default:
-		err = fmt.Errorf("unknown fault %q (want kill, term, app-down or db-down)", fault)
+		err = fmt.Errorf("unknown fault %q (want kill, term, replica-kill, app-down or db-down)", fault)
 	}
 	close(stop)
 	load.Wait()
@@ -269,7 +298,11 @@ func (r *faultRun) send(stop chan struct{}) {
 				}
 				n := r.seq.Add(1)
 				body := mappertest.NewWebhook().Comment(r.account, "18000000000000009", fmt.Sprintf("fault-%s-%d-%d", r.account, c, n), "hi").Bytes()
-				id, at, err := post(client, *r.url.Load(), body)
+				url := *r.url.Load()
+				if o := r.other.Load(); o != nil && n%2 == 1 {
+					url = *o
+				}
+				id, at, err := post(client, url, body)
 				r.mu.Lock()
 				if err == nil && id != "" {
 					r.acked[id] = at

@@ -90,7 +90,7 @@ func main() {
 	flag.StringVar(&o.server, "server", "", "reference server binary (default: built from this module)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the result as JSON to this file")
 	flag.IntVar(&o.onboard, "onboard", 0, "instead of a load run, onboard this many accounts into one app through the API (see onboard.go)")
-	flag.StringVar(&o.faults, "faults", "", "instead of a load run, inject faults under load: kill, term, app-down, db-down (comma-separated; see faults.go)")
+	flag.StringVar(&o.faults, "faults", "", "instead of a load run, inject faults under load: kill, term, replica-kill, app-down, db-down (comma-separated; see faults.go)")
 	flag.IntVar(&o.rounds, "rounds", 3, "kill and term rounds of -faults")
 	flag.StringVar(&o.pgContainer, "pg-container", "", "the Docker container of -database-url, which -faults db-down stops and starts")
 	flag.Parse()
