@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/chatico/mapper/internal/apidocs"
 	"github.com/chatico/mapper/internal/ids"
 	"github.com/chatico/mapper/internal/payload"
 )
@@ -48,6 +49,12 @@ func (m *Mapper) routeTable() []route {
 		{"GET /monitoring/health", both, true, m.handleHealth},
 		{"GET /monitoring/live", both, true, m.handleLive},
 		{"GET /monitoring/ready", both, true, m.handleReady},
+		// The API's document and the pages that render it, for operators:
+		// on the admin surface, but open (they hold no secret).
+		{"GET /openapi.json", surfaceAdmin, true, apidocs.OpenAPI},
+		{"GET /docs", surfaceAdmin, true, apidocs.Docs},
+		{"GET /redoc", surfaceAdmin, true, apidocs.Redoc},
+		{"GET /docs-assets/{file...}", surfaceAdmin, true, apidocs.Assets().ServeHTTP},
 	}
 	for _, r := range []struct {
 		pattern string

@@ -13,7 +13,8 @@ import (
 func TestEveryAdminRouteNeedsTheToken(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	public := []string{"GET /webhook/{$}", "GET /webhook", "POST /webhook/{$}", "POST /webhook", "GET /monitoring/health", "GET /monitoring/live", "GET /monitoring/ready"}
+	public := []string{"GET /webhook/{$}", "GET /webhook", "POST /webhook/{$}", "POST /webhook", "GET /monitoring/health", "GET /monitoring/live", "GET /monitoring/ready",
+		"GET /openapi.json", "GET /docs", "GET /redoc", "GET /docs-assets/{file...}"}
 	table := h.m.RouteTable()
 	admin := 0
 	for pattern, open := range table {

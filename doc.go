@@ -188,6 +188,8 @@
 //	                                          errors and latencies with the token)
 //	GET    /monitoring/live                   the process serves (public)
 //	GET    /monitoring/ready                  a webhook can be stored now, else 503 (public)
+//	GET    /openapi.json                      the OpenAPI 3.1 document of these routes (open)
+//	GET    /docs, /redoc                      Swagger UI and ReDoc on it, from the binary (open)
 //	GET    /worker-apps/                      list apps
 //	POST   /worker-apps/                      create an app ([appInput])
 //	GET    /worker-apps/{id}                  one app

@@ -157,7 +157,7 @@ func newHarnessOn(t *testing.T, opts ...mapper.Option) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.m.Close() })
-	h.srv = httptest.NewServer(h.m.Handler())
+	h.srv = httptest.NewServer(contractCheck(t, h.m.Handler()))
 	t.Cleanup(h.srv.Close)
 	h.stop = func() {}
 	return h
@@ -219,6 +219,9 @@ func (h *harness) admin(method, path string, v any) (*http.Response, []byte) {
 		h.t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+adminToken)
+	if v != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	return h.do(req)
 }
 

@@ -165,6 +165,9 @@ func (in *intake) reserve() (release func(), ok bool) {
 	if !m.bodies.TryAcquire(n) {
 		in.count(outcomeBusy)
 		in.w.Header().Set("Retry-After", "1")
+		// The body is not read: closing the connection sends the answer
+		// now, rather than after the server waits to drain the body.
+		in.w.Header().Set("Connection", "close")
 		writeProblem(in.w, in.r, http.StatusServiceUnavailable, "busy", "too many webhook bodies are being taken in at once; retry after the time in Retry-After")
 		return nil, false
 	}
