@@ -24,7 +24,8 @@ const notFoundMark = "-"
 // item (under the owner policy) and the worker app serving that account
 // and the item's field, and plans one delivery per app, leased to the
 // caller, to be attempted at once. It sets ev's new state; with store true
-// the caller stores it and the deliveries (RouteEvent or RecordRoute),
+// the caller stores it and the deliveries (RouteEvent, with the first
+// attempts when they were made at once),
 // otherwise the outcome is stored already (the event was given up, or put
 // back for a later try).
 func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, store bool, err error) {

@@ -29,7 +29,10 @@ type Store struct {
 var (
 	_ mapper.Store = (*Store)(nil)
 	_ interface {
+		Ping(ctx context.Context) error
+		Stats(ctx context.Context, since time.Time) (mapper.Stats, error)
 		ListenForWork(ctx context.Context, wake func()) error
+		ExtendLeases(ctx context.Context, tokens []string, until time.Time) error
 	} = (*Store)(nil)
 )
 

@@ -24,7 +24,7 @@ import (
 //     everything anyway, so every write of the outbox goes through it.
 //   - PostgreSQL events (commitEvents, several committers at once):
 //     pipelined, a few round trips per batch (commitEventsPG).
-//   - PostgreSQL RecordRoutes (commitRoutesPG, a committer of their own):
+//   - PostgreSQL routes (RouteEvent; commitRoutesPG, a committer of their own):
 //     each one statement on a row leased to its caller, so a batch locks
 //     nothing another write waits for, and many commits become one. The
 //     rest of PostgreSQL's outbox writes lock rows others contend for
@@ -35,7 +35,7 @@ import (
 const maxBatch = 256
 
 // commitReq is one write: fn (SQLite), ev (PostgreSQL events) or route
-// (PostgreSQL RecordRoutes), as the committer's run function expects.
+// (PostgreSQL routes), as the committer's run function expects.
 type commitReq struct {
 	ctx   context.Context
 	fn    func(ctx context.Context, tx bun.Tx) error

@@ -146,7 +146,7 @@ type routeReq struct {
 	attempts   []mapper.Attempt
 }
 
-// commitRoutesPG runs a batch of RecordRoutes in one transaction, their
+// commitRoutesPG runs a batch of RouteEvents in one transaction, their
 // statements pipelined: one round trip and one commit (one WAL flush) for
 // all. Should the batch fail, each is run on its own, so that one bad
 // write fails alone.
