@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/chatico/mapper/internal/apidocs"
 	"github.com/chatico/mapper/internal/ids"
@@ -169,13 +168,13 @@ func (m *Mapper) requireAdmin(h http.HandlerFunc) http.Handler {
 // NUL would otherwise reach the database.
 func cleanRequest(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if hasControl(r.URL.Path) {
+		if payload.HasControl(r.URL.Path) {
 			writeProblem(w, r, http.StatusBadRequest, "invalid-query", fmt.Sprintf("the path %q holds a control character", r.URL.Path))
 			return
 		}
 		for name, vs := range r.URL.Query() {
 			for _, v := range vs {
-				if hasControl(name) || hasControl(v) {
+				if payload.HasControl(name) || payload.HasControl(v) {
 					writeProblem(w, r, http.StatusBadRequest, "invalid-query", fmt.Sprintf("%s: %q holds a control character", name, v))
 					return
 				}
@@ -183,11 +182,6 @@ func cleanRequest(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
-}
-
-// hasControl reports whether s holds a control character.
-func hasControl(s string) bool {
-	return strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // isAdmin reports whether r carries the admin bearer token (never, when
@@ -253,7 +247,7 @@ func (m *Mapper) view(ctx context.Context, app *WorkerApp) (appView, error) {
 // Validate checks an app's fields; requireSecret is set on create.
 func (in *appInput) Validate(requireSecret bool) error {
 	var errs []error
-	if strings.TrimSpace(in.Name) == "" || len(in.Name) > 200 || hasControl(in.Name) {
+	if strings.TrimSpace(in.Name) == "" || len(in.Name) > 200 || payload.HasControl(in.Name) {
 		errs = append(errs, &fieldError{"name", "must be 1 to 200 characters, none of them a control character"})
 	}
 	u, err := url.Parse(in.URL)
@@ -262,7 +256,7 @@ func (in *appInput) Validate(requireSecret bool) error {
 	}
 	errs = append(errs, validAccounts(in.AccountIDs)...)
 	errs = append(errs, validFields(in.Fields)...)
-	if (requireSecret || in.Secret != "") && (len(in.Secret) < 16 || hasControl(in.Secret)) {
+	if (requireSecret || in.Secret != "") && (len(in.Secret) < 16 || payload.HasControl(in.Secret)) {
 		errs = append(errs, &fieldError{"secret", "must be at least 16 characters, none of them a control character"})
 	}
 	if in.TimeoutMS < 0 || in.TimeoutMS > 0 && in.TimeoutMS < 100 || in.TimeoutMS > maxAppTimeout.Milliseconds() {

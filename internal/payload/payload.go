@@ -157,12 +157,12 @@ func Parse(body []byte) (*Payload, error) {
 // up in deduplication keys, routes and log lines.
 func (p *Payload) checkIDs() error {
 	for i, e := range p.Entries {
-		if hasControl(e.ID) {
+		if HasControl(e.ID) {
 			return malformed("entry[%d].id %q holds a control character", i, e.ID)
 		}
 		for j, it := range e.Items {
 			for _, f := range []struct{ name, v string }{{"id", it.ObjectID}, {"media id", it.MediaID}, {"field", it.Field}, {"key", it.Key}} {
-				if hasControl(f.v) {
+				if HasControl(f.v) {
 					return malformed("entry[%d], item %d: the %s %q holds a control character", i, j, f.name, f.v)
 				}
 			}
@@ -171,8 +171,9 @@ func (p *Payload) checkIDs() error {
 	return nil
 }
 
-// hasControl reports whether s holds a control character (C0, DEL or C1).
-func hasControl(s string) bool { return strings.ContainsFunc(s, unicode.IsControl) }
+// HasControl reports whether s holds a control character (C0, DEL or C1):
+// no ID, filter or name the Mapper takes has one.
+func HasControl(s string) bool { return strings.ContainsFunc(s, unicode.IsControl) }
 
 func parseEntry(raw json.RawMessage, i int) Entry {
 	e := Entry{raw: raw}

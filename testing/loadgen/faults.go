@@ -132,7 +132,7 @@ func (r *faultRun) run(fault string) (FaultReport, error) {
 		return rep, err
 	}
 	defer func() { r.mu.Lock(); stopServer(r.srv); r.mu.Unlock() }()
-	if err := register(*r.url.Load(), "faults-"+r.account, r.workers.a.URL, r.account, 64); err != nil {
+	if _, err := register(*r.url.Load(), "faults-"+r.account, r.workers.a.URL, []string{r.account}, 64); err != nil {
 		return rep, err
 	}
 	stop := make(chan struct{})

@@ -29,7 +29,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,6 +73,14 @@ type options struct {
 	rounds      int
 	pgContainer string
 	serverLog   io.Writer // the server's stderr, when not this process's
+}
+
+// store names the database the server runs on.
+func (o options) store() string {
+	if o.databaseURL != "" {
+		return "postgres"
+	}
+	return "sqlite"
 }
 
 func main() {
@@ -164,10 +171,7 @@ func run(o options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	rep := Report{Machine: machine(), Store: "sqlite", Duration: o.duration, StartedAt: time.Now().UTC(), Mode: fmt.Sprintf("flat out, %d connections", o.conns)}
-	if o.databaseURL != "" {
-		rep.Store = "postgres"
-	}
+	rep := Report{Machine: machine(), Store: o.store(), Duration: o.duration, StartedAt: time.Now().UTC(), Mode: fmt.Sprintf("flat out, %d connections", o.conns)}
 	if o.rate > 0 {
 		rep.Mode = fmt.Sprintf("%d webhooks/s, %d connections", o.rate, o.conns)
 	}
@@ -185,7 +189,7 @@ func run(o options) error {
 	}
 	defer stopServer(srv)
 	for _, a := range []struct{ name, url, account string }{{"a", workers.a.URL, accountA}, {"b", workers.b.URL, accountB}} {
-		if err := register(url, a.name, a.url, a.account, o.appLimit); err != nil {
+		if _, err := register(url, a.name, a.url, []string{a.account}, o.appLimit); err != nil {
 			return err
 		}
 	}
@@ -515,20 +519,20 @@ func (w *workers) wait(id string, timeout time.Duration) time.Time {
 	}
 }
 
-func register(base, name, url, account string, limit int) error {
-	body, _ := json.Marshal(map[string]any{"name": name, "url": url, "secret": "loadgen-worker-secret", "account_ids": []string{account},
+// register registers a worker app for the accounts (none: onboarded
+// later) and returns its ID.
+func register(base, name, url string, accounts []string, limit int) (string, error) {
+	body, _ := json.Marshal(map[string]any{"name": name, "url": url, "secret": "loadgen-worker-secret", "account_ids": accounts,
 		"max_concurrency": limit})
-	req, _ := http.NewRequest(http.MethodPost, base+"/worker-apps/", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, raw, err := adminCall(http.DefaultClient, http.MethodPost, base+"/worker-apps/", body)
 	if err != nil {
-		return err
+		return "", err
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("registering worker app %s: %d", name, resp.StatusCode)
+	var app struct{ ID string }
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(raw, &app) != nil {
+		return "", fmt.Errorf("registering worker app %s: %d %s", name, resp.StatusCode, raw)
 	}
-	return nil
+	return app.ID, nil
 }
 
 func waitHealthy(url string) error {

@@ -73,10 +73,7 @@ func runOnboard(o options) error {
 		return err
 	}
 	defer stopServer(srv)
-	rep := OnboardReport{Machine: machine(), Store: "sqlite", Accounts: o.onboard, Clients: o.conns}
-	if o.databaseURL != "" {
-		rep.Store = "postgres"
-	}
+	rep := OnboardReport{Machine: machine(), Store: o.store(), Accounts: o.onboard, Clients: o.conns}
 	r := &onboarding{o: o, url: url, workers: workers, rep: &rep, pid: srv.Process.Pid, dbPath: filepath.Join(tmp, "mapper.db")}
 	for _, step := range []func() error{r.baseline, r.onboardAll, r.measureAfter} {
 		if err := step(); err != nil {
@@ -114,7 +111,7 @@ func account(i int) string { return strconv.Itoa(firstAccount + i) }
 // and single PUTs with ten routes.
 func (r *onboarding) baseline() error {
 	var err error
-	if r.appID, err = registerEmpty(r.url, r.workers.a.URL); err != nil {
+	if r.appID, err = register(r.url, "platform", r.workers.a.URL, nil, 64); err != nil {
 		return err
 	}
 	for i := range 10 {
@@ -209,20 +206,6 @@ func sequentialPuts(url, appID string, from, n int) (time.Duration, time.Duratio
 	}
 	slices.Sort(ds)
 	return pct(ds, 50), pct(ds, 99), nil
-}
-
-// registerEmpty registers a worker app with no accounts and returns its ID.
-func registerEmpty(base, workerURL string) (string, error) {
-	body, _ := json.Marshal(map[string]any{"name": "platform", "url": workerURL, "secret": "loadgen-worker-secret", "max_concurrency": 64})
-	resp, raw, err := adminCall(http.DefaultClient, http.MethodPost, base+"/worker-apps/", body)
-	if err != nil {
-		return "", err
-	}
-	var app struct{ ID string }
-	if resp.StatusCode != http.StatusCreated || json.Unmarshal(raw, &app) != nil {
-		return "", fmt.Errorf("registering the worker app: %d %s", resp.StatusCode, raw)
-	}
-	return app.ID, nil
 }
 
 // putRoute onboards one account and returns how long it took.
