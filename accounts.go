@@ -57,7 +57,7 @@ func (m *Mapper) handlePutRoute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := checkRoute(account, in.Fields); err != nil {
-		writeProblem(w, r, http.StatusUnprocessableEntity, "invalid-route", err.Error())
+		invalidProblem(w, r, http.StatusUnprocessableEntity, "invalid-route", err)
 		return
 	}
 	route := Route{AccountID: account, AppID: r.PathValue("id"), Fields: in.Fields}
@@ -188,7 +188,7 @@ func (m *Mapper) handleListRoutes(w http.ResponseWriter, r *http.Request) {
 		q.Limit, err = parseLimit(v)
 	}
 	if err != nil {
-		writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
+		invalidProblem(w, r, http.StatusBadRequest, "invalid-query", err)
 		return
 	}
 	app, err := m.storedApp(r.Context(), q.AppID)

@@ -220,6 +220,8 @@ type appView struct {
 	Truncated  bool         `json:"accounts_truncated,omitempty"`
 	TimeoutMS  int64        `json:"timeout_ms,omitempty"`
 	Circuit    circuitState `json:"circuit"`
+	// InFlight counts this process's attempts to the app under way.
+	InFlight int `json:"in_flight"`
 }
 
 // inlineAccounts is how many accounts an app's view lists at most.
@@ -227,7 +229,8 @@ const inlineAccounts = 100
 
 func (m *Mapper) view(ctx context.Context, app *WorkerApp) (appView, error) {
 	app.Fields = orNone(app.Fields)
-	v := appView{WorkerApp: app, TimeoutMS: app.Timeout.Milliseconds(), Circuit: m.apps.circuit(app.ID, m.cfg.now())}
+	v := appView{WorkerApp: app, TimeoutMS: app.Timeout.Milliseconds()}
+	v.Circuit, v.InFlight = m.apps.circuit(app.ID, m.cfg.now())
 	page, err := m.store.ListRoutes(ctx, RouteQuery{AppID: app.ID, Limit: inlineAccounts})
 	if err != nil {
 		return v, err
@@ -338,7 +341,7 @@ func (m *Mapper) readAppInput(w http.ResponseWriter, r *http.Request, requireSec
 		}
 	}
 	if err != nil {
-		writeProblem(w, r, http.StatusUnprocessableEntity, "invalid-worker-app", err.Error())
+		invalidProblem(w, r, http.StatusUnprocessableEntity, "invalid-worker-app", err)
 		return nil, false
 	}
 	return &in, true
@@ -348,7 +351,7 @@ func (m *Mapper) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrInvalidInput):
 		// A query the store cannot read, such as a forged cursor.
-		writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
+		invalidProblem(w, r, http.StatusBadRequest, "invalid-query", err)
 	case errors.Is(err, ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, "not-found", "no such record")
 	case errors.Is(err, ErrConflict):
@@ -509,7 +512,7 @@ func (m *Mapper) handleMetrics(w http.ResponseWriter, r *http.Request) {
 func (m *Mapper) handleLogs(w http.ResponseWriter, r *http.Request) {
 	q, err := parseEventQuery(r.URL.Query())
 	if err != nil {
-		writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
+		invalidProblem(w, r, http.StatusBadRequest, "invalid-query", err)
 		return
 	}
 	page, err := m.store.ListEvents(r.Context(), q)
@@ -627,7 +630,7 @@ func (m *Mapper) handleListDeliveries(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		writeProblem(w, r, http.StatusBadRequest, "invalid-query", err.Error())
+		invalidProblem(w, r, http.StatusBadRequest, "invalid-query", err)
 		return
 	}
 	page, err := m.store.FindDeliveries(r.Context(), q)

@@ -113,6 +113,25 @@ func TestWorkerAppsCRUD(t *testing.T) {
 		})
 	}
 
+	// Each invalid field is named, so that a form can show the reason by it.
+	resp, raw = h.admin(http.MethodPost, "/worker-apps/", map[string]any{"name": " ", "url": "ftp://x", "secret": "short"})
+	var prob struct {
+		Fields []struct{ Field, Detail string } `json:"fields"`
+	}
+	if err := json.Unmarshal(raw, &prob); err != nil || resp.StatusCode != 422 {
+		t.Fatalf("%d %s", resp.StatusCode, raw)
+	}
+	var named []string
+	for _, f := range prob.Fields {
+		if f.Detail == "" {
+			t.Errorf("field %s without a reason", f.Field)
+		}
+		named = append(named, f.Field)
+	}
+	if !slices.Equal(named, []string{"name", "url", "secret"}) {
+		t.Errorf("fields named %v, want name, url, secret: %s", named, raw)
+	}
+
 	resp, raw = h.admin(http.MethodGet, "/worker-apps/"+app.ID, nil)
 	if resp.StatusCode != 200 || !strings.Contains(string(raw), accountA) {
 		t.Errorf("get: %d %s", resp.StatusCode, raw)

@@ -218,18 +218,18 @@ func (a *apps) open(s *appState, now time.Time) time.Time {
 	return s.openUntil
 }
 
-// circuit reports an app's circuit state.
-func (a *apps) circuit(id string, now time.Time) circuitState {
+// circuit reports an app's circuit state and its attempts in flight.
+func (a *apps) circuit(id string, now time.Time) (_ circuitState, inflight int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s, ok := a.byID[id]
 	if !ok {
-		return circuitClosed
+		return circuitClosed, 0
 	}
 	if s.state == circuitOpen && !now.Before(s.openUntil) {
-		return circuitHalfOpen // the next attempt is the probe
+		return circuitHalfOpen, s.inflight // the next attempt is the probe
 	}
-	return s.state
+	return s.state, s.inflight
 }
 
 // reset closes an app's circuit and forgets its history, after the app was

@@ -67,14 +67,14 @@ func (e *fieldError) Error() string {
 
 func (e *fieldError) Unwrap() error { return ErrInvalidInput }
 
-// routeConflicts gathers the RouteConflictErrors in err's tree.
-func routeConflicts(err error) []routeConflict {
-	var out []routeConflict
+// gather collects every error of type E in err's tree, in order.
+func gather[E error](err error) []E {
+	var out []E
 	var walk func(error)
 	walk = func(err error) {
 		switch e := err.(type) {
-		case *RouteConflictError:
-			out = append(out, routeConflict{AccountID: e.AccountID, Field: e.Field, AppID: e.AppID})
+		case E:
+			out = append(out, e)
 		case interface{ Unwrap() []error }:
 			for _, c := range e.Unwrap() {
 				walk(c)
@@ -84,6 +84,24 @@ func routeConflicts(err error) []routeConflict {
 		}
 	}
 	walk(err)
+	return out
+}
+
+// fieldIssues gathers the fieldErrors in err's tree.
+func fieldIssues(err error) []fieldIssue {
+	var out []fieldIssue
+	for _, e := range gather[*fieldError](err) {
+		out = append(out, fieldIssue{e.field, e.reason})
+	}
+	return out
+}
+
+// routeConflicts gathers the RouteConflictErrors in err's tree.
+func routeConflicts(err error) []routeConflict {
+	var out []routeConflict
+	for _, e := range gather[*RouteConflictError](err) {
+		out = append(out, routeConflict{AccountID: e.AccountID, Field: e.Field, AppID: e.AppID})
+	}
 	return out
 }
 

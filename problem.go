@@ -17,6 +17,15 @@ type problem struct {
 	Conflicts []routeConflict `json:"conflicts,omitempty"`
 	// Errors lists what is wrong with each rejected item of a batch.
 	Errors []itemError `json:"errors,omitempty"`
+	// Fields names each invalid field of a rejected worker app or query,
+	// so that a form can show the reason beside the field.
+	Fields []fieldIssue `json:"fields,omitempty"`
+}
+
+// fieldIssue is one [fieldError] as the admin API shows it.
+type fieldIssue struct {
+	Field  string `json:"field"`
+	Detail string `json:"detail"`
 }
 
 // routeConflict is a [RouteConflictError] as the admin API shows it.
@@ -48,6 +57,11 @@ func sendProblem(w http.ResponseWriter, r *http.Request, p *problem) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(p)
+}
+
+// invalidProblem writes a 400 or 422 for err, naming each invalid field.
+func invalidProblem(w http.ResponseWriter, r *http.Request, status int, kind string, err error) {
+	sendProblem(w, r, &problem{Type: kind, Status: status, Detail: err.Error(), Fields: fieldIssues(err)})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
