@@ -23,11 +23,13 @@ import (
 
 // config is the server's configuration, read from the environment.
 type config struct {
-	AppID        string
-	Secrets      []string
-	VerifyToken  string
-	AccessToken  string
-	AdminToken   string
+	AppID       string
+	Secrets     []string
+	VerifyToken string
+	AccessToken string
+	AdminToken  string
+	// SecretKey signs the console's session cookies (SECRET_KEY).
+	SecretKey    string
 	Port         string
 	AdminAddr    string
 	DatabaseURL  string
@@ -70,6 +72,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		VerifyToken:    getenv("WEBHOOK_VERIFY_TOKEN"),
 		AccessToken:    getenv("INSTAGRAM_ACCESS_TOKEN"),
 		AdminToken:     cmpOr(getenv("ADMIN_TOKEN"), getenv("SECRET_KEY")),
+		SecretKey:      getenv("SECRET_KEY"),
 		Port:           cmpOr(getenv("PORT"), "8100"),
 		AdminAddr:      getenv("ADMIN_ADDR"),
 		DatabaseURL:    databaseURL(getenv("DATABASE_URL")),
@@ -102,6 +105,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		env.fail(fmt.Errorf("PORT %q is not a port number", c.Port))
 	}
 	c.readLimits(env)
+	if c.SecretKey != "" && len(c.SecretKey) < 16 {
+		env.fail(errors.New("SECRET_KEY must be at least 16 characters: it signs the console's session cookies"))
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(cmpOr(getenv("LOG_LEVEL"), "info"))); err != nil {
 		env.fail(fmt.Errorf("LOG_LEVEL %q must be debug, info, warn or error", getenv("LOG_LEVEL")))
 	}

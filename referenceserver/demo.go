@@ -137,6 +137,14 @@ func (d *demo) start(ctx context.Context, port string) error {
 		return err
 	}
 	d.closers = append(d.closers, func() { d.m.Close() })
+	// The console signs its sessions with a key of this run: the demo's
+	// data lives as long as the process anyway.
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	cons, err := newConsole(d.m, d.adminToken, hex.EncodeToString(key), d.logger)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		return fmt.Errorf("demo cannot listen on 127.0.0.1:%s (%w); run it with PORT=8101, or PORT=0 for any free port", port, err)
@@ -144,7 +152,11 @@ func (d *demo) start(ctx context.Context, port string) error {
 	d.base = "http://" + ln.Addr().String()
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- serve(srvCtx, d.m, []listener{{ln, d.m.Handler()}}, 10*time.Second, d.logger) }()
+	go func() { _ = cons.Run(srvCtx) }()
+	mux := http.NewServeMux()
+	mux.Handle("/console/", cons)
+	mux.Handle("/", d.m.Handler())
+	go func() { srvDone <- serve(srvCtx, d.m, []listener{{ln, mux}}, 10*time.Second, d.logger) }()
 	d.shutdown = func() error { stopSrv(); return <-srvDone }
 	return nil
 }
@@ -256,7 +268,8 @@ func (d *demo) report(ctx context.Context, stdout io.Writer, cases []*demoCase) 
 	fmt.Fprintf(stdout, "\nworker apps received: shop %d, studio %d, studio-inbox %d; Graph API lookups: %d (none to route: a mention is the mentioned account's; one to tell shop who posted the media it was mentioned on: %s)\n",
 		len(d.shop.Received()), len(d.studio.Received()), len(d.inbox.Received()), d.graph.Calls(), demoMediaHeader(d.shop.Received()))
 	fmt.Fprintf(stdout, `
-The server keeps running (Ctrl-C stops it). Try:
+The server keeps running (Ctrl-C stops it). The console: %[1]s/console/ (sign in with the admin token %[3]s).
+Or try:
 
   curl -s %[1]s/monitoring/health
   curl -s '%[1]s/webhook/?hub.mode=subscribe&hub.verify_token=%[2]s&hub.challenge=1158201444'

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/console"
 	"github.com/chatico/mapper/otelx"
 	"github.com/chatico/mapper/resolver/graphresolver"
 	"github.com/chatico/mapper/storage/bunstore"
@@ -120,8 +122,16 @@ func runServer(ctx context.Context, getenv, env func(string) string, envFile str
 		stop := reloadOnHangup(ctx, getenv, envFile, p.resolver, logger)
 		defer stop()
 	}
+	cons, err := newConsole(m, cfg.AdminToken, cfg.SecretKey, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if cons != nil {
+		go func() { _ = cons.Run(ctx) }()
+	}
 	if cfg.AdminAddr == "" {
-		return serve(ctx, m, []listener{{ln, withTelemetry(m, m.Handler(), tel, logger)}}, cfg.ShutdownTimeout, logger)
+		return serve(ctx, m, []listener{{ln, withTelemetry(m, m.Handler(), cons, tel, logger)}}, cfg.ShutdownTimeout, logger)
 	}
 	// Admin routes only on their own listener: the public port serves
 	// Meta's routes and health, and 404 for the rest.
@@ -134,17 +144,39 @@ func runServer(ctx context.Context, getenv, env func(string) string, envFile str
 	trace := tel.TracerProvider.Tracer("github.com/chatico/mapper/referenceserver")
 	return serve(ctx, m, []listener{
 		{ln, accessLog(m.WebhookHandler(), trace, tel.Propagator, logger)},
-		{al, withTelemetry(m, m.AdminHandler(), tel, logger)},
+		{al, withTelemetry(m, m.AdminHandler(), cons, tel, logger)},
 	}, cfg.ShutdownTimeout, logger)
 }
 
-// withTelemetry adds Prometheus' /metrics (behind the admin token) and the
-// access log to one of the Mapper's handlers.
-func withTelemetry(m *mapper.Mapper, h http.Handler, tel *otelx.Telemetry, logger *slog.Logger) http.Handler {
+// withTelemetry adds Prometheus' /metrics (behind the admin token), the
+// console (when there is one) and the access log to one of the Mapper's
+// handlers.
+func withTelemetry(m *mapper.Mapper, h http.Handler, cons *console.Console, tel *otelx.Telemetry, logger *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Protect(tel.MetricsHandler))
+	if cons != nil {
+		mux.Handle("/console/", cons)
+		mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
+	}
 	mux.Handle("/", h)
 	return accessLog(mux, tel.TracerProvider.Tracer("github.com/chatico/mapper/referenceserver"), tel.Propagator, logger)
+}
+
+// newConsole builds the web console over the Mapper's admin API, or nil
+// when no admin token is set (no admin API, nothing to show). Without
+// SECRET_KEY sessions are signed with a key made at start: they end when the
+// server restarts and hold on one replica only.
+func newConsole(m *mapper.Mapper, token, secretKey string, logger *slog.Logger) (*console.Console, error) {
+	if token == "" {
+		return nil, nil
+	}
+	key := []byte(secretKey)
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key)
+		logger.Warn("SECRET_KEY is not set: console sign-ins end when the server restarts and hold on this replica only")
+	}
+	return console.New(m.AdminHandler(), token, console.WithSecretKey(key), console.WithLogger(logger))
 }
 
 // openStore opens PostgreSQL when DATABASE_URL is set, else the SQLite

@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,6 +97,16 @@ func TestDemo(t *testing.T) {
 	}
 	if !strings.Contains(text, "shop 3, studio 2, studio-inbox 2; Graph API lookups: 1") || !strings.Contains(text, "X-Mapper-Media: 18000000000000002=username:studio") {
 		t.Errorf("summary line wrong:\n%s", text)
+	}
+	// The console it names takes the token it prints.
+	m := regexp.MustCompile(`The console: (http://\S+/console/) \(sign in with the admin token (\S+)\)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no console line:\n%s", text)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.PostForm(m[1]+"sign-in", url.Values{"token": {m[2]}})
+	if err != nil || resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
+		t.Errorf("signing in to the demo's console: %v %v", err, resp)
 	}
 	cancel()
 	if err := <-done; err != nil {
