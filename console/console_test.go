@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"html"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -48,7 +51,8 @@ func newEnv(t *testing.T, opts ...Option) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = m.Run(ctx); close(done) }()
-	c, err := New(m.AdminHandler(), adminToken, append([]Option{WithSecretKey([]byte("console-test-secret-key"))}, opts...)...)
+	c, err := New(m.AdminHandler(), adminToken, append([]Option{WithSecretKey([]byte("console-test-secret-key")),
+		WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,5 +547,43 @@ func TestCharts(t *testing.T) {
 	}
 	if n := len(s.snapshot()); n != 241 {
 		t.Errorf("%d samples kept, want an hour's 241", n)
+	}
+}
+
+// TestPagesAndCircuit: listings page by cursor, keeping their filters, and
+// a circuit can be closed from the app's page.
+func TestPagesAndCircuit(t *testing.T) {
+	e := newEnv(t)
+	e.signIn()
+	id := e.app()
+	for i := range 60 {
+		e.webhook(fmt.Sprintf("179000000000%05d", i), "hello")
+	}
+	_, body := e.do("GET", "/console/events?account="+account, nil)
+	if n := strings.Count(body, `<tr><td>`); n != 50 {
+		t.Errorf("first page: %d rows, want 50", n)
+	}
+	next := regexp.MustCompile(`<a href="([^"]+)" rel="next">`).FindStringSubmatch(body)
+	if next == nil {
+		t.Fatal("no next page link")
+	}
+	link := html.UnescapeString(next[1])
+	if !strings.Contains(link, "account="+account) || !strings.Contains(link, "cursor=") {
+		t.Errorf("next page link %q loses the filter", link)
+	}
+	_, body = e.do("GET", link, nil)
+	if n := strings.Count(body, `<tr><td>`); n != 10 || strings.Contains(body, `rel="next"`) {
+		t.Errorf("second page: %d rows, want the last 10 and no further link", n)
+	}
+	if resp, body := e.do("GET", "/console/events?cursor=forged", nil); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `class="error"`) {
+		t.Errorf("a forged cursor: %d", resp.StatusCode)
+	}
+
+	resp, _ := e.do("POST", "/console/apps/"+id+"/circuit-reset", url.Values{})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/console/apps/"+id+"?done=reset" {
+		t.Errorf("circuit reset: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := e.do("POST", "/console/apps/app_nope/circuit-reset", url.Values{}); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("reset of no app: %d", resp.StatusCode)
 	}
 }
