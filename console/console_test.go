@@ -369,6 +369,9 @@ func TestAppForm(t *testing.T) {
 	if !strings.Contains(body, "17841400000000002") || !strings.Contains(body, account) {
 		t.Error("the added account is not listed, or the first was lost")
 	}
+	if resp, body := e.do("POST", "/console/apps/"+id+"/accounts", url.Values{"account_id": {"17841400000000003"}, "fields": {""}}); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("an account with the app's fields: %d %s", resp.StatusCode, body)
+	}
 	e.do("POST", "/console/apps/"+id+"/accounts/remove", url.Values{"account_id": {"17841400000000002"}})
 	if _, body = e.do("GET", "/console/apps/"+id, nil); strings.Contains(body, "17841400000000002") {
 		t.Error("the removed account is still listed")

@@ -352,7 +352,8 @@ func (c *Console) handleResetCircuit(w http.ResponseWriter, r *http.Request) {
 func (c *Console) handleAddRoute(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	account := strings.TrimSpace(r.PostFormValue("account_id"))
-	body := map[string]any{"fields": r.PostForm["fields"]}
+	// The select's first choice, "the app's fields", is an empty value.
+	body := map[string]any{"fields": slices.DeleteFunc(r.PostForm["fields"], func(f string) bool { return f == "" })}
 	if account == "" {
 		c.fail(w, r, http.StatusUnprocessableEntity, "Give the account's ID to add it.")
 		return

@@ -82,12 +82,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	if s := text(`.field-error[data-field=secret]`); !strings.Contains(s, "16") {
 		t.Errorf("the secret's error: %q", s)
 	}
+	browsertest.Screenshot(t, ctx, "console-app-errors.png")
 	run("fix the app", chromedp.SetValue(chromedp.CSS(`input[name=url]`), worker.URL()),
 		chromedp.SendKeys(chromedp.CSS(`input[name=secret]`), worker.Secret()),
 		chromedp.Submit(chromedp.CSS(`#app-form`)), chromedp.WaitVisible(chromedp.CSS(`.flash`)))
 	if s := text(".flash"); !strings.Contains(s, "created") {
 		t.Errorf("after create: %q", s)
 	}
+	browsertest.Screenshot(t, ctx, "console-app.png")
 
 	// The live tail shows a webhook as it arrives.
 	run("live tail", chromedp.Navigate(base+"/console/tail"), chromedp.WaitReady(chromedp.CSS(`#tail`)))
@@ -98,6 +100,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !strings.HasPrefix(eventID, "evt_") {
 		t.Fatalf("tail row links %q", eventID)
 	}
+	browsertest.Screenshot(t, ctx, "console-tail.png")
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if _, err := worker.WaitFor(wctx, 1); err != nil {
@@ -122,6 +125,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	send("17900000000000002", "refused for now")
 	run("dead letters", chromedp.Navigate(base+"/console/dead"), chromedp.WaitVisible(chromedp.CSS(`#dead`)))
 	reload(t, ctx, `#dead input[name=id]`)
+	browsertest.Screenshot(t, ctx, "console-dead.png")
 	worker.Respond(nil)
 	run("replay", chromedp.Click(chromedp.CSS(`#dead thead input[type=checkbox]`)), chromedp.Submit(chromedp.CSS(`#replay-selected`)),
 		chromedp.WaitVisible(chromedp.CSS(`.flash`)))
@@ -138,7 +142,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	run("overview", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS(`.charts`)))
 	overviewShot := browsertest.Screenshot(t, ctx, "console-overview.png")
 	if dir := os.Getenv("MAPPER_SCREENSHOTS"); dir != "" {
-		for _, p := range []string{overviewShot, eventShot} {
+		for _, p := range []string{overviewShot, eventShot, filepath.Join(t.ArtifactDir(), "console-app.png"), filepath.Join(t.ArtifactDir(), "console-dead.png"),
+			filepath.Join(t.ArtifactDir(), "console-tail.png"), filepath.Join(t.ArtifactDir(), "console-app-errors.png")} {
 			if b, err := os.ReadFile(p); err == nil {
 				_ = os.WriteFile(filepath.Join(dir, filepath.Base(p)), b, 0o644)
 			}

@@ -28,7 +28,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,6 +85,10 @@ func (o options) store() string {
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-serve-baseline" {
 		serveBaseline()
+		return
+	}
+	if len(os.Args) > 2 && os.Args[1] == "-serve-relay" {
+		serveRelay(os.Args[2])
 		return
 	}
 	var o options
@@ -146,20 +149,29 @@ type Result struct {
 	Undelivered  int            `json:"undelivered,omitempty"`
 	Errors       map[string]int `json:"errors"`
 	PeakRSSBytes int64          `json:"peak_rss_bytes"`
+	// CPU is the target's CPU time per webhook acknowledged, from the
+	// first request until the last delivery; DBCPU the database's, when
+	// it runs in its own processes.
+	CPU   time.Duration `json:"cpu_per_webhook_ns"`
+	DBCPU time.Duration `json:"db_cpu_per_webhook_ns,omitempty"`
 }
 
 // Report is the whole output.
 type Report struct {
-	Machine   string        `json:"machine"`
-	Store     string        `json:"store"`
-	Mode      string        `json:"mode"`
-	Duration  time.Duration `json:"duration_ns"`
-	Baseline  Result        `json:"baseline"`
-	Mapper    Result        `json:"mapper"`
-	IdleLag   []int64       `json:"idle_lag_ns"`
-	Ratio     float64       `json:"ingest_ratio"`
-	AckRatio  float64       `json:"ack_p99_ratio"`
-	StartedAt time.Time     `json:"started_at"`
+	Machine  string        `json:"machine"`
+	Store    string        `json:"store"`
+	Mode     string        `json:"mode"`
+	Duration time.Duration `json:"duration_ns"`
+	Baseline Result        `json:"baseline"`
+	Relay    Result        `json:"relay"`
+	Mapper   Result        `json:"mapper"`
+	IdleLag  []int64       `json:"idle_lag_ns"`
+	Ratio    float64       `json:"ingest_ratio"`
+	AckRatio float64       `json:"ack_p99_ratio"`
+	// RelayRatio is the Mapper's ingest over the relay's: what durability
+	// costs.
+	RelayRatio float64   `json:"relay_ratio"`
+	StartedAt  time.Time `json:"started_at"`
 }
 
 func run(o options) error {
@@ -179,10 +191,14 @@ func run(o options) error {
 	if rep.Baseline, err = runBaseline(o); err != nil {
 		return err
 	}
-
-	// The reference server, with two worker apps.
+	// The same worker apps serve the relay and the Mapper.
 	workers := newWorkers()
 	defer workers.close()
+	if rep.Relay, err = runRelay(o, workers); err != nil {
+		return err
+	}
+
+	// The reference server.
 	url, srv, err := startServer(o, bin, tmp)
 	if err != nil {
 		return err
@@ -196,12 +212,21 @@ func run(o options) error {
 	if rep.IdleLag, err = idleLag(url, workers); err != nil {
 		return err
 	}
+	db, err := newDBCPU(o)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(os.Stderr, "mapper…")
+	cpu0, db0 := processCPU(srv.Process.Pid), db.read()
 	rep.Mapper = drive(o, url, workers)
+	perWebhook(&rep.Mapper, processCPU(srv.Process.Pid)-cpu0, db.read()-db0)
 	rep.Mapper.Target = "reference server (" + rep.Store + ")"
 	rep.Mapper.PeakRSSBytes = peakRSS(srv.Process.Pid)
 	if rep.Baseline.PerSecond > 0 {
 		rep.Ratio = rep.Mapper.PerSecond / rep.Baseline.PerSecond
+	}
+	if rep.Relay.PerSecond > 0 {
+		rep.RelayRatio = rep.Mapper.PerSecond / rep.Relay.PerSecond
 	}
 	if rep.Baseline.AckP99 > 0 {
 		rep.AckRatio = float64(rep.Mapper.AckP99) / float64(rep.Baseline.AckP99)
@@ -270,29 +295,50 @@ func serverBinary(o options) (tmp, bin string, err error) {
 
 // runBaseline drives the bare handler, in a child process like the server.
 func runBaseline(o options) (Result, error) {
-	self, err := os.Executable()
+	url, cmd, stop, err := child("-serve-baseline")
 	if err != nil {
 		return Result{}, err
 	}
-	base := exec.Command(self, "-serve-baseline")
-	stdin, _ := base.StdinPipe()
-	out, _ := base.StdoutPipe()
-	if err := base.Start(); err != nil {
-		return Result{}, err
-	}
-	defer func() {
-		stdin.Close()
-		_ = base.Wait()
-	}()
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		return Result{}, fmt.Errorf("baseline server: %w", err)
-	}
+	defer stop()
 	fmt.Fprintln(os.Stderr, "baseline…")
-	res := drive(o, "http://"+strings.TrimSpace(addr), nil)
+	cpu0 := processCPU(cmd.Process.Pid)
+	res := drive(o, url, nil)
+	perWebhook(&res, processCPU(cmd.Process.Pid)-cpu0, 0)
 	res.Target = "bare net/http handler"
-	res.PeakRSSBytes = peakRSS(base.Process.Pid)
+	res.PeakRSSBytes = peakRSS(cmd.Process.Pid)
 	return res, nil
+}
+
+// runRelay drives the relay: each webhook POSTed to a worker app before
+// the answer, nothing stored.
+func runRelay(o options, w *workers) (Result, error) {
+	url, cmd, stop, err := child("-serve-relay", w.a.URL)
+	if err != nil {
+		return Result{}, err
+	}
+	defer stop()
+	fmt.Fprintln(os.Stderr, "relay…")
+	cpu0 := processCPU(cmd.Process.Pid)
+	res := drive(o, url, nil)
+	perWebhook(&res, processCPU(cmd.Process.Pid)-cpu0, 0)
+	res.Target = "bare relay (no storage)"
+	res.PeakRSSBytes = peakRSS(cmd.Process.Pid)
+	return res, nil
+}
+
+// perWebhook divides CPU times by the webhooks acknowledged.
+func perWebhook(r *Result, cpu, db time.Duration) {
+	if acked := r.Requests - int64(sumErrors(r.Errors)); acked > 0 {
+		r.CPU, r.DBCPU = cpu/time.Duration(acked), db/time.Duration(acked)
+	}
+}
+
+func sumErrors(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // idleLag measures, one webhook at a time on an idle server, how long a
@@ -603,8 +649,8 @@ func pct(ds []time.Duration, p int) time.Duration {
 func print(w io.Writer, r Report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "machine: %s\nstore: %s; %s; %s each\n\n", r.Machine, r.Store, r.Mode, r.Duration)
-	fmt.Fprintln(tw, "TARGET\tREQ/S\tACK p50\tp95\tp99\tLAG p50\tp95\tp99\tDELIVERED\tERRORS\tPEAK RSS")
-	for _, x := range []Result{r.Baseline, r.Mapper} {
+	fmt.Fprintln(tw, "TARGET\tREQ/S\tACK p50\tp95\tp99\tLAG p50\tp95\tp99\tDELIVERED\tERRORS\tCPU/WEBHOOK\tPEAK RSS")
+	for _, x := range []Result{r.Baseline, r.Relay, r.Mapper} {
 		lag := [3]string{"-", "-", "-"}
 		delivered := "-"
 		if x.Delivered+x.Undelivered > 0 {
@@ -616,16 +662,20 @@ func print(w io.Writer, r Report) {
 			b, _ := json.Marshal(x.Errors)
 			errs = string(b)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f MB\n", x.Target, x.PerSecond, ms(x.AckP50), ms(x.AckP95), ms(x.AckP99),
-			lag[0], lag[1], lag[2], delivered, errs, float64(x.PeakRSSBytes)/(1<<20))
+		cpu := fmt.Sprintf("%.3fms", x.CPU.Seconds()*1000)
+		if x.DBCPU > 0 {
+			cpu = fmt.Sprintf("%.3fms + db %.3fms", x.CPU.Seconds()*1000, x.DBCPU.Seconds()*1000)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f MB\n", x.Target, x.PerSecond, ms(x.AckP50), ms(x.AckP95), ms(x.AckP99),
+			lag[0], lag[1], lag[2], delivered, errs, cpu, float64(x.PeakRSSBytes)/(1<<20))
 	}
 	tw.Flush()
 	var idle []string
 	for _, l := range r.IdleLag {
 		idle = append(idle, ms(time.Duration(l)))
 	}
-	fmt.Fprintf(w, "\ningest ratio (mapper / baseline): %.2f\nack p99 ratio (mapper / baseline): %.2f\nidle delivery lag (5 single webhooks): %s\n",
-		r.Ratio, r.AckRatio, strings.Join(idle, ", "))
+	fmt.Fprintf(w, "\ningest ratio (mapper / relay): %.2f\ningest ratio (mapper / bare handler): %.2f\nack p99 ratio (mapper / bare handler): %.2f\nidle delivery lag (5 single webhooks): %s\n",
+		r.RelayRatio, r.Ratio, r.AckRatio, strings.Join(idle, ", "))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// serveRelay is the child process of the relay baseline: for each webhook
+// it POSTs the body to sink and answers 200 once the sink has, 502 if it
+// did not. That is this job without durability: the limit to compare the
+// Mapper with. It prints its address, then serves until its standard input
+// closes.
+func serveRelay(sink string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().String())
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 15 * time.Second}
+	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, sink, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+}
+
+// child starts this program again in one of its serving modes and returns
+// the address it serves on, and a function that stops it.
+func child(args ...string) (string, *exec.Cmd, func(), error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cmd := exec.Command(self, args...)
+	stdin, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, nil, err
+	}
+	stop := func() { stdin.Close(); _ = cmd.Wait() }
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", nil, nil, fmt.Errorf("%s: %w", args[0], err)
+	}
+	return "http://" + strings.TrimSpace(addr), cmd, stop, nil
+}
+
+// clockTicks is Linux's USER_HZ, the unit of /proc/<pid>/stat's times: 100
+// on every architecture Go supports there.
+const clockTicks = 100
+
+// processCPU is the CPU time a process has used, user and system, all its
+// threads included.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// dbCPU reads the CPU time of the database the server runs on, when it is
+// not in process: the container's cgroup (-pg-container), which counts the
+// backends that came and went too; else every postgres process on the
+// machine. SQLite's share is in the server's own.
+type dbCPU struct {
+	cgroup string // cpu.stat of the container's cgroup
+}
+
+func newDBCPU(o options) (*dbCPU, error) {
+	if o.databaseURL == "" {
+		return nil, nil
+	}
+	if o.pgContainer == "" {
+		return &dbCPU{}, nil
+	}
+	out, err := exec.Command("docker", "inspect", "-f", "{{.Id}}", o.pgContainer).Output()
+	if err != nil {
+		return nil, fmt.Errorf("docker inspect %s: %w", o.pgContainer, err)
+	}
+	id := strings.TrimSpace(string(out))
+	for _, p := range []string{"/sys/fs/cgroup/system.slice/docker-" + id + ".scope/cpu.stat", "/sys/fs/cgroup/docker/" + id + "/cpu.stat"} {
+		if _, err := os.Stat(p); err == nil {
+			return &dbCPU{cgroup: p}, nil
+		}
+	}
+	return &dbCPU{}, nil // no cgroup v2 file found: count processes
+}
+
+func (d *dbCPU) read() time.Duration {
+	if d == nil {
+		return 0
+	}
+	if d.cgroup != "" {
+		b, err := os.ReadFile(d.cgroup)
+		if err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+					us, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					return time.Duration(us) * time.Microsecond
+				}
+			}
+		}
+	}
+	var total time.Duration
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, dir := range dirs {
+		comm, err := os.ReadFile(dir + "/comm")
+		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(dir))
+		total += processCPU(pid)
+	}
+	return total
+}
