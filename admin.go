@@ -361,7 +361,11 @@ func (m *Mapper) storeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		sendProblem(w, r, p)
 	default:
-		m.cfg.logger.ErrorContext(r.Context(), "store error", "error", err.Error(), "path", r.URL.Path)
+		// A query cut short because its client left (or the server is
+		// stopping) is no store failure.
+		if r.Context().Err() == nil {
+			m.cfg.logger.ErrorContext(r.Context(), "store error", "error", err.Error(), "path", r.URL.Path)
+		}
 		writeProblem(w, r, http.StatusServiceUnavailable, "store-unavailable", "the store could not answer; retry later")
 	}
 }

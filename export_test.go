@@ -16,3 +16,12 @@ func (m *Mapper) RouteTable() map[string]bool {
 func WithBodyTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.bodyTimeout = d })
 }
+
+// HandoffSize is how many handed-over events may wait for the loop.
+const HandoffSize = handoffSize
+
+// WithHandoffWait sets how long a webhook waits for a place in a full
+// handoff, for tests.
+func WithHandoffWait(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.handoffWait = d })
+}

@@ -3,6 +3,7 @@ package mapper
 import (
 	"context"
 	"log/slog"
+	"time"
 )
 
 // The handoff passes events taken by this process's handler straight to
@@ -12,24 +13,46 @@ import (
 // so that a stored, leased event always has a place in the queue; when the
 // queue is full, or no loop runs, events go through the outbox as usual.
 
-const handoffSize = 4096
+// handoffSize bounds the events handed over and not yet started: at a
+// few thousand a second, a few hundred milliseconds of work.
+const handoffSize = 512
 
-func (m *Mapper) reserveHandoff() bool {
+// defaultHandoffWait is how long a webhook waits for a place in the handoff when
+// the loop is behind. Under a load the process cannot route and deliver as
+// fast as it takes in, answering Meta a little later keeps the delivery lag
+// bounded; past the wait the event goes through the outbox, as when no
+// loop runs. A slow worker app does not fill the handoff: its deliveries
+// wait for its own slots, not the loop's.
+const defaultHandoffWait = time.Second
+
+// reserveHandoff takes a place in the handoff, waiting up to its wait
+// (or until ctx ends) when there is none.
+func (m *Mapper) reserveHandoff(ctx context.Context) bool {
 	if !m.running.Load() {
 		return false
 	}
-	for {
-		n := m.handoffFree.Load()
-		if n <= 0 {
-			return false
-		}
-		if m.handoffFree.CompareAndSwap(n, n-1) {
-			return true
-		}
+	select {
+	case m.handoffRoom <- struct{}{}:
+		return true
+	default:
 	}
+	t := time.NewTimer(m.cfg.handoffWait)
+	defer t.Stop()
+	select {
+	case m.handoffRoom <- struct{}{}:
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+	if !m.running.Load() {
+		m.cancelHandoff() // Run stopped meanwhile
+		return false
+	}
+	return true
 }
 
-func (m *Mapper) cancelHandoff() { m.handoffFree.Add(1) }
+func (m *Mapper) cancelHandoff() { <-m.handoffRoom }
 
 // handOver queues an event stored leased to this process.
 func (m *Mapper) handOver(ev *Event) {
@@ -43,7 +66,7 @@ func (m *Mapper) takeHandoff(n int) []*Event {
 	for len(out) < n {
 		select {
 		case ev := <-m.handoff:
-			m.handoffFree.Add(1)
+			<-m.handoffRoom
 			out = append(out, ev)
 		default:
 			return out

@@ -37,11 +37,12 @@ type watchedStore struct {
 	*memstore.Store
 	mu      sync.Mutex
 	changed chan struct{}
-	writes  map[string]int // calls by method
+	writes  map[string]int  // calls by method
+	leased  map[string]bool // events stored leased (handed over), by ID
 }
 
 func newWatchedStore() *watchedStore {
-	return &watchedStore{Store: memstore.New(), changed: make(chan struct{}), writes: map[string]int{}}
+	return &watchedStore{Store: memstore.New(), changed: make(chan struct{}), writes: map[string]int{}, leased: map[string]bool{}}
 }
 
 func (s *watchedStore) count(method string) {
@@ -64,6 +65,14 @@ func (s *watchedStore) signal() {
 	s.mu.Unlock()
 }
 
+// storedLeased reports whether the event was stored leased to the
+// Mapper, that is handed over to its loop rather than left to the outbox.
+func (s *watchedStore) storedLeased(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leased[id]
+}
+
 func (s *watchedStore) wait() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -72,6 +81,9 @@ func (s *watchedStore) wait() <-chan struct{} {
 
 func (s *watchedStore) CreateEvent(ctx context.Context, ev *mapper.Event) error {
 	s.count("CreateEvent")
+	s.mu.Lock()
+	s.leased[ev.ID] = ev.LeaseToken != ""
+	s.mu.Unlock()
 	defer s.signal()
 	return s.Store.CreateEvent(ctx, ev)
 }

@@ -283,7 +283,7 @@ func (in *intake) store(p *payload.Payload, body []byte, sig string) {
 		// delivers it; if the process dies, the lease runs out and the
 		// loop takes over.
 		ev.LeaseToken, ev.NextAttemptAt = ids.Token(), now.Add(m.cfg.lease)
-	case m.reserveHandoff():
+	case m.reserveHandoff(ctx):
 		// Stored already leased to this process and handed to its loop
 		// in memory: no claim query, no wait for a poll. Should the
 		// process die first, the lease runs out and any replica claims it.

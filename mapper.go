@@ -101,9 +101,10 @@ type Mapper struct {
 	apps     *apps
 	appCache *appCache
 	// handoff queues events this process stored leased to itself;
-	// handoffFree counts the places left, reserved before each write.
+	// handoffRoom holds a token per place taken, reserved before each
+	// write.
 	handoff     chan *Event
-	handoffFree atomic.Int64
+	handoffRoom chan struct{}
 	// waiting holds claimed deliveries waiting for their app's slot.
 	waiting *waitingRoom
 	// outboxDirty says the outbox may hold claimable work this Mapper has
@@ -136,8 +137,8 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 	}
 	m := &Mapper{cfg: cfg, raw: store, wake: make(chan struct{}, 1), apps: newApps(cfg.breaker, cfg.appConcurrency),
 		appCache: newAppCache(cfg.appCacheTTL, cfg.now), handoff: make(chan *Event, handoffSize),
-		waiting: newWaitingRoom(waitingFactor * cfg.concurrency), bodies: semaphore.NewWeighted(cfg.bodyBudget)}
-	m.handoffFree.Store(handoffSize)
+		handoffRoom: make(chan struct{}, handoffSize),
+		waiting:     newWaitingRoom(waitingFactor * cfg.concurrency), bodies: semaphore.NewWeighted(cfg.bodyBudget)}
 	m.extender, _ = store.(leaseExtender)
 	if err := m.setLease(); err != nil {
 		return nil, err

@@ -82,7 +82,9 @@ type config struct {
 	// whose Content-Length promises more than it sends is answered 408
 	// then, rather than holding a connection and a share of the bytes in
 	// flight. 15 seconds; tests shorten it.
-	bodyTimeout     time.Duration
+	bodyTimeout time.Duration
+	// handoffWait bounds a webhook's wait for a place in a full handoff.
+	handoffWait     time.Duration
 	rateLimit       float64
 	rateBurst       int
 	clientKey       func(*http.Request) string
@@ -114,6 +116,7 @@ func defaultConfig() config {
 		maxBody:         4 << 20,
 		bodyBudget:      8 << 20,
 		bodyTimeout:     15 * time.Second,
+		handoffWait:     defaultHandoffWait,
 		rateLimit:       200,
 		rateBurst:       400,
 		clientKey:       remoteIP,

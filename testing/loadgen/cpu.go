@@ -102,8 +102,8 @@ func processCPU(pid int) time.Duration {
 
 // dbCPU reads the CPU time of the database the server runs on, when it is
 // not in process: the container's cgroup (-pg-container), which counts the
-// backends that came and went too; else every postgres process on the
-// machine. SQLite's share is in the server's own.
+// backends that came and went too; else the postgres processes on the
+// machine that live through the run. SQLite's share is in the server's own.
 type dbCPU struct {
 	cgroup string // cpu.stat of the container's cgroup
 }
@@ -120,12 +120,14 @@ func newDBCPU(o options) (*dbCPU, error) {
 		return nil, fmt.Errorf("docker inspect %s: %w", o.pgContainer, err)
 	}
 	id := strings.TrimSpace(string(out))
-	for _, p := range []string{"/sys/fs/cgroup/system.slice/docker-" + id + ".scope/cpu.stat", "/sys/fs/cgroup/docker/" + id + "/cpu.stat"} {
+	// cgroup v2 (systemd's or Docker's own layout), then v1's cpuacct.
+	for _, p := range []string{"/sys/fs/cgroup/system.slice/docker-" + id + ".scope/cpu.stat", "/sys/fs/cgroup/docker/" + id + "/cpu.stat",
+		"/sys/fs/cgroup/cpuacct/docker/" + id + "/cpuacct.usage"} {
 		if _, err := os.Stat(p); err == nil {
 			return &dbCPU{cgroup: p}, nil
 		}
 	}
-	return &dbCPU{}, nil // no cgroup v2 file found: count processes
+	return &dbCPU{}, nil // no cgroup file found: count processes
 }
 
 func (d *dbCPU) read() time.Duration {
@@ -134,6 +136,10 @@ func (d *dbCPU) read() time.Duration {
 	}
 	if d.cgroup != "" {
 		b, err := os.ReadFile(d.cgroup)
+		if err == nil && strings.HasSuffix(d.cgroup, "cpuacct.usage") {
+			ns, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			return time.Duration(ns)
+		}
 		if err == nil {
 			for _, line := range strings.Split(string(b), "\n") {
 				if v, ok := strings.CutPrefix(line, "usage_usec "); ok {

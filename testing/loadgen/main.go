@@ -71,7 +71,9 @@ type options struct {
 	faults      string
 	rounds      int
 	pgContainer string
+	cpuProfile  string
 	serverLog   io.Writer // the server's stderr, when not this process's
+	pprofAddr   string    // set for the server when cpuProfile is
 }
 
 // store names the database the server runs on.
@@ -102,7 +104,8 @@ func main() {
 	flag.IntVar(&o.onboard, "onboard", 0, "instead of a load run, onboard this many accounts into one app through the API (see onboard.go)")
 	flag.StringVar(&o.faults, "faults", "", "instead of a load run, inject faults under load: kill, term, replica-kill, app-down, db-down (comma-separated; see faults.go)")
 	flag.IntVar(&o.rounds, "rounds", 3, "kill and term rounds of -faults")
-	flag.StringVar(&o.pgContainer, "pg-container", "", "the Docker container of -database-url, which -faults db-down stops and starts")
+	flag.StringVar(&o.pgContainer, "pg-container", "", "the Docker container of -database-url, which -faults db-down stops and starts; its CPU is counted as the database's")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the reference server under load to this file")
 	flag.Parse()
 	do := run
 	switch {
@@ -188,6 +191,13 @@ func run(o options) error {
 		rep.Mode = fmt.Sprintf("%d webhooks/s, %d connections", o.rate, o.conns)
 	}
 
+	if o.cpuProfile != "" {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		o.pprofAddr = "127.0.0.1:" + strconv.Itoa(port)
+	}
 	if rep.Baseline, err = runBaseline(o); err != nil {
 		return err
 	}
@@ -217,8 +227,12 @@ func run(o options) error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "mapper…")
+	profiled := profile(o)
 	cpu0, db0 := processCPU(srv.Process.Pid), db.read()
 	rep.Mapper = drive(o, url, workers)
+	if err := <-profiled; err != nil {
+		return err
+	}
 	perWebhook(&rep.Mapper, processCPU(srv.Process.Pid)-cpu0, db.read()-db0)
 	rep.Mapper.Target = "reference server (" + rep.Store + ")"
 	rep.Mapper.PeakRSSBytes = peakRSS(srv.Process.Pid)
@@ -250,9 +264,9 @@ func startServer(o options, bin, tmp string) (string, *exec.Cmd, error) {
 	}
 	srv := exec.Command(bin, "-env-file", filepath.Join(tmp, "none.env"))
 	srv.Env = append(os.Environ(),
-		"INSTAGRAM_APP_SECRET="+secret, "WEBHOOK_VERIFY_TOKEN=loadgen", "ADMIN_TOKEN="+adminToken, "OWNER_POLICY=entry",
+		"INSTAGRAM_APP_SECRET="+secret, "WEBHOOK_VERIFY_TOKEN=loadgen", "ADMIN_TOKEN="+adminToken, "SECRET_KEY=loadgen-console-key-0123", "OWNER_POLICY=entry",
 		"RATE_LIMIT_RPS=0", "LOG_LEVEL=warn", "PORT="+strconv.Itoa(port), "SQLITE_PATH="+filepath.Join(tmp, "mapper.db"),
-		"DATABASE_URL="+o.databaseURL, "OTEL_SDK_DISABLED=")
+		"DATABASE_URL="+o.databaseURL, "OTEL_SDK_DISABLED=", "PPROF_ADDR="+o.pprofAddr)
 	srv.Stderr = os.Stderr
 	if o.serverLog != nil {
 		srv.Stderr = o.serverLog
@@ -324,6 +338,34 @@ func runRelay(o options, w *workers) (Result, error) {
 	res.Target = "bare relay (no storage)"
 	res.PeakRSSBytes = peakRSS(cmd.Process.Pid)
 	return res, nil
+}
+
+// profile takes a CPU profile of the server while it is driven, for all but
+// the last second of the run, and writes it to -cpuprofile.
+func profile(o options) <-chan error {
+	done := make(chan error, 1)
+	if o.cpuProfile == "" {
+		done <- nil
+		return done
+	}
+	go func() {
+		secs := max(1, int(o.duration/time.Second)-1)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", o.pprofAddr, secs))
+		if err != nil {
+			done <- fmt.Errorf("CPU profile: %w", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(o.cpuProfile)
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		done <- err
+	}()
+	return done
 }
 
 // perWebhook divides CPU times by the webhooks acknowledged.

@@ -1,0 +1,79 @@
+package mapper_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/testing/mappertest"
+)
+
+// TestHandoffBackpressure: when the loop is behind, a webhook waits a
+// while for a place in the handoff (its answer slows down to what the loop
+// processes) and is handed over once one frees; if none frees in time, it
+// goes through the outbox. Nothing is lost either way.
+func TestHandoffBackpressure(t *testing.T) {
+	t.Parallel()
+	const account = "17841400000000001"
+	release, called := make(chan struct{}), make(chan struct{}, 1)
+	// The loop's one slot is held by the first event, whose owner lookup
+	// waits until the test releases it.
+	res := resolverFunc(func(ctx context.Context, mediaID string) (string, error) {
+		select {
+		case called <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		return account, nil
+	})
+	h := newHarness(t, mapper.WithResolver(res), mapper.WithOwnerPolicy(mapper.OwnerFromMedia), mapper.WithConcurrency(1, 1),
+		mapper.WithHandoffWait(200*time.Millisecond), mapper.WithRateLimit(0, 0, nil))
+	// However the test ends, the lookup returns, or the harness's graceful
+	// stop would wait for it.
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	w, _ := h.addApp("a", account)
+	comment := func(i int) []byte {
+		return mappertest.NewWebhook().Comment(account, fmt.Sprintf("1800000000%07d", i), fmt.Sprintf("1790000000%07d", i), "hi").Bytes()
+	}
+	var ids []string
+	ids = append(ids, h.accept(comment(0)))
+	<-called
+	for i := 1; i <= mapper.HandoffSize; i++ {
+		id := h.accept(comment(i))
+		if !h.store.storedLeased(id) {
+			t.Fatalf("webhook %d of a handoff with room went to the outbox", i)
+		}
+		ids = append(ids, id)
+	}
+	// The handoff is full and nothing frees it: after its wait, the next
+	// webhook is stored for the outbox, and answered.
+	id := h.accept(comment(mapper.HandoffSize + 1))
+	if h.store.storedLeased(id) {
+		t.Fatal("a webhook was handed over to a full handoff")
+	}
+	ids = append(ids, id)
+	// The loop moves on while the next one waits: it gets a place.
+	go func() { time.Sleep(50 * time.Millisecond); free() }()
+	id = h.accept(comment(mapper.HandoffSize + 2))
+	if !h.store.storedLeased(id) {
+		t.Error("a webhook that waited while a place freed was not handed over")
+	}
+	ids = append(ids, id)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := w.WaitFor(ctx, len(ids)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		h.waitEvent(id, func(ev *mapper.Event) bool { return ev.Status == mapper.EventDelivered })
+	}
+}
