@@ -106,10 +106,10 @@ func New(db *bun.DB) (*Store, error) {
 	}
 	// SQLite has one writer; PostgreSQL commits several batches at once.
 	if s.pg {
-		s.commits = newCommitter(4, s.commitEvents)
-		s.routes = newCommitter(4, s.commitRoutesPG)
+		s.commits = newCommitter(4, false, s.commitEvents)
+		s.routes = newCommitter(4, false, s.commitRoutesPG)
 	} else {
-		s.commits = newCommitter(1, s.commitShared)
+		s.commits = newCommitter(1, true, s.commitShared)
 	}
 	return s, nil
 }

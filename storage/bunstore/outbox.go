@@ -35,10 +35,7 @@ func (s *Store) ClaimEvents(ctx context.Context, now time.Time, limit int, lease
 		rows = rows[:0]
 		// Each row's token is the claim's followed by its ID: every piece of
 		// work has its own lease, which the holder extends or ends alone.
-		return db.NewRaw(`UPDATE mapper_events SET lease_token = ? || id, next_attempt_at = ?
-WHERE id IN (SELECT id FROM mapper_events`+s.indexedBy("mapper_events_due")+` WHERE status = 'pending' AND next_attempt_at <= ?
-ORDER BY next_attempt_at, id LIMIT ?`+s.claimSQL+`)
-RETURNING *`, newToken(), us(now.Add(lease)), us(now), limit).Scan(ctx, &rows)
+		return db.NewRaw(s.claimEventsSQL(), newToken(), us(now.Add(lease)), us(now), limit).Scan(ctx, &rows)
 	})
 	if err != nil {
 		return nil, err
@@ -62,6 +59,30 @@ func (s *Store) indexedBy(index string) string {
 		return ""
 	}
 	return " INDEXED BY " + index
+}
+
+// claimEventsSQL leases due events: token, lease end, now, limit.
+func (s *Store) claimEventsSQL() string {
+	return `UPDATE mapper_events SET lease_token = ? || id, next_attempt_at = ?
+WHERE id IN (SELECT id FROM mapper_events` + s.indexedBy("mapper_events_due") + ` WHERE status = 'pending' AND next_attempt_at <= ?
+ORDER BY next_attempt_at, id LIMIT ?` + s.claimSQL + `)
+RETURNING *`
+}
+
+// claimDeliveriesSQL leases due deliveries: token, lease end, now, the
+// apps skipped (when skip is set), limit.
+func (s *Store) claimDeliveriesSQL(skip string) string {
+	return `UPDATE mapper_deliveries SET lease_token = ? || id, next_attempt_at = ?
+WHERE id IN (SELECT id FROM mapper_deliveries AS d` + s.indexedBy("mapper_deliveries_due") + ` WHERE status = 'pending' AND next_attempt_at <= ?` + skip + `
+AND (NOT ordered OR (
+	NOT EXISTS (SELECT 1 FROM mapper_deliveries AS o
+		WHERE o.app_id = d.app_id AND o.status = 'pending' AND o.event_id < d.event_id)
+	AND NOT EXISTS (SELECT 1 FROM mapper_events AS e
+		JOIN mapper_event_accounts AS ea ON ea.event_id = e.id
+		JOIN mapper_app_accounts AS aa ON aa.account_id = ea.account_id
+		WHERE aa.app_id = d.app_id AND e.status = 'pending' AND e.id < d.event_id)))
+ORDER BY next_attempt_at, id LIMIT ?` + s.claimSQL + `)
+RETURNING *`
 }
 
 // claim runs a claim statement: on PostgreSQL on its own (SKIP LOCKED
@@ -178,17 +199,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, l
 	// not routed yet (event IDs follow the receive order).
 	err := s.claim(ctx, func(ctx context.Context, db bun.IDB) error {
 		rows = rows[:0]
-		return db.NewRaw(`UPDATE mapper_deliveries SET lease_token = ? || id, next_attempt_at = ?
-WHERE id IN (SELECT id FROM mapper_deliveries AS d`+s.indexedBy("mapper_deliveries_due")+` WHERE status = 'pending' AND next_attempt_at <= ?`+skip+`
-AND (NOT ordered OR (
-	NOT EXISTS (SELECT 1 FROM mapper_deliveries AS o
-		WHERE o.app_id = d.app_id AND o.status = 'pending' AND o.event_id < d.event_id)
-	AND NOT EXISTS (SELECT 1 FROM mapper_events AS e
-		JOIN mapper_event_accounts AS ea ON ea.event_id = e.id
-		JOIN mapper_app_accounts AS aa ON aa.account_id = ea.account_id
-		WHERE aa.app_id = d.app_id AND e.status = 'pending' AND e.id < d.event_id)))
-ORDER BY next_attempt_at, id LIMIT ?`+s.claimSQL+`)
-RETURNING *`, args...).Scan(ctx, &rows)
+		return db.NewRaw(s.claimDeliveriesSQL(skip), args...).Scan(ctx, &rows)
 	})
 	if err != nil {
 		return nil, err
