@@ -56,17 +56,25 @@ func (l *leases) drop(tokens ...string) {
 	}
 }
 
-// live returns the tokens to extend, forgetting those held past maxHold.
-func (l *leases) live(now time.Time) []string {
+// live returns the tokens to extend: those held for at least minAge,
+// forgetting those held past maxHold. Younger ones have most of their
+// lease left, and most work ends before it needs an extension: extending
+// everything held cost PostgreSQL an update of each row (and of each of
+// its indexes) every beat, thousands under load, contending with the
+// writes that finish the same rows.
+func (l *leases) live(now time.Time, minAge time.Duration) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]string, 0, len(l.held))
 	for t, since := range l.held {
-		if now.Sub(since) > maxHold {
+		age := now.Sub(since)
+		if age > maxHold {
 			delete(l.held, t)
 			continue
 		}
-		out = append(out, t)
+		if age >= minAge {
+			out = append(out, t)
+		}
 	}
 	return out
 }
@@ -136,7 +144,8 @@ func (m *Mapper) heartbeat(ctx context.Context) {
 	if !m.renewing() {
 		return
 	}
-	t := time.NewTicker(m.cfg.lease / 3)
+	beat := m.cfg.lease / 3
+	t := time.NewTicker(beat)
 	defer t.Stop()
 	for {
 		select {
@@ -145,7 +154,10 @@ func (m *Mapper) heartbeat(ctx context.Context) {
 		case <-t.C:
 		}
 		now := m.cfg.now()
-		tokens := m.leases.live(now)
+		// Work taken less than half a beat ago still has two and a half
+		// beats of lease: it is extended at the next beat, with a beat to
+		// spare should that extension fail.
+		tokens := m.leases.live(now, beat/2)
 		if len(tokens) == 0 {
 			continue
 		}
