@@ -161,7 +161,7 @@ func (c *config) readLimits(env *envReader) {
 		MaxAge:      env.dur("RETRY_MAX_AGE", mapper.DefaultRetryPolicy.MaxAge),
 	}
 	c.AppConcurrency = int(env.num("APP_CONCURRENCY", 8, 1))
-	c.Concurrency = int(env.num("CONCURRENCY", 32, 1))
+	c.Concurrency = int(env.num("CONCURRENCY", 128, 1))
 	c.ShutdownTimeout = env.dur("SHUTDOWN_TIMEOUT", 30*time.Second)
 	c.ParkInterval = env.dur("PARK_INTERVAL", 30*time.Second)
 	c.BreakerMaxCooldown = env.dur("BREAKER_MAX_COOLDOWN", 30*time.Second)

@@ -157,6 +157,11 @@ type Result struct {
 	// it runs in its own processes.
 	CPU   time.Duration `json:"cpu_per_webhook_ns"`
 	DBCPU time.Duration `json:"db_cpu_per_webhook_ns,omitempty"`
+	// PeakAnonBytes is the most anonymous memory (heap, stacks) the
+	// target held: PeakRSSBytes also counts the pages of files it maps,
+	// which for SQLite is its database, up to mmap_size, shared with the
+	// kernel's page cache.
+	PeakAnonBytes int64 `json:"peak_anon_bytes"`
 }
 
 // Report is the whole output.
@@ -229,7 +234,9 @@ func run(o options) error {
 	fmt.Fprintln(os.Stderr, "mapper…")
 	profiled := profile(o)
 	cpu0, db0 := processCPU(srv.Process.Pid), db.read()
+	anon := watchAnon(srv.Process.Pid)
 	rep.Mapper = drive(o, url, workers)
+	rep.Mapper.PeakAnonBytes = anon()
 	if err := <-profiled; err != nil {
 		return err
 	}
@@ -650,6 +657,30 @@ func freePort() (int, error) {
 // peakRSS reads a process's high-water resident set (VmHWM) from /proc.
 func peakRSS(pid int) int64 { return procBytes(pid, "VmHWM:") }
 
+// watchAnon samples a process's anonymous memory (RssAnon) until the
+// function it returns is called, which returns the most seen.
+func watchAnon(pid int) func() int64 {
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := procBytes(pid, "RssAnon:"); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 { close(stop); <-done; return peak.Load() }
+}
+
 // procBytes reads a size in kB from a process's /proc status.
 func procBytes(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -691,7 +722,7 @@ func pct(ds []time.Duration, p int) time.Duration {
 func print(w io.Writer, r Report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "machine: %s\nstore: %s; %s; %s each\n\n", r.Machine, r.Store, r.Mode, r.Duration)
-	fmt.Fprintln(tw, "TARGET\tREQ/S\tACK p50\tp95\tp99\tLAG p50\tp95\tp99\tDELIVERED\tERRORS\tCPU/WEBHOOK\tPEAK RSS")
+	fmt.Fprintln(tw, "TARGET\tREQ/S\tACK p50\tp95\tp99\tLAG p50\tp95\tp99\tDELIVERED\tERRORS\tCPU/WEBHOOK\tPEAK RSS\t(ANON)")
 	for _, x := range []Result{r.Baseline, r.Relay, r.Mapper} {
 		lag := [3]string{"-", "-", "-"}
 		delivered := "-"
@@ -708,8 +739,12 @@ func print(w io.Writer, r Report) {
 		if x.DBCPU > 0 {
 			cpu = fmt.Sprintf("%.3fms + db %.3fms", x.CPU.Seconds()*1000, x.DBCPU.Seconds()*1000)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f MB\n", x.Target, x.PerSecond, ms(x.AckP50), ms(x.AckP95), ms(x.AckP99),
-			lag[0], lag[1], lag[2], delivered, errs, cpu, float64(x.PeakRSSBytes)/(1<<20))
+		anon := "-"
+		if x.PeakAnonBytes > 0 {
+			anon = fmt.Sprintf("%.0f MB", float64(x.PeakAnonBytes)/(1<<20))
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f MB\t%s\n", x.Target, x.PerSecond, ms(x.AckP50), ms(x.AckP95), ms(x.AckP99),
+			lag[0], lag[1], lag[2], delivered, errs, cpu, float64(x.PeakRSSBytes)/(1<<20), anon)
 	}
 	tw.Flush()
 	var idle []string
