@@ -19,6 +19,7 @@ import (
 
 	"github.com/chatico/mapper/forwarder/httpforwarder"
 	"github.com/chatico/mapper/internal/ids"
+	"github.com/chatico/mapper/internal/payload"
 )
 
 // attempt makes one delivery attempt for a leased delivery, whose app slot
@@ -236,12 +237,13 @@ func (m *Mapper) backoff(n int, asked time.Duration) time.Duration {
 	return max(d, min(asked, p.MaxBackoff))
 }
 
-// processEvent routes a claimed event and attempts its deliveries.
-func (m *Mapper) processEvent(ctx context.Context, ev *Event) []Delivery {
+// processEvent routes a claimed event and attempts its deliveries; p is
+// its payload when intake parsed it in this process, else nil.
+func (m *Mapper) processEvent(ctx context.Context, ev *Event, p *payload.Payload) []Delivery {
 	ctx, span := m.startSpan(m.resume(ctx, ev.TraceContext), "route event", trace.SpanKindInternal, attrEventID.String(ev.ID))
 	leaseEnd, replayed := ev.NextAttemptAt, ev.RoutedAt != nil
 	release := m.holdBody(ctx, len(ev.Payload))
-	ds, store, err := m.routeEvent(ctx, ev)
+	ds, store, err := m.routeEvent(ctx, ev, p)
 	release()
 	// Deliveries whose app has a free slot (and a closed circuit) are
 	// attempted now.
@@ -369,10 +371,10 @@ func (m *Mapper) releaseDelivery(ctx context.Context, d *Delivery) {
 }
 
 // deliverNow is the sync mode: route and attempt before answering.
-func (m *Mapper) deliverNow(ctx context.Context, ev *Event) (string, []deliveryOutcome) {
+func (m *Mapper) deliverNow(ctx context.Context, ev *Event, p *payload.Payload) (string, []deliveryOutcome) {
 	// The handler's context ends when Meta hangs up; the attempt, once
 	// begun, is finished and recorded anyway.
-	ds := m.processEvent(context.WithoutCancel(ctx), ev)
+	ds := m.processEvent(context.WithoutCancel(ctx), ev, p)
 	out := make([]deliveryOutcome, 0, len(ds))
 	for _, d := range ds {
 		out = append(out, deliveryOutcome{DeliveryID: d.ID, AppID: d.AppID, Status: d.Status, StatusCode: d.LastStatusCode, Error: d.LastError})
@@ -493,11 +495,11 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			share = (free + 1) / 2
 		}
 		handed := m.takeHandoff(share)
-		for _, ev := range handed {
+		for _, h := range handed {
 			slots <- struct{}{}
 			wg.Go(func() {
 				defer m.release(slots)
-				m.processEvent(work, ev)
+				m.processEvent(work, h.ev, h.p)
 			})
 		}
 		free -= len(handed)
@@ -528,7 +530,7 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			slots <- struct{}{}
 			wg.Go(func() {
 				defer m.release(slots)
-				m.processEvent(work, &evs[i])
+				m.processEvent(work, &evs[i], nil)
 			})
 		}
 		free -= len(evs)

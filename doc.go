@@ -112,8 +112,8 @@
 // BenchmarkRoutingCacheMiss (one signed comment webhook through the
 // handler in sync mode on memstore: verify, parse, store, route, deliver
 // to an in-process forwarder, record) on the 2-core development machine:
-// about 105 µs and 318 allocations with the owner in the default cache,
-// about 115 µs and 326 allocations when it must be looked up (an
+// about 60–80 µs and 201 allocations with the owner in the default cache,
+// about 85–95 µs and 211 allocations when it must be looked up (an
 // in-process resolver; the difference is the cache write). A Graph API
 // call costs tens of milliseconds more, which is why the cache matters.
 // docs/performance.md has the rest of the measurements.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/chatico/mapper/internal/payload"
 )
 
 // The handoff passes events taken by this process's handler straight to
@@ -54,20 +56,27 @@ func (m *Mapper) reserveHandoff(ctx context.Context) bool {
 
 func (m *Mapper) cancelHandoff() { <-m.handoffRoom }
 
+// handed is an event handed over, with its payload as intake parsed it,
+// so that routing does not parse it again.
+type handed struct {
+	ev *Event
+	p  *payload.Payload
+}
+
 // handOver queues an event stored leased to this process.
-func (m *Mapper) handOver(ev *Event) {
-	m.handoff <- ev // a place was reserved
+func (m *Mapper) handOver(ev *Event, p *payload.Payload) {
+	m.handoff <- handed{ev, p} // a place was reserved
 	m.wakeLoop()
 }
 
 // takeHandoff returns up to n handed-over events.
-func (m *Mapper) takeHandoff(n int) []*Event {
-	var out []*Event
+func (m *Mapper) takeHandoff(n int) []handed {
+	var out []handed
 	for len(out) < n {
 		select {
-		case ev := <-m.handoff:
+		case h := <-m.handoff:
 			<-m.handoffRoom
-			out = append(out, ev)
+			out = append(out, h)
 		default:
 			return out
 		}
@@ -79,7 +88,8 @@ func (m *Mapper) takeHandoff(n int) []*Event {
 // outbox, due now, so that the next loop (here or on a replica) takes them
 // without waiting for their leases to run out.
 func (m *Mapper) returnHandoff(ctx context.Context) {
-	for _, ev := range m.takeHandoff(handoffSize) {
+	for _, h := range m.takeHandoff(handoffSize) {
+		ev := h.ev
 		ev.NextAttemptAt = m.cfg.now()
 		if err := m.store.RouteEvent(context.WithoutCancel(ctx), ev, nil, nil); err != nil {
 			m.cfg.logger.WarnContext(ctx, "handed-over event not returned; it is claimed when its lease ends",

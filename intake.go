@@ -317,10 +317,10 @@ func (in *intake) store(p *payload.Payload, body []byte, sig string) {
 		switch {
 		case m.cfg.sync:
 			m.inflight.Add(1)
-			resp.Status, resp.Deliveries = m.deliverNow(ctx, ev)
+			resp.Status, resp.Deliveries = m.deliverNow(ctx, ev, p)
 			m.inflight.Done()
 		case handoff:
-			m.handOver(ev)
+			m.handOver(ev, p)
 		default:
 			m.notify()
 		}

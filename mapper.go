@@ -103,7 +103,7 @@ type Mapper struct {
 	// handoff queues events this process stored leased to itself;
 	// handoffRoom holds a token per place taken, reserved before each
 	// write.
-	handoff     chan *Event
+	handoff     chan handed
 	handoffRoom chan struct{}
 	// waiting holds claimed deliveries waiting for their app's slot.
 	waiting *waitingRoom
@@ -136,7 +136,7 @@ func New(store Store, opts ...Option) (*Mapper, error) {
 		return nil, err
 	}
 	m := &Mapper{cfg: cfg, raw: store, wake: make(chan struct{}, 1), apps: newApps(cfg.breaker, cfg.appConcurrency),
-		appCache: newAppCache(cfg.appCacheTTL, cfg.now), handoff: make(chan *Event, handoffSize),
+		appCache: newAppCache(cfg.appCacheTTL, cfg.now), handoff: make(chan handed, handoffSize),
 		handoffRoom: make(chan struct{}, handoffSize),
 		waiting:     newWaitingRoom(waitingFactor * cfg.concurrency), bodies: semaphore.NewWeighted(cfg.bodyBudget)}
 	m.extender, _ = store.(leaseExtender)

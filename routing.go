@@ -28,10 +28,15 @@ const notFoundMark = "-"
 // attempts when they were made at once),
 // otherwise the outcome is stored already (the event was given up, or put
 // back for a later try).
-func (m *Mapper) routeEvent(ctx context.Context, ev *Event) (ds []Delivery, store bool, err error) {
+func (m *Mapper) routeEvent(ctx context.Context, ev *Event, parsed *payload.Payload) (ds []Delivery, store bool, err error) {
 	now := m.cfg.now()
 	ev.RouteAttempts++
-	p, err := parseStored(ev)
+	// An event handed over by this process's intake comes with its payload
+	// parsed; one claimed from the store is parsed again.
+	p := parsed
+	if p == nil || p.Count() != len(ev.Items) {
+		p, err = parseStored(ev)
+	}
 	if err != nil {
 		// The payload passed this parser at intake, so the stored copy is
 		// damaged; retrying cannot help.
