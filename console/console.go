@@ -43,6 +43,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -66,6 +67,7 @@ type Console struct {
 	tailPoll time.Duration
 	stopping chan struct{} // closed when Run returns: live tails end
 	stopOnce sync.Once
+	lastUse  atomic.Int64 // when a signed-in page was last served, Unix ns
 }
 
 // Option configures a Console.
@@ -233,6 +235,7 @@ func (c *Console) validSession(r *http.Request) bool {
 func (c *Console) requireSession(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c.validSession(r) {
+			c.used()
 			w.Header().Set("Cache-Control", "no-store")
 			h(w, r)
 			return

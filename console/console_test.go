@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -588,5 +589,69 @@ func TestPagesAndCircuit(t *testing.T) {
 	}
 	if resp, _ := e.do("POST", "/console/apps/app_nope/circuit-reset", url.Values{}); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("reset of no app: %d", resp.StatusCode)
+	}
+}
+
+// countingAPI counts the requests to the admin API, by path.
+type countingAPI struct {
+	http.Handler
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (a *countingAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	a.calls[r.URL.Path]++
+	a.mu.Unlock()
+	a.Handler.ServeHTTP(w, r)
+}
+
+func (a *countingAPI) count(path string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.calls[path]
+}
+
+// TestRunSamplesOnlyInUse: a console nobody opens never asks for the
+// metrics (the store's figures are counts); once an operator signs in, Run
+// samples them.
+func TestRunSamplesOnlyInUse(t *testing.T) {
+	e := newEnv(t)
+	api := &countingAPI{Handler: e.m.AdminHandler(), calls: map[string]int{}}
+	c, err := New(api, adminToken, WithSecretKey([]byte("console-test-secret-key")), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	time.Sleep(50 * time.Millisecond) // Run's first tick is at once
+	if n := api.count("/monitoring/metrics"); n != 0 {
+		t.Errorf("an unused console read the metrics %d times", n)
+	}
+	cancel()
+	<-done
+
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	e.srv = srv
+	e.signIn()
+	if resp, _ := e.do("GET", "/console/apps", nil); resp.StatusCode != 200 {
+		t.Fatalf("apps: %d", resp.StatusCode)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go func() { done <- c.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); api.count("/monitoring/metrics") == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if api.count("/monitoring/metrics") == 0 {
+		t.Error("a console in use did not sample the metrics")
+	}
+	cancel()
+	<-done
+	c.lastUse.Store(time.Now().Add(-2 * window).UnixNano())
+	if c.inUse() {
+		t.Error("a console last used two hours ago is in use")
 	}
 }

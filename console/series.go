@@ -53,17 +53,22 @@ func (s *series) snapshot() []sample {
 }
 
 // Run samples the metrics every 15 seconds until ctx ends, so that the
-// overview's charts cover the last hour. Without it the charts hold only the
-// samples that loading the overview takes. When ctx ends, the live tails
-// still open end too, so that a server's graceful shutdown does not wait
-// for them. It returns ctx's error.
+// overview's charts cover up to the last hour, while the console is in use:
+// from an operator's first page until an hour after their last, so that a
+// console nobody opens costs the store nothing (the store's figures are
+// counts). Without Run the charts hold only the samples that loading the
+// overview takes. When ctx ends, the live tails still open end too, so
+// that a server's graceful shutdown does not wait for them. It returns
+// ctx's error.
 func (c *Console) Run(ctx context.Context) error {
 	defer c.stopOnce.Do(func() { close(c.stopping) })
 	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	for {
-		if _, err := c.sample(ctx); err != nil && ctx.Err() == nil {
-			c.logger.Warn("console: sampling the metrics", "error", err)
+		if c.inUse() {
+			if _, err := c.sample(ctx); err != nil && ctx.Err() == nil {
+				c.logger.Warn("console: sampling the metrics", "error", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -71,6 +76,16 @@ func (c *Console) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// used notes that an operator is using the console.
+func (c *Console) used() { c.lastUse.Store(c.now().UnixNano()) }
+
+// inUse reports whether an operator used the console within the charts'
+// window.
+func (c *Console) inUse() bool {
+	last := c.lastUse.Load()
+	return last != 0 && c.now().Sub(time.Unix(0, last)) < window
 }
 
 // sample reads the metrics and records them.
