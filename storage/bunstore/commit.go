@@ -124,7 +124,7 @@ func (c *committer) loop() {
 		case r := <-c.reqs:
 			batch = append(batch[:0], r)
 		}
-		c.arrived(1)
+		c.arrived()
 		batch = c.gather(batch)
 		start := time.Now()
 		c.commit(batch)
@@ -146,15 +146,15 @@ func (c *committer) committed(start time.Time) {
 	c.began = start
 }
 
-// arrived updates the average time between writes with n that just came.
-func (c *committer) arrived(n int) {
+// arrived updates the average time between writes with one that just
+// came.
+func (c *committer) arrived() {
 	if !c.linger {
 		return
 	}
 	now := time.Now()
 	if !c.last.IsZero() {
-		g := now.Sub(c.last) / time.Duration(n)
-		c.gap = (7*c.gap + g) / 8
+		c.gap = (7*c.gap + now.Sub(c.last)) / 8
 	}
 	c.last = now
 }
@@ -167,12 +167,12 @@ func (c *committer) gather(batch []commitReq) []commitReq {
 		select {
 		case r := <-c.reqs:
 			batch = append(batch, r)
-			c.arrived(1)
+			c.arrived()
 			continue
 		default:
 		}
-		if !c.linger || len(batch) >= lingerBatch || c.gap < minLingerGap || c.gap > maxLinger/2 || c.busy > 0.5 {
-			break
+		if !c.lingering(len(batch)) {
+			return batch
 		}
 		if timer == nil {
 			timer = time.NewTimer(min(maxLinger, c.gap*time.Duration(lingerBatch-len(batch))))
@@ -181,14 +181,20 @@ func (c *committer) gather(batch []commitReq) []commitReq {
 		select {
 		case r := <-c.reqs:
 			batch = append(batch, r)
-			c.arrived(1)
-			continue
+			c.arrived()
 		case <-timer.C:
+			return batch
 		case <-c.stop:
+			return batch
 		}
-		break
 	}
 	return batch
+}
+
+// lingering reports whether a batch of n, with nothing more queued, waits
+// for more writes.
+func (c *committer) lingering(n int) bool {
+	return c.linger && n < lingerBatch && c.gap >= minLingerGap && c.gap <= maxLinger/2 && c.busy <= 0.5
 }
 
 // drain answers what is still queued after Close.

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,18 +17,10 @@ import (
 // serveRelay is the child process of the relay baseline: for each webhook
 // it POSTs the body to sink and answers 200 once the sink has, 502 if it
 // did not. That is this job without durability: the limit to compare the
-// Mapper with. It prints its address, then serves until its standard input
-// closes.
+// Mapper with.
 func serveRelay(sink string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Println(ln.Addr().String())
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 15 * time.Second}
-	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	serveChild(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)

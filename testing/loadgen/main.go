@@ -121,9 +121,17 @@ func main() {
 }
 
 // serveBaseline is the child process of the baseline: a bare handler that
-// reads the body and answers 200. It prints its address, then serves until
-// its standard input closes.
+// reads the body and answers 200.
 func serveBaseline() {
+	serveChild(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	}))
+}
+
+// serveChild serves h as a child process of the load generator: it prints
+// its address, then serves until its standard input closes.
+func serveChild(h http.Handler) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -131,10 +139,7 @@ func serveBaseline() {
 	}
 	fmt.Println(ln.Addr().String())
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
-	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.WriteHeader(http.StatusOK)
-	}))
+	_ = http.Serve(ln, h)
 }
 
 // Result is what one run measured.
@@ -316,33 +321,28 @@ func serverBinary(o options) (tmp, bin string, err error) {
 
 // runBaseline drives the bare handler, in a child process like the server.
 func runBaseline(o options) (Result, error) {
-	url, cmd, stop, err := child("-serve-baseline")
-	if err != nil {
-		return Result{}, err
-	}
-	defer stop()
-	fmt.Fprintln(os.Stderr, "baseline…")
-	cpu0 := processCPU(cmd.Process.Pid)
-	res := drive(o, url, nil)
-	perWebhook(&res, processCPU(cmd.Process.Pid)-cpu0, 0)
-	res.Target = "bare net/http handler"
-	res.PeakRSSBytes = peakRSS(cmd.Process.Pid)
-	return res, nil
+	return runChild(o, "bare net/http handler", "-serve-baseline")
 }
 
 // runRelay drives the relay: each webhook POSTed to a worker app before
 // the answer, nothing stored.
 func runRelay(o options, w *workers) (Result, error) {
-	url, cmd, stop, err := child("-serve-relay", w.a.URL)
+	return runChild(o, "bare relay (no storage)", "-serve-relay", w.a.URL)
+}
+
+// runChild drives a baseline served by this program in a child process
+// (args name its mode), measuring its CPU and memory.
+func runChild(o options, target string, args ...string) (Result, error) {
+	url, cmd, stop, err := child(args...)
 	if err != nil {
 		return Result{}, err
 	}
 	defer stop()
-	fmt.Fprintln(os.Stderr, "relay…")
+	fmt.Fprintln(os.Stderr, target+"…")
 	cpu0 := processCPU(cmd.Process.Pid)
 	res := drive(o, url, nil)
 	perWebhook(&res, processCPU(cmd.Process.Pid)-cpu0, 0)
-	res.Target = "bare relay (no storage)"
+	res.Target = target
 	res.PeakRSSBytes = peakRSS(cmd.Process.Pid)
 	return res, nil
 }
