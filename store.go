@@ -27,8 +27,9 @@ import (
 //	// Ping reports whether the store can take writes, for the health
 //	// check (which otherwise lists the apps).
 //	Ping(ctx context.Context) error
-//	// Stats aggregates the log for GET /monitoring/metrics; percentiles
-//	// cover events completed since the given time.
+//	// Stats reads the live part of the store for the metrics (see
+//	// [Stats]), in time that does not grow with the history kept;
+//	// percentiles cover events completed since the given time.
 //	Stats(ctx context.Context, since time.Time) (Stats, error)
 //	// ListenForWork calls wake whenever another replica stored work that
 //	// may be due (PostgreSQL's LISTEN/NOTIFY), until ctx ends; it returns
@@ -193,17 +194,27 @@ type RouteQuery struct {
 	Cursor string
 }
 
-// Stats is a snapshot of the store, for GET /monitoring/metrics, from a
-// Store's optional Stats method (see [Store]); without one its figures are
-// zero.
+// Stats is a snapshot of the live part of the store, for GET
+// /monitoring/metrics and the gauges of /metrics, from a Store's optional
+// Stats method (see [Store]); without one its figures are zero. It reads
+// only what is live, never the whole history, so its cost does not grow
+// with the retention: how many webhooks were accepted, delivered or found
+// unroutable over time are the Mapper's counters, not counts of the log.
+// Every replica reads the same figures from a shared store.
 type Stats struct {
+	// EventsByStatus counts the pending, dispatched and dead events;
+	// DeliveriesByStatus the pending and dead deliveries. Dead ones count
+	// until they are replayed or pruned. Each map has every one of those
+	// keys, and no other.
 	EventsByStatus     map[EventStatus]int64    `json:"events_by_status"`
 	DeliveriesByStatus map[DeliveryStatus]int64 `json:"deliveries_by_status"`
 	// QueueDepth counts pending events plus pending deliveries.
 	QueueDepth int64 `json:"queue_depth"`
 	// OldestPending is the age of the oldest pending event or delivery.
 	OldestPending time.Duration `json:"oldest_pending_ns"`
-	// ProcessingP50 and ProcessingP95 are percentiles of received → completed.
+	// ProcessingP50 and ProcessingP95 are percentiles of received →
+	// completed over the 1,000 most recent events delivered since the
+	// time Stats is given (an hour ago, for the Mapper).
 	ProcessingP50 time.Duration `json:"processing_p50_ns"`
 	ProcessingP95 time.Duration `json:"processing_p95_ns"`
 }

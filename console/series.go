@@ -55,8 +55,8 @@ func (s *series) snapshot() []sample {
 // Run samples the metrics every 15 seconds until ctx ends, so that the
 // overview's charts cover up to the last hour, while the console is in use:
 // from an operator's first page until an hour after their last, so that a
-// console nobody opens costs the store nothing (the store's figures are
-// counts). Without Run the charts hold only the samples that loading the
+// console nobody opens costs the store nothing, not even the few index
+// reads a sample takes. Without Run the charts hold only the samples that loading the
 // overview takes. When ctx ends, the live tails still open end too, so
 // that a server's graceful shutdown does not wait for them. It returns
 // ctx's error.

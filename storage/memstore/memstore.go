@@ -697,19 +697,24 @@ func (s *Store) ExtendLeases(_ context.Context, tokens []string, until time.Time
 // Ping reports that the store can take writes; it always can.
 func (s *Store) Ping(context.Context) error { return nil }
 
-// Stats aggregates the log, for the Mapper's metrics.
+// Stats reports the live part of the store, as bunstore's does: counts of
+// pending, dispatched and dead rows, and percentiles of at most the 1,000
+// most recent delivered events.
 func (s *Store) Stats(_ context.Context, since time.Time) (mapper.Stats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := mapper.Stats{
-		EventsByStatus:     map[mapper.EventStatus]int64{},
-		DeliveriesByStatus: map[mapper.DeliveryStatus]int64{},
+		EventsByStatus:     map[mapper.EventStatus]int64{mapper.EventPending: 0, mapper.EventDispatched: 0, mapper.EventDead: 0},
+		DeliveriesByStatus: map[mapper.DeliveryStatus]int64{mapper.DeliveryPending: 0, mapper.DeliveryDead: 0},
 	}
 	now := time.Now()
 	var oldest time.Time
-	var times []time.Duration
+	type done struct{ at, took time.Time }
+	var recent []done
 	for _, e := range s.events {
-		st.EventsByStatus[e.Status]++
+		if _, live := st.EventsByStatus[e.Status]; live {
+			st.EventsByStatus[e.Status]++
+		}
 		if e.Status == mapper.EventPending {
 			st.QueueDepth++
 			if oldest.IsZero() || e.ReceivedAt.Before(oldest) {
@@ -717,11 +722,13 @@ func (s *Store) Stats(_ context.Context, since time.Time) (mapper.Stats, error) 
 			}
 		}
 		if e.Status == mapper.EventDelivered && e.CompletedAt != nil && !e.CompletedAt.Before(since) {
-			times = append(times, e.CompletedAt.Sub(e.ReceivedAt))
+			recent = append(recent, done{*e.CompletedAt, e.ReceivedAt})
 		}
 	}
 	for _, d := range s.deliveries {
-		st.DeliveriesByStatus[d.Status]++
+		if _, live := st.DeliveriesByStatus[d.Status]; live {
+			st.DeliveriesByStatus[d.Status]++
+		}
 		if d.Status == mapper.DeliveryPending {
 			st.QueueDepth++
 			if oldest.IsZero() || d.CreatedAt.Before(oldest) {
@@ -731,6 +738,11 @@ func (s *Store) Stats(_ context.Context, since time.Time) (mapper.Stats, error) 
 	}
 	if !oldest.IsZero() {
 		st.OldestPending = max(now.Sub(oldest), 0)
+	}
+	slices.SortFunc(recent, func(a, b done) int { return b.at.Compare(a.at) })
+	times := make([]time.Duration, 0, min(len(recent), 1000))
+	for _, d := range recent[:min(len(recent), 1000)] {
+		times = append(times, d.at.Sub(d.took))
 	}
 	if len(times) > 0 {
 		slices.Sort(times)

@@ -8,7 +8,8 @@ import (
 )
 
 // Metrics is the JSON of GET /monitoring/metrics: the Mapper's counters
-// since it started, and the store's aggregates.
+// since it started (this process's own), and the store's live figures
+// (pending, dispatched and dead rows; the same from every replica).
 type Metrics struct {
 	Counters struct {
 		// Webhooks counts intake outcomes: accepted, duplicate,

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -977,19 +978,27 @@ func stats(t *testing.T, store mapper.Store) {
 	ds := routed(t, s, "done", nil, "a")
 	finish(t, s, &ds[0], mapper.DeliveryDelivered, 200, base.Add(3*time.Second))
 	routed(t, s, "open", nil, "a")
+	gone := routed(t, s, "gone", nil, "a")
+	finish(t, s, &gone[0], mapper.DeliveryDead, 500, base.Add(4*time.Second))
 	st, err := s.Stats(ctx, base.Add(-time.Hour))
 	must(t, err)
-	if st.EventsByStatus[mapper.EventPending] != 0 && st.EventsByStatus[mapper.EventPending] != 1 {
-		t.Errorf("pending events: %v", st.EventsByStatus)
+	// Only live rows are counted, and every live status is there, zero or
+	// not: delivered ones are history, which the counters tell.
+	wantEvents := map[mapper.EventStatus]int64{mapper.EventPending: 1, mapper.EventDispatched: 1, mapper.EventDead: 1}
+	wantDeliveries := map[mapper.DeliveryStatus]int64{mapper.DeliveryPending: 1, mapper.DeliveryDead: 1}
+	if !maps.Equal(st.EventsByStatus, wantEvents) || !maps.Equal(st.DeliveriesByStatus, wantDeliveries) {
+		t.Errorf("counts: events %v deliveries %v, want %v and %v", st.EventsByStatus, st.DeliveriesByStatus, wantEvents, wantDeliveries)
 	}
-	if st.EventsByStatus[mapper.EventDelivered] != 1 || st.DeliveriesByStatus[mapper.DeliveryDelivered] != 1 || st.DeliveriesByStatus[mapper.DeliveryPending] != 1 {
-		t.Errorf("counts: %+v", st)
-	}
-	if st.QueueDepth < 1 || st.OldestPending <= 0 {
-		t.Errorf("queue: depth %d oldest %v", st.QueueDepth, st.OldestPending)
+	if st.QueueDepth != 2 || st.OldestPending <= 0 {
+		t.Errorf("queue: depth %d oldest %v, want 2 and the pending event's age", st.QueueDepth, st.OldestPending)
 	}
 	if st.ProcessingP50 != 3*time.Second || st.ProcessingP95 != 3*time.Second {
 		t.Errorf("processing p50 %v p95 %v, want 3s", st.ProcessingP50, st.ProcessingP95)
+	}
+	st, err = s.Stats(ctx, base.Add(time.Hour))
+	must(t, err)
+	if st.ProcessingP50 != 0 || st.ProcessingP95 != 0 {
+		t.Errorf("processing p50 %v p95 %v since after the last delivery, want none", st.ProcessingP50, st.ProcessingP95)
 	}
 }
 
