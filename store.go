@@ -141,7 +141,9 @@ type Store interface {
 
 	// Prune deletes events that ended (delivered, dead, unroutable,
 	// duplicate, ignored) before the given time, with their deliveries and
-	// attempts, and the deduplication keys claimed before it. It works in
+	// attempts and the deduplication keys they own: a key stays as long as
+	// its event, so that a retry of a change still in flight is a
+	// duplicate however old. It works in
 	// batches of at most batch events, so that it never holds a long lock,
 	// and returns how many events it deleted.
 	Prune(ctx context.Context, before time.Time, batch int) (int64, error)

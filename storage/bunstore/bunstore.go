@@ -137,12 +137,13 @@ func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
 }
 
 // OpenSQLite opens (creating it when absent) the SQLite database file at
-// path.
+// path. A file it creates is in incremental auto-vacuum mode, so that the
+// space pruning frees can be given back (see Store.Prune).
 func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("bunstore: empty SQLite path")
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=mmap_size(67108864)&_pragma=temp_store(MEMORY)&_txlock=immediate"
+	dsn := "file:" + path + "?_pragma=auto_vacuum(INCREMENTAL)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=mmap_size(67108864)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	sqldb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("bunstore: %w", err)
@@ -228,9 +229,9 @@ func (s *Store) migratorUpTo(last string) (*migrate.Migrator, error) {
 			}
 		}
 	}
-	words := map[string]string{"Bytes": "BLOB"}
+	words := map[string]string{"Bytes": "BLOB", "SQLite": "yes"}
 	if s.pg {
-		words["Bytes"] = "BYTEA"
+		words["Bytes"], words["SQLite"] = "BYTEA", ""
 	}
 	return migrate.NewMigrator(s.db, ms, migrate.WithTableName("mapper_migrations"),
 		migrate.WithLocksTableName("mapper_migration_locks"), migrate.WithMarkAppliedOnSuccess(true),

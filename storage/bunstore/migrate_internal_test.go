@@ -9,30 +9,47 @@ import (
 	"github.com/chatico/mapper/testing/containertest"
 )
 
+// dialects open a new store of each kind.
+var dialects = map[string]func(t *testing.T) (*Store, error){
+	"sqlite": func(t *testing.T) (*Store, error) {
+		return OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "m.db"))
+	},
+	"postgres": func(t *testing.T) (*Store, error) {
+		return OpenPostgres(context.Background(), containertest.PostgresURL(t))
+	},
+}
+
+// migratedUpTo opens a store and migrates it up to the migration named
+// last, for a test to put data in an older schema; it is closed when the
+// test ends.
+func migratedUpTo(t *testing.T, open func(t *testing.T) (*Store, error), last string) *Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := open(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	m, err := s.migratorUpTo(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // Field routing's migration carries every app and route over: apps keep
 // their accounts and take every field, as before.
 func TestFieldRoutingMigrationKeepsRoutes(t *testing.T) {
 	ctx := context.Background()
-	for name, open := range map[string]func(t *testing.T) (*Store, error){
-		"sqlite":   func(t *testing.T) (*Store, error) { return OpenSQLite(ctx, filepath.Join(t.TempDir(), "m.db")) },
-		"postgres": func(t *testing.T) (*Store, error) { return OpenPostgres(ctx, containertest.PostgresURL(t)) },
-	} {
+	for name, open := range dialects {
 		t.Run(name, func(t *testing.T) {
-			s, err := open(t)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			m, err := s.migratorUpTo("20261128000003")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := m.Init(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := m.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			s := migratedUpTo(t, open, "20261128000003")
 			for _, q := range []string{
 				`INSERT INTO mapper_worker_apps (id, name, url, secret, enabled, created_at, updated_at) VALUES ('app_1', 'one', 'http://x', 's', TRUE, 1, 1), ('app_2', 'two', 'http://y', 's', TRUE, 2, 2)`,
 				`INSERT INTO mapper_app_accounts (account_id, app_id) VALUES ('1', 'app_1'), ('2', 'app_1'), ('3', 'app_2')`,
@@ -64,6 +81,55 @@ func TestFieldRoutingMigrationKeepsRoutes(t *testing.T) {
 			if err := s.db.NewRaw(`SELECT COUNT(*) FROM mapper_app_accounts`).Scan(ctx, &n); err != nil || n != 3 {
 				t.Errorf("after rollback: %d routes, %v", n, err)
 			}
+		})
+	}
+}
+
+// The compact-history migration (7) rebuilds SQLite's small tables
+// without rowids and moves indexes: every row comes through, both ways.
+func TestCompactHistoryMigrationKeepsHistory(t *testing.T) {
+	ctx := context.Background()
+	for name, open := range dialects {
+		t.Run(name, func(t *testing.T) {
+			s := migratedUpTo(t, open, "20261130000006")
+			for _, q := range []string{
+				`INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, next_attempt_at, completed_at)
+VALUES ('evt_1', 10, 'instagram', '{}', 'sha256=abc', '[{"key":"k1"}]', '["1"]', 'delivered', 10, 20)`,
+				`INSERT INTO mapper_event_accounts (account_id, received_at, event_id) VALUES ('1', 10, 'evt_1')`,
+				`INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at) VALUES ('k1', 'evt_1', 10)`,
+				`INSERT INTO mapper_deliveries (id, event_id, app_id, owner_ids, original, meta_signature, status, attempts, next_attempt_at, created_at, completed_at)
+VALUES ('dlv_1', 'evt_1', 'app_1', '["1"]', TRUE, 'sha256=abc', 'delivered', 1, 10, 11, 20)`,
+				`INSERT INTO mapper_attempts (delivery_id, number, started_at, duration_us, status_code, error, outcome, response_body)
+VALUES ('dlv_1', 1, 12, 1500, 200, '', 'delivered', 'ok')`,
+			} {
+				if _, err := s.db.ExecContext(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			check := func(when string) {
+				t.Helper()
+				page, err := s.ListEvents(ctx, mapper.EventQuery{Account: "1"})
+				if err != nil || len(page.Items) != 1 || page.Items[0].ID != "evt_1" {
+					t.Fatalf("%s: events of account 1: %+v %v", when, page, err)
+				}
+				ds, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: "evt_1", Attempts: true})
+				if err != nil || len(ds.Items) != 1 || len(ds.Items[0].History) != 1 || ds.Items[0].History[0].ResponseBody != "ok" {
+					t.Fatalf("%s: deliveries: %+v %v", when, ds, err)
+				}
+				var key string
+				if err := s.db.QueryRowContext(ctx, "SELECT event_id FROM mapper_dedup_keys WHERE dedup_key = 'k1'").Scan(&key); err != nil || key != "evt_1" {
+					t.Fatalf("%s: dedup key: %q %v", when, key, err)
+				}
+			}
+			check("before")
+			if _, err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			check("after")
+			if _, err := s.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			check("after rollback")
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package bunstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -204,35 +205,64 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, l
 	if err != nil {
 		return nil, err
 	}
-	// Original deliveries are the event's payload, stored once.
-	var need []string
-	for _, r := range rows {
-		if r.Original {
-			need = append(need, r.EventID)
-		}
-	}
-	payloads := map[string][]byte{}
-	if len(need) > 0 {
-		var ps []struct {
-			ID      string `bun:"id"`
-			Payload []byte `bun:"payload"`
-		}
-		if err := s.read.NewSelect().Table("mapper_events").Column("id", "payload").Where("id IN (?)", bun.In(need)).Scan(ctx, &ps); err != nil {
-			return nil, translate(err)
-		}
-		for _, p := range ps {
-			payloads[p.ID] = p.Payload
-		}
-	}
 	out := make([]mapper.Delivery, len(rows))
 	for i := range rows {
 		out[i] = rows[i].delivery()
-		if out[i].Original {
-			out[i].Body = payloads[out[i].EventID]
-		}
+	}
+	if err := s.fromEvents(ctx, out, true); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b mapper.Delivery) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil
+}
+
+// kept is what a delivery keeps in its event's row.
+type kept struct {
+	ID           string `bun:"id"`
+	Payload      []byte `bun:"payload"`
+	Signature    string `bun:"signature"`
+	TraceContext string `bun:"trace_context"`
+}
+
+// fromEvents completes deliveries with what they keep in their event's
+// row (see toDeliveryRow): the trace context, Meta's signature for an
+// original delivery, and with bodies its body. Rows stored before
+// 2026-11-30 carry their own copies, which win.
+func (s *Store) fromEvents(ctx context.Context, ds []mapper.Delivery, bodies bool) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	events := make([]string, 0, len(ds))
+	for i := range ds {
+		events = append(events, ds[i].EventID)
+	}
+	cols := []string{"id", "signature", "trace_context"}
+	if bodies {
+		cols = append(cols, "payload")
+	}
+	var es []kept
+	if err := s.read.NewSelect().Table("mapper_events").Column(cols...).Where("id IN (?)", bun.In(events)).Scan(ctx, &es); err != nil {
+		return translate(err)
+	}
+	byID := make(map[string]*kept, len(es))
+	for i := range es {
+		byID[es[i].ID] = &es[i]
+	}
+	for i := range ds {
+		d := &ds[i]
+		e := byID[d.EventID]
+		if e == nil {
+			continue
+		}
+		d.TraceContext = cmp.Or(d.TraceContext, e.TraceContext)
+		if d.Original {
+			d.MetaSignature = cmp.Or(d.MetaSignature, e.Signature)
+			if bodies {
+				d.Body = e.Payload
+			}
+		}
+	}
+	return nil
 }
 
 // RecordAttempt implements mapper.Store.

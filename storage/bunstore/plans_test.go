@@ -44,16 +44,17 @@ ORDER BY next_attempt_at, id LIMIT 16 FOR UPDATE SKIP LOCKED`,
 		"log, next page": `SELECT id, received_at, status FROM mapper_events AS e
 WHERE (received_at, id) < (1764431200000000, 'evt_0000100000')
 ORDER BY received_at DESC, id DESC LIMIT 51`,
-		"log by status": `SELECT id FROM mapper_events AS e WHERE status = 'dead' ORDER BY received_at DESC, id DESC LIMIT 51`,
+		"log by status":  `SELECT id FROM mapper_events AS e WHERE status = 'dead' AND status <> 'delivered' ORDER BY received_at DESC, id DESC LIMIT 51`,
+		"log, delivered": `SELECT id FROM mapper_events AS e WHERE status = 'delivered' ORDER BY received_at DESC, id DESC LIMIT 51`,
 		"log by account": `SELECT e.id FROM mapper_events AS e JOIN mapper_event_accounts AS ea ON ea.event_id = e.id
 WHERE ea.account_id = '42' AND (ea.received_at, ea.event_id) < (1764431200000000, 'evt_0000100000')
 ORDER BY ea.received_at DESC, ea.event_id DESC LIMIT 51`,
-		"metrics, live events": `SELECT status, COUNT(*) AS n FROM mapper_events WHERE status IN ('pending', 'dispatched', 'dead') GROUP BY status`,
-		"metrics, oldest":      `SELECT MIN(received_at) FROM mapper_events WHERE status = 'pending'`,
+		"metrics, live events": `SELECT status, COUNT(*) AS n FROM mapper_events WHERE status IN ('pending', 'dispatched', 'dead') AND status <> 'delivered' GROUP BY status`,
+		"metrics, oldest":      `SELECT MIN(received_at) FROM mapper_events WHERE status = 'pending' AND status <> 'delivered'`,
 		"metrics, recent": `SELECT completed_at - received_at FROM mapper_events
 WHERE completed_at >= 1764331300000000 AND status = 'delivered' ORDER BY completed_at DESC LIMIT 1000`,
 		"prune": `SELECT id FROM mapper_events WHERE completed_at < 1764331300000000
-AND status IN ('delivered', 'dead', 'unroutable', 'duplicate', 'ignored') LIMIT 1000`,
+AND status IN ('delivered', 'dead', 'unroutable', 'duplicate', 'ignored') ORDER BY completed_at LIMIT 64`,
 	}
 	for name, q := range queries {
 		rows, err := db.QueryContext(ctx, "EXPLAIN "+q)

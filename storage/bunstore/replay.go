@@ -17,20 +17,18 @@ func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (map
 	}
 	limit := ids.PageLimit(q.Limit)
 	var rows []deliveryRow
-	sel := s.read.NewSelect().Model(&rows).ExcludeColumn("body").OrderExpr("d.created_at DESC, d.id DESC").Limit(int64(limit + 1))
-	deliveryFilter(sel, q)
-	if q.Cursor != "" {
-		at, id, err := decodeCursor(q.Cursor)
-		if err != nil {
-			return mapper.Page[mapper.Delivery]{}, err
-		}
-		sel.Where("(d.created_at, d.id) < (?, ?)", at, id)
+	sel, err := s.findDeliveriesQuery(q, &rows, limit)
+	if err != nil {
+		return mapper.Page[mapper.Delivery]{}, err
 	}
 	if err := sel.Scan(ctx); err != nil {
 		return mapper.Page[mapper.Delivery]{}, translate(err)
 	}
 	var page mapper.Page[mapper.Delivery]
 	page.Items, page.NextCursor = pageOf(rows, limit, (*deliveryRow).delivery, func(r *deliveryRow) (int64, string) { return r.CreatedAt, r.ID })
+	if err := s.fromEvents(ctx, page.Items, false); err != nil {
+		return mapper.Page[mapper.Delivery]{}, err
+	}
 	if q.Attempts && len(page.Items) > 0 {
 		ids := make([]string, len(page.Items))
 		for i := range page.Items {
@@ -47,12 +45,30 @@ func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (map
 	return page, nil
 }
 
+// findDeliveriesQuery is FindDeliveries' query, newest first.
+func (s *Store) findDeliveriesQuery(q mapper.DeliveryQuery, rows *[]deliveryRow, limit int) (*bun.SelectQuery, error) {
+	sel := s.read.NewSelect().Model(rows).ExcludeColumn("body").OrderExpr("d.created_at DESC, d.id DESC").Limit(int64(limit + 1))
+	deliveryFilter(sel, q)
+	if q.Cursor != "" {
+		at, id, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		sel.Where("(d.created_at, d.id) < (?, ?)", at, id)
+	}
+	return sel, nil
+}
+
 func deliveryFilter(sel *bun.SelectQuery, q mapper.DeliveryQuery) {
 	if q.ID != "" {
 		sel.Where("d.id = ?", q.ID)
 	}
-	if q.Status != "" {
-		sel.Where("d.status = ?", string(q.Status))
+	switch q.Status {
+	case "":
+	case mapper.DeliveryDelivered:
+		sel.Where("d.status = ?", string(q.Status)) // the time index serves, as for events
+	default:
+		sel.Where("d.status = ? AND d.status <> 'delivered'", string(q.Status))
 	}
 	if q.AppID != "" {
 		sel.Where("d.app_id = ?", q.AppID)

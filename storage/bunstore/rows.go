@@ -207,12 +207,16 @@ func (r *eventRow) event() mapper.Event {
 func toDeliveryRow(d *mapper.Delivery) *deliveryRow {
 	r := &deliveryRow{
 		ID: d.ID, EventID: d.EventID, AppID: d.AppID, OwnerIDs: jsonText(orEmpty(d.OwnerIDs)), Original: d.Original,
-		MetaSignature: d.MetaSignature, Ordered: d.Ordered, Status: string(d.Status), Attempts: d.Attempts,
+		Ordered: d.Ordered, Status: string(d.Status), Attempts: d.Attempts,
 		AttemptBase: d.AttemptBase, CycleStart: us(d.CycleStart), NextAttemptAt: us(d.NextAttemptAt),
 		LastStatusCode: d.LastStatusCode, LastError: d.LastError, CreatedAt: us(d.CreatedAt),
-		CompletedAt: usPtr(d.CompletedAt), LeaseToken: d.LeaseToken, TraceContext: d.TraceContext,
+		CompletedAt: usPtr(d.CompletedAt), LeaseToken: d.LeaseToken,
 	}
+	// A delivery's trace context is the event's, and an original
+	// delivery's body and Meta's signature are the event's payload and
+	// signature: they are stored once, with the event (see claimed).
 	if !d.Original {
+		r.MetaSignature = d.MetaSignature
 		r.Body = d.Body
 		if r.Body == nil {
 			r.Body = []byte{}

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/chatico/mapper"
 )
 
 // TestSQLiteClaimPlans: on SQLite the claims walk the partial due indexes
@@ -31,8 +34,9 @@ func TestSQLiteClaimPlans(t *testing.T) {
 }
 
 // TestSQLiteStatsPlans: the metrics' queries read ranges of indexes that
-// hold only live rows, or a bounded sample from the newest end of one, so
-// their cost does not grow with the history (#19). A full scan, or a sort
+// hold only live rows, or a bounded sample from the newest end of one, and
+// pruning reads the oldest end of the completion index, so their cost does
+// not grow with the history kept (#19). A full scan, or a sort
 // of every delivered event, would take seconds with millions kept.
 func TestSQLiteStatsPlans(t *testing.T) {
 	s := migratedSQLite(t)
@@ -45,6 +49,7 @@ func TestSQLiteStatsPlans(t *testing.T) {
 		"deliveries by status": {statsDeliveriesSQL, nil, []string{"mapper_deliveries_status"}},
 		"oldest pending":       {statsOldestSQL, nil, []string{"mapper_events_status_log", "mapper_deliveries_status"}},
 		"recent processing":    {s.statsRecentSQL(), []any{1, percentileSample}, []string{"mapper_events_completed"}},
+		"prune":                {s.pruneSelectSQL(), []any{1, "delivered", 64}, []string{"mapper_events_completed"}},
 	} {
 		text := explain(t, s, tc.sql, tc.args...)
 		for _, ix := range tc.index {
@@ -91,4 +96,85 @@ func migratedSQLite(t *testing.T) *Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestSQLitePruneGivesSpaceBack: a new SQLite file is in incremental
+// auto-vacuum mode, and pruning leaves at most a tenth of it free, giving
+// the rest back to the file system.
+func TestSQLitePruneGivesSpaceBack(t *testing.T) {
+	ctx := context.Background()
+	s := migratedSQLite(t)
+	// 5,000 ended events of 2 KB each, a week old.
+	if _, err := s.db.ExecContext(ctx, `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000)
+INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, next_attempt_at, completed_at)
+SELECT 'evt_' || n, n, 'instagram', randomblob(2000), '', '[]', '["1"]', 'delivered', n, n + 1 FROM g`); err != nil {
+		t.Fatal(err)
+	}
+	pages := func() (mode, count, free int64) {
+		t.Helper()
+		if err := s.db.QueryRowContext(ctx, "SELECT * FROM pragma_auto_vacuum(), pragma_page_count(), pragma_freelist_count()").Scan(&mode, &count, &free); err != nil {
+			t.Fatal(err)
+		}
+		return mode, count, free
+	}
+	mode, before, _ := pages()
+	if mode != 2 {
+		t.Fatalf("auto_vacuum %d, want 2 (incremental)", mode)
+	}
+	n, err := s.Prune(ctx, time.Now(), 1000)
+	if err != nil || n != 5000 {
+		t.Fatalf("pruned %d, %v; want 5000", n, err)
+	}
+	_, after, free := pages()
+	if after > before/4 || free > after/10+1 {
+		t.Errorf("pages %d → %d with %d free: the space was not given back", before, after, free)
+	}
+}
+
+// TestSQLiteLogPlans: the listings read a page's worth of an index, with
+// no sort, whatever the filter, now that delivered rows are in no status
+// index: a listing of delivered ones walks the time index, one of any
+// other status the partial status index.
+func TestSQLiteLogPlans(t *testing.T) {
+	s := migratedSQLite(t)
+	cursor := encodeCursor(1764331200000000, "evt_x")
+	for name, tc := range map[string]struct {
+		events     *mapper.EventQuery
+		deliveries *mapper.DeliveryQuery
+		index      string
+		sortsFew   bool // sorts what the index found: an event's few deliveries
+	}{
+		"events":                 {events: &mapper.EventQuery{}, index: "mapper_events_log"},
+		"events, next page":      {events: &mapper.EventQuery{Cursor: cursor}, index: "mapper_events_log"},
+		"delivered events":       {events: &mapper.EventQuery{Status: mapper.EventDelivered}, index: "mapper_events_log"},
+		"dead events":            {events: &mapper.EventQuery{Status: mapper.EventDead, Cursor: cursor}, index: "mapper_events_status_log"},
+		"events of an account":   {events: &mapper.EventQuery{Account: "1"}, index: "PRIMARY KEY"},
+		"deliveries":             {deliveries: &mapper.DeliveryQuery{}, index: "mapper_deliveries_log"},
+		"delivered deliveries":   {deliveries: &mapper.DeliveryQuery{Status: mapper.DeliveryDelivered}, index: "mapper_deliveries_log"},
+		"dead deliveries":        {deliveries: &mapper.DeliveryQuery{Status: mapper.DeliveryDead, Cursor: cursor}, index: "mapper_deliveries_status"},
+		"deliveries of an app":   {deliveries: &mapper.DeliveryQuery{AppID: "app_1"}, index: "mapper_deliveries_app"},
+		"deliveries of an event": {deliveries: &mapper.DeliveryQuery{EventID: "evt_1"}, index: "mapper_deliveries_event", sortsFew: true},
+	} {
+		var sql string
+		if tc.events != nil {
+			sel, err := s.listEventsQuery(*tc.events, &[]eventRow{}, 50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sql = sel.String()
+		} else {
+			sel, err := s.findDeliveriesQuery(*tc.deliveries, &[]deliveryRow{}, 50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sql = sel.String()
+		}
+		text := explain(t, s, sql) + "\n"
+		if !strings.Contains(text, "INDEX "+tc.index+" ") && !strings.Contains(text, "INDEX "+tc.index+"\n") && !strings.Contains(text, "USING "+tc.index+" ") {
+			t.Errorf("%s does not walk %s:\n%s", name, tc.index, text)
+		}
+		if (strings.Contains(text, "TEMP B-TREE") && !tc.sortsFew) || strings.Contains(text, "SCAN e\n") || strings.Contains(text, "SCAN d\n") {
+			t.Errorf("%s sorts or scans:\n%s", name, text)
+		}
+	}
 }

@@ -773,8 +773,8 @@ func (s *Store) Prune(_ context.Context, before time.Time, batch int) (int64, er
 		n++
 	}
 	for k, id := range s.keys {
-		if e, ok := s.events[id]; !ok || e.ReceivedAt.Before(before) {
-			delete(s.keys, k)
+		if _, ok := s.events[id]; !ok {
+			delete(s.keys, k) // a key goes with the event that owns it
 		}
 	}
 	return n, nil

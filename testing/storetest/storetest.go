@@ -1033,6 +1033,13 @@ func prune(t *testing.T, s mapper.Store) {
 	if again.Items[0].Duplicate {
 		t.Error("a pruned key still marks duplicates")
 	}
+	// The open event's key stays with it, however old: Meta's retry of a
+	// change still in flight is a duplicate.
+	retry := newEvent("retry", base.Add(2*time.Hour), "1", "key-open")
+	must(t, s.CreateEvent(ctx, retry))
+	if !retry.Items[0].Duplicate {
+		t.Error("the key of an event not yet ended was pruned")
+	}
 }
 
 func appSettings(t *testing.T, s mapper.Store) {
