@@ -6,6 +6,7 @@
 //	go run ./testing/loadgen -database-url postgres://… -json result.json
 //	go run ./testing/loadgen -onboard 100000          # routes at scale (onboard.go)
 //	go run ./testing/loadgen -faults kill,term,app-down # faults under load (faults.go)
+//	go run ./testing/loadgen -history 10000000        # a week of history (history.go)
 //
 // It builds the reference server, starts it as a child process on a
 // temporary SQLite file (or the given PostgreSQL database), starts two fake
@@ -28,6 +29,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,8 +74,13 @@ type options struct {
 	rounds      int
 	pgContainer string
 	cpuProfile  string
+	history     int64
+	prune       int64
+	pruneRate   int
 	serverLog   io.Writer // the server's stderr, when not this process's
 	pprofAddr   string    // set for the server when cpuProfile is
+	retention   string    // the server's RETENTION, when set
+	logLevel    string    // the server's LOG_LEVEL (default warn)
 }
 
 // store names the database the server runs on.
@@ -106,9 +113,17 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "kill and term rounds of -faults")
 	flag.StringVar(&o.pgContainer, "pg-container", "", "the Docker container of -database-url, which -faults db-down stops and starts; its CPU is counted as the database's")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the reference server under load to this file")
+	flag.Int64Var(&o.history, "history", 0, "instead of a load run, measure with this many events of history (see history.go)")
+	flag.Int64Var(&o.prune, "prune", -1, "of -history, how many are beyond the retention and pruned under load (default a tenth, at most 1,000,000)")
+	flag.IntVar(&o.pruneRate, "prune-rate", 500, "webhooks per second of -history's runs with and without pruning")
 	flag.Parse()
+	if o.prune < 0 {
+		o.prune = min(o.history/10, 1_000_000)
+	}
 	do := run
 	switch {
+	case o.history > 0:
+		do = runHistory
 	case o.onboard > 0:
 		do = runOnboard
 	case o.faults != "":
@@ -277,8 +292,11 @@ func startServer(o options, bin, tmp string) (string, *exec.Cmd, error) {
 	srv := exec.Command(bin, "-env-file", filepath.Join(tmp, "none.env"))
 	srv.Env = append(os.Environ(),
 		"INSTAGRAM_APP_SECRET="+secret, "WEBHOOK_VERIFY_TOKEN=loadgen", "ADMIN_TOKEN="+adminToken, "SECRET_KEY=loadgen-console-key-0123", "OWNER_POLICY=entry",
-		"RATE_LIMIT_RPS=0", "LOG_LEVEL=warn", "PORT="+strconv.Itoa(port), "SQLITE_PATH="+filepath.Join(tmp, "mapper.db"),
+		"RATE_LIMIT_RPS=0", "LOG_LEVEL="+cmp.Or(o.logLevel, "warn"), "PORT="+strconv.Itoa(port), "SQLITE_PATH="+filepath.Join(tmp, "mapper.db"),
 		"DATABASE_URL="+o.databaseURL, "OTEL_SDK_DISABLED=", "PPROF_ADDR="+o.pprofAddr)
+	if o.retention != "" {
+		srv.Env = append(srv.Env, "RETENTION="+o.retention)
+	}
 	srv.Stderr = os.Stderr
 	if o.serverLog != nil {
 		srv.Stderr = o.serverLog
@@ -446,7 +464,10 @@ func drive(o options, url string, w *workers) Result {
 	var wg sync.WaitGroup
 	for c := range o.conns {
 		wg.Go(func() {
-			rnd := rand.New(rand.NewPCG(uint64(c), 42))
+			// Seeded by the run's start too: a second run on the same
+			// database sends new webhooks, not the first run's again
+			// (which would all be duplicates, and cheap).
+			rnd := rand.New(rand.NewPCG(uint64(c), uint64(deadline.UnixNano())))
 			n := 0
 			for at := range due {
 				n++

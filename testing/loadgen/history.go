@@ -1,0 +1,516 @@
+package main
+
+// History at scale (-history N): does a week of history cost anything?
+// The run measures the reference server on a database as good as empty,
+// fills it with N delivered one-comment events, and measures again:
+//
+//   - the metrics endpoints' latency (GET /metrics, GET /monitoring/metrics);
+//   - flat-out ingest, as a ratio of the empty database's;
+//   - the bytes each event takes, by table and index;
+//   - ack p99 at a fixed rate while the server prunes -prune of the
+//     events (kept older than the retention), against the same rate with
+//     pruning off.
+//
+// The history is cloned in SQL from events the server itself stored
+// (a hundred one-comment webhooks, sent and delivered first), so its rows
+// are the server's own shape; only IDs, keys and times are rewritten.
+// Columns are copied by name, so the fill follows the schema as it
+// changes: only the columns named in cloneRules are rewritten.
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
+	_ "modernc.org/sqlite"             // the "sqlite" driver
+
+	"github.com/chatico/mapper/testing/mappertest"
+)
+
+// templates is how many one-comment events the server stores for the
+// history to be cloned from.
+const templates = 100
+
+// HistoryReport is what a -history run measured.
+type HistoryReport struct {
+	Machine   string    `json:"machine"`
+	Store     string    `json:"store"`
+	StartedAt time.Time `json:"started_at"`
+	Events    int64     `json:"history_events"`
+	Pruned    int64     `json:"pruned_events"`
+	// FillTime is how long the SQL fill took.
+	FillTime time.Duration `json:"fill_ns"`
+	// PayloadBytes is the mean size of the templates' payloads.
+	PayloadBytes  float64 `json:"payload_bytes"`
+	BytesPerEvent float64 `json:"bytes_per_event"`
+	// Tables is bytes per event by table or index.
+	Tables []TableSize `json:"tables"`
+	// Metrics are the endpoints' latencies (median and max of five) on
+	// the empty database and with the history.
+	MetricsEmpty   map[string][2]time.Duration `json:"metrics_empty_ns"`
+	MetricsHistory map[string][2]time.Duration `json:"metrics_history_ns"`
+	IngestEmpty    Result                      `json:"ingest_empty"`
+	IngestHistory  Result                      `json:"ingest_history"`
+	IngestRatio    float64                     `json:"ingest_ratio"`
+	// Steady and Pruning are the fixed-rate runs without and with pruning;
+	// PruneTime how long the pruning took (0: not over when the run ended).
+	Steady     Result        `json:"steady"`
+	Pruning    Result        `json:"pruning"`
+	PruneRatio float64       `json:"prune_ack_p99_ratio"`
+	PruneTime  time.Duration `json:"prune_ns"`
+	PruneRate  int           `json:"prune_rate"`
+}
+
+// TableSize is one table's or index's share.
+type TableSize struct {
+	Name     string  `json:"name"`
+	PerEvent float64 `json:"bytes_per_event"`
+}
+
+func runHistory(o options) error {
+	if o.history < templates || o.prune < 0 || o.prune > o.history {
+		return fmt.Errorf("-history must be at least %d, and -prune from 0 to -history", templates)
+	}
+	tmp, bin, err := serverBinary(o)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	rep := HistoryReport{Machine: machine(), Store: o.store(), StartedAt: time.Now().UTC(), Events: o.history, Pruned: o.prune, PruneRate: o.pruneRate}
+	workers := newWorkers()
+	defer workers.close()
+	dbPath := filepath.Join(tmp, "mapper.db")
+
+	// The empty database: templates, then the first measurements.
+	url, srv, err := startServer(o, bin, tmp)
+	if err != nil {
+		return err
+	}
+	for _, a := range []struct{ name, url, account string }{{"a", workers.a.URL, accountA}, {"b", workers.b.URL, accountB}} {
+		if _, err := register(url, a.name, a.url, []string{a.account}, o.appLimit); err != nil {
+			stopServer(srv)
+			return err
+		}
+	}
+	if rep.PayloadBytes, err = sendTemplates(url, workers); err != nil {
+		stopServer(srv)
+		return err
+	}
+	stopServer(srv)
+	// Every measurement is made on a server just started.
+	if url, srv, err = startServer(o, bin, tmp); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "empty database…")
+	rep.MetricsEmpty = timeMetrics(url)
+	rep.IngestEmpty = measure(o, url, workers)
+	stopServer(srv)
+
+	db, err := openHistoryDB(o, dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	fmt.Fprintf(os.Stderr, "filling %d events of history…\n", o.history)
+	start := time.Now()
+	if err := fill(db, o.store(), o.history, o.prune, time.Now()); err != nil {
+		return err
+	}
+	rep.FillTime = time.Since(start)
+	if rep.BytesPerEvent, rep.Tables, err = sizes(db, o.store()); err != nil {
+		return err
+	}
+
+	// The history kept (RETENTION=0): metrics, ingest, a fixed rate.
+	fixed := o
+	fixed.rate = o.pruneRate
+	o.retention = "0"
+	if url, srv, err = startServer(o, bin, tmp); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "with the history…")
+	rep.MetricsHistory = timeMetrics(url)
+	rep.IngestHistory = measure(o, url, workers)
+	if rep.IngestEmpty.PerSecond > 0 {
+		rep.IngestRatio = rep.IngestHistory.PerSecond / rep.IngestEmpty.PerSecond
+	}
+	stopServer(srv)
+
+	// A fixed rate on a server just started, with the history kept and
+	// then with the default retention, which prunes the old part at
+	// start: each run after the same restart, at the same log level, so
+	// that only the pruning differs.
+	fixedRun := func(retention string) (Result, time.Time, time.Time, error) {
+		f := fixed
+		f.retention = retention
+		watch := &lineWatch{match: "pruned old events", out: os.Stderr}
+		f.serverLog, f.logLevel = watch, "info"
+		url, srv, err := startServer(f, bin, tmp)
+		if err != nil {
+			return Result{}, time.Time{}, time.Time{}, err
+		}
+		defer stopServer(srv)
+		started := time.Now()
+		res := measure(f, url, workers)
+		return res, started, watch.seen(), nil
+	}
+	fmt.Fprintln(os.Stderr, "fixed rate, no pruning…")
+	if rep.Steady, _, _, err = fixedRun("0"); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "fixed rate while pruning…")
+	var started, done time.Time
+	if rep.Pruning, started, done, err = fixedRun(""); err != nil {
+		return err
+	}
+	if !done.IsZero() {
+		rep.PruneTime = done.Sub(started)
+	}
+	if rep.Steady.AckP99 > 0 {
+		rep.PruneRatio = float64(rep.Pruning.AckP99) / float64(rep.Steady.AckP99)
+	}
+	printHistory(os.Stdout, rep)
+	if o.jsonPath != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		return os.WriteFile(o.jsonPath, b, 0o644)
+	}
+	return nil
+}
+
+// measure drives url as drive does, after a warm-up of two seconds at the
+// same load that is not counted: every measured run starts on a server
+// that has just been started, and its first second is not what it does.
+func measure(o options, url string, w *workers) Result {
+	warm := o
+	warm.duration = 2 * time.Second
+	drive(warm, url, w)
+	return drive(o, url, w)
+}
+
+// sendTemplates sends the one-comment webhooks the history is cloned from,
+// with comment texts of everyday length, and waits until each is
+// delivered. It returns their mean size.
+func sendTemplates(url string, w *workers) (float64, error) {
+	rnd := rand.New(rand.NewPCG(7, 7))
+	total := 0
+	for i := range templates {
+		acc := accountA
+		if i%2 == 1 {
+			acc = accountB
+		}
+		text := "Love this! 😍 Größe M? @friend" + strings.Repeat(" so good", rnd.IntN(5))
+		body := mappertest.NewWebhook().Comment(acc, "18000000000000001", fmt.Sprintf("1790%013d", rnd.Int64N(1e13)), text).Bytes()
+		total += len(body)
+		id, _, err := post(http.DefaultClient, url, body)
+		if err != nil {
+			return 0, fmt.Errorf("template webhook: %w", err)
+		}
+		if w.wait(id, 10*time.Second).IsZero() {
+			return 0, fmt.Errorf("template webhook %s was not delivered", id)
+		}
+	}
+	// The worker's 200 comes before the store records it: wait for that.
+	time.Sleep(500 * time.Millisecond)
+	return float64(total) / templates, nil
+}
+
+// timeMetrics times each metrics endpoint five times: median and max.
+func timeMetrics(url string) map[string][2]time.Duration {
+	out := map[string][2]time.Duration{}
+	for _, path := range []string{"/metrics", "/monitoring/metrics"} {
+		var ds []time.Duration
+		for range 5 {
+			start := time.Now()
+			resp, _, err := adminCall(http.DefaultClient, http.MethodGet, url+path, nil)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				ds = append(ds, -1)
+				continue
+			}
+			ds = append(ds, time.Since(start))
+			// /metrics caches the store's figures for 5 s: ask after it.
+			time.Sleep(5100 * time.Millisecond)
+		}
+		slices.Sort(ds)
+		out[path] = [2]time.Duration{ds[2], ds[4]}
+	}
+	return out
+}
+
+func openHistoryDB(o options, path string) (*sql.DB, error) {
+	if o.databaseURL != "" {
+		return sql.Open("pgx", o.databaseURL)
+	}
+	return sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+}
+
+// cloneRule rewrites one column of a cloned row; n is the clone's number,
+// t the template row, and "shift" the microseconds that move the
+// template's times to the clone's.
+type cloneRule map[string]string
+
+// cloneRules are the columns rewritten per table; every other column is
+// copied from the template. Times move by shift; IDs and keys get the
+// clone's number, at the length of the server's own.
+func cloneRules(pad func(string, int) string) map[string]cloneRule {
+	shifted := func(cols ...string) cloneRule {
+		r := cloneRule{}
+		for _, c := range cols {
+			r[c] = "t." + c + " + x.shift"
+		}
+		return r
+	}
+	with := func(r cloneRule, kv ...string) cloneRule {
+		for i := 0; i < len(kv); i += 2 {
+			r[kv[i]] = kv[i+1]
+		}
+		return r
+	}
+	evt := "'evt_' || " + pad("g.n", 26)
+	return map[string]cloneRule{
+		"mapper_events":         with(shifted("received_at", "next_attempt_at", "routed_at", "completed_at"), "id", evt),
+		"mapper_event_accounts": with(shifted("received_at"), "event_id", evt),
+		"mapper_dedup_keys":     with(shifted("created_at"), "event_id", evt, "dedup_key", "t.dedup_key || '#' || "+pad("g.n", 10)),
+		"mapper_deliveries": with(shifted("created_at", "next_attempt_at", "completed_at", "cycle_start"), "event_id", evt,
+			"id", "'dlv_' || "+pad("g.n", 24)+" || t.j"),
+		"mapper_attempts": with(shifted("started_at"), "delivery_id", "'dlv_' || "+pad("g.n", 24)+" || t.j"),
+	}
+}
+
+// templateQueries select each table's template rows with k (which
+// template event) and, for deliveries and attempts, j (which delivery of
+// it, two digits).
+var templateQueries = map[string]string{
+	"mapper_events":         `SELECT e.*, x.k FROM mapper_events AS e JOIN hist_x AS x ON x.event_id = e.id`,
+	"mapper_event_accounts": `SELECT ea.*, x.k FROM mapper_event_accounts AS ea JOIN hist_x AS x ON x.event_id = ea.event_id`,
+	"mapper_dedup_keys":     `SELECT dk.*, x.k FROM mapper_dedup_keys AS dk JOIN hist_x AS x ON x.event_id = dk.event_id`,
+	"mapper_deliveries":     `SELECT d.*, x.k, hd.j FROM mapper_deliveries AS d JOIN hist_x AS x ON x.event_id = d.event_id JOIN hist_d AS hd ON hd.id = d.id`,
+	"mapper_attempts":       `SELECT a.*, hd.k, hd.j FROM mapper_attempts AS a JOIN hist_d AS hd ON hd.id = a.delivery_id`,
+}
+
+// fill clones the delivered template events into n events received over
+// the week before now, oldest first, of which the first prune are eight
+// days old, beyond the default retention.
+func fill(db *sql.DB, store string, n, prune int64, now time.Time) error {
+	ctx := context.Background()
+	pad := func(expr string, w int) string { return fmt.Sprintf("printf('%%0%dd', %s)", w, expr) }
+	series := func(from, to int64) string {
+		return fmt.Sprintf("(WITH RECURSIVE s(n) AS (SELECT %d UNION ALL SELECT n + 1 FROM s WHERE n < %d) SELECT n FROM s)", from, to-1)
+	}
+	if store == "postgres" {
+		pad = func(expr string, w int) string { return fmt.Sprintf("lpad((%s)::text, %d, '0')", expr, w) }
+		series = func(from, to int64) string { return fmt.Sprintf("(SELECT generate_series(%d, %d) AS n)", from, to-1) }
+	}
+	setup := []string{
+		`CREATE TEMP TABLE hist_x AS SELECT id AS event_id, received_at, ROW_NUMBER() OVER (ORDER BY id) - 1 AS k
+FROM mapper_events WHERE status = 'delivered' AND id IN (SELECT id FROM mapper_events WHERE status = 'delivered' ORDER BY id LIMIT ` + fmt.Sprint(templates) + `)`,
+		`CREATE TEMP TABLE hist_d AS SELECT d.id, x.k, ROW_NUMBER() OVER (PARTITION BY d.event_id ORDER BY d.id) + 9 AS j
+FROM mapper_deliveries AS d JOIN hist_x AS x ON x.event_id = d.event_id`,
+	}
+	for _, q := range setup {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("history templates: %w", err)
+		}
+	}
+	var k int64
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM hist_x").Scan(&k); err != nil || k < templates {
+		return fmt.Errorf("history templates: %d delivered events, want %d (%v)", k, templates, err)
+	}
+	rules := cloneRules(pad)
+	tables := []string{"mapper_events", "mapper_event_accounts", "mapper_dedup_keys", "mapper_deliveries", "mapper_attempts"}
+	cols := map[string][]string{}
+	for _, t := range tables {
+		c, err := columns(ctx, db, t)
+		if err != nil {
+			return err
+		}
+		cols[t] = c
+	}
+	// Times: the kept events spread evenly over the last week, the pruned
+	// ones over the day before the retention's edge.
+	const hour, day = int64(time.Hour / time.Microsecond), int64(24 * time.Hour / time.Microsecond)
+	week := now.UnixMicro() - 7*day
+	at := fmt.Sprintf("CASE WHEN g.n < %d THEN %d + g.n * %d ELSE %d + (g.n - %d) * %d END",
+		prune, week-day-hour, day/max(prune, 1), week+hour, prune, (7*day-2*hour)/max(n-prune, 1))
+	const chunk = 200_000
+	for from := int64(0); from < n; from += chunk {
+		to := min(from+chunk, n)
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for _, t := range tables {
+			sel := make([]string, len(cols[t]))
+			for i, c := range cols[t] {
+				sel[i] = "t." + c
+				if r, ok := rules[t][c]; ok {
+					sel[i] = r
+				}
+			}
+			q := cloneSQL(t, cols[t], sel, series(from, to), k, at)
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				_ = tx.Rollback()
+				return fmt.Errorf("history %s: %w", t, err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "\r  %d / %d", to, n)
+	}
+	fmt.Fprintln(os.Stderr)
+	for _, q := range []string{"DROP TABLE hist_x", "DROP TABLE hist_d"} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	if store == "postgres" {
+		_, err := db.ExecContext(ctx, "VACUUM ANALYZE")
+		return err
+	}
+	return nil
+}
+
+// cloneSQL is one chunk's INSERT for a table: each number of the series
+// joined with its template event (x) and that event's rows in the table
+// (t); x.shift in the rules becomes what moves the template's times to
+// the clone's receipt time, at.
+func cloneSQL(table string, cols, sel []string, series string, k int64, at string) string {
+	shift := "((" + at + ") - x.received_at)"
+	for i := range sel {
+		sel[i] = strings.ReplaceAll(sel[i], "x.shift", shift)
+	}
+	return fmt.Sprintf(`INSERT INTO %s (%s)
+SELECT %s FROM %s AS g
+JOIN hist_x AS x ON x.k = g.n %% %d
+JOIN (%s) AS t ON t.k = x.k`,
+		table, strings.Join(cols, ", "), strings.Join(sel, ", "), series, k, templateQueries[table])
+}
+
+// columns lists a table's columns.
+func columns(ctx context.Context, db *sql.DB, table string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "SELECT * FROM "+table+" LIMIT 0")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return rows.Columns()
+}
+
+// sizes measures the database's bytes per event, in all and by table and
+// index (dbstat on SQLite, relation sizes on PostgreSQL).
+func sizes(db *sql.DB, store string) (float64, []TableSize, error) {
+	ctx := context.Background()
+	var events int64
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM mapper_events").Scan(&events); err != nil {
+		return 0, nil, err
+	}
+	q := `SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC`
+	total := `SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()`
+	if store == "postgres" {
+		q = `SELECT relname, pg_relation_size(c.oid) FROM pg_class AS c JOIN pg_namespace AS ns ON ns.oid = c.relnamespace
+WHERE ns.nspname = current_schema() AND c.relkind IN ('r', 'i', 't') ORDER BY 2 DESC`
+		total = `SELECT pg_database_size(current_database())`
+	}
+	var all int64
+	if err := db.QueryRowContext(ctx, total).Scan(&all); err != nil {
+		return 0, nil, err
+	}
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	var out []TableSize
+	for rows.Next() {
+		var name string
+		var size int64
+		if err := rows.Scan(&name, &size); err != nil {
+			return 0, nil, err
+		}
+		if per := float64(size) / float64(events); per >= 1 {
+			out = append(out, TableSize{name, per})
+		}
+	}
+	return float64(all) / float64(events), out, rows.Err()
+}
+
+// lineWatch passes the server's warnings and errors through, and notes
+// when a line with match first appeared. Writes come in chunks of lines
+// from the child's pipe.
+type lineWatch struct {
+	match string
+	out   io.Writer
+	mu    sync.Mutex
+	rest  []byte
+	at    time.Time
+}
+
+func (l *lineWatch) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rest = append(l.rest, p...)
+	for {
+		i := bytes.IndexByte(l.rest, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := l.rest[:i+1]
+		l.rest = l.rest[i+1:]
+		switch {
+		case bytes.Contains(line, []byte(l.match)):
+			if l.at.IsZero() {
+				l.at = time.Now()
+			}
+			_, _ = l.out.Write(line)
+		case bytes.Contains(line, []byte(`"level":"WARN"`)), bytes.Contains(line, []byte(`"level":"ERROR"`)):
+			_, _ = l.out.Write(line)
+		}
+	}
+}
+
+func (l *lineWatch) seen() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.at
+}
+
+func printHistory(w io.Writer, r HistoryReport) {
+	fmt.Fprintf(w, "machine: %s\nstore: %s; %d events of history (%d beyond the retention); filled in %s\n\n",
+		r.Machine, r.Store, r.Events, r.Pruned, r.FillTime.Round(time.Second))
+	fmt.Fprintf(w, "bytes per event: %.0f (one-comment events, payload %.0f bytes)\n", r.BytesPerEvent, r.PayloadBytes)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, t := range r.Tables {
+		fmt.Fprintf(tw, "  %s\t%.0f\n", t.Name, t.PerEvent)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, p := range []string{"/metrics", "/monitoring/metrics"} {
+		fmt.Fprintf(w, "%s: empty %s (max %s), with history %s (max %s)\n", p,
+			ms(r.MetricsEmpty[p][0]), ms(r.MetricsEmpty[p][1]), ms(r.MetricsHistory[p][0]), ms(r.MetricsHistory[p][1]))
+	}
+	fmt.Fprintf(w, "flat-out ingest: empty %.0f/s, with history %.0f/s: %.2f ×\n", r.IngestEmpty.PerSecond, r.IngestHistory.PerSecond, r.IngestRatio)
+	prune := "not over when the run ended"
+	if r.PruneTime > 0 {
+		prune = "took " + r.PruneTime.Round(time.Second).String()
+	}
+	fmt.Fprintf(w, "%d webhooks/s: ack p99 %s without pruning, %s while pruning %d events (%s): %.2f ×\n",
+		r.PruneRate, ms(r.Steady.AckP99), ms(r.Pruning.AckP99), r.Pruned, prune, r.PruneRatio)
+	for _, res := range []Result{r.IngestEmpty, r.IngestHistory, r.Steady, r.Pruning} {
+		if res.Undelivered > 0 || sumErrors(res.Errors) > 0 {
+			fmt.Fprintf(w, "errors: %v, undelivered %d\n", res.Errors, res.Undelivered)
+		}
+	}
+}
