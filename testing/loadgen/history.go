@@ -279,10 +279,17 @@ func cloneRules(pad func(string, int) string) map[string]cloneRule {
 		return r
 	}
 	evt := "'evt_' || " + pad("g.n", 26)
+	// A clone's key is its template's with the last 11 characters made
+	// the clone's number: unique, of the same length, and named the same
+	// in the event's items, by which pruning finds it.
+	key := func(col string) string {
+		return "substr(" + col + ", 1, length(" + col + ") - 11) || '#' || " + pad("g.n", 10)
+	}
 	return map[string]cloneRule{
-		"mapper_events":         with(shifted("received_at", "next_attempt_at", "routed_at", "completed_at"), "id", evt),
+		"mapper_events": with(shifted("received_at", "next_attempt_at", "routed_at", "completed_at"), "id", evt,
+			"items", "replace(t.items, t.tkey, "+key("t.tkey")+")"),
 		"mapper_event_accounts": with(shifted("received_at"), "event_id", evt),
-		"mapper_dedup_keys":     with(shifted("created_at"), "event_id", evt, "dedup_key", "t.dedup_key || '#' || "+pad("g.n", 10)),
+		"mapper_dedup_keys":     with(shifted("created_at"), "event_id", evt, "dedup_key", key("t.dedup_key")),
 		"mapper_deliveries": with(shifted("created_at", "next_attempt_at", "completed_at", "cycle_start"), "event_id", evt,
 			"id", "'dlv_' || "+pad("g.n", 24)+" || t.j"),
 		"mapper_attempts": with(shifted("started_at"), "delivery_id", "'dlv_' || "+pad("g.n", 24)+" || t.j"),
@@ -291,9 +298,10 @@ func cloneRules(pad func(string, int) string) map[string]cloneRule {
 
 // templateQueries select each table's template rows with k (which
 // template event) and, for deliveries and attempts, j (which delivery of
-// it, two digits).
+// it, two digits); an event's with its one key (tkey).
 var templateQueries = map[string]string{
-	"mapper_events":         `SELECT e.*, x.k FROM mapper_events AS e JOIN hist_x AS x ON x.event_id = e.id`,
+	"mapper_events": `SELECT e.*, x.k, dk.dedup_key AS tkey FROM mapper_events AS e JOIN hist_x AS x ON x.event_id = e.id
+JOIN mapper_dedup_keys AS dk ON dk.event_id = e.id`,
 	"mapper_event_accounts": `SELECT ea.*, x.k FROM mapper_event_accounts AS ea JOIN hist_x AS x ON x.event_id = ea.event_id`,
 	"mapper_dedup_keys":     `SELECT dk.*, x.k FROM mapper_dedup_keys AS dk JOIN hist_x AS x ON x.event_id = dk.event_id`,
 	"mapper_deliveries":     `SELECT d.*, x.k, hd.j FROM mapper_deliveries AS d JOIN hist_x AS x ON x.event_id = d.event_id JOIN hist_d AS hd ON hd.id = d.id`,
@@ -315,7 +323,8 @@ func fill(db *sql.DB, store string, n, prune int64, now time.Time) error {
 	}
 	setup := []string{
 		`CREATE TEMP TABLE hist_x AS SELECT id AS event_id, received_at, ROW_NUMBER() OVER (ORDER BY id) - 1 AS k
-FROM mapper_events WHERE status = 'delivered' AND id IN (SELECT id FROM mapper_events WHERE status = 'delivered' ORDER BY id LIMIT ` + fmt.Sprint(templates) + `)`,
+FROM mapper_events WHERE id IN (SELECT id FROM mapper_events AS e WHERE status = 'delivered'
+AND (SELECT COUNT(*) FROM mapper_dedup_keys AS dk WHERE dk.event_id = e.id) = 1 ORDER BY id LIMIT ` + fmt.Sprint(templates) + `)`,
 		`CREATE TEMP TABLE hist_d AS SELECT d.id, x.k, ROW_NUMBER() OVER (PARTITION BY d.event_id ORDER BY d.id) + 9 AS j
 FROM mapper_deliveries AS d JOIN hist_x AS x ON x.event_id = d.event_id`,
 	}

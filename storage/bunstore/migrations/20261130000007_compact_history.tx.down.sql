@@ -18,6 +18,16 @@ CREATE INDEX mapper_deliveries_app ON mapper_deliveries (app_id, event_id);
 {{ if not .SQLite }}
 --bun:split
 CREATE INDEX mapper_dedup_keys_created ON mapper_dedup_keys (created_at);
+--bun:split
+ALTER TABLE mapper_events RESET (autovacuum_vacuum_scale_factor, autovacuum_analyze_scale_factor, autovacuum_vacuum_insert_scale_factor);
+--bun:split
+ALTER TABLE mapper_deliveries RESET (autovacuum_vacuum_scale_factor, autovacuum_analyze_scale_factor, autovacuum_vacuum_insert_scale_factor);
+--bun:split
+ALTER TABLE mapper_event_accounts RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_insert_scale_factor);
+--bun:split
+ALTER TABLE mapper_dedup_keys RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_insert_scale_factor);
+--bun:split
+ALTER TABLE mapper_attempts RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_insert_scale_factor);
 {{ end }}
 --bun:split
 -- Deliveries keep the event's trace context, and original ones Meta's

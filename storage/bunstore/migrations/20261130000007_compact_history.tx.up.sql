@@ -80,3 +80,20 @@ DROP TABLE mapper_attempts;
 --bun:split
 ALTER TABLE mapper_attempts_v7 RENAME TO mapper_attempts;
 {{ end }}
+{{ if not .SQLite }}
+--bun:split
+-- PostgreSQL: pruning deletes an hour's events at a time, a small share of
+-- a week's tables, which the default scale factors (vacuum at a fifth of a
+-- table dead, analyze at a tenth) leave unvacuumed for a day or more; the
+-- visibility map, which lets the metrics' counts read their partial
+-- indexes alone, goes stale meanwhile. Vacuum and analyze at 2 %.
+ALTER TABLE mapper_events SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
+--bun:split
+ALTER TABLE mapper_deliveries SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
+--bun:split
+ALTER TABLE mapper_event_accounts SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
+--bun:split
+ALTER TABLE mapper_dedup_keys SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
+--bun:split
+ALTER TABLE mapper_attempts SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
+{{ end }}
