@@ -253,7 +253,9 @@ func openHistoryDB(o options, path string) (*sql.DB, error) {
 	if o.databaseURL != "" {
 		return sql.Open("pgx", o.databaseURL)
 	}
-	return sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	// A page cache of 256 MiB: with SQLite's 2 MiB, ten million events
+	// took 46 minutes, each insert reading index pages back.
+	return sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-262144)")
 }
 
 // cloneRule rewrites one column of a cloned row; n is the clone's number,
@@ -319,7 +321,10 @@ func fill(db *sql.DB, store string, n, prune int64, now time.Time) error {
 	}
 	if store == "postgres" {
 		pad = func(expr string, w int) string { return fmt.Sprintf("lpad((%s)::text, %d, '0')", expr, w) }
-		series = func(from, to int64) string { return fmt.Sprintf("(SELECT generate_series(%d, %d) AS n)", from, to-1) }
+		// bigint: the times are products past 2³¹.
+		series = func(from, to int64) string {
+			return fmt.Sprintf("(SELECT generate_series(%d::bigint, %d) AS n)", from, to-1)
+		}
 	}
 	setup := []string{
 		`CREATE TEMP TABLE hist_x AS SELECT id AS event_id, received_at, ROW_NUMBER() OVER (ORDER BY id) - 1 AS k
