@@ -315,6 +315,13 @@ JOIN mapper_dedup_keys AS dk ON dk.event_id = e.id`,
 // days old, beyond the default retention.
 func fill(db *sql.DB, store string, n, prune int64, now time.Time) error {
 	ctx := context.Background()
+	// One connection throughout: the template tables are TEMP, which a
+	// connection sees only in its own session.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	pad := func(expr string, w int) string { return fmt.Sprintf("printf('%%0%dd', %s)", w, expr) }
 	series := func(from, to int64) string {
 		return fmt.Sprintf("(WITH RECURSIVE s(n) AS (SELECT %d UNION ALL SELECT n + 1 FROM s WHERE n < %d) SELECT n FROM s)", from, to-1)
@@ -334,23 +341,13 @@ AND (SELECT COUNT(*) FROM mapper_dedup_keys AS dk WHERE dk.event_id = e.id) = 1 
 FROM mapper_deliveries AS d JOIN hist_x AS x ON x.event_id = d.event_id`,
 	}
 	for _, q := range setup {
-		if _, err := db.ExecContext(ctx, q); err != nil {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("history templates: %w", err)
 		}
 	}
 	var k int64
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM hist_x").Scan(&k); err != nil || k < templates {
+	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM hist_x").Scan(&k); err != nil || k < templates {
 		return fmt.Errorf("history templates: %d delivered events, want %d (%v)", k, templates, err)
-	}
-	rules := cloneRules(pad)
-	tables := []string{"mapper_events", "mapper_event_accounts", "mapper_dedup_keys", "mapper_deliveries", "mapper_attempts"}
-	cols := map[string][]string{}
-	for _, t := range tables {
-		c, err := columns(ctx, db, t)
-		if err != nil {
-			return err
-		}
-		cols[t] = c
 	}
 	// Times: the kept events spread evenly over the last week, the pruned
 	// ones over the day before the retention's edge.
@@ -358,25 +355,27 @@ FROM mapper_deliveries AS d JOIN hist_x AS x ON x.event_id = d.event_id`,
 	week := now.UnixMicro() - 7*day
 	at := fmt.Sprintf("CASE WHEN g.n < %d THEN %d + g.n * %d ELSE %d + (g.n - %d) * %d END",
 		prune, week-day-hour, day/max(prune, 1), week+hour, prune, (7*day-2*hour)/max(n-prune, 1))
-	const chunk = 200_000
-	for from := int64(0); from < n; from += chunk {
-		to := min(from+chunk, n)
-		tx, err := db.BeginTx(ctx, nil)
+	rules := cloneRules(pad)
+	tables := []string{"mapper_events", "mapper_event_accounts", "mapper_dedup_keys", "mapper_deliveries", "mapper_attempts"}
+	inserts := make([]func(series string) string, len(tables))
+	for i, t := range tables {
+		cols, err := columns(ctx, conn, t)
 		if err != nil {
 			return err
 		}
-		for _, t := range tables {
-			sel := make([]string, len(cols[t]))
-			for i, c := range cols[t] {
-				sel[i] = "t." + c
-				if r, ok := rules[t][c]; ok {
-					sel[i] = r
-				}
-			}
-			q := cloneSQL(t, cols[t], sel, series(from, to), k, at)
-			if _, err := tx.ExecContext(ctx, q); err != nil {
+		inserts[i] = cloneSQL(t, cols, rules[t], k, at)
+	}
+	const chunk = 200_000
+	for from := int64(0); from < n; from += chunk {
+		to := min(from+chunk, n)
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for i, insert := range inserts {
+			if _, err := tx.ExecContext(ctx, insert(series(from, to))); err != nil {
 				_ = tx.Rollback()
-				return fmt.Errorf("history %s: %w", t, err)
+				return fmt.Errorf("history %s: %w", tables[i], err)
 			}
 		}
 		if err := tx.Commit(); err != nil {
@@ -386,36 +385,39 @@ FROM mapper_deliveries AS d JOIN hist_x AS x ON x.event_id = d.event_id`,
 	}
 	fmt.Fprintln(os.Stderr)
 	for _, q := range []string{"DROP TABLE hist_x", "DROP TABLE hist_d"} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
 			return err
 		}
 	}
 	if store == "postgres" {
-		_, err := db.ExecContext(ctx, "VACUUM ANALYZE")
+		_, err := conn.ExecContext(ctx, "VACUUM ANALYZE")
 		return err
 	}
 	return nil
 }
 
-// cloneSQL is one chunk's INSERT for a table: each number of the series
+// cloneSQL makes a table's INSERT for a chunk of the series: each number
 // joined with its template event (x) and that event's rows in the table
-// (t); x.shift in the rules becomes what moves the template's times to
-// the clone's receipt time, at.
-func cloneSQL(table string, cols, sel []string, series string, k int64, at string) string {
+// (t). Columns are copied from the template but those rule rewrites, where
+// x.shift becomes what moves the template's times to the clone's receipt
+// time, at.
+func cloneSQL(table string, cols []string, rule cloneRule, k int64, at string) func(series string) string {
 	shift := "((" + at + ") - x.received_at)"
-	for i := range sel {
-		sel[i] = strings.ReplaceAll(sel[i], "x.shift", shift)
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		sel[i] = "t." + c
+		if r, ok := rule[c]; ok {
+			sel[i] = strings.ReplaceAll(r, "x.shift", shift)
+		}
 	}
-	return fmt.Sprintf(`INSERT INTO %s (%s)
-SELECT %s FROM %s AS g
-JOIN hist_x AS x ON x.k = g.n %% %d
-JOIN (%s) AS t ON t.k = x.k`,
-		table, strings.Join(cols, ", "), strings.Join(sel, ", "), series, k, templateQueries[table])
+	head := fmt.Sprintf("INSERT INTO %s (%s)\nSELECT %s FROM ", table, strings.Join(cols, ", "), strings.Join(sel, ", "))
+	tail := fmt.Sprintf(" AS g\nJOIN hist_x AS x ON x.k = g.n %% %d\nJOIN (%s) AS t ON t.k = x.k", k, templateQueries[table])
+	return func(series string) string { return head + series + tail }
 }
 
 // columns lists a table's columns.
-func columns(ctx context.Context, db *sql.DB, table string) ([]string, error) {
-	rows, err := db.QueryContext(ctx, "SELECT * FROM "+table+" LIMIT 0")
+func columns(ctx context.Context, conn *sql.Conn, table string) ([]string, error) {
+	rows, err := conn.QueryContext(ctx, "SELECT * FROM "+table+" LIMIT 0")
 	if err != nil {
 		return nil, err
 	}
