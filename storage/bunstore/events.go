@@ -212,9 +212,7 @@ func (s *Store) listEventsQuery(q mapper.EventQuery, rows *[]eventRow, limit int
 		// row is delivered, serves.
 		sel.Where("e.status = ?", string(q.Status))
 	default:
-		// The term the partial status index is defined by, for the
-		// planners to see that it serves.
-		sel.Where("e.status = ? AND e.status <> 'delivered'", string(q.Status))
+		sel.Where("e.status = ?"+s.undelivered("e.status"), string(q.Status))
 	}
 	if q.AppID != "" {
 		sel.Where("EXISTS (SELECT 1 FROM mapper_deliveries AS d WHERE d.event_id = e.id AND d.app_id = ?)", q.AppID)

@@ -40,14 +40,14 @@ func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error
 		Status string `bun:"status"`
 		N      int64  `bun:"n"`
 	}
-	if err := s.read.NewRaw(statsEventsSQL).Scan(ctx, &counts); err != nil {
+	if err := s.read.NewRaw(s.statsEventsSQL()).Scan(ctx, &counts); err != nil {
 		return st, translate(err)
 	}
 	for _, c := range counts {
 		st.EventsByStatus[mapper.EventStatus(c.Status)] = c.N
 	}
 	counts = counts[:0]
-	if err := s.read.NewRaw(statsDeliveriesSQL).Scan(ctx, &counts); err != nil {
+	if err := s.read.NewRaw(s.statsDeliveriesSQL()).Scan(ctx, &counts); err != nil {
 		return st, translate(err)
 	}
 	for _, c := range counts {
@@ -59,7 +59,7 @@ func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error
 		E *int64 `bun:"e"`
 		D *int64 `bun:"d"`
 	}
-	if err := s.read.NewRaw(statsOldestSQL).Scan(ctx, &oldest); err != nil {
+	if err := s.read.NewRaw(s.statsOldestSQL()).Scan(ctx, &oldest); err != nil {
 		return st, translate(err)
 	}
 	now := time.Now()
@@ -81,20 +81,25 @@ func (s *Store) Stats(ctx context.Context, since time.Time) (mapper.Stats, error
 	return st, nil
 }
 
-// The live rows by status: ranges of the status indexes, which hold no
-// delivered row (the last term says so to the planners).
-const (
-	statsEventsSQL = `SELECT status, COUNT(*) AS n FROM mapper_events
-WHERE status IN ('pending', 'dispatched', 'dead') AND status <> 'delivered' GROUP BY status`
-	statsDeliveriesSQL = `SELECT status, COUNT(*) AS n FROM mapper_deliveries
-WHERE status IN ('pending', 'dead') AND status <> 'delivered' GROUP BY status`
-)
+// statsEventsSQL and statsDeliveriesSQL count the live rows by status:
+// ranges of the status indexes, which hold no delivered row.
+func (s *Store) statsEventsSQL() string {
+	return `SELECT status, COUNT(*) AS n FROM mapper_events
+WHERE status IN ('pending', 'dispatched', 'dead')` + s.undelivered("status") + ` GROUP BY status`
+}
 
-// The oldest pending event and delivery: the first entries of the status
-// indexes' pending ranges.
-const statsOldestSQL = `SELECT
-(SELECT MIN(received_at) FROM mapper_events WHERE status = 'pending' AND status <> 'delivered') AS e,
-(SELECT MIN(created_at) FROM mapper_deliveries WHERE status = 'pending' AND status <> 'delivered') AS d`
+func (s *Store) statsDeliveriesSQL() string {
+	return `SELECT status, COUNT(*) AS n FROM mapper_deliveries
+WHERE status IN ('pending', 'dead')` + s.undelivered("status") + ` GROUP BY status`
+}
+
+// statsOldestSQL reads the oldest pending event and delivery: the first
+// entries of the status indexes' pending ranges.
+func (s *Store) statsOldestSQL() string {
+	return `SELECT
+(SELECT MIN(received_at) FROM mapper_events WHERE status = 'pending'` + s.undelivered("status") + `) AS e,
+(SELECT MIN(created_at) FROM mapper_deliveries WHERE status = 'pending'` + s.undelivered("status") + `) AS d`
+}
 
 // statsRecentSQL reads the processing times of the most recent delivered
 // events since a time, newest first down the index of completion times.

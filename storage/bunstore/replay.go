@@ -48,7 +48,7 @@ func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (map
 // findDeliveriesQuery is FindDeliveries' query, newest first.
 func (s *Store) findDeliveriesQuery(q mapper.DeliveryQuery, rows *[]deliveryRow, limit int) (*bun.SelectQuery, error) {
 	sel := s.read.NewSelect().Model(rows).ExcludeColumn("body").OrderExpr("d.created_at DESC, d.id DESC").Limit(int64(limit + 1))
-	deliveryFilter(sel, q)
+	s.deliveryFilter(sel, q)
 	if q.Cursor != "" {
 		at, id, err := decodeCursor(q.Cursor)
 		if err != nil {
@@ -59,7 +59,7 @@ func (s *Store) findDeliveriesQuery(q mapper.DeliveryQuery, rows *[]deliveryRow,
 	return sel, nil
 }
 
-func deliveryFilter(sel *bun.SelectQuery, q mapper.DeliveryQuery) {
+func (s *Store) deliveryFilter(sel *bun.SelectQuery, q mapper.DeliveryQuery) {
 	if q.ID != "" {
 		sel.Where("d.id = ?", q.ID)
 	}
@@ -68,7 +68,7 @@ func deliveryFilter(sel *bun.SelectQuery, q mapper.DeliveryQuery) {
 	case mapper.DeliveryDelivered:
 		sel.Where("d.status = ?", string(q.Status)) // the time index serves, as for events
 	default:
-		sel.Where("d.status = ? AND d.status <> 'delivered'", string(q.Status))
+		sel.Where("d.status = ?"+s.undelivered("d.status"), string(q.Status))
 	}
 	if q.AppID != "" {
 		sel.Where("d.app_id = ?", q.AppID)

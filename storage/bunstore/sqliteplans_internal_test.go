@@ -45,9 +45,9 @@ func TestSQLiteStatsPlans(t *testing.T) {
 		args  []any
 		index []string
 	}{
-		"events by status":     {statsEventsSQL, nil, []string{"mapper_events_status_log"}},
-		"deliveries by status": {statsDeliveriesSQL, nil, []string{"mapper_deliveries_status"}},
-		"oldest pending":       {statsOldestSQL, nil, []string{"mapper_events_status_log", "mapper_deliveries_status"}},
+		"events by status":     {s.statsEventsSQL(), nil, []string{"mapper_events_status_log"}},
+		"deliveries by status": {s.statsDeliveriesSQL(), nil, []string{"mapper_deliveries_status"}},
+		"oldest pending":       {s.statsOldestSQL(), nil, []string{"mapper_events_status_log", "mapper_deliveries_status"}},
 		"recent processing":    {s.statsRecentSQL(), []any{1, percentileSample}, []string{"mapper_events_completed"}},
 		"prune":                {s.pruneSelectSQL(), []any{1, "delivered", 64}, []string{"mapper_events_completed"}},
 	} {

@@ -1,0 +1,124 @@
+package bunstore
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/testing/containertest"
+	"github.com/uptrace/bun"
+)
+
+// TestPostgresQueryPlans fills PostgreSQL with 300,000 events and their
+// deliveries (a few hundred pending, one in 97 dead, the rest delivered),
+// then checks the plans of the store's own hot queries, as it sends them:
+// none reads an events or deliveries table sequentially or sorts what it
+// found, so none costs more as history grows. The claims read the partial
+// due indexes, the listings a page of an index, the metrics the live rows
+// or the newest end of the completion index. Run with -v to see the plans.
+//
+// The listing of dead events once sorted every dead event: the store sent
+// the partial index's own term (status <> 'delivered') beside the status,
+// and PostgreSQL, counting it as a second filter, expected a hundredth of
+// the rows it found.
+func TestPostgresQueryPlans(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a database; skipped with -short")
+	}
+	ctx := context.Background()
+	s, err := OpenPostgres(ctx, containertest.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const status = `CASE WHEN g % 1000 = 0 THEN 'pending' WHEN g % 97 = 0 THEN 'dead' ELSE 'delivered' END`
+	for _, fill := range []string{`
+INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, next_attempt_at, completed_at)
+SELECT 'evt_' || lpad(g::text, 10, '0'), 1764331200000000 + g * 1000,
+       'instagram', '\x7b7d'::bytea, '', '[]', '["' || (g % 500) || '"]', ` + status + `,
+       1764331200000000 + g * 1000,
+       CASE WHEN g % 1000 = 0 THEN NULL ELSE 1764331200000000 + g * 1000 + 5000 END
+FROM generate_series(1, 300000) AS g`, `
+INSERT INTO mapper_event_accounts (account_id, received_at, event_id)
+SELECT (g % 500)::text, 1764331200000000 + g * 1000, 'evt_' || lpad(g::text, 10, '0') FROM generate_series(1, 300000) AS g`, `
+INSERT INTO mapper_deliveries (id, event_id, app_id, owner_ids, original, status, next_attempt_at, created_at, completed_at)
+SELECT 'dlv_' || lpad(g::text, 10, '0'), 'evt_' || lpad(g::text, 10, '0'), 'app_' || (g % 5), '[]', TRUE, ` + status + `,
+       1764331200000000 + g * 1000, 1764331200000000 + g * 1000,
+       CASE WHEN g % 1000 = 0 THEN NULL ELSE 1764331200000000 + g * 1000 + 5000 END
+FROM generate_series(1, 300000) AS g`, "ANALYZE"} {
+		if _, err := s.db.ExecContext(ctx, fill); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const now, since = 1764631200000000, 1764331300000000
+	cursor := encodeCursor(1764431200000000, "evt_0000100000")
+	type query struct {
+		sql  string
+		args []any
+	}
+	queries := map[string]query{
+		"claim events":        {s.claimEventsSQL(), []any{"t", now + 1, now, 16}},
+		"claim deliveries":    {s.claimDeliveriesSQL(""), []any{"t", now + 1, now, 16}},
+		"metrics, events":     {s.statsEventsSQL(), nil},
+		"metrics, deliveries": {s.statsDeliveriesSQL(), nil},
+		"metrics, oldest":     {s.statsOldestSQL(), nil},
+		"metrics, recent":     {s.statsRecentSQL(), []any{since, percentileSample}},
+		"prune":               {s.pruneSelectSQL(), []any{since, bun.In(ended), 128}},
+	}
+	listing := func(name string, sel *bun.SelectQuery, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		queries[name] = query{sel.String(), nil}
+	}
+	for name, q := range map[string]mapper.EventQuery{
+		"log":                  {},
+		"log, next page":       {Cursor: cursor},
+		"log, dead":            {Status: mapper.EventDead},
+		"log, dead, next page": {Status: mapper.EventDead, Cursor: cursor},
+		"log, delivered":       {Status: mapper.EventDelivered},
+		"log of an account":    {Account: "42", Cursor: cursor},
+	} {
+		sel, err := s.listEventsQuery(q, &[]eventRow{}, 50)
+		listing(name, sel, err)
+	}
+	for name, q := range map[string]mapper.DeliveryQuery{
+		"deliveries":            {},
+		"deliveries, dead":      {Status: mapper.DeliveryDead, Cursor: cursor},
+		"deliveries, delivered": {Status: mapper.DeliveryDelivered},
+		"deliveries of an app":  {AppID: "app_1", Cursor: cursor},
+	} {
+		sel, err := s.findDeliveriesQuery(q, &[]deliveryRow{}, 50)
+		listing(name, sel, err)
+	}
+
+	// The tables that grow with history; the apps' ones are small and
+	// empty here.
+	history := regexp.MustCompile(`Seq Scan on mapper_(events|deliveries|event_accounts|attempts|dedup_keys) `)
+	for name, q := range queries {
+		rows, err := s.db.QueryContext(ctx, "EXPLAIN "+q.sql, q.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		rows.Close()
+		text := strings.Join(plan, "\n")
+		t.Logf("%s:\n%s", name, text)
+		if history.MatchString(text) || strings.Contains(text, "Sort") {
+			t.Errorf("%s reads a table sequentially or sorts:\n%s", name, text)
+		}
+	}
+}
