@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,7 +81,10 @@ type Store struct {
 	claimSQL string     // the FOR UPDATE SKIP LOCKED suffix on PostgreSQL
 	commits  *committer // events; on SQLite every write (see commit.go)
 	routes   *committer // RouteEvent on PostgreSQL
-	hot      prepared   // see hot.go
+	// checkpoints copies SQLite's WAL into the database file beside the
+	// writer (see checkpoint.go); nil for a database the caller opened.
+	checkpoints *checkpointer
+	hot         prepared // see hot.go
 }
 
 // The Store has every optional part the Mapper looks for.
@@ -138,12 +142,17 @@ func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
 
 // OpenSQLite opens (creating it when absent) the SQLite database file at
 // path. A file it creates is in incremental auto-vacuum mode, so that the
-// space pruning frees can be given back (see Store.Prune).
+// space pruning frees can be given back (see Store.Prune). The store
+// writes on one connection, reads on up to four others, and copies the
+// write-ahead log back into the file on one more, beside the writer
+// (SQLite's default would have the writer do it, in the middle of a
+// commit); a store from New over a database the caller opened keeps
+// SQLite's default.
 func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("bunstore: empty SQLite path")
 	}
-	dsn := "file:" + path + "?_pragma=auto_vacuum(INCREMENTAL)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=mmap_size(67108864)&_pragma=temp_store(MEMORY)&_txlock=immediate"
+	dsn := "file:" + path + "?_pragma=auto_vacuum(INCREMENTAL)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=mmap_size(67108864)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(" + strconv.Itoa(walBackstop) + ")&_txlock=immediate"
 	sqldb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("bunstore: %w", err)
@@ -166,8 +175,16 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("bunstore: %w", err)
 	}
 	rdb.SetMaxOpenConns(4)
+	cdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		db.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("bunstore: %w", err)
+	}
+	cdb.SetMaxOpenConns(1)
 	s, _ := New(db)
 	s.read = bun.NewDB(rdb, sqlitedialect.New())
+	s.checkpoints = newCheckpointer(cdb)
 	s.ownsDB = true
 	return s, nil
 }
@@ -191,7 +208,7 @@ func (s *Store) Close() error {
 	if s.routes != nil {
 		s.routes.close()
 	}
-	var errs []error
+	errs := []error{s.checkpoints.close()}
 	if p := s.hot.stmts.Load(); p != nil {
 		errs = append(errs, closeStmts(*p))
 	}

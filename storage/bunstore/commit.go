@@ -43,6 +43,7 @@ type commitReq struct {
 	ev    *mapper.Event
 	route *routeReq
 	done  chan error
+	at    time.Time // when it was handed over
 }
 
 type committer struct {
@@ -68,11 +69,13 @@ type committer struct {
 // commit per write cost twice the CPU per webhook of a flat-out run. When
 // writes come between minLingerGap and maxLinger/2 apart (from 400 to
 // 2,000 a second), a batch smaller than lingerBatch waits for the ones
-// expected within maxLinger. An idle store (writes far apart) commits at
-// once, and so does a busy one (writes closer, or the writer committing
-// more than half the time): its batches grow by themselves, and there its
-// callers, whose next writes the batch would wait for, wait on it; a
-// flat-out run lost a third of its throughput to lingering.
+// expected within maxLinger of its first write's arrival (a write that
+// came while the last commit ran has waited for it already). An idle store
+// (writes far apart) commits at once, and so does a busy one (writes
+// closer, or the writer committing more than half the time): its batches
+// grow by themselves, and there its callers, whose next writes the batch
+// would wait for, wait on it; a flat-out run lost a third of its
+// throughput to lingering.
 const (
 	maxLinger    = 5 * time.Millisecond
 	lingerBatch  = 16
@@ -97,6 +100,9 @@ var errClosed = errors.New("bunstore: store closed")
 func (c *committer) send(req commitReq) error {
 	ctx := req.ctx
 	req.done = make(chan error, 1)
+	if c.linger {
+		req.at = time.Now()
+	}
 	select {
 	case c.reqs <- req:
 	case <-c.stop:
@@ -175,7 +181,13 @@ func (c *committer) gather(batch []commitReq) []commitReq {
 			return batch
 		}
 		if timer == nil {
-			timer = time.NewTimer(min(maxLinger, c.gap*time.Duration(lingerBatch-len(batch))))
+			// The wait counts from the first write's arrival: one that
+			// came while the last commit ran has waited for it already.
+			wait := min(maxLinger, c.gap*time.Duration(lingerBatch-len(batch))) - time.Since(batch[0].at)
+			if wait <= 0 {
+				return batch
+			}
+			timer = time.NewTimer(wait)
 			defer timer.Stop()
 		}
 		select {
@@ -253,6 +265,7 @@ func (s *Store) commitShared(batch []commitReq, errs []error) {
 		}
 		return nil
 	})
+	s.checkpoints.nudge()
 	if err != nil {
 		for i := range errs {
 			if errs[i] == nil {

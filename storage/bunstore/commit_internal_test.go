@@ -52,3 +52,22 @@ func TestCommitterLingers(t *testing.T) {
 		t.Errorf("without linger, 60 writes a millisecond apart took only %d commits: %v", len(sizes), sizes)
 	}
 }
+
+// TestCommitterLingerCountsFromArrival: a batch lingers for more writes
+// until maxLinger after its first write arrived, not after the committer
+// took it: a write that waited for the last commit has lingered already.
+func TestCommitterLingerCountsFromArrival(t *testing.T) {
+	t.Parallel()
+	gather := func(first time.Time) int {
+		c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), linger: true, gap: time.Millisecond}
+		later := time.AfterFunc(maxLinger/2, func() { c.reqs <- commitReq{at: time.Now()} })
+		defer later.Stop()
+		return len(c.gather([]commitReq{{at: first}}))
+	}
+	if n := gather(time.Now()); n != 2 {
+		t.Errorf("a write just arrived was committed without the one %v later: a batch of %d", maxLinger/2, n)
+	}
+	if n := gather(time.Now().Add(-maxLinger)); n != 1 {
+		t.Errorf("a write that had waited %v already lingered for more: a batch of %d", maxLinger, n)
+	}
+}
