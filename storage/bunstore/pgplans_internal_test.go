@@ -69,7 +69,7 @@ FROM generate_series(1, 300000) AS g`, "ANALYZE"} {
 		"metrics, deliveries": {s.statsDeliveriesSQL(), nil},
 		"metrics, oldest":     {s.statsOldestSQL(), nil},
 		"metrics, recent":     {s.statsRecentSQL(), []any{since, percentileSample}},
-		"prune":               {s.pruneSelectSQL(), []any{since, bun.In(ended), 128}},
+		"prune":               {s.pruneSelectSQL(), []any{0, since, bun.In(ended), 128}},
 	}
 	listing := func(name string, sel *bun.SelectQuery, err error) {
 		if err != nil {

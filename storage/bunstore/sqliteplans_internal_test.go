@@ -49,7 +49,7 @@ func TestSQLiteStatsPlans(t *testing.T) {
 		"deliveries by status": {s.statsDeliveriesSQL(), nil, []string{"mapper_deliveries_status"}},
 		"oldest pending":       {s.statsOldestSQL(), nil, []string{"mapper_events_status_log", "mapper_deliveries_status"}},
 		"recent processing":    {s.statsRecentSQL(), []any{1, percentileSample}, []string{"mapper_events_completed"}},
-		"prune":                {s.pruneSelectSQL(), []any{1, "delivered", 64}, []string{"mapper_events_completed"}},
+		"prune":                {s.pruneSelectSQL(), []any{0, 1, "delivered", 64}, []string{"mapper_events_completed"}},
 	} {
 		text := explain(t, s, tc.sql, tc.args...)
 		for _, ix := range tc.index {
@@ -175,6 +175,29 @@ func TestSQLiteLogPlans(t *testing.T) {
 		}
 		if (strings.Contains(text, "TEMP B-TREE") && !tc.sortsFew) || strings.Contains(text, "SCAN e\n") || strings.Contains(text, "SCAN d\n") {
 			t.Errorf("%s sorts or scans:\n%s", name, text)
+		}
+	}
+}
+
+// TestPruneBatchAdapts: SQLite's batches of pruning move toward the size
+// that holds the writer for pruneHold, at most twofold a batch, within
+// one and the most asked for.
+func TestPruneBatchAdapts(t *testing.T) {
+	for _, tc := range []struct {
+		size, most int
+		took       time.Duration
+		want       int
+	}{
+		{8, 64, pruneHold, 8},
+		{8, 64, 4 * pruneHold, 4},     // halves at most
+		{8, 64, pruneHold / 10, 16},   // doubles at most
+		{8, 64, 3 * pruneHold / 2, 5}, // in between: in proportion
+		{8, 12, pruneHold / 10, 12},   // never past the most
+		{1, 64, 10 * pruneHold, 1},    // never below one
+		{8, 64, 0, 16},                // too quick to time
+	} {
+		if got := nextBatch(tc.size, tc.most, tc.took); got != tc.want {
+			t.Errorf("nextBatch(%d, %d, %v) = %d, want %d", tc.size, tc.most, tc.took, got, tc.want)
 		}
 	}
 }
