@@ -72,6 +72,11 @@ type HistoryReport struct {
 	PruneRatio float64       `json:"prune_ack_p99_ratio"`
 	PruneTime  time.Duration `json:"prune_ns"`
 	PruneRate  int           `json:"prune_rate"`
+	// PrunedInRun is how many events the server pruned in the run with
+	// pruning (from its start until it stopped, or pruning ended), and
+	// PruneEventsPerSecond their rate.
+	PrunedInRun          int64   `json:"pruned_in_run"`
+	PruneEventsPerSecond float64 `json:"prune_events_per_second"`
 }
 
 // TableSize is one table's or index's share.
@@ -153,31 +158,41 @@ func runHistory(o options) error {
 	// then with the default retention, which prunes the old part at
 	// start: each run after the same restart, at the same log level, so
 	// that only the pruning differs.
-	fixedRun := func(retention string) (Result, time.Time, time.Time, error) {
+	// The server logs how many events it pruned when pruning ends, or
+	// when it stops.
+	fixedRun := func(retention string) (Result, *lineWatch, time.Time, time.Time, error) {
 		f := fixed
 		f.retention = retention
 		watch := &lineWatch{match: "pruned old events", out: os.Stderr}
 		f.serverLog, f.logLevel = watch, "info"
 		url, srv, err := startServer(f, bin, tmp)
 		if err != nil {
-			return Result{}, time.Time{}, time.Time{}, err
+			return Result{}, nil, time.Time{}, time.Time{}, err
 		}
-		defer stopServer(srv)
 		started := time.Now()
 		res := measure(f, url, workers)
-		return res, started, watch.seen(), nil
+		stopServer(srv)
+		return res, watch, started, time.Now(), nil
 	}
 	fmt.Fprintln(os.Stderr, "fixed rate, no pruning…")
-	if rep.Steady, _, _, err = fixedRun("0"); err != nil {
+	if rep.Steady, _, _, _, err = fixedRun("0"); err != nil {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "fixed rate while pruning…")
-	var started, done time.Time
-	if rep.Pruning, started, done, err = fixedRun(""); err != nil {
+	var watch *lineWatch
+	var started, stopped time.Time
+	if rep.Pruning, watch, started, stopped, err = fixedRun(""); err != nil {
 		return err
 	}
-	if !done.IsZero() {
-		rep.PruneTime = done.Sub(started)
+	// Pruning over within the run logged every event, before the server
+	// stopped; otherwise the count came at the stop.
+	over := stopped
+	if rep.PrunedInRun = watch.events(); rep.PrunedInRun >= rep.Pruned && watch.seen().Before(stopped) {
+		over = watch.seen()
+		rep.PruneTime = over.Sub(started)
+	}
+	if d := over.Sub(started); d > 0 {
+		rep.PruneEventsPerSecond = float64(rep.PrunedInRun) / d.Seconds()
 	}
 	if rep.Steady.AckP99 > 0 {
 		rep.PruneRatio = float64(rep.Pruning.AckP99) / float64(rep.Steady.AckP99)
@@ -472,6 +487,7 @@ type lineWatch struct {
 	mu    sync.Mutex
 	rest  []byte
 	at    time.Time
+	last  []byte // the last line with match
 }
 
 func (l *lineWatch) Write(p []byte) (int, error) {
@@ -490,11 +506,22 @@ func (l *lineWatch) Write(p []byte) (int, error) {
 			if l.at.IsZero() {
 				l.at = time.Now()
 			}
+			l.last = append(l.last[:0], line...)
 			_, _ = l.out.Write(line)
 		case bytes.Contains(line, []byte(`"level":"WARN"`)), bytes.Contains(line, []byte(`"level":"ERROR"`)):
 			_, _ = l.out.Write(line)
 		}
 	}
+}
+
+// events is the "events" attribute of the last line with match (the
+// server's JSON log), 0 when there was none.
+func (l *lineWatch) events() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var line struct{ Events int64 }
+	_ = json.Unmarshal(l.last, &line)
+	return line.Events
 }
 
 func (l *lineWatch) seen() time.Time {
@@ -524,6 +551,7 @@ func printHistory(w io.Writer, r HistoryReport) {
 	}
 	fmt.Fprintf(w, "%d webhooks/s: ack p99 %s without pruning, %s while pruning %d events (%s): %.2f ×\n",
 		r.PruneRate, ms(r.Steady.AckP99), ms(r.Pruning.AckP99), r.Pruned, prune, r.PruneRatio)
+	fmt.Fprintf(w, "pruned %d events in the run: %.0f/s\n", r.PrunedInRun, r.PruneEventsPerSecond)
 	for _, res := range []Result{r.IngestEmpty, r.IngestHistory, r.Steady, r.Pruning} {
 		if res.Undelivered > 0 || sumErrors(res.Errors) > 0 {
 			fmt.Fprintf(w, "errors: %v, undelivered %d\n", res.Errors, res.Undelivered)
