@@ -114,23 +114,25 @@ WHERE completed_at >= ? AND status = 'delivered' ORDER BY completed_at DESC LIMI
 // batch joins the committer's shared transaction like any write (see
 // commit.go), rather than holding the only write connection for a batch
 // of its own, and the webhooks whose commit carries a batch wait for it.
-// A batch of 16 events holds the writer about 3 ms in a history of a
-// million events, which moved the ack p99 of 500 webhooks/s by 1.2 ×; in
-// one of ten million, whose pages are colder, longer, and the p99 moved
-// by 1.39 ×. So the size adapts to hold the writer for about pruneHold.
+// A batch of 16 events held the writer about 3 ms in a history of a
+// million events; how long depends on the history and on how much of it
+// is cached, so the size adapts to hold the writer for about pruneHold.
 // Smaller batches do not help: at a millisecond the p99 moved as much, as
 // nearly every commit then carried a batch, and pruning, each batch's
-// statements costing as much as its rows, fell below 400 events/s. On
+// statements costing as much as its rows, fell below 400 events/s. Nor do
+// larger ones: allowed to grow to 64 events where 16 took less, pruning
+// ran twice as fast, and the p99 moved 1.48 × instead of 1.2 ×, pruning's
+// share of the machine, not its batches' waits, being what intake feels
+// then. So batches shrink from pruneMost but never grow past it. On
 // PostgreSQL a batch locks only its own rows, and round trips cost more
 // than rows: pruneBatchPG events. Each batch is followed by a pause of
 // pruneRest times its duration, so pruning takes at most a fifth of the
 // writer.
 const (
 	pruneHold = 3 * time.Millisecond
-	// pruneFirst is the size SQLite's batches start at, pruneMost the
-	// largest they grow to.
-	pruneFirst   = 16
-	pruneMost    = 64
+	// pruneMost is the size SQLite's batches start at and the largest
+	// they grow back to.
+	pruneMost    = 16
 	pruneBatchPG = 128
 	pruneRest    = 4
 	// pruneMinRest lets other writes in between even when a batch was
@@ -166,9 +168,6 @@ func (s *Store) Prune(ctx context.Context, before time.Time, batch int) (int64, 
 		most = min(most, batch)
 	}
 	size := most
-	if !s.pg {
-		size = min(pruneFirst, most)
-	}
 	cut := us(before)
 	// from is where the last batch ended in the completion index. On
 	// PostgreSQL a deleted row's index entry stays until a vacuum, so each
