@@ -133,6 +133,7 @@ const (
 	// pruneMost is the size SQLite's batches start at and the largest
 	// they grow back to.
 	pruneMost    = 16
+	pruneLeast   = 4
 	pruneBatchPG = 128
 	pruneRest    = 4
 	// pruneMinRest lets other writes in between even when a batch was
@@ -142,13 +143,15 @@ const (
 
 // nextBatch is the size of SQLite's next batch of pruning after one of
 // size events took took: the size that would have taken pruneHold, moving
-// at most twofold a batch, from 1 to most.
+// at most twofold a batch, from pruneLeast (or most, if smaller) to most.
+// The floor keeps a slow disk, or the race detector, from pruning one
+// event per rest: each batch's statements cost as much as its rows.
 func nextBatch(size, most int, took time.Duration) int {
 	want := size * 2
 	if took > 0 {
 		want = int(int64(size) * int64(pruneHold) / int64(took))
 	}
-	return max(1, min(want, size*2, most), size/2)
+	return max(min(pruneLeast, most), min(want, size*2, most), size/2)
 }
 
 // ended are the statuses of events that are done with.

@@ -104,10 +104,12 @@ func migratedSQLite(t *testing.T) *Store {
 func TestSQLitePruneGivesSpaceBack(t *testing.T) {
 	ctx := context.Background()
 	s := migratedSQLite(t)
-	// 5,000 ended events of 2 KB each, a week old.
-	if _, err := s.db.ExecContext(ctx, `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000)
+	// 1,000 ended events of 8 KB each, a week old: a few thousand pages,
+	// in fewer batches than small events would take (each rests at least
+	// pruneMinRest).
+	if _, err := s.db.ExecContext(ctx, `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 1000)
 INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, next_attempt_at, completed_at)
-SELECT 'evt_' || n, n, 'instagram', randomblob(2000), '', '[]', '["1"]', 'delivered', n, n + 1 FROM g`); err != nil {
+SELECT 'evt_' || n, n, 'instagram', randomblob(8000), '', '[]', '["1"]', 'delivered', n, n + 1 FROM g`); err != nil {
 		t.Fatal(err)
 	}
 	pages := func() (mode, count, free int64) {
@@ -122,8 +124,8 @@ SELECT 'evt_' || n, n, 'instagram', randomblob(2000), '', '[]', '["1"]', 'delive
 		t.Fatalf("auto_vacuum %d, want 2 (incremental)", mode)
 	}
 	n, err := s.Prune(ctx, time.Now(), 1000)
-	if err != nil || n != 5000 {
-		t.Fatalf("pruned %d, %v; want 5000", n, err)
+	if err != nil || n != 1000 {
+		t.Fatalf("pruned %d, %v; want 1000", n, err)
 	}
 	_, after, free := pages()
 	if after > before/4 || free > after/10+1 {
@@ -181,7 +183,7 @@ func TestSQLiteLogPlans(t *testing.T) {
 
 // TestPruneBatchAdapts: SQLite's batches of pruning move toward the size
 // that holds the writer for pruneHold, at most twofold a batch, within
-// one and the most asked for.
+// pruneLeast and the most asked for.
 func TestPruneBatchAdapts(t *testing.T) {
 	for _, tc := range []struct {
 		size, most int
@@ -193,7 +195,8 @@ func TestPruneBatchAdapts(t *testing.T) {
 		{8, 64, pruneHold / 10, 16},   // doubles at most
 		{8, 64, 3 * pruneHold / 2, 5}, // in between: in proportion
 		{8, 12, pruneHold / 10, 12},   // never past the most
-		{1, 64, 10 * pruneHold, 1},    // never below one
+		{4, 64, 10 * pruneHold, 4},    // never below pruneLeast
+		{1, 1, 10 * pruneHold, 1},     // unless the most asked for is less
 		{8, 64, 0, 16},                // too quick to time
 	} {
 		if got := nextBatch(tc.size, tc.most, tc.took); got != tc.want {
