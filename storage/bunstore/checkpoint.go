@@ -27,18 +27,17 @@ const (
 )
 
 type checkpointer struct {
-	db   *sql.DB
-	ctx  context.Context // cancelled by close, which interrupts a checkpoint
-	done context.CancelFunc
+	db *sql.DB
+	// ctx ends with close, which also interrupts a checkpoint under way.
+	ctx  context.Context
+	stop context.CancelFunc
 	wake chan struct{}
-	stop chan struct{}
 	wg   sync.WaitGroup
-	once sync.Once
 }
 
 func newCheckpointer(db *sql.DB) *checkpointer {
-	c := &checkpointer{db: db, wake: make(chan struct{}, 1), stop: make(chan struct{})}
-	c.ctx, c.done = context.WithCancel(context.Background())
+	c := &checkpointer{db: db, wake: make(chan struct{}, 1)}
+	c.ctx, c.stop = context.WithCancel(context.Background())
 	c.wg.Go(c.loop)
 	return c
 }
@@ -55,11 +54,9 @@ func (c *checkpointer) nudge() {
 }
 
 func (c *checkpointer) loop() {
-	pause := time.NewTimer(0)
-	defer pause.Stop()
 	for {
 		select {
-		case <-c.stop:
+		case <-c.ctx.Done():
 			return
 		case <-c.wake:
 		}
@@ -67,11 +64,10 @@ func (c *checkpointer) loop() {
 		// WAL, where they are safe, for the next try or the writer's
 		// backstop; the writes, which meet the same cause, report it.
 		_, _ = c.db.ExecContext(c.ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-		pause.Reset(checkpointEvery)
 		select {
-		case <-c.stop:
+		case <-c.ctx.Done():
 			return
-		case <-pause.C:
+		case <-time.After(checkpointEvery):
 		}
 	}
 }
@@ -81,10 +77,7 @@ func (c *checkpointer) close() error {
 	if c == nil {
 		return nil
 	}
-	c.once.Do(func() {
-		close(c.stop)
-		c.done()
-	})
+	c.stop()
 	c.wg.Wait()
 	return c.db.Close()
 }
