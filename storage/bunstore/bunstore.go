@@ -237,6 +237,7 @@ func (s *Store) migratorUpTo(last string) (*migrate.Migrator, error) {
 	if err := all.Discover(sub); err != nil {
 		return nil, fmt.Errorf("bunstore: migrations: %w", err)
 	}
+	all.Add(compressedPayloads())
 	ms := all
 	if last != "" {
 		ms = migrate.NewMigrations()

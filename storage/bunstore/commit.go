@@ -38,12 +38,14 @@ const maxBatch = 256
 // commitReq is one write: fn (SQLite), ev (PostgreSQL events) or route
 // (PostgreSQL routes), as the committer's run function expects.
 type commitReq struct {
-	ctx   context.Context
-	fn    func(ctx context.Context, tx bun.Tx) error
-	ev    *mapper.Event
-	route *routeReq
-	done  chan error
-	at    time.Time // when it was handed over
+	ctx context.Context
+	fn  func(ctx context.Context, tx bun.Tx) error
+	ev  *mapper.Event
+	// payload is ev's as it is stored (see pack), made before the writer.
+	payload stored
+	route   *routeReq
+	done    chan error
+	at      time.Time // when it was handed over
 }
 
 type committer struct {
@@ -279,10 +281,11 @@ func (s *Store) commitShared(batch []commitReq, errs []error) {
 // batch fails every event but those refused on their own (a conflict).
 func (s *Store) commitEvents(batch []commitReq, errs []error) {
 	evs := make([]*mapper.Event, len(batch))
+	payloads := make([]stored, len(batch))
 	for i, r := range batch {
-		evs[i] = r.ev
+		evs[i], payloads[i] = r.ev, r.payload
 	}
-	if err := s.commitEventsPG(context.Background(), evs, errs); err != nil {
+	if err := s.commitEventsPG(context.Background(), evs, payloads, errs); err != nil {
 		for i := range errs {
 			if errs[i] == nil || !errors.Is(errs[i], mapper.ErrConflict) {
 				errs[i] = err

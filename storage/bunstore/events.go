@@ -25,7 +25,11 @@ func (s *Store) CreateEvent(ctx context.Context, ev *mapper.Event) error {
 	if err := eventNUL(ev); err != nil {
 		return err
 	}
-	return s.commits.send(commitReq{ctx: ctx, ev: ev, fn: func(ctx context.Context, tx bun.Tx) error { return s.createEvent(ctx, tx, ev) }})
+	// Compressed here, in the caller's goroutine: the writer is one.
+	payload := pack(ev.Payload)
+	return s.commits.send(commitReq{ctx: ctx, ev: ev, payload: payload, fn: func(ctx context.Context, tx bun.Tx) error {
+		return s.createEvent(ctx, tx, ev, payload)
+	}})
 }
 
 // eventNUL checks the text of an event that goes into columns of its own.
@@ -52,7 +56,7 @@ func distinctKeys(ev *mapper.Event) []string {
 
 // createEvent writes one event in tx: its keys, the event, its accounts
 // (PostgreSQL writes batches of events in commitEventsPG instead).
-func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) error {
+func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event, payload stored) error {
 	// Claim the keys first: the primary key decides, under concurrency,
 	// which event owns each change.
 	created := us(ev.ReceivedAt)
@@ -61,7 +65,7 @@ func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event) er
 		return err
 	}
 	ev.MarkDuplicates(func(k string) bool { return fresh[k] })
-	if err := s.insertEvent(ctx, tx, toEventRow(ev)); err != nil {
+	if err := s.insertEvent(ctx, tx, toEventRow(ev, payload)); err != nil {
 		return translate(err)
 	}
 	if len(ev.AccountIDs) > fewRows {
@@ -169,7 +173,10 @@ func (s *Store) GetEvent(ctx context.Context, id string) (*mapper.Event, error) 
 	if err := s.read.NewSelect().Model(&r).Where("id = ?", id).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("event %q: %w", id, translate(err))
 	}
-	e := r.event()
+	e, err := r.event()
+	if err != nil {
+		return nil, err
+	}
 	return &e, nil
 }
 
@@ -188,7 +195,7 @@ func (s *Store) ListEvents(ctx context.Context, q mapper.EventQuery) (mapper.Pag
 		return mapper.Page[mapper.Event]{}, translate(err)
 	}
 	var page mapper.Page[mapper.Event]
-	page.Items, page.NextCursor = pageOf(rows, limit, (*eventRow).event, func(r *eventRow) (int64, string) { return r.ReceivedAt, r.ID })
+	page.Items, page.NextCursor = pageOf(rows, limit, (*eventRow).listed, func(r *eventRow) (int64, string) { return r.ReceivedAt, r.ID })
 	return page, nil
 }
 

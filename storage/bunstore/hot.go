@@ -54,8 +54,8 @@ var (
 	claimKeySQL = hot(`INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at) VALUES (?, ?, ?)
 ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key`)
 	insertEventSQL = hot(`INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, owners, unroutable,
-route_attempts, last_error, next_attempt_at, routed_at, completed_at, lease_token, trace_context)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+route_attempts, last_error, next_attempt_at, routed_at, completed_at, lease_token, trace_context, payload_codec)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	insertEventAccountSQL = hot(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
 	routeEventSQL         = hot(`UPDATE mapper_events SET status = ?, owners = ?, unroutable = ?, route_attempts = ?, last_error = ?,
 routed_at = ?, completed_at = ?, next_attempt_at = ?, lease_token = '' WHERE id = ? AND status = 'pending' AND lease_token = ?`)
@@ -81,7 +81,8 @@ var (
 	deliveryColumns = []column{{"id", "text"}, {"event_id", "text"}, {"app_id", "text"}, {"owner_ids", "text"}, {"body", "bytea"},
 		{"original", "boolean"}, {"meta_signature", "text"}, {"ordered", "boolean"}, {"status", "text"}, {"attempts", "integer"},
 		{"attempt_base", "integer"}, {"cycle_start", "bigint"}, {"next_attempt_at", "bigint"}, {"last_status_code", "integer"},
-		{"last_error", "text"}, {"created_at", "bigint"}, {"completed_at", "bigint"}, {"lease_token", "text"}, {"trace_context", "text"}}
+		{"last_error", "text"}, {"created_at", "bigint"}, {"completed_at", "bigint"}, {"lease_token", "text"}, {"trace_context", "text"},
+		{"body_codec", "smallint"}}
 	attemptColumns = []column{{"delivery_id", "text"}, {"number", "integer"}, {"started_at", "bigint"}, {"duration_us", "bigint"},
 		{"status_code", "integer"}, {"error", "text"}, {"outcome", "text"}, {"response_body", "text"}}
 )

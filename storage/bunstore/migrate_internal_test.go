@@ -106,30 +106,44 @@ VALUES ('dlv_1', 1, 12, 1500, 200, '', 'delivered', 'ok')`,
 					t.Fatal(err)
 				}
 			}
-			check := func(when string) {
+			// Each row is there, read in SQL: the store's code reads the
+			// latest schema only.
+			rowsThere := func(when string) {
 				t.Helper()
-				page, err := s.ListEvents(ctx, mapper.EventQuery{Account: "1"})
-				if err != nil || len(page.Items) != 1 || page.Items[0].ID != "evt_1" {
-					t.Fatalf("%s: events of account 1: %+v %v", when, page, err)
-				}
-				ds, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: "evt_1", Attempts: true})
-				if err != nil || len(ds.Items) != 1 || len(ds.Items[0].History) != 1 || ds.Items[0].History[0].ResponseBody != "ok" {
-					t.Fatalf("%s: deliveries: %+v %v", when, ds, err)
-				}
-				var key string
-				if err := s.db.QueryRowContext(ctx, "SELECT event_id FROM mapper_dedup_keys WHERE dedup_key = 'k1'").Scan(&key); err != nil || key != "evt_1" {
-					t.Fatalf("%s: dedup key: %q %v", when, key, err)
+				for table, q := range map[string]string{
+					"events":         "SELECT COUNT(*) FROM mapper_events WHERE id = 'evt_1' AND payload = '{}'",
+					"event accounts": "SELECT COUNT(*) FROM mapper_event_accounts WHERE account_id = '1' AND event_id = 'evt_1'",
+					"dedup keys":     "SELECT COUNT(*) FROM mapper_dedup_keys WHERE dedup_key = 'k1' AND event_id = 'evt_1'",
+					"deliveries":     "SELECT COUNT(*) FROM mapper_deliveries WHERE id = 'dlv_1' AND event_id = 'evt_1'",
+					"attempts":       "SELECT COUNT(*) FROM mapper_attempts WHERE delivery_id = 'dlv_1' AND response_body = 'ok'",
+				} {
+					var n int
+					if err := s.db.QueryRowContext(ctx, q).Scan(&n); err != nil || n != 1 {
+						t.Fatalf("%s: %s: %d rows, %v", when, table, n, err)
+					}
 				}
 			}
-			check("before")
+			rowsThere("before")
 			if _, err := s.Migrate(ctx); err != nil {
 				t.Fatal(err)
 			}
-			check("after")
+			rowsThere("after")
+			page, err := s.ListEvents(ctx, mapper.EventQuery{Account: "1"})
+			if err != nil || len(page.Items) != 1 || page.Items[0].ID != "evt_1" {
+				t.Fatalf("events of account 1: %+v %v", page, err)
+			}
+			ev, err := s.GetEvent(ctx, "evt_1")
+			if err != nil || string(ev.Payload) != "{}" {
+				t.Fatalf("event: %+v %v", ev, err)
+			}
+			ds, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: "evt_1", Attempts: true})
+			if err != nil || len(ds.Items) != 1 || len(ds.Items[0].History) != 1 || ds.Items[0].History[0].ResponseBody != "ok" {
+				t.Fatalf("deliveries: %+v %v", ds, err)
+			}
 			if _, err := s.Rollback(ctx); err != nil {
 				t.Fatal(err)
 			}
-			check("after rollback")
+			rowsThere("after rollback")
 		})
 	}
 }

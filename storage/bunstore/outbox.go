@@ -43,7 +43,10 @@ func (s *Store) ClaimEvents(ctx context.Context, now time.Time, limit int, lease
 	}
 	out := make([]mapper.Event, len(rows))
 	for i := range rows {
-		out[i] = rows[i].event()
+		// A payload that cannot be read goes on empty: routing parks its
+		// event as dead ("stored payload unusable") rather than one
+		// damaged row stopping every claim that takes it.
+		out[i], _ = rows[i].event()
 	}
 	slices.SortFunc(out, func(a, b mapper.Event) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
 	return out, nil
@@ -221,7 +224,10 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, l
 	}
 	out := make([]mapper.Delivery, len(rows))
 	for i := range rows {
-		out[i] = rows[i].delivery()
+		var err error
+		if out[i], err = rows[i].delivery(); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.fromEvents(ctx, out, true); err != nil {
 		return nil, err
@@ -234,6 +240,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int, l
 type kept struct {
 	ID           string `bun:"id"`
 	Payload      []byte `bun:"payload"`
+	PayloadCodec int16  `bun:"payload_codec"`
 	Signature    string `bun:"signature"`
 	TraceContext string `bun:"trace_context"`
 }
@@ -252,7 +259,7 @@ func (s *Store) fromEvents(ctx context.Context, ds []mapper.Delivery, bodies boo
 	}
 	cols := []string{"id", "signature", "trace_context"}
 	if bodies {
-		cols = append(cols, "payload")
+		cols = append(cols, "payload", "payload_codec")
 	}
 	var es []kept
 	if err := s.read.NewSelect().Table("mapper_events").Column(cols...).Where("id IN (?)", bun.In(events)).Scan(ctx, &es); err != nil {
@@ -272,7 +279,11 @@ func (s *Store) fromEvents(ctx context.Context, ds []mapper.Delivery, bodies boo
 		if d.Original {
 			d.MetaSignature = cmp.Or(d.MetaSignature, e.Signature)
 			if bodies {
-				d.Body = e.Payload
+				body, err := unpack(e.Payload, e.PayloadCodec)
+				if err != nil {
+					return fmt.Errorf("event %s of delivery %s: %w", e.ID, d.ID, err)
+				}
+				d.Body = body
 			}
 		}
 	}

@@ -44,7 +44,7 @@ func (s *Store) pgxTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	})
 }
 
-func (s *Store) commitEventsPG(ctx context.Context, evs []*mapper.Event, errs []error) error {
+func (s *Store) commitEventsPG(ctx context.Context, evs []*mapper.Event, payloads []stored, errs []error) error {
 	return s.pgxTx(ctx, func(tx pgx.Tx) error {
 		if err := refuseTakenIDs(ctx, tx, evs, errs); err != nil {
 			return err
@@ -58,7 +58,7 @@ func (s *Store) commitEventsPG(ctx context.Context, evs []*mapper.Event, errs []
 			if errs[i] != nil {
 				continue
 			}
-			r := toEventRow(ev)
+			r := toEventRow(ev, payloads[i])
 			writes.Queue(insertEventSQL.pg, r.args()...)
 			if len(ev.AccountIDs) > 0 {
 				writes.Queue(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id)

@@ -25,7 +25,7 @@ func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (map
 		return mapper.Page[mapper.Delivery]{}, translate(err)
 	}
 	var page mapper.Page[mapper.Delivery]
-	page.Items, page.NextCursor = pageOf(rows, limit, (*deliveryRow).delivery, func(r *deliveryRow) (int64, string) { return r.CreatedAt, r.ID })
+	page.Items, page.NextCursor = pageOf(rows, limit, (*deliveryRow).listed, func(r *deliveryRow) (int64, string) { return r.CreatedAt, r.ID })
 	if err := s.fromEvents(ctx, page.Items, false); err != nil {
 		return mapper.Page[mapper.Delivery]{}, err
 	}

@@ -2,6 +2,7 @@ package bunstore
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -51,7 +52,8 @@ type eventRow struct {
 	ID            string `bun:"id,pk"`
 	ReceivedAt    int64  `bun:"received_at"`
 	Object        string `bun:"object"`
-	Payload       []byte `bun:"payload"`
+	Payload       []byte `bun:"payload"` // as stored: see PayloadCodec
+	PayloadCodec  int16  `bun:"payload_codec"`
 	Signature     string `bun:"signature"`
 	Items         string `bun:"items"`
 	AccountIDs    string `bun:"account_ids"`
@@ -80,7 +82,8 @@ type deliveryRow struct {
 	EventID        string `bun:"event_id"`
 	AppID          string `bun:"app_id"`
 	OwnerIDs       string `bun:"owner_ids"`
-	Body           []byte `bun:"body"`
+	Body           []byte `bun:"body"` // as stored: see BodyCodec
+	BodyCodec      int16  `bun:"body_codec"`
 	Original       bool   `bun:"original"`
 	MetaSignature  string `bun:"meta_signature"`
 	Ordered        bool   `bun:"ordered"`
@@ -112,13 +115,14 @@ type attemptRow struct {
 // args are the row's values in the order of insertEventSQL.
 func (r *eventRow) args() []any {
 	return []any{r.ID, r.ReceivedAt, r.Object, r.Payload, r.Signature, r.Items, r.AccountIDs, r.Status, r.Owners, r.Unroutable,
-		r.RouteAttempts, r.LastError, r.NextAttemptAt, r.RoutedAt, r.CompletedAt, r.LeaseToken, r.TraceContext}
+		r.RouteAttempts, r.LastError, r.NextAttemptAt, r.RoutedAt, r.CompletedAt, r.LeaseToken, r.TraceContext, r.PayloadCodec}
 }
 
 // args are the row's values in the order of deliveryColumns.
 func (d *deliveryRow) args() []any {
 	return []any{d.ID, d.EventID, d.AppID, d.OwnerIDs, d.Body, d.Original, d.MetaSignature, d.Ordered, d.Status, d.Attempts,
-		d.AttemptBase, d.CycleStart, d.NextAttemptAt, d.LastStatusCode, d.LastError, d.CreatedAt, d.CompletedAt, d.LeaseToken, d.TraceContext}
+		d.AttemptBase, d.CycleStart, d.NextAttemptAt, d.LastStatusCode, d.LastError, d.CreatedAt, d.CompletedAt, d.LeaseToken, d.TraceContext,
+		d.BodyCodec}
 }
 
 // attemptArgs are an attempt's values in the order of attemptColumns.
@@ -128,7 +132,7 @@ func attemptArgs(a mapper.Attempt) []any {
 
 // routeArgs are routeEventSQL's values for a routed event.
 func routeArgs(ev *mapper.Event) []any {
-	r := toEventRow(ev)
+	r := toEventRow(ev, stored{})
 	return []any{r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.RoutedAt, r.CompletedAt, r.NextAttemptAt, ev.ID, ev.LeaseToken}
 }
 
@@ -170,13 +174,14 @@ func (r *appRow) app() *mapper.WorkerApp {
 	return a
 }
 
-func toEventRow(e *mapper.Event) *eventRow {
+// toEventRow converts an event, with its payload as pack stored it.
+func toEventRow(e *mapper.Event, payload stored) *eventRow {
 	items := e.Items
 	if items == nil {
 		items = []mapper.EventItem{}
 	}
 	return &eventRow{
-		ID: e.ID, ReceivedAt: us(e.ReceivedAt), Object: e.Object, Payload: e.Payload, Signature: e.Signature,
+		ID: e.ID, ReceivedAt: us(e.ReceivedAt), Object: e.Object, Payload: payload.data, PayloadCodec: payload.codec, Signature: e.Signature,
 		Items: jsonText(items), AccountIDs: jsonText(orEmpty(e.AccountIDs)), Status: string(e.Status),
 		Owners: jsonText(orEmpty(e.Owners)), Unroutable: jsonText(orEmpty(e.Unroutable)),
 		RouteAttempts: e.RouteAttempts, LastError: e.LastError, NextAttemptAt: us(e.NextAttemptAt),
@@ -184,9 +189,15 @@ func toEventRow(e *mapper.Event) *eventRow {
 	}
 }
 
-func (r *eventRow) event() mapper.Event {
+// event converts the row, expanding its payload when it was read: a
+// payload that cannot be is an error naming the event.
+func (r *eventRow) event() (mapper.Event, error) {
+	payload, err := unpack(r.Payload, r.PayloadCodec)
+	if err != nil {
+		err = fmt.Errorf("event %s: %w", r.ID, err)
+	}
 	e := mapper.Event{
-		ID: r.ID, ReceivedAt: fromUS(r.ReceivedAt), Object: r.Object, Payload: r.Payload, Signature: r.Signature,
+		ID: r.ID, ReceivedAt: fromUS(r.ReceivedAt), Object: r.Object, Payload: payload, Signature: r.Signature,
 		Status: mapper.EventStatus(r.Status), RouteAttempts: r.RouteAttempts, LastError: r.LastError,
 		NextAttemptAt: fromUS(r.NextAttemptAt), RoutedAt: fromUSPtr(r.RoutedAt), CompletedAt: fromUSPtr(r.CompletedAt),
 		LeaseToken: r.LeaseToken, TraceContext: r.TraceContext,
@@ -201,6 +212,13 @@ func (r *eventRow) event() mapper.Event {
 	if len(e.Unroutable) == 0 {
 		e.Unroutable = nil
 	}
+	return e, err
+}
+
+// listed converts a row of a listing, which does not read payloads and
+// so cannot fail.
+func (r *eventRow) listed() mapper.Event {
+	e, _ := r.event()
 	return e
 }
 
@@ -217,7 +235,8 @@ func toDeliveryRow(d *mapper.Delivery) *deliveryRow {
 	// signature: they are stored once, with the event (see claimed).
 	if !d.Original {
 		r.MetaSignature = d.MetaSignature
-		r.Body = d.Body
+		body := pack(d.Body)
+		r.Body, r.BodyCodec = body.data, body.codec
 		if r.Body == nil {
 			r.Body = []byte{}
 		}
@@ -225,15 +244,28 @@ func toDeliveryRow(d *mapper.Delivery) *deliveryRow {
 	return r
 }
 
-func (r *deliveryRow) delivery() mapper.Delivery {
+// delivery converts the row, expanding its body when it was read: a body
+// that cannot be is an error naming the delivery.
+func (r *deliveryRow) delivery() (mapper.Delivery, error) {
+	body, err := unpack(r.Body, r.BodyCodec)
+	if err != nil {
+		err = fmt.Errorf("delivery %s: %w", r.ID, err)
+	}
 	d := mapper.Delivery{
-		ID: r.ID, EventID: r.EventID, AppID: r.AppID, Body: r.Body, Original: r.Original, MetaSignature: r.MetaSignature,
+		ID: r.ID, EventID: r.EventID, AppID: r.AppID, Body: body, Original: r.Original, MetaSignature: r.MetaSignature,
 		Ordered: r.Ordered, Status: mapper.DeliveryStatus(r.Status), Attempts: r.Attempts,
 		AttemptBase: r.AttemptBase, CycleStart: fromUS(r.CycleStart), NextAttemptAt: fromUS(r.NextAttemptAt),
 		LastStatusCode: r.LastStatusCode, LastError: r.LastError, CreatedAt: fromUS(r.CreatedAt),
 		CompletedAt: fromUSPtr(r.CompletedAt), LeaseToken: r.LeaseToken, TraceContext: r.TraceContext,
 	}
 	_ = json.Unmarshal([]byte(r.OwnerIDs), &d.OwnerIDs)
+	return d, err
+}
+
+// listed converts a row of a listing, which does not read bodies and so
+// cannot fail.
+func (r *deliveryRow) listed() mapper.Delivery {
+	d, _ := r.delivery()
 	return d
 }
 
