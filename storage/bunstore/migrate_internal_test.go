@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/testing/containertest"
@@ -144,6 +145,41 @@ VALUES ('dlv_1', 1, 12, 1500, 200, '', 'delivered', 'ok')`,
 				t.Fatal(err)
 			}
 			rowsThere("after rollback")
+		})
+	}
+}
+
+// Pruning deletes an event's accounts by their keys, read from the
+// event's row (there is no index by event to find them by): none is left
+// behind, of one account or of several, and the kept event keeps its.
+func TestPruneTakesEventAccounts(t *testing.T) {
+	ctx := context.Background()
+	for name, open := range dialects {
+		t.Run(name, func(t *testing.T) {
+			s := migratedUpTo(t, open, "")
+			for _, q := range []string{
+				`INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, next_attempt_at, completed_at)
+VALUES ('evt_1', 10, 'instagram', '{}', '', '[]', '["1"]', 'delivered', 10, 20),
+       ('evt_2', 11, 'instagram', '{}', '', '[]', '["1","2"]', 'delivered', 11, 21),
+       ('evt_3', 12, 'instagram', '{}', '', '[]', '["2"]', 'delivered', 12, 9000000)`,
+				`INSERT INTO mapper_event_accounts (account_id, received_at, event_id)
+VALUES ('1', 10, 'evt_1'), ('1', 11, 'evt_2'), ('2', 11, 'evt_2'), ('2', 12, 'evt_3')`,
+			} {
+				if _, err := s.db.ExecContext(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := s.Prune(ctx, time.UnixMicro(1000), 0)
+			if err != nil || n != 2 {
+				t.Fatalf("pruned %d, %v", n, err)
+			}
+			var left []string
+			if err := s.db.NewRaw("SELECT event_id FROM mapper_event_accounts ORDER BY event_id").Scan(ctx, &left); err != nil {
+				t.Fatal(err)
+			}
+			if len(left) != 1 || left[0] != "evt_3" {
+				t.Errorf("event accounts left: %v", left)
+			}
 		})
 	}
 }

@@ -183,6 +183,8 @@ func (s *Store) Prune(ctx context.Context, before time.Time, batch int) (int64, 
 			ID        string `bun:"id"`
 			Items     string `bun:"items"`
 			Completed int64  `bun:"completed_at"`
+			Received  int64  `bun:"received_at"`
+			Accounts  string `bun:"account_ids"`
 		}
 		var took time.Duration
 		err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
@@ -199,12 +201,18 @@ func (s *Store) Prune(ctx context.Context, before time.Time, batch int) (int64, 
 			}
 			ids := make([]string, len(rows))
 			var keys []string
+			var accounts [][]any // the event accounts' primary keys
 			for i, r := range rows {
 				ids[i] = r.ID
 				var items []struct{ Key string }
 				_ = json.Unmarshal([]byte(r.Items), &items)
 				for _, it := range items {
 					keys = append(keys, it.Key)
+				}
+				var accs []string
+				_ = json.Unmarshal([]byte(r.Accounts), &accs)
+				for _, a := range accs {
+					accounts = append(accounts, []any{a, r.Received, r.ID})
 				}
 			}
 			// Children first, so that no foreign-key setting is needed. A
@@ -214,7 +222,9 @@ func (s *Store) Prune(ctx context.Context, before time.Time, batch int) (int64, 
 			qs := []*bun.DeleteQuery{
 				tx.NewDelete().Table("mapper_attempts").Where("delivery_id IN (?)", deliveries),
 				tx.NewDelete().Table("mapper_deliveries").Where("event_id IN (?)", bun.In(ids)),
-				tx.NewDelete().Table("mapper_event_accounts").Where("event_id IN (?)", bun.In(ids)),
+			}
+			if len(accounts) > 0 {
+				qs = append(qs, deleteEventAccounts(tx, accounts))
 			}
 			if len(keys) > 0 {
 				qs = append(qs, tx.NewDelete().Table("mapper_dedup_keys").Where("dedup_key IN (?) AND event_id IN (?)", bun.In(keys), bun.In(ids)))
@@ -256,8 +266,14 @@ func (s *Store) Prune(ctx context.Context, before time.Time, batch int) (int64, 
 // newest first, for each batch: pruning a day of a week's history read
 // the week thousands of times, holding the writer all along.
 func (s *Store) pruneSelectSQL() string {
-	return `SELECT id, items, completed_at FROM mapper_events` + s.indexedBy("mapper_events_completed") + `
+	return `SELECT id, items, completed_at, received_at, account_ids FROM mapper_events` + s.indexedBy("mapper_events_completed") + `
 WHERE completed_at >= ? AND completed_at < ? AND status IN (?) ORDER BY completed_at LIMIT ?`
+}
+
+// deleteEventAccounts deletes event accounts by their primary keys
+// (account, received_at, event): there is no index by event.
+func deleteEventAccounts(db bun.IDB, keys [][]any) *bun.DeleteQuery {
+	return db.NewDelete().Table("mapper_event_accounts").Where("(account_id, received_at, event_id) IN (VALUES ?)", bun.In(keys))
 }
 
 // rest pauses after a batch that took took, so that pruning leaves the

@@ -50,7 +50,11 @@ INSERT INTO mapper_deliveries (id, event_id, app_id, owner_ids, original, status
 SELECT 'dlv_' || lpad(g::text, 10, '0'), 'evt_' || lpad(g::text, 10, '0'), 'app_' || (g % 5), '[]', TRUE, ` + status + `,
        1764331200000000 + g * 1000, 1764331200000000 + g * 1000,
        CASE WHEN g % 1000 = 0 THEN NULL ELSE 1764331200000000 + g * 1000 + 5000 END
-FROM generate_series(1, 300000) AS g`, "ANALYZE"} {
+FROM generate_series(1, 300000) AS g`, `
+INSERT INTO mapper_worker_apps (id, name, url, secret, enabled, created_at, updated_at)
+SELECT 'app_' || g, 'app ' || g, 'http://app', 's', TRUE, 0, 0 FROM generate_series(0, 4) AS g`, `
+INSERT INTO mapper_app_accounts (account_id, app_id)
+SELECT g::text, 'app_' || (g % 5) FROM generate_series(0, 99999) AS g`, "ANALYZE"} {
 		if _, err := s.db.ExecContext(ctx, fill); err != nil {
 			t.Fatal(err)
 		}
@@ -70,6 +74,8 @@ FROM generate_series(1, 300000) AS g`, "ANALYZE"} {
 		"metrics, oldest":     {s.statsOldestSQL(), nil},
 		"metrics, recent":     {s.statsRecentSQL(), []any{since, percentileSample}},
 		"prune":               {s.pruneSelectSQL(), []any{0, since, bun.In(ended), 128}},
+		"prune, event accounts": {deleteEventAccounts(s.db, [][]any{{"42", 1764331200042000, "evt_0000000042"},
+			{"43", 1764331200043000, "evt_0000000043"}}).String(), nil},
 	}
 	listing := func(name string, sel *bun.SelectQuery, err error) {
 		if err != nil {
@@ -98,9 +104,11 @@ FROM generate_series(1, 300000) AS g`, "ANALYZE"} {
 		listing(name, sel, err)
 	}
 
-	// The tables that grow with history; the apps' ones are small and
-	// empty here.
-	history := regexp.MustCompile(`Seq Scan on mapper_(events|deliveries|event_accounts|attempts|dedup_keys) `)
+	// The tables that grow with history, and the routes (100,000
+	// accounts here; an ordered delivery's claim looks its events'
+	// accounts up by key).
+	history := regexp.MustCompile(`Seq Scan on mapper_(events|deliveries|event_accounts|attempts|dedup_keys|app_accounts) `)
+	sorts, valuesSorts := regexp.MustCompile(`Sort  \(`), regexp.MustCompile(`Sort Key: "\*VALUES\*"`)
 	for name, q := range queries {
 		rows, err := s.db.QueryContext(ctx, "EXPLAIN "+q.sql, q.args...)
 		if err != nil {
@@ -117,7 +125,9 @@ FROM generate_series(1, 300000) AS g`, "ANALYZE"} {
 		rows.Close()
 		text := strings.Join(plan, "\n")
 		t.Logf("%s:\n%s", name, text)
-		if history.MatchString(text) || strings.Contains(text, "Sort") {
+		// A sort of the statement's own VALUES list (to drop repeats) is
+		// not one of stored rows.
+		if history.MatchString(text) || len(sorts.FindAllString(text, -1)) > len(valuesSorts.FindAllString(text, -1)) {
 			t.Errorf("%s reads a table sequentially or sorts:\n%s", name, text)
 		}
 	}
