@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,17 +226,24 @@ func errorType(err error) string {
 	return "error"
 }
 
-// carrier serialises a span context for the store: what the propagator
-// writes (traceparent, tracestate), as JSON.
+// carrier serialises a span context for the store: the traceparent's
+// value alone when that is all the propagator wrote (the common case, 55
+// bytes instead of 73 as JSON, in every event kept), else the carrier
+// (traceparent, tracestate, ...) as a JSON object.
 func (m *Mapper) carrier(ctx context.Context) string {
 	c := propagation.MapCarrier{}
 	m.tel.propagator.Inject(ctx, c)
 	if len(c) == 0 {
 		return ""
 	}
+	if tp, ok := c[traceparent]; ok && len(c) == 1 && !strings.HasPrefix(tp, "{") {
+		return tp
+	}
 	b, _ := json.Marshal(c)
 	return string(b)
 }
+
+const traceparent = "traceparent"
 
 // resume returns ctx with the stored span context as remote parent, so
 // background work continues the intake's trace, even after a restart or
@@ -245,7 +253,9 @@ func (m *Mapper) resume(ctx context.Context, stored string) context.Context {
 		return ctx
 	}
 	c := propagation.MapCarrier{}
-	if json.Unmarshal([]byte(stored), &c) != nil {
+	if !strings.HasPrefix(stored, "{") {
+		c[traceparent] = stored
+	} else if json.Unmarshal([]byte(stored), &c) != nil {
 		return ctx
 	}
 	return m.tel.propagator.Extract(ctx, c)

@@ -156,8 +156,9 @@ type Event struct {
 	// LeaseToken is set by a claim and must accompany the claimer's writes.
 	LeaseToken string `json:"-"`
 	// TraceContext is the intake's span context as the propagator wrote it
-	// (JSON of traceparent and tracestate), so that routing and delivery
-	// continue the same trace after a restart or on another replica.
+	// (the traceparent's value when that is all, else a JSON object of
+	// traceparent, tracestate, ...), so that routing and delivery continue
+	// the same trace after a restart or on another replica.
 	TraceContext string `json:"-"`
 }
 

@@ -4,8 +4,9 @@
 //
 // Open a store with [OpenPostgres] or [OpenSQLite], or wrap a *bun.DB of
 // your own with [New]; then call [Store.Migrate] (the reference server
-// does it at start-up). The schema is a set of SQL migrations embedded in
-// the package and run with bun's migrate package, recorded in the table
+// does it at start-up). The schema is a set of migrations embedded in the
+// package (SQL, and one in Go whose way down expands compressed payloads)
+// and run with bun's migrate package, recorded in the table
 // mapper_migrations; [Store.Rollback] and [Store.MigrationStatus] serve
 // operators. Every table is prefixed mapper_.
 //
@@ -35,11 +36,20 @@
 // Times are Unix microseconds in BIGINT columns, the same in both
 // dialects. The claim queries read partial indexes over pending rows only
 // (mapper_events_due, mapper_deliveries_due), so their cost does not grow
-// with the number of finished events; the log reads
-// (received_at DESC, id DESC) indexes, with the status or the account in
+// with the number of finished events; the log reads (received_at, id)
+// indexes backwards, newest first, with the status or the account in
 // front when filtered, and pages with a keyset cursor rather than OFFSET.
-// TestQueryPlans shows PostgreSQL's plans for these queries over a large
-// table.
+// TestPostgresQueryPlans and the SQLite plan tests fail on a scan of a
+// history table or a sort.
+//
+// # Storage
+//
+// Payloads, and the bodies of deliveries that carry only part of one,
+// are stored compressed: Zstandard with a preset dictionary of Instagram's
+// webhook shapes, which stores a one-comment webhook of about 340 bytes in
+// about 130. Each row names its codec (rows stored before are read as they
+// are), and a codec's dictionary never changes. Compression runs in the
+// caller of CreateEvent, not in the single writer.
 package bunstore
 
 import (
