@@ -165,11 +165,16 @@ func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []m
 			return fmt.Errorf("attempt of delivery %q, which is not in the route: %w", a.DeliveryID, mapper.ErrConflict)
 		}
 	}
+	// The rows, bodies compressed, are made here, not in the single writer.
+	rows := make([]*deliveryRow, len(deliveries))
+	for i := range deliveries {
+		rows[i] = toDeliveryRow(&deliveries[i])
+	}
 	if s.pg {
-		return s.routes.send(commitReq{ctx: ctx, route: &routeReq{ev, deliveries, attempts}})
+		return s.routes.send(commitReq{ctx: ctx, route: &routeReq{ev, rows, attempts}})
 	}
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if err := s.route(ctx, tx, ev, deliveries); err != nil {
+		if err := s.route(ctx, tx, ev, rows); err != nil {
 			return err
 		}
 		return s.insertAttempts(ctx, tx, attempts)
@@ -177,13 +182,12 @@ func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []m
 }
 
 // route stores a routed event and its deliveries, leased as given.
-func (s *Store) route(ctx context.Context, tx bun.Tx, ev *mapper.Event, deliveries []mapper.Delivery) error {
+func (s *Store) route(ctx context.Context, tx bun.Tx, ev *mapper.Event, deliveries []*deliveryRow) error {
 	res, err := s.exec(ctx, tx, routeEventSQL, routeArgs(ev)...)
 	if err := s.matched(ctx, tx, res, err, "mapper_events", ev.ID); err != nil {
 		return err
 	}
-	for i := range deliveries {
-		d := toDeliveryRow(&deliveries[i])
+	for _, d := range deliveries {
 		if _, err := s.exec(ctx, tx, insertDeliverySQL, d.args()...); err != nil {
 			return translate(err)
 		}

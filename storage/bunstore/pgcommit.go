@@ -142,7 +142,7 @@ SELECT k, $2, $3 FROM unnest($1::text[]) AS k ON CONFLICT (dedup_key) DO NOTHING
 
 type routeReq struct {
 	ev         *mapper.Event
-	deliveries []mapper.Delivery
+	deliveries []*deliveryRow
 	attempts   []mapper.Attempt
 }
 
@@ -204,7 +204,7 @@ func (s *Store) commitRoutesPG(batch []commitReq, errs []error) {
 // and the inserts read it, so that with the lease lost nothing is
 // written. PostgreSQL checks the attempts' foreign keys at the end of the
 // statement, when the deliveries they name exist.
-func (s *Store) recordRoutePG(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
+func (s *Store) recordRoutePG(ctx context.Context, ev *mapper.Event, deliveries []*deliveryRow, attempts []mapper.Attempt) error {
 	q, args := recordRouteArgs(ev, deliveries, attempts)
 	var n int
 	if err := s.db.DB.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
@@ -217,10 +217,9 @@ func (s *Store) recordRoutePG(ctx context.Context, ev *mapper.Event, deliveries 
 }
 
 // recordRouteArgs is RouteEvent's statement and its arguments.
-func recordRouteArgs(ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) (string, []any) {
+func recordRouteArgs(ev *mapper.Event, deliveries []*deliveryRow, attempts []mapper.Attempt) (string, []any) {
 	args := routeArgs(ev)
-	for i := range deliveries {
-		d := toDeliveryRow(&deliveries[i])
+	for _, d := range deliveries {
 		args = append(args, d.args()...)
 	}
 	for _, a := range attempts {
