@@ -160,35 +160,43 @@ func runHistory(o options) error {
 	// that only the pruning differs.
 	// The server logs how many events it pruned when pruning ends, or
 	// when it stops.
-	fixedRun := func(retention string) (Result, *lineWatch, time.Time, time.Time, error) {
+	type fixedRunResult struct {
+		res              Result
+		watch            *lineWatch // the server's "pruned old events" lines
+		started, stopped time.Time
+	}
+	fixedRun := func(retention string) (fixedRunResult, error) {
 		f := fixed
 		f.retention = retention
 		watch := &lineWatch{match: "pruned old events", out: os.Stderr}
 		f.serverLog, f.logLevel = watch, "info"
 		url, srv, err := startServer(f, bin, tmp)
 		if err != nil {
-			return Result{}, nil, time.Time{}, time.Time{}, err
+			return fixedRunResult{}, err
 		}
 		started := time.Now()
 		res := measure(f, url, workers)
 		stopServer(srv)
-		return res, watch, started, time.Now(), nil
+		return fixedRunResult{res, watch, started, time.Now()}, nil
 	}
 	fmt.Fprintln(os.Stderr, "fixed rate, no pruning…")
-	if rep.Steady, _, _, _, err = fixedRun("0"); err != nil {
+	steady, err := fixedRun("0")
+	if err != nil {
 		return err
 	}
+	rep.Steady = steady.res
 	fmt.Fprintln(os.Stderr, "fixed rate while pruning…")
-	var watch *lineWatch
-	var started, stopped time.Time
-	if rep.Pruning, watch, started, stopped, err = fixedRun(""); err != nil {
+	pruning, err := fixedRun("")
+	if err != nil {
 		return err
 	}
+	rep.Pruning = pruning.res
+	started, stopped := pruning.started, pruning.stopped
 	// Pruning over within the run logged every event, before the server
 	// stopped; otherwise the count came at the stop.
 	over := stopped
-	if rep.PrunedInRun = watch.events(); rep.PrunedInRun >= rep.Pruned && watch.seen().Before(stopped) {
-		over = watch.seen()
+	if rep.PrunedInRun = pruning.watch.events(); rep.PrunedInRun >= rep.Pruned && pruning.watch.seen().Before(stopped) {
+		over = pruning.watch.seen()
 		rep.PruneTime = over.Sub(started)
 	}
 	if d := over.Sub(started); d > 0 {
