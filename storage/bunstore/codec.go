@@ -116,7 +116,7 @@ func unpack(data []byte, codec int16) ([]byte, error) {
 // reads them.
 func compressedPayloads() migrate.Migration {
 	return migrate.Migration{
-		Name:    "20261201000008",
+		Name:    "20261130000008",
 		Comment: "compressed_payloads",
 		Up: func(ctx context.Context, m *migrate.Migrator, _ *migrate.Migration) error {
 			return m.DB().RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
