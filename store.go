@@ -111,7 +111,8 @@ type Store interface {
 	// claimable from its NextAttemptAt on. An event put back pending with
 	// no deliveries (routing must wait) is claimable again from its
 	// NextAttemptAt. ErrLeaseLost when the event's lease is no longer
-	// ev.LeaseToken; nothing is stored then.
+	// ev.LeaseToken; ErrConflict for an attempt of a delivery not in
+	// deliveries, or a second attempt of one; nothing is stored then.
 	RouteEvent(ctx context.Context, ev *Event, deliveries []Delivery, attempts []Attempt) error
 	// ClaimDeliveries leases up to limit pending deliveries that are due, as
 	// ClaimEvents does, leaving out deliveries to the apps in skipApps (an

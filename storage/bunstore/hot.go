@@ -60,9 +60,17 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	routeEventSQL         = hot(`UPDATE mapper_events SET status = ?, owners = ?, unroutable = ?, route_attempts = ?, last_error = ?,
 routed_at = ?, completed_at = ?, next_attempt_at = ?, lease_token = '' WHERE id = ? AND status = 'pending' AND lease_token = ?`)
 	insertDeliverySQL = hot(insertSQL("mapper_deliveries", deliveryColumns))
-	insertAttemptSQL  = hot(insertSQL("mapper_attempts", attemptColumns))
+	// recordDeliverySQL gives a claim back unattempted; recordAttemptSQL
+	// records an attempt, which the row holds from then on, after
+	// moveAttemptSQL has moved the one it held before to the attempts
+	// table (both only while the lease holds).
 	recordDeliverySQL = hot(`UPDATE mapper_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?,
 completed_at = ?, lease_token = '' WHERE id = ? AND status = 'pending' AND lease_token = ?`)
+	recordAttemptSQL = hot(`UPDATE mapper_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?,
+completed_at = ?, lease_token = '', ` + setColumns(heldColumns) + ` WHERE id = ? AND status = 'pending' AND lease_token = ?`)
+	moveAttemptSQL = hot(`INSERT INTO mapper_attempts (` + columnNames(attemptColumns) + `)
+SELECT id, ` + columnNames(heldColumns) + ` FROM mapper_deliveries
+WHERE id = ? AND status = 'pending' AND lease_token = ? AND attempt_number IS NOT NULL`)
 	eventStateSQL     = hot(`SELECT status, unroutable FROM mapper_events WHERE id = ?`)
 	deliveryStatesSQL = hot(`SELECT status, completed_at FROM mapper_deliveries WHERE event_id = ?`)
 	settleEventSQL    = hot(`UPDATE mapper_events SET status = ?, completed_at = ? WHERE id = ? AND status = 'dispatched'`)
@@ -78,11 +86,15 @@ type column struct{ name, pgType string }
 
 // The columns of the hot inserts, in the order of their rows' args.
 var (
-	deliveryColumns = []column{{"id", "text"}, {"event_id", "text"}, {"app_id", "text"}, {"owner_ids", "text"}, {"body", "bytea"},
+	deliveryFields = []column{{"id", "text"}, {"event_id", "text"}, {"app_id", "text"}, {"owner_ids", "text"}, {"body", "bytea"},
 		{"original", "boolean"}, {"meta_signature", "text"}, {"ordered", "boolean"}, {"status", "text"}, {"attempts", "integer"},
 		{"attempt_base", "integer"}, {"cycle_start", "bigint"}, {"next_attempt_at", "bigint"}, {"last_status_code", "integer"},
 		{"last_error", "text"}, {"created_at", "bigint"}, {"completed_at", "bigint"}, {"lease_token", "text"}, {"trace_context", "text"},
 		{"body_codec", "smallint"}}
+	deliveryColumns = append(deliveryFields, heldColumns...)
+	// heldColumns are the last attempt's, in a delivery's row.
+	heldColumns = []column{{"attempt_number", "integer"}, {"attempt_started_at", "bigint"}, {"attempt_duration_us", "bigint"},
+		{"attempt_status_code", "integer"}, {"attempt_error", "text"}, {"attempt_outcome", "text"}, {"attempt_response_body", "text"}}
 	attemptColumns = []column{{"delivery_id", "text"}, {"number", "integer"}, {"started_at", "bigint"}, {"duration_us", "bigint"},
 		{"status_code", "integer"}, {"error", "text"}, {"outcome", "text"}, {"response_body", "text"}}
 )
@@ -93,6 +105,15 @@ func columnNames(cols []column) string {
 		names[i] = c.name
 	}
 	return strings.Join(names, ", ")
+}
+
+// setColumns is "a = ?, b = ?" for an UPDATE.
+func setColumns(cols []column) string {
+	sets := make([]string, len(cols))
+	for i, c := range cols {
+		sets[i] = c.name + " = ?"
+	}
+	return strings.Join(sets, ", ")
 }
 
 func insertSQL(table string, cols []column) string {

@@ -3,6 +3,8 @@ package bunstore
 import (
 	"context"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -179,6 +181,102 @@ VALUES ('1', 10, 'evt_1'), ('1', 11, 'evt_2'), ('2', 11, 'evt_2'), ('2', 12, 'ev
 			}
 			if len(left) != 1 || left[0] != "evt_3" {
 				t.Errorf("event accounts left: %v", left)
+			}
+		})
+	}
+}
+
+// A delivery's last attempt is held in its row from migration 10 on: an
+// attempt stored before stays in the table and is read with the held one,
+// a retry moves the held one to the table, and the rollback moves every
+// held attempt back to the table before the columns go.
+func TestLastAttemptInRowMigration(t *testing.T) {
+	ctx := context.Background()
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	for name, open := range dialects {
+		t.Run(name, func(t *testing.T) {
+			s := migratedUpTo(t, open, "20261130000009")
+			for _, q := range []string{
+				`INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, next_attempt_at)
+VALUES ('evt_1', 10, 'instagram', '{}', 'sha256=abc', '[{"key":"k1"}]', '["1"]', 'dispatched', 10)`,
+				`INSERT INTO mapper_deliveries (id, event_id, app_id, owner_ids, original, meta_signature, status, attempts, next_attempt_at, created_at, lease_token)
+VALUES ('dlv_1', 'evt_1', 'app_1', '["1"]', TRUE, '', 'pending', 1, 10, 11, 'tok')`,
+				`INSERT INTO mapper_attempts (delivery_id, number, started_at, duration_us, status_code, error, outcome, response_body)
+VALUES ('dlv_1', 1, 12, 1500, 503, 'HTTP 503', 'pending', 'busy')`,
+			} {
+				if _, err := s.db.ExecContext(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			history := func() []mapper.Attempt {
+				t.Helper()
+				ds, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{ID: "dlv_1", Attempts: true})
+				if err != nil || len(ds.Items) != 1 {
+					t.Fatalf("delivery: %+v %v", ds, err)
+				}
+				return ds.Items[0].History
+			}
+			if h := history(); len(h) != 1 || h[0].Number != 1 || h[0].ResponseBody != "busy" {
+				t.Fatalf("history stored before: %+v", h)
+			}
+			d := mapper.Delivery{ID: "dlv_1", EventID: "evt_1", Status: mapper.DeliveryPending, Attempts: 2, NextAttemptAt: at.Add(time.Minute),
+				LastStatusCode: 500, LastError: "HTTP 500", LeaseToken: "tok"}
+			second := mapper.Attempt{DeliveryID: "dlv_1", Number: 2, StartedAt: at, Duration: 2 * time.Millisecond, StatusCode: 500,
+				Error: "HTTP 500", Outcome: mapper.DeliveryPending, ResponseBody: "oops"}
+			if err := s.RecordAttempt(ctx, &d, &second); err != nil {
+				t.Fatal(err)
+			}
+			var inTable int
+			if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM mapper_attempts WHERE delivery_id = 'dlv_1'").Scan(&inTable); err != nil || inTable != 1 {
+				t.Fatalf("attempts in the table: %d %v", inTable, err)
+			}
+			// The third: the second moves to the table.
+			if _, err := s.db.ExecContext(ctx, "UPDATE mapper_deliveries SET lease_token = 'tok2' WHERE id = 'dlv_1'"); err != nil {
+				t.Fatal(err)
+			}
+			done := at.Add(2 * time.Minute)
+			d.Status, d.Attempts, d.LastStatusCode, d.LastError, d.CompletedAt, d.LeaseToken = mapper.DeliveryDelivered, 3, 200, "", &done, "tok2"
+			third := mapper.Attempt{DeliveryID: "dlv_1", Number: 3, StartedAt: done, Duration: time.Millisecond, StatusCode: 200,
+				Outcome: mapper.DeliveryDelivered, ResponseBody: "ok"}
+			if err := s.RecordAttempt(ctx, &d, &third); err != nil {
+				t.Fatal(err)
+			}
+			want := []mapper.Attempt{
+				{DeliveryID: "dlv_1", Number: 1, StartedAt: fromUS(12), Duration: 1500 * time.Microsecond, StatusCode: 503, Error: "HTTP 503",
+					Outcome: mapper.DeliveryPending, ResponseBody: "busy"},
+				second, third,
+			}
+			if h := history(); !reflect.DeepEqual(h, want) {
+				t.Fatalf("history:\n got %+v\nwant %+v", h, want)
+			}
+			if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM mapper_attempts WHERE delivery_id = 'dlv_1'").Scan(&inTable); err != nil || inTable != 2 {
+				t.Fatalf("attempts in the table after the third: %d %v", inTable, err)
+			}
+
+			// Down: the held attempt is in the table again.
+			if _, err := s.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var numbers []int
+			rows, err := s.db.QueryContext(ctx, "SELECT number FROM mapper_attempts WHERE delivery_id = 'dlv_1' AND started_at > 0 ORDER BY number")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var n int
+				if err := rows.Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				numbers = append(numbers, n)
+			}
+			if err := rows.Err(); err != nil || !slices.Equal(numbers, []int{1, 2, 3}) {
+				t.Fatalf("attempts after rollback: %v %v", numbers, err)
+			}
+			if _, err := s.db.ExecContext(ctx, "SELECT attempt_number FROM mapper_deliveries"); err == nil {
+				t.Error("attempt_number is still there after the rollback")
 			}
 		})
 	}

@@ -160,24 +160,28 @@ func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []m
 	if ev.LeaseToken == "" {
 		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
 	}
-	for _, a := range attempts {
-		if !slices.ContainsFunc(deliveries, func(d mapper.Delivery) bool { return d.ID == a.DeliveryID }) {
-			return fmt.Errorf("attempt of delivery %q, which is not in the route: %w", a.DeliveryID, mapper.ErrConflict)
-		}
-	}
-	// The rows, bodies compressed, are made here, not in the single writer.
+	// The rows, bodies compressed, are made here, not in the single writer;
+	// each holds its delivery's attempt, if it was made.
 	rows := make([]*deliveryRow, len(deliveries))
 	for i := range deliveries {
 		rows[i] = toDeliveryRow(&deliveries[i])
 	}
+	for i := range attempts {
+		a := &attempts[i]
+		j := slices.IndexFunc(deliveries, func(d mapper.Delivery) bool { return d.ID == a.DeliveryID })
+		switch {
+		case j < 0:
+			return fmt.Errorf("attempt of delivery %q, which is not in the route: %w", a.DeliveryID, mapper.ErrConflict)
+		case rows[j].AttemptNumber != nil:
+			return fmt.Errorf("two attempts of delivery %q in one route: %w", a.DeliveryID, mapper.ErrConflict)
+		}
+		rows[j].hold(a)
+	}
 	if s.pg {
-		return s.routes.send(commitReq{ctx: ctx, route: &routeReq{ev, rows, attempts}})
+		return s.routes.send(commitReq{ctx: ctx, route: &routeReq{ev, rows}})
 	}
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if err := s.route(ctx, tx, ev, rows); err != nil {
-			return err
-		}
-		return s.insertAttempts(ctx, tx, attempts)
+		return s.route(ctx, tx, ev, rows)
 	})
 }
 
@@ -203,15 +207,6 @@ func (s *Store) matched(ctx context.Context, db bun.IDB, res sql.Result, err err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return s.leaseError(ctx, db, table, id)
-	}
-	return nil
-}
-
-func (s *Store) insertAttempts(ctx context.Context, tx bun.Tx, attempts []mapper.Attempt) error {
-	for _, a := range attempts {
-		if _, err := s.exec(ctx, tx, insertAttemptSQL, attemptArgs(a)...); err != nil {
-			return translate(err)
-		}
 	}
 	return nil
 }
@@ -322,15 +317,20 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a *mapper
 				return translate(err)
 			}
 		}
-		res, err := s.exec(ctx, tx, recordDeliverySQL, string(d.Status), d.Attempts, us(d.NextAttemptAt), d.LastStatusCode, d.LastError,
-			usPtr(d.CompletedAt), d.ID, d.LeaseToken)
+		args := []any{string(d.Status), d.Attempts, us(d.NextAttemptAt), d.LastStatusCode, d.LastError, usPtr(d.CompletedAt)}
+		record := recordDeliverySQL
+		if a != nil {
+			// The attempt the row held goes to the table; a takes its place.
+			if _, err := s.exec(ctx, tx, moveAttemptSQL, d.ID, d.LeaseToken); err != nil {
+				return translate(err)
+			}
+			var r deliveryRow
+			r.hold(a)
+			args, record = append(args, r.heldArgs()...), recordAttemptSQL
+		}
+		res, err := s.exec(ctx, tx, record, append(args, d.ID, d.LeaseToken)...)
 		if err := s.matched(ctx, tx, res, err, "mapper_deliveries", d.ID); err != nil {
 			return err
-		}
-		if a != nil {
-			if err := s.insertAttempts(ctx, tx, []mapper.Attempt{*a}); err != nil {
-				return err
-			}
 		}
 		if !terminal {
 			return nil

@@ -142,8 +142,7 @@ SELECT k, $2, $3 FROM unnest($1::text[]) AS k ON CONFLICT (dedup_key) DO NOTHING
 
 type routeReq struct {
 	ev         *mapper.Event
-	deliveries []*deliveryRow
-	attempts   []mapper.Attempt
+	deliveries []*deliveryRow // holding the attempts made while routing
 }
 
 // commitRoutesPG runs a batch of RouteEvents in one transaction, their
@@ -157,7 +156,7 @@ func (s *Store) commitRoutesPG(batch []commitReq, errs []error) {
 		b := &pgx.Batch{}
 		for i, r := range batch {
 			if errs[i] == nil {
-				q, args := recordRouteArgs(r.route.ev, r.route.deliveries, r.route.attempts)
+				q, args := recordRouteArgs(r.route.ev, r.route.deliveries)
 				b.Queue(q, args...)
 			}
 		}
@@ -181,7 +180,7 @@ func (s *Store) commitRoutesPG(batch []commitReq, errs []error) {
 	if err != nil {
 		for i, r := range batch {
 			if errs[i] == nil {
-				errs[i] = s.recordRoutePG(r.ctx, r.route.ev, r.route.deliveries, r.route.attempts)
+				errs[i] = s.recordRoutePG(r.ctx, r.route.ev, r.route.deliveries)
 			}
 		}
 		return
@@ -199,13 +198,12 @@ func (s *Store) commitRoutesPG(batch []commitReq, errs []error) {
 }
 
 // recordRoutePG is RouteEvent on PostgreSQL in one statement, so one
-// round trip and no explicit transaction, instead of five round trips
+// round trip and no explicit transaction, instead of four round trips
 // (BEGIN, the update, the inserts, COMMIT): the event's update is a CTE,
-// and the inserts read it, so that with the lease lost nothing is
-// written. PostgreSQL checks the attempts' foreign keys at the end of the
-// statement, when the deliveries they name exist.
-func (s *Store) recordRoutePG(ctx context.Context, ev *mapper.Event, deliveries []*deliveryRow, attempts []mapper.Attempt) error {
-	q, args := recordRouteArgs(ev, deliveries, attempts)
+// and the deliveries' insert reads it, so that with the lease lost
+// nothing is written.
+func (s *Store) recordRoutePG(ctx context.Context, ev *mapper.Event, deliveries []*deliveryRow) error {
+	q, args := recordRouteArgs(ev, deliveries)
 	var n int
 	if err := s.db.DB.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
 		return translate(err)
@@ -217,37 +215,34 @@ func (s *Store) recordRoutePG(ctx context.Context, ev *mapper.Event, deliveries 
 }
 
 // recordRouteArgs is RouteEvent's statement and its arguments.
-func recordRouteArgs(ev *mapper.Event, deliveries []*deliveryRow, attempts []mapper.Attempt) (string, []any) {
+func recordRouteArgs(ev *mapper.Event, deliveries []*deliveryRow) (string, []any) {
 	args := routeArgs(ev)
 	for _, d := range deliveries {
 		args = append(args, d.args()...)
 	}
-	for _, a := range attempts {
-		args = append(args, attemptArgs(a)...)
-	}
-	return recordRouteSQL(len(deliveries), len(attempts)), args
+	return recordRouteSQL(len(deliveries)), args
 }
 
-var recordRouteSQLs sync.Map // [2]int{deliveries, attempts} → statement
+var recordRouteSQLs sync.Map // deliveries → statement
 
-// recordRouteSQL is the statement for n deliveries and k attempts: the
-// route's update (routeEventSQL) as a CTE, the inserts reading it. The
-// inserts' parameters carry explicit types, which rows of VALUES do not
-// infer.
-func recordRouteSQL(n, k int) string {
-	key := [2]int{n, k}
-	if q, ok := recordRouteSQLs.Load(key); ok {
+// recordRouteSQL is the statement for n deliveries: the route's update
+// (routeEventSQL) as a CTE, the insert reading it. The insert's
+// parameters carry explicit types, which rows of VALUES do not infer.
+func recordRouteSQL(n int) string {
+	if q, ok := recordRouteSQLs.Load(n); ok {
 		return q.(string)
 	}
 	p := strings.Count(routeEventSQL.sqlite, "?") // the event's parameters come first
-	values := func(rows int, cols []column) string {
-		var b strings.Builder
-		for i := range rows {
+	var b strings.Builder
+	b.WriteString("WITH ev AS (" + routeEventSQL.pg + " RETURNING id)")
+	if n > 0 {
+		b.WriteString(", d AS (INSERT INTO mapper_deliveries (" + columnNames(deliveryColumns) + ") SELECT * FROM (VALUES ")
+		for i := range n {
 			if i > 0 {
 				b.WriteString(", ")
 			}
 			b.WriteByte('(')
-			for j, c := range cols {
+			for j, c := range deliveryColumns {
 				if j > 0 {
 					b.WriteString(", ")
 				}
@@ -256,20 +251,10 @@ func recordRouteSQL(n, k int) string {
 			}
 			b.WriteByte(')')
 		}
-		return b.String()
-	}
-	var b strings.Builder
-	b.WriteString("WITH ev AS (" + routeEventSQL.pg + " RETURNING id)")
-	if n > 0 {
-		fmt.Fprintf(&b, `, d AS (INSERT INTO mapper_deliveries (%s) SELECT * FROM (VALUES %s) AS v WHERE EXISTS (SELECT 1 FROM ev) RETURNING 1)`,
-			columnNames(deliveryColumns), values(n, deliveryColumns))
-	}
-	if k > 0 {
-		fmt.Fprintf(&b, `, a AS (INSERT INTO mapper_attempts (%s) SELECT * FROM (VALUES %s) AS v WHERE EXISTS (SELECT 1 FROM ev) RETURNING 1)`,
-			columnNames(attemptColumns), values(k, attemptColumns))
+		b.WriteString(") AS v WHERE EXISTS (SELECT 1 FROM ev) RETURNING 1)")
 	}
 	b.WriteString(` SELECT count(*) FROM ev`)
 	q := b.String()
-	recordRouteSQLs.Store(key, q)
+	recordRouteSQLs.Store(n, q)
 	return q
 }

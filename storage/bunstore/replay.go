@@ -1,8 +1,10 @@
 package bunstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/uptrace/bun"
 
@@ -39,7 +41,14 @@ func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (map
 			return mapper.Page[mapper.Delivery]{}, err
 		}
 		for i := range page.Items {
-			page.Items[i].History = as[page.Items[i].ID]
+			h := as[page.Items[i].ID]
+			if a, ok := rows[i].held(); ok {
+				// Last, unless a replica of an earlier version recorded
+				// one to the table after it.
+				h = append(h, a)
+				slices.SortStableFunc(h, func(a, b mapper.Attempt) int { return cmp.Compare(a.Number, b.Number) })
+			}
+			page.Items[i].History = h
 		}
 	}
 	return page, nil
@@ -48,6 +57,10 @@ func (s *Store) FindDeliveries(ctx context.Context, q mapper.DeliveryQuery) (map
 // findDeliveriesQuery is FindDeliveries' query, newest first.
 func (s *Store) findDeliveriesQuery(q mapper.DeliveryQuery, rows *[]deliveryRow, limit int) (*bun.SelectQuery, error) {
 	sel := s.read.NewSelect().Model(rows).ExcludeColumn("body").OrderExpr("d.created_at DESC, d.id DESC").Limit(int64(limit + 1))
+	if !q.Attempts {
+		// Nor the held attempt's answer (4 KiB at most), unless asked for.
+		sel.ExcludeColumn("attempt_response_body")
+	}
 	s.deliveryFilter(sel, q)
 	if q.Cursor != "" {
 		at, id, err := decodeCursor(q.Cursor)

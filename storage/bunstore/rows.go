@@ -98,6 +98,38 @@ type deliveryRow struct {
 	CompletedAt    *int64 `bun:"completed_at"`
 	LeaseToken     string `bun:"lease_token"`
 	TraceContext   string `bun:"trace_context"`
+	// The last attempt, held in the row (AttemptNumber nil: none is); the
+	// attempts table has the ones before it.
+	AttemptNumber       *int   `bun:"attempt_number"`
+	AttemptStartedAt    int64  `bun:"attempt_started_at"`
+	AttemptDurationUS   int64  `bun:"attempt_duration_us"`
+	AttemptStatusCode   int    `bun:"attempt_status_code"`
+	AttemptError        string `bun:"attempt_error"`
+	AttemptOutcome      string `bun:"attempt_outcome"`
+	AttemptResponseBody string `bun:"attempt_response_body"`
+}
+
+// hold puts a in the row as its last attempt.
+func (d *deliveryRow) hold(a *mapper.Attempt) {
+	n := a.Number
+	d.AttemptNumber, d.AttemptStartedAt, d.AttemptDurationUS = &n, us(a.StartedAt), a.Duration.Microseconds()
+	d.AttemptStatusCode, d.AttemptError, d.AttemptOutcome, d.AttemptResponseBody = a.StatusCode, a.Error, string(a.Outcome), a.ResponseBody
+}
+
+// held is the attempt the row holds, if any.
+func (d *deliveryRow) held() (mapper.Attempt, bool) {
+	if d.AttemptNumber == nil {
+		return mapper.Attempt{}, false
+	}
+	return mapper.Attempt{DeliveryID: d.ID, Number: *d.AttemptNumber, StartedAt: fromUS(d.AttemptStartedAt),
+		Duration: usDuration(d.AttemptDurationUS), StatusCode: d.AttemptStatusCode, Error: d.AttemptError,
+		Outcome: mapper.DeliveryStatus(d.AttemptOutcome), ResponseBody: d.AttemptResponseBody}, true
+}
+
+// heldArgs are the held attempt's values in the order of heldColumns.
+func (d *deliveryRow) heldArgs() []any {
+	return []any{d.AttemptNumber, d.AttemptStartedAt, d.AttemptDurationUS, d.AttemptStatusCode, d.AttemptError, d.AttemptOutcome,
+		d.AttemptResponseBody}
 }
 
 type attemptRow struct {
@@ -120,14 +152,9 @@ func (r *eventRow) args() []any {
 
 // args are the row's values in the order of deliveryColumns.
 func (d *deliveryRow) args() []any {
-	return []any{d.ID, d.EventID, d.AppID, d.OwnerIDs, d.Body, d.Original, d.MetaSignature, d.Ordered, d.Status, d.Attempts,
+	return append([]any{d.ID, d.EventID, d.AppID, d.OwnerIDs, d.Body, d.Original, d.MetaSignature, d.Ordered, d.Status, d.Attempts,
 		d.AttemptBase, d.CycleStart, d.NextAttemptAt, d.LastStatusCode, d.LastError, d.CreatedAt, d.CompletedAt, d.LeaseToken, d.TraceContext,
-		d.BodyCodec}
-}
-
-// attemptArgs are an attempt's values in the order of attemptColumns.
-func attemptArgs(a mapper.Attempt) []any {
-	return []any{a.DeliveryID, a.Number, us(a.StartedAt), a.Duration.Microseconds(), a.StatusCode, a.Error, string(a.Outcome), a.ResponseBody}
+		d.BodyCodec}, d.heldArgs()...)
 }
 
 // routeArgs are routeEventSQL's values for a routed event.

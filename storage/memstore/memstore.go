@@ -482,9 +482,12 @@ func (s *Store) leasedDelivery(d *mapper.Delivery) (*mapper.Delivery, error) {
 func (s *Store) RouteEvent(_ context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, a := range attempts {
+	for i, a := range attempts {
 		if !slices.ContainsFunc(deliveries, func(d mapper.Delivery) bool { return d.ID == a.DeliveryID }) {
 			return fmt.Errorf("attempt of delivery %q, which is not in the route: %w", a.DeliveryID, mapper.ErrConflict)
+		}
+		if slices.ContainsFunc(attempts[:i], func(b mapper.Attempt) bool { return b.DeliveryID == a.DeliveryID }) {
+			return fmt.Errorf("two attempts of delivery %q in one route: %w", a.DeliveryID, mapper.ErrConflict)
 		}
 	}
 	if err := s.route(ev, deliveries); err != nil {

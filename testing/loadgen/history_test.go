@@ -76,7 +76,9 @@ func TestFillClonesTheServersRows(t *testing.T) {
 		}
 		return c
 	}
-	for table, want := range map[string]int{"mapper_events": templates + n, "mapper_deliveries": templates + n, "mapper_attempts": templates + n,
+	for table, want := range map[string]int{"mapper_events": templates + n, "mapper_deliveries": templates + n,
+		// Delivered on the first attempt, which the delivery's row holds.
+		"mapper_attempts":   0,
 		"mapper_dedup_keys": templates + n, "mapper_event_accounts": templates + n} {
 		if got := count(table); got != want {
 			t.Errorf("%s: %d rows, want %d", table, got, want)
@@ -90,7 +92,8 @@ func TestFillClonesTheServersRows(t *testing.T) {
 	}
 	ds, err := store.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: id, Attempts: true})
 	if err != nil || len(ds.Items) != 1 || ds.Items[0].Status != mapper.DeliveryDelivered || len(ds.Items[0].History) != 1 ||
-		ds.Items[0].CreatedAt.Before(ev.ReceivedAt) {
+		ds.Items[0].CreatedAt.Before(ev.ReceivedAt) || ds.Items[0].History[0].StartedAt.Before(ds.Items[0].CreatedAt) ||
+		ds.Items[0].History[0].StartedAt.After(*ds.Items[0].CompletedAt) {
 		t.Fatalf("clone %s's deliveries: %+v %v", id, ds, err)
 	}
 	page, err := store.ListEvents(ctx, mapper.EventQuery{Account: ev.AccountIDs[0], Until: ev.ReceivedAt.Add(time.Microsecond), Limit: 1})

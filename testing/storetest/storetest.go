@@ -739,7 +739,8 @@ func routeAndSettle(t *testing.T, s mapper.Store) {
 		as, err := attemptsOf(s, ds[0].ID)
 		must(t, err)
 		if len(as) != 2 || as[0].Number != 1 || as[0].StatusCode != 503 || as[0].Duration != 1500*time.Microsecond || as[1].Number != 2 ||
-			!as[0].StartedAt.Equal(base.Add(2*time.Second)) || as[0].ResponseBody != "answer 503 ä" {
+			!as[0].StartedAt.Equal(base.Add(2*time.Second)) || as[0].ResponseBody != "answer 503 ä" || as[0].Outcome != mapper.DeliveryPending ||
+			as[1].StatusCode != 200 || as[1].Outcome != c.outcomes[0] || as[1].ResponseBody != "answer 200 ä" || !as[1].StartedAt.Equal(base.Add(3*time.Second)) {
 			t.Errorf("%s: attempts %+v", c.id, as)
 		}
 	}
@@ -899,6 +900,9 @@ func recordRouteRefused(t *testing.T, s mapper.Store) {
 	stray := mapper.Delivery{ID: "elsewhere"}
 	if err := r.s.RouteEvent(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 200), r.attempt(&stray, 200)}); err == nil {
 		t.Error("an attempt of a delivery outside the route was stored")
+	}
+	if err := r.s.RouteEvent(ctx, &ev, ds, []mapper.Attempt{r.attempt(&ds[0], 503), r.attempt(&ds[0], 200)}); !errors.Is(err, mapper.ErrConflict) {
+		t.Errorf("two attempts of one delivery in one route: %v, want ErrConflict", err)
 	}
 	if got, _ := listDeliveries(t, s, "e3"); len(got) != 0 {
 		t.Errorf("deliveries stored by failed calls: %+v", got)
