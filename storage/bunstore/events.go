@@ -216,8 +216,13 @@ func (s *Store) listEventsQuery(q mapper.EventQuery, rows *[]eventRow, limit int
 	case "":
 	case mapper.EventDelivered:
 		// Not in the status index: the time index, where nearly every
-		// row is delivered, serves.
+		// row is delivered, serves. SQLite's planner, left to choose,
+		// sorts every row rather than walk an index it must sort the
+		// ties of (see migration 11).
 		sel.Where("e.status = ?", string(q.Status))
+		if q.Account == "" {
+			sel.ModelTableExpr("mapper_events AS e" + s.indexedBy("mapper_events_log"))
+		}
 	default:
 		sel.Where("e.status = ?"+s.undelivered("e.status"), string(q.Status))
 	}

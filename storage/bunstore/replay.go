@@ -80,6 +80,9 @@ func (s *Store) deliveryFilter(sel *bun.SelectQuery, q mapper.DeliveryQuery) {
 	case "":
 	case mapper.DeliveryDelivered:
 		sel.Where("d.status = ?", string(q.Status)) // the time index serves, as for events
+		if q.ID == "" && q.AppID == "" && q.EventID == "" {
+			sel.ModelTableExpr("mapper_deliveries AS d" + s.indexedBy("mapper_deliveries_log"))
+		}
 	default:
 		sel.Where("d.status = ?"+s.undelivered("d.status"), string(q.Status))
 	}

@@ -3,6 +3,7 @@ package bunstore
 import (
 	"context"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -145,6 +146,8 @@ SELECT 'evt_' || n, n, 'instagram', randomblob(8000), '', '[]', '["1"]', 'delive
 // no sort, whatever the filter, now that delivered rows are in no status
 // index: a listing of delivered ones walks the time index, one of any
 // other status the partial status index.
+var rightPart = regexp.MustCompile(`USE TEMP B-TREE FOR (LAST TERM|RIGHT PART) OF ORDER BY`)
+
 func TestSQLiteLogPlans(t *testing.T) {
 	s := migratedSQLite(t)
 	cursor := encodeCursor(1764331200000000, "evt_x")
@@ -183,7 +186,11 @@ func TestSQLiteLogPlans(t *testing.T) {
 		if !strings.Contains(text, "INDEX "+tc.index+" ") && !strings.Contains(text, "INDEX "+tc.index+"\n") && !strings.Contains(text, "USING "+tc.index+" ") {
 			t.Errorf("%s does not walk %s:\n%s", name, tc.index, text)
 		}
-		if (strings.Contains(text, "TEMP B-TREE") && !tc.sortsFew) || strings.Contains(text, "SCAN e\n") || strings.Contains(text, "SCAN d\n") {
+		// The time indexes hold no IDs: the rows of one instant are
+		// sorted by ID among themselves ("last term", "right part" in
+		// SQLite before 3.42), nothing more.
+		sorts := strings.Contains(rightPart.ReplaceAllString(text, ""), "TEMP B-TREE")
+		if (sorts && !tc.sortsFew) || strings.Contains(text, "SCAN e\n") || strings.Contains(text, "SCAN d\n") {
 			t.Errorf("%s sorts or scans:\n%s", name, text)
 		}
 	}
