@@ -5,7 +5,10 @@ package main
 // fills it with N delivered one-comment events, and measures again:
 //
 //   - the metrics endpoints' latency (GET /metrics, GET /monitoring/metrics);
-//   - flat-out ingest, as a ratio of the empty database's;
+//   - flat-out ingest, as a ratio of the empty database's: three runs
+//     of each, alternating between the history and a copy of the
+//     database made before the fill, and the medians compared (one run
+//     of each moved the ratio between 0.77 and 1.32 on one build);
 //   - the bytes each event takes, by table and index;
 //   - ack p99 at a fixed rate while the server prunes -prune of the
 //     events (kept older than the retention), against the same rate with
@@ -19,13 +22,18 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,9 +70,18 @@ type HistoryReport struct {
 	// the empty database and with the history.
 	MetricsEmpty   map[string][2]time.Duration `json:"metrics_empty_ns"`
 	MetricsHistory map[string][2]time.Duration `json:"metrics_history_ns"`
-	IngestEmpty    Result                      `json:"ingest_empty"`
-	IngestHistory  Result                      `json:"ingest_history"`
-	IngestRatio    float64                     `json:"ingest_ratio"`
+	// LogsEmpty and LogsHistory are the log pages' latencies (logPaths),
+	// likewise.
+	LogsEmpty   map[string][2]time.Duration `json:"logs_empty_ns"`
+	LogsHistory map[string][2]time.Duration `json:"logs_history_ns"`
+	// IngestEmpty and IngestHistory are the median runs of ingestRuns
+	// each; IngestEmptyRates and IngestHistoryRates every run's rate, in
+	// the order run.
+	IngestEmpty        Result    `json:"ingest_empty"`
+	IngestHistory      Result    `json:"ingest_history"`
+	IngestRatio        float64   `json:"ingest_ratio"`
+	IngestEmptyRates   []float64 `json:"ingest_empty_rates"`
+	IngestHistoryRates []float64 `json:"ingest_history_rates"`
 	// Steady and Pruning are the fixed-rate runs without and with pruning;
 	// PruneTime how long the pruning took (0: not over when the run ended).
 	Steady     Result        `json:"steady"`
@@ -121,8 +138,14 @@ func runHistory(o options) error {
 	}
 	fmt.Fprintln(os.Stderr, "empty database…")
 	rep.MetricsEmpty = timeMetrics(url)
-	rep.IngestEmpty = measure(o, url, workers)
+	rep.LogsEmpty = timeReads(url, logPaths(time.Now()), 0)
 	stopServer(srv)
+	// The empty database's ingest runs take turns with the history's, on
+	// a copy made now.
+	empty, emptyDir, err := emptyCopy(o, tmp)
+	if err != nil {
+		return err
+	}
 
 	db, err := openHistoryDB(o, dbPath)
 	if err != nil {
@@ -142,17 +165,35 @@ func runHistory(o options) error {
 	// The history kept (RETENTION=0): metrics, ingest, a fixed rate.
 	fixed := o
 	fixed.rate = o.pruneRate
-	o.retention = "0"
+	o.retention, empty.retention = "0", "0"
 	if url, srv, err = startServer(o, bin, tmp); err != nil {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "with the history…")
 	rep.MetricsHistory = timeMetrics(url)
-	rep.IngestHistory = measure(o, url, workers)
+	rep.LogsHistory = timeReads(url, logPaths(time.Now()), 0)
+	stopServer(srv)
+	var emptyRuns, historyRuns []Result
+	for i := range ingestRuns {
+		for _, r := range []struct {
+			name string
+			o    options
+			dir  string
+			runs *[]Result
+		}{{"empty", empty, emptyDir, &emptyRuns}, {"with the history", o, tmp, &historyRuns}} {
+			fmt.Fprintf(os.Stderr, "flat-out ingest %d of %d, %s…\n", i+1, ingestRuns, r.name)
+			if url, srv, err = startServer(r.o, bin, r.dir); err != nil {
+				return err
+			}
+			*r.runs = append(*r.runs, measure(r.o, url, workers))
+			stopServer(srv)
+		}
+	}
+	rep.IngestEmpty, rep.IngestEmptyRates = medianRun(emptyRuns)
+	rep.IngestHistory, rep.IngestHistoryRates = medianRun(historyRuns)
 	if rep.IngestEmpty.PerSecond > 0 {
 		rep.IngestRatio = rep.IngestHistory.PerSecond / rep.IngestEmpty.PerSecond
 	}
-	stopServer(srv)
 
 	// A fixed rate on a server just started, with the history kept and
 	// then with the default retention, which prunes the old part at
@@ -223,6 +264,80 @@ func measure(o options, url string, w *workers) Result {
 	return drive(o, url, w)
 }
 
+// ingestRuns is how many flat-out runs -history makes on each database.
+const ingestRuns = 3
+
+// medianRun is the run of median rate (of an even number, the lower
+// middle one), with every run's rate.
+func medianRun(runs []Result) (Result, []float64) {
+	if len(runs) == 0 {
+		return Result{}, nil
+	}
+	rates := make([]float64, len(runs))
+	for i, r := range runs {
+		rates[i] = r.PerSecond
+	}
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b Result) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
+	return sorted[(len(sorted)-1)/2], rates
+}
+
+// rates prints runs' rates: "(1,690, 1,749, 1,802/s)".
+func rates(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.0f", r)
+	}
+	return "(" + strings.Join(parts, ", ") + "/s)"
+}
+
+// emptyCopy copies the database as it stands (the templates alone) for
+// the empty database's ingest runs: SQLite's file into a directory of its
+// own, which it returns, or PostgreSQL's database into "<name>_empty",
+// whose options it returns.
+func emptyCopy(o options, tmp string) (options, string, error) {
+	if o.databaseURL == "" {
+		dir := filepath.Join(tmp, "empty")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return o, "", err
+		}
+		for _, suffix := range []string{"", "-wal"} {
+			b, err := os.ReadFile(filepath.Join(tmp, "mapper.db"+suffix))
+			if errors.Is(err, fs.ErrNotExist) && suffix != "" {
+				continue
+			}
+			if err != nil {
+				return o, "", err
+			}
+			if err := os.WriteFile(filepath.Join(dir, "mapper.db"+suffix), b, 0o644); err != nil {
+				return o, "", err
+			}
+		}
+		return o, dir, nil
+	}
+	u, err := neturl.Parse(o.databaseURL)
+	if err != nil {
+		return o, "", err
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	copyName := name + "_empty"
+	u.Path = "/postgres"
+	db, err := sql.Open("pgx", u.String())
+	if err != nil {
+		return o, "", err
+	}
+	defer db.Close()
+	ctx := context.Background()
+	for _, q := range []string{`DROP DATABASE IF EXISTS "` + copyName + `"`, `CREATE DATABASE "` + copyName + `" TEMPLATE "` + name + `"`} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return o, "", fmt.Errorf("copying the empty database: %w", err)
+		}
+	}
+	u.Path = "/" + copyName
+	o.databaseURL = u.String()
+	return o, tmp, nil
+}
+
 // sendTemplates sends the one-comment webhooks the history is cloned from,
 // with comment texts of everyday length, and waits until each is
 // delivered. It returns their mean size.
@@ -252,8 +367,24 @@ func sendTemplates(url string, w *workers) (float64, error) {
 
 // timeMetrics times each metrics endpoint five times: median and max.
 func timeMetrics(url string) map[string][2]time.Duration {
+	// /metrics caches the store's figures for 5 s: ask after it.
+	return timeReads(url, []string{"/metrics", "/monitoring/metrics"}, 5100*time.Millisecond)
+}
+
+// logPaths are the log pages -history times: the newest, by status, by
+// account, and one from the middle of the week.
+func logPaths(now time.Time) []string {
+	return []string{"/monitoring/webhook-logs?limit=50", "/monitoring/webhook-logs?status=delivered&limit=50",
+		"/monitoring/webhook-logs?account=" + accountA + "&limit=50",
+		"/monitoring/webhook-logs?until=" + now.Add(-84*time.Hour).UTC().Format(time.RFC3339) + "&limit=50",
+		"/deliveries/?limit=50", "/deliveries/?status=delivered&limit=50"}
+}
+
+// timeReads is the median and max of five GETs of each path, pause
+// apart; -1 for a call that failed.
+func timeReads(url string, paths []string, pause time.Duration) map[string][2]time.Duration {
 	out := map[string][2]time.Duration{}
-	for _, path := range []string{"/metrics", "/monitoring/metrics"} {
+	for _, path := range paths {
 		var ds []time.Duration
 		for range 5 {
 			start := time.Now()
@@ -263,8 +394,7 @@ func timeMetrics(url string) map[string][2]time.Duration {
 				continue
 			}
 			ds = append(ds, time.Since(start))
-			// /metrics caches the store's figures for 5 s: ask after it.
-			time.Sleep(5100 * time.Millisecond)
+			time.Sleep(pause)
 		}
 		slices.Sort(ds)
 		out[path] = [2]time.Duration{ds[2], ds[4]}
@@ -315,7 +445,7 @@ func cloneRules(pad func(string, int) string) map[string]cloneRule {
 			"items", "replace(t.items, t.tkey, "+key("t.tkey")+")"),
 		"mapper_event_accounts": with(shifted("received_at"), "event_id", evt),
 		"mapper_dedup_keys":     with(shifted("created_at"), "event_id", evt, "dedup_key", key("t.dedup_key")),
-		"mapper_deliveries": with(shifted("created_at", "next_attempt_at", "completed_at", "cycle_start"), "event_id", evt,
+		"mapper_deliveries": with(shifted("created_at", "next_attempt_at", "completed_at", "cycle_start", "attempt_started_at"), "event_id", evt,
 			"id", "'dlv_' || "+pad("g.n", 24)+" || t.j"),
 		"mapper_attempts": with(shifted("started_at"), "delivery_id", "'dlv_' || "+pad("g.n", 24)+" || t.j"),
 	}
@@ -552,7 +682,16 @@ func printHistory(w io.Writer, r HistoryReport) {
 		fmt.Fprintf(w, "%s: empty %s (max %s), with history %s (max %s)\n", p,
 			ms(r.MetricsEmpty[p][0]), ms(r.MetricsEmpty[p][1]), ms(r.MetricsHistory[p][0]), ms(r.MetricsHistory[p][1]))
 	}
-	fmt.Fprintf(w, "flat-out ingest: empty %.0f/s, with history %.0f/s: %.2f ×\n", r.IngestEmpty.PerSecond, r.IngestHistory.PerSecond, r.IngestRatio)
+	// The paths differ by their "until" (the time of the run): in order.
+	paths := func(m map[string][2]time.Duration) []string { return slices.Sorted(maps.Keys(m)) }
+	empty, history := paths(r.LogsEmpty), paths(r.LogsHistory)
+	for i := range min(len(empty), len(history)) {
+		p := history[i]
+		fmt.Fprintf(w, "%s: empty %s (max %s), with history %s (max %s)\n", p,
+			ms(r.LogsEmpty[empty[i]][0]), ms(r.LogsEmpty[empty[i]][1]), ms(r.LogsHistory[p][0]), ms(r.LogsHistory[p][1]))
+	}
+	fmt.Fprintf(w, "flat-out ingest, medians of %d runs: empty %.0f/s %s, with history %.0f/s %s: %.2f ×\n", len(r.IngestEmptyRates),
+		r.IngestEmpty.PerSecond, rates(r.IngestEmptyRates), r.IngestHistory.PerSecond, rates(r.IngestHistoryRates), r.IngestRatio)
 	prune := "not over when the run ended"
 	if r.PruneTime > 0 {
 		prune = "took " + r.PruneTime.Round(time.Second).String()
