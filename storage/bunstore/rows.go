@@ -35,7 +35,7 @@ type routeRow struct {
 }
 
 func toRouteRow(appID string, r *mapper.Route) routeRow {
-	return routeRow{AccountID: r.AccountID, AppID: appID, Fields: jsonText(orEmpty(r.Fields))}
+	return routeRow{AccountID: r.AccountID, AppID: appID, Fields: jsonStrings(r.Fields)}
 }
 
 func (r *routeRow) route() mapper.Route {
@@ -159,8 +159,8 @@ func (d *deliveryRow) args() []any {
 
 // routeArgs are routeEventSQL's values for a routed event.
 func routeArgs(ev *mapper.Event) []any {
-	r := toEventRow(ev, stored{})
-	return []any{r.Status, r.Owners, r.Unroutable, r.RouteAttempts, r.LastError, r.RoutedAt, r.CompletedAt, r.NextAttemptAt, ev.ID, ev.LeaseToken}
+	return []any{string(ev.Status), jsonStrings(ev.Owners), jsonStrings(ev.Unroutable), ev.RouteAttempts, ev.LastError,
+		usPtr(ev.RoutedAt), usPtr(ev.CompletedAt), us(ev.NextAttemptAt), ev.ID, ev.LeaseToken}
 }
 
 func us(t time.Time) int64 { return t.UnixMicro() }
@@ -183,6 +183,32 @@ func fromUSPtr(v *int64) *time.Time {
 	return &t
 }
 
+// jsonStrings is a list of strings as a JSON array, without
+// encoding/json's reflection for the usual lists of plain IDs (they are
+// written for every event and route); nil is [].
+func jsonStrings(ss []string) string {
+	n := 2
+	for _, s := range ss {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return jsonText(orEmpty(ss))
+			}
+		}
+		n += len(s) + 3
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, s...)
+		b = append(b, '"')
+	}
+	return string(append(b, ']'))
+}
+
 func jsonText(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -190,7 +216,7 @@ func jsonText(v any) string {
 
 func toAppRow(a *mapper.WorkerApp) *appRow {
 	return &appRow{ID: a.ID, Name: a.Name, URL: a.URL, Secret: a.Secret, Enabled: a.Enabled, TimeoutUS: a.Timeout.Microseconds(),
-		MaxConcurrency: a.MaxConcurrency, Ordered: a.Ordered, Fields: jsonText(orEmpty(a.Fields)), CreatedAt: us(a.CreatedAt), UpdatedAt: us(a.UpdatedAt)}
+		MaxConcurrency: a.MaxConcurrency, Ordered: a.Ordered, Fields: jsonStrings(a.Fields), CreatedAt: us(a.CreatedAt), UpdatedAt: us(a.UpdatedAt)}
 }
 
 func (r *appRow) app() *mapper.WorkerApp {
@@ -209,8 +235,8 @@ func toEventRow(e *mapper.Event, payload stored) *eventRow {
 	}
 	return &eventRow{
 		ID: e.ID, ReceivedAt: us(e.ReceivedAt), Object: e.Object, Payload: payload.data, PayloadCodec: payload.codec, Signature: e.Signature,
-		Items: jsonText(items), AccountIDs: jsonText(orEmpty(e.AccountIDs)), Status: string(e.Status),
-		Owners: jsonText(orEmpty(e.Owners)), Unroutable: jsonText(orEmpty(e.Unroutable)),
+		Items: jsonText(items), AccountIDs: jsonStrings(e.AccountIDs), Status: string(e.Status),
+		Owners: jsonStrings(e.Owners), Unroutable: jsonStrings(e.Unroutable),
 		RouteAttempts: e.RouteAttempts, LastError: e.LastError, NextAttemptAt: us(e.NextAttemptAt),
 		RoutedAt: usPtr(e.RoutedAt), CompletedAt: usPtr(e.CompletedAt), LeaseToken: e.LeaseToken, TraceContext: e.TraceContext,
 	}
@@ -251,7 +277,7 @@ func (r *eventRow) listed() mapper.Event {
 
 func toDeliveryRow(d *mapper.Delivery) *deliveryRow {
 	r := &deliveryRow{
-		ID: d.ID, EventID: d.EventID, AppID: d.AppID, OwnerIDs: jsonText(orEmpty(d.OwnerIDs)), Original: d.Original,
+		ID: d.ID, EventID: d.EventID, AppID: d.AppID, OwnerIDs: jsonStrings(d.OwnerIDs), Original: d.Original,
 		Ordered: d.Ordered, Status: string(d.Status), Attempts: d.Attempts,
 		AttemptBase: d.AttemptBase, CycleStart: us(d.CycleStart), NextAttemptAt: us(d.NextAttemptAt),
 		LastStatusCode: d.LastStatusCode, LastError: d.LastError, CreatedAt: us(d.CreatedAt),
