@@ -36,11 +36,13 @@
 // Times are Unix microseconds in BIGINT columns, the same in both
 // dialects. The claim queries read partial indexes over pending rows only
 // (mapper_events_due, mapper_deliveries_due), so their cost does not grow
-// with the number of finished events; the log reads (received_at, id)
-// indexes backwards, newest first, with the status or the account in
-// front when filtered, and pages with a keyset cursor rather than OFFSET.
-// TestPostgresQueryPlans and the SQLite plan tests fail on a scan of a
-// history table or a sort.
+// with the number of finished events; the log reads the time indexes
+// (received_at, created_at) backwards, newest first, with the status or
+// the account in front when filtered, and pages with a keyset cursor
+// (time, ID) rather than OFFSET. The unfiltered time indexes hold the
+// time alone: the few rows of one instant are sorted by ID among
+// themselves. TestPostgresQueryPlans and the SQLite plan tests fail on a
+// scan of a history table or any other sort.
 //
 // # Storage
 //
@@ -50,6 +52,10 @@
 // about 130. Each row names its codec (rows stored before are read as they
 // are), and a codec's dictionary never changes. Compression runs in the
 // caller of CreateEvent, not in the single writer.
+//
+// A delivery's row holds its last attempt (the attempt_* columns); the
+// attempts table holds only the ones before it, moved there when the next
+// is recorded. A delivery that succeeds at once writes no attempt row.
 package bunstore
 
 import (

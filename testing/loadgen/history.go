@@ -82,16 +82,20 @@ type HistoryReport struct {
 	IngestRatio        float64   `json:"ingest_ratio"`
 	IngestEmptyRates   []float64 `json:"ingest_empty_rates"`
 	IngestHistoryRates []float64 `json:"ingest_history_rates"`
-	// Steady and Pruning are the fixed-rate runs without and with pruning;
-	// PruneTime how long the pruning took (0: not over when the run ended).
-	Steady     Result        `json:"steady"`
-	Pruning    Result        `json:"pruning"`
-	PruneRatio float64       `json:"prune_ack_p99_ratio"`
-	PruneTime  time.Duration `json:"prune_ns"`
-	PruneRate  int           `json:"prune_rate"`
-	// PrunedInRun is how many events the server pruned in the run with
-	// pruning (from its start until it stopped, or pruning ended), and
-	// PruneEventsPerSecond their rate.
+	// Steady and Pruning are the fixed-rate runs of median ack p99 without
+	// and with pruning, of up to pruneRuns pairs (fewer when pruning ended
+	// sooner), SteadyP99s and PruningP99s every run's; PruneTime how long
+	// the pruning took in the runs with it (0: not over when they ended).
+	Steady      Result        `json:"steady"`
+	Pruning     Result        `json:"pruning"`
+	SteadyP99s  []float64     `json:"steady_ack_p99s_ns"`
+	PruningP99s []float64     `json:"pruning_ack_p99s_ns"`
+	PruneRatio  float64       `json:"prune_ack_p99_ratio"`
+	PruneTime   time.Duration `json:"prune_ns"`
+	PruneRate   int           `json:"prune_rate"`
+	// PrunedInRun is how many events the server pruned in the runs with
+	// pruning (from their start until they stopped, or pruning ended),
+	// and PruneEventsPerSecond their rate.
 	PrunedInRun          int64   `json:"pruned_in_run"`
 	PruneEventsPerSecond float64 `json:"prune_events_per_second"`
 }
@@ -111,6 +115,19 @@ func runHistory(o options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if o.keep != "" && o.databaseURL == "" {
+		// Before the directory goes, after the server and every
+		// connection have closed the database (deferred later, run
+		// earlier).
+		defer func() {
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				if err := os.Rename(filepath.Join(tmp, "mapper.db"+suffix), filepath.Join(o.keep, "mapper.db"+suffix)); err != nil &&
+					!errors.Is(err, fs.ErrNotExist) {
+					fmt.Fprintln(os.Stderr, "loadgen: keeping the database:", err)
+				}
+			}
+		}()
+	}
 	rep := HistoryReport{Machine: machine(), Store: o.store(), StartedAt: time.Now().UTC(), Events: o.history, Pruned: o.prune, PruneRate: o.pruneRate}
 	workers := newWorkers()
 	defer workers.close()
@@ -189,8 +206,9 @@ func runHistory(o options) error {
 			stopServer(srv)
 		}
 	}
-	rep.IngestEmpty, rep.IngestEmptyRates = medianRun(emptyRuns)
-	rep.IngestHistory, rep.IngestHistoryRates = medianRun(historyRuns)
+	rate := func(r Result) float64 { return r.PerSecond }
+	rep.IngestEmpty, rep.IngestEmptyRates = medianBy(emptyRuns, rate)
+	rep.IngestHistory, rep.IngestHistoryRates = medianBy(historyRuns, rate)
 	if rep.IngestEmpty.PerSecond > 0 {
 		rep.IngestRatio = rep.IngestHistory.PerSecond / rep.IngestEmpty.PerSecond
 	}
@@ -220,29 +238,40 @@ func runHistory(o options) error {
 		stopServer(srv)
 		return fixedRunResult{res, watch, started, time.Now()}, nil
 	}
-	fmt.Fprintln(os.Stderr, "fixed rate, no pruning…")
-	steady, err := fixedRun("0")
-	if err != nil {
-		return err
+	// Pairs of runs, without and with pruning, until pruning is over or
+	// there were pruneRuns pairs: the p99s compared are the medians.
+	var steadyRuns, pruningRuns []Result
+	var pruneTime time.Duration
+	for i := range pruneRuns {
+		fmt.Fprintf(os.Stderr, "fixed rate %d of %d, no pruning…\n", i+1, pruneRuns)
+		steady, err := fixedRun("0")
+		if err != nil {
+			return err
+		}
+		steadyRuns = append(steadyRuns, steady.res)
+		fmt.Fprintf(os.Stderr, "fixed rate %d of %d, while pruning…\n", i+1, pruneRuns)
+		pruning, err := fixedRun("")
+		if err != nil {
+			return err
+		}
+		pruningRuns = append(pruningRuns, pruning.res)
+		// Pruning over within the run logged every event left, before
+		// the server stopped; otherwise the count came at the stop.
+		rep.PrunedInRun += pruning.watch.events()
+		over := rep.PrunedInRun >= rep.Pruned && pruning.watch.seen().Before(pruning.stopped)
+		if over {
+			pruneTime += pruning.watch.seen().Sub(pruning.started)
+			rep.PruneTime = pruneTime
+			break
+		}
+		pruneTime += pruning.stopped.Sub(pruning.started)
 	}
-	rep.Steady = steady.res
-	fmt.Fprintln(os.Stderr, "fixed rate while pruning…")
-	pruning, err := fixedRun("")
-	if err != nil {
-		return err
+	if pruneTime > 0 {
+		rep.PruneEventsPerSecond = float64(rep.PrunedInRun) / pruneTime.Seconds()
 	}
-	rep.Pruning = pruning.res
-	started, stopped := pruning.started, pruning.stopped
-	// Pruning over within the run logged every event, before the server
-	// stopped; otherwise the count came at the stop.
-	over := stopped
-	if rep.PrunedInRun = pruning.watch.events(); rep.PrunedInRun >= rep.Pruned && pruning.watch.seen().Before(stopped) {
-		over = pruning.watch.seen()
-		rep.PruneTime = over.Sub(started)
-	}
-	if d := over.Sub(started); d > 0 {
-		rep.PruneEventsPerSecond = float64(rep.PrunedInRun) / d.Seconds()
-	}
+	p99 := func(r Result) float64 { return float64(r.AckP99) }
+	rep.Steady, rep.SteadyP99s = medianBy(steadyRuns, p99)
+	rep.Pruning, rep.PruningP99s = medianBy(pruningRuns, p99)
 	if rep.Steady.AckP99 > 0 {
 		rep.PruneRatio = float64(rep.Pruning.AckP99) / float64(rep.Steady.AckP99)
 	}
@@ -267,19 +296,23 @@ func measure(o options, url string, w *workers) Result {
 // ingestRuns is how many flat-out runs -history makes on each database.
 const ingestRuns = 3
 
-// medianRun is the run of median rate (of an even number, the lower
-// middle one), with every run's rate.
-func medianRun(runs []Result) (Result, []float64) {
+// pruneRuns is how many pairs of fixed-rate runs, without and with
+// pruning, -history makes at most.
+const pruneRuns = 3
+
+// medianBy is the run of median key (of an even number, the lower middle
+// one), with every run's key in the order run.
+func medianBy(runs []Result, key func(Result) float64) (Result, []float64) {
 	if len(runs) == 0 {
 		return Result{}, nil
 	}
-	rates := make([]float64, len(runs))
+	keys := make([]float64, len(runs))
 	for i, r := range runs {
-		rates[i] = r.PerSecond
+		keys[i] = key(r)
 	}
 	sorted := slices.Clone(runs)
-	slices.SortStableFunc(sorted, func(a, b Result) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
-	return sorted[(len(sorted)-1)/2], rates
+	slices.SortStableFunc(sorted, func(a, b Result) int { return cmp.Compare(key(a), key(b)) })
+	return sorted[(len(sorted)-1)/2], keys
 }
 
 // rates prints runs' rates: "(1,690, 1,749, 1,802/s)".
@@ -696,8 +729,15 @@ func printHistory(w io.Writer, r HistoryReport) {
 	if r.PruneTime > 0 {
 		prune = "took " + r.PruneTime.Round(time.Second).String()
 	}
-	fmt.Fprintf(w, "%d webhooks/s: ack p99 %s without pruning, %s while pruning %d events (%s): %.2f ×\n",
-		r.PruneRate, ms(r.Steady.AckP99), ms(r.Pruning.AckP99), r.Pruned, prune, r.PruneRatio)
+	p99s := func(ns []float64) string {
+		parts := make([]string, len(ns))
+		for i, n := range ns {
+			parts[i] = ms(time.Duration(n))
+		}
+		return "(" + strings.Join(parts, ", ") + ")"
+	}
+	fmt.Fprintf(w, "%d webhooks/s, medians of %d pairs of runs: ack p99 %s %s without pruning, %s %s while pruning %d events (%s): %.2f ×\n",
+		r.PruneRate, len(r.PruningP99s), ms(r.Steady.AckP99), p99s(r.SteadyP99s), ms(r.Pruning.AckP99), p99s(r.PruningP99s), r.Pruned, prune, r.PruneRatio)
 	fmt.Fprintf(w, "pruned %d events in the run: %.0f/s\n", r.PrunedInRun, r.PruneEventsPerSecond)
 	for _, res := range []Result{r.IngestEmpty, r.IngestHistory, r.Steady, r.Pruning} {
 		if res.Undelivered > 0 || sumErrors(res.Errors) > 0 {

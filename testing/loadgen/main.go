@@ -77,6 +77,7 @@ type options struct {
 	history     int64
 	prune       int64
 	pruneRate   int
+	keep        string
 	serverLog   io.Writer // the server's stderr, when not this process's
 	pprofAddr   string    // set for the server when cpuProfile is
 	retention   string    // the server's RETENTION, when set
@@ -116,6 +117,7 @@ func main() {
 	flag.Int64Var(&o.history, "history", 0, "instead of a load run, measure with this many events of history (see history.go)")
 	flag.Int64Var(&o.prune, "prune", -1, "of -history, how many are beyond the retention and pruned under load (default a tenth, at most 1,000,000)")
 	flag.IntVar(&o.pruneRate, "prune-rate", 500, "webhooks per second of -history's runs with and without pruning")
+	flag.StringVar(&o.keep, "keep", "", "of -history on SQLite, move the database into this directory when the run ends")
 	flag.Parse()
 	if o.prune < 0 {
 		o.prune = min(o.history/10, 1_000_000)
