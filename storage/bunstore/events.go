@@ -286,9 +286,7 @@ func (s *Store) attemptsOf(ctx context.Context, deliveryIDs []string) (map[strin
 	}
 	out := make(map[string][]mapper.Attempt, len(deliveryIDs))
 	for _, r := range rows {
-		out[r.DeliveryID] = append(out[r.DeliveryID], mapper.Attempt{DeliveryID: r.DeliveryID, Number: r.Number, StartedAt: fromUS(r.StartedAt),
-			Duration: usDuration(r.DurationUS), StatusCode: r.StatusCode, Error: r.Error, Outcome: mapper.DeliveryStatus(r.Outcome),
-			ResponseBody: r.ResponseBody})
+		out[r.DeliveryID] = append(out[r.DeliveryID], r.attempt())
 	}
 	return out, nil
 }

@@ -121,9 +121,9 @@ func (d *deliveryRow) held() (mapper.Attempt, bool) {
 	if d.AttemptNumber == nil {
 		return mapper.Attempt{}, false
 	}
-	return mapper.Attempt{DeliveryID: d.ID, Number: *d.AttemptNumber, StartedAt: fromUS(d.AttemptStartedAt),
-		Duration: usDuration(d.AttemptDurationUS), StatusCode: d.AttemptStatusCode, Error: d.AttemptError,
-		Outcome: mapper.DeliveryStatus(d.AttemptOutcome), ResponseBody: d.AttemptResponseBody}, true
+	r := attemptRow{DeliveryID: d.ID, Number: *d.AttemptNumber, StartedAt: d.AttemptStartedAt, DurationUS: d.AttemptDurationUS,
+		StatusCode: d.AttemptStatusCode, Error: d.AttemptError, Outcome: d.AttemptOutcome, ResponseBody: d.AttemptResponseBody}
+	return r.attempt(), true
 }
 
 // heldArgs are the held attempt's values in the order of heldColumns.
@@ -142,6 +142,13 @@ type attemptRow struct {
 	Error         string `bun:"error"`
 	Outcome       string `bun:"outcome"`
 	ResponseBody  string `bun:"response_body"`
+}
+
+// attempt converts a row of the attempts table, or the attempt a
+// delivery's row holds.
+func (r *attemptRow) attempt() mapper.Attempt {
+	return mapper.Attempt{DeliveryID: r.DeliveryID, Number: r.Number, StartedAt: fromUS(r.StartedAt), Duration: usDuration(r.DurationUS),
+		StatusCode: r.StatusCode, Error: r.Error, Outcome: mapper.DeliveryStatus(r.Outcome), ResponseBody: r.ResponseBody}
 }
 
 // args are the row's values in the order of insertEventSQL.
