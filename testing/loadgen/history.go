@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"math/rand/v2"
 	"net/http"
 	neturl "net/url"
@@ -70,8 +69,8 @@ type HistoryReport struct {
 	// the empty database and with the history.
 	MetricsEmpty   map[string][2]time.Duration `json:"metrics_empty_ns"`
 	MetricsHistory map[string][2]time.Duration `json:"metrics_history_ns"`
-	// LogsEmpty and LogsHistory are the log pages' latencies (logPaths),
-	// likewise.
+	// LogsEmpty and LogsHistory are the log pages' latencies (logReads),
+	// likewise, by name.
 	LogsEmpty   map[string][2]time.Duration `json:"logs_empty_ns"`
 	LogsHistory map[string][2]time.Duration `json:"logs_history_ns"`
 	// IngestEmpty and IngestHistory are the median runs of ingestRuns
@@ -155,7 +154,7 @@ func runHistory(o options) error {
 	}
 	fmt.Fprintln(os.Stderr, "empty database…")
 	rep.MetricsEmpty = timeMetrics(url)
-	rep.LogsEmpty = timeReads(url, logPaths(time.Now()), 0)
+	rep.LogsEmpty = timeReads(url, logReads(time.Now()), 0)
 	stopServer(srv)
 	// The empty database's ingest runs take turns with the history's, on
 	// a copy made now.
@@ -188,7 +187,7 @@ func runHistory(o options) error {
 	}
 	fmt.Fprintln(os.Stderr, "with the history…")
 	rep.MetricsHistory = timeMetrics(url)
-	rep.LogsHistory = timeReads(url, logPaths(time.Now()), 0)
+	rep.LogsHistory = timeReads(url, logReads(time.Now()), 0)
 	stopServer(srv)
 	var emptyRuns, historyRuns []Result
 	for i := range ingestRuns {
@@ -315,13 +314,18 @@ func medianBy(runs []Result, key func(Result) float64) (Result, []float64) {
 	return sorted[(len(sorted)-1)/2], keys
 }
 
-// rates prints runs' rates: "(1,690, 1,749, 1,802/s)".
+// rates prints runs' rates: "(1690, 1749, 1802/s)".
 func rates(rs []float64) string {
-	parts := make([]string, len(rs))
-	for i, r := range rs {
-		parts[i] = fmt.Sprintf("%.0f", r)
+	return strings.TrimSuffix(list(rs, func(r float64) string { return fmt.Sprintf("%.0f", r) }), ")") + "/s)"
+}
+
+// list prints values in parentheses, each as f has it.
+func list(vs []float64, f func(float64) string) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = f(v)
 	}
-	return "(" + strings.Join(parts, ", ") + "/s)"
+	return "(" + strings.Join(parts, ", ") + ")"
 }
 
 // emptyCopy copies the database as it stands (the templates alone) for
@@ -401,27 +405,34 @@ func sendTemplates(url string, w *workers) (float64, error) {
 // timeMetrics times each metrics endpoint five times: median and max.
 func timeMetrics(url string) map[string][2]time.Duration {
 	// /metrics caches the store's figures for 5 s: ask after it.
-	return timeReads(url, []string{"/metrics", "/monitoring/metrics"}, 5100*time.Millisecond)
+	return timeReads(url, []read{{"/metrics", "/metrics"}, {"/monitoring/metrics", "/monitoring/metrics"}}, 5100*time.Millisecond)
 }
 
-// logPaths are the log pages -history times: the newest, by status, by
-// account, and one from the middle of the week.
-func logPaths(now time.Time) []string {
-	return []string{"/monitoring/webhook-logs?limit=50", "/monitoring/webhook-logs?status=delivered&limit=50",
-		"/monitoring/webhook-logs?account=" + accountA + "&limit=50",
-		"/monitoring/webhook-logs?until=" + now.Add(-84*time.Hour).UTC().Format(time.RFC3339) + "&limit=50",
-		"/deliveries/?limit=50", "/deliveries/?status=delivered&limit=50"}
+// read is a GET that -history times, by name.
+type read struct{ name, path string }
+
+// logReads are the log pages -history times: the newest, by status, by
+// account, one from the middle of the week, and deliveries.
+func logReads(now time.Time) []read {
+	return []read{
+		{"newest events", "/monitoring/webhook-logs?limit=50"},
+		{"delivered events", "/monitoring/webhook-logs?status=delivered&limit=50"},
+		{"events of an account", "/monitoring/webhook-logs?account=" + accountA + "&limit=50"},
+		{"events mid-week", "/monitoring/webhook-logs?until=" + now.Add(-84*time.Hour).UTC().Format(time.RFC3339) + "&limit=50"},
+		{"newest deliveries", "/deliveries/?limit=50"},
+		{"delivered deliveries", "/deliveries/?status=delivered&limit=50"},
+	}
 }
 
 // timeReads is the median and max of five GETs of each path, pause
-// apart; -1 for a call that failed.
-func timeReads(url string, paths []string, pause time.Duration) map[string][2]time.Duration {
+// apart, by name; -1 for a call that failed.
+func timeReads(url string, reads []read, pause time.Duration) map[string][2]time.Duration {
 	out := map[string][2]time.Duration{}
-	for _, path := range paths {
+	for _, r := range reads {
 		var ds []time.Duration
 		for range 5 {
 			start := time.Now()
-			resp, _, err := adminCall(http.DefaultClient, http.MethodGet, url+path, nil)
+			resp, _, err := adminCall(http.DefaultClient, http.MethodGet, url+r.path, nil)
 			if err != nil || resp.StatusCode != http.StatusOK {
 				ds = append(ds, -1)
 				continue
@@ -430,7 +441,7 @@ func timeReads(url string, paths []string, pause time.Duration) map[string][2]ti
 			time.Sleep(pause)
 		}
 		slices.Sort(ds)
-		out[path] = [2]time.Duration{ds[2], ds[4]}
+		out[r.name] = [2]time.Duration{ds[2], ds[4]}
 	}
 	return out
 }
@@ -723,26 +734,17 @@ func printHistory(w io.Writer, r HistoryReport) {
 		fmt.Fprintf(w, "%s: empty %s (max %s), with history %s (max %s)\n", p,
 			ms(r.MetricsEmpty[p][0]), ms(r.MetricsEmpty[p][1]), ms(r.MetricsHistory[p][0]), ms(r.MetricsHistory[p][1]))
 	}
-	// The paths differ by their "until" (the time of the run): in order.
-	paths := func(m map[string][2]time.Duration) []string { return slices.Sorted(maps.Keys(m)) }
-	empty, history := paths(r.LogsEmpty), paths(r.LogsHistory)
-	for i := range min(len(empty), len(history)) {
-		p := history[i]
+	for _, l := range logReads(time.Time{}) {
+		p := l.name
 		fmt.Fprintf(w, "%s: empty %s (max %s), with history %s (max %s)\n", p,
-			ms(r.LogsEmpty[empty[i]][0]), ms(r.LogsEmpty[empty[i]][1]), ms(r.LogsHistory[p][0]), ms(r.LogsHistory[p][1]))
+			ms(r.LogsEmpty[p][0]), ms(r.LogsEmpty[p][1]), ms(r.LogsHistory[p][0]), ms(r.LogsHistory[p][1]))
 	}
 	fmt.Fprintf(w, "flat-out ingest, medians of %d runs: empty %.0f/s %s, with history %.0f/s %s: %.2f ×\n", len(r.IngestEmptyRates),
 		r.IngestEmpty.PerSecond, rates(r.IngestEmptyRates), r.IngestHistory.PerSecond, rates(r.IngestHistoryRates), r.IngestRatio)
+	p99s := func(ns []float64) string { return list(ns, func(n float64) string { return ms(time.Duration(n)) }) }
 	prune := "not over when the run ended"
 	if r.PruneTime > 0 {
 		prune = "took " + r.PruneTime.Round(time.Second).String()
-	}
-	p99s := func(ns []float64) string {
-		parts := make([]string, len(ns))
-		for i, n := range ns {
-			parts[i] = ms(time.Duration(n))
-		}
-		return "(" + strings.Join(parts, ", ") + ")"
 	}
 	fmt.Fprintf(w, "%d webhooks/s, medians of %d pairs of runs: ack p99 %s %s without pruning, %s %s while pruning %d events (%s): %.2f ×\n",
 		r.PruneRate, len(r.PruningP99s), ms(r.Steady.AckP99), p99s(r.SteadyP99s), ms(r.Pruning.AckP99), p99s(r.PruningP99s), r.Pruned, prune, r.PruneRatio)
