@@ -523,7 +523,6 @@ func drive(o options, url string, w *workers) Result {
 // webhook is one body of the mix: 70 % a comment for one account, 15 % a
 // batch for both, 15 % a message. Texts carry Meta's escapes.
 func webhook(rnd *rand.Rand, conn, n int) []byte {
-	id := fmt.Sprintf("%d-%d-%d", conn, n, rnd.Uint32())
 	text := "Love this! 😍 Größe M? / @friend " + strings.Repeat("so good ", 10+rnd.IntN(20))
 	w := mappertest.NewWebhook()
 	switch p := rnd.IntN(100); {
@@ -532,13 +531,32 @@ func webhook(rnd *rand.Rand, conn, n int) []byte {
 		if p%2 == 1 {
 			acc = accountB
 		}
-		w.Comment(acc, "18000000000000001", "c"+id, text)
+		w.Comment(acc, "18000000000000001", commentID(), text)
 	case p < 85:
-		w.Comment(accountA, "18000000000000001", "ca"+id, text).Comment(accountB, "18000000000000002", "cb"+id, text)
+		w.Comment(accountA, "18000000000000001", commentID(), text).Comment(accountB, "18000000000000002", commentID(), text)
 	default:
-		w.Message(accountB, "1236422025128657", "mid."+id, text)
+		w.Message(accountB, "1236422025128657", fmt.Sprintf("mid.%d-%d-%d", conn, n, rnd.Uint32()), text)
 	}
 	return w.Bytes()
+}
+
+// lastComment is the last comment ID made.
+var lastComment atomic.Int64
+
+// commentID returns a comment ID like Instagram's: 17 digits that grow
+// with time and never repeat in this process. A comment's deduplication
+// key then lands where a real one would, at the end of its account's
+// keys, and not scattered through a week of history as random IDs would
+// (which made the dedup index's inserts, not the history, the cost that
+// grew with it).
+func commentID() string {
+	for {
+		last := lastComment.Load()
+		next := max(last+1, 17_000_000_000_000_000+time.Now().UnixMicro())
+		if lastComment.CompareAndSwap(last, next) {
+			return strconv.FormatInt(next, 10)
+		}
+	}
 }
 
 // post sends one signed webhook and returns the event ID (empty for the
