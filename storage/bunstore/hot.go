@@ -50,6 +50,14 @@ func dollarPlaceholders(q string) string {
 	return b.String()
 }
 
+// The statements that write one row by its key take the status they
+// expect as an argument, never as a literal: a literal status proves a
+// partial index's predicate (the due indexes', the status indexes'), and
+// PostgreSQL's plan for a prepared statement, made once, took such an
+// index whenever statistics said it was small, which they do only just
+// after a vacuum. Until the next, the index holds an entry for every
+// event or delivery that was pending since (dead once it is not), and
+// each write by key scanned all of them (see TestPostgresWritesByKey).
 var (
 	claimKeySQL = hot(`INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at) VALUES (?, ?, ?)
 ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key`)
@@ -58,22 +66,22 @@ route_attempts, last_error, next_attempt_at, routed_at, completed_at, lease_toke
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	insertEventAccountSQL = hot(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
 	routeEventSQL         = hot(`UPDATE mapper_events SET status = ?, owners = ?, unroutable = ?, route_attempts = ?, last_error = ?,
-routed_at = ?, completed_at = ?, next_attempt_at = ?, lease_token = '' WHERE id = ? AND status = 'pending' AND lease_token = ?`)
+routed_at = ?, completed_at = ?, next_attempt_at = ?, lease_token = '' WHERE id = ? AND lease_token = ? AND status = ?`)
 	insertDeliverySQL = hot(insertSQL("mapper_deliveries", deliveryColumns))
 	// recordDeliverySQL gives a claim back unattempted; recordAttemptSQL
 	// records an attempt, which the row holds from then on, after
 	// moveAttemptSQL has moved the one it held before to the attempts
 	// table (both only while the lease holds).
 	recordDeliverySQL = hot(`UPDATE mapper_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?,
-completed_at = ?, lease_token = '' WHERE id = ? AND status = 'pending' AND lease_token = ?`)
+completed_at = ?, lease_token = '' WHERE id = ? AND lease_token = ? AND status = ?`)
 	recordAttemptSQL = hot(`UPDATE mapper_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?,
-completed_at = ?, lease_token = '', ` + setColumns(heldColumns) + ` WHERE id = ? AND status = 'pending' AND lease_token = ?`)
+completed_at = ?, lease_token = '', ` + setColumns(heldColumns) + ` WHERE id = ? AND lease_token = ? AND status = ?`)
 	moveAttemptSQL = hot(`INSERT INTO mapper_attempts (` + columnNames(attemptColumns) + `)
 SELECT id, ` + columnNames(heldColumns) + ` FROM mapper_deliveries
-WHERE id = ? AND status = 'pending' AND lease_token = ? AND attempt_number IS NOT NULL`)
+WHERE id = ? AND lease_token = ? AND status = ? AND attempt_number IS NOT NULL`)
 	eventStateSQL     = hot(`SELECT status, unroutable FROM mapper_events WHERE id = ?`)
 	deliveryStatesSQL = hot(`SELECT status, completed_at FROM mapper_deliveries WHERE event_id = ?`)
-	settleEventSQL    = hot(`UPDATE mapper_events SET status = ?, completed_at = ? WHERE id = ? AND status = 'dispatched'`)
+	settleEventSQL    = hot(`UPDATE mapper_events SET status = ?, completed_at = ? WHERE id = ? AND status = ?`)
 	// The committer's savepoints: one is open at a time, so one name does.
 	savepointSQL         = hot(`SAVEPOINT w`)
 	releaseSavepointSQL  = hot(`RELEASE SAVEPOINT w`)

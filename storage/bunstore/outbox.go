@@ -136,7 +136,7 @@ func (s *Store) claim(ctx context.Context, fn func(context.Context, bun.IDB) err
 // clearing the lease, and tells "no row matched" apart: ErrNotFound or
 // ErrLeaseLost.
 func (s *Store) updateLeased(ctx context.Context, db bun.IDB, q *bun.UpdateQuery, table, id, token string) error {
-	res, err := q.Set("lease_token = ''").Where("id = ? AND status = 'pending' AND lease_token = ?", id, token).Exec(ctx)
+	res, err := q.Set("lease_token = ''").Where("id = ? AND lease_token = ? AND status = ?", id, token, "pending").Exec(ctx)
 	return s.matched(ctx, db, res, err, table, id)
 }
 
@@ -321,14 +321,14 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a *mapper
 		record := recordDeliverySQL
 		if a != nil {
 			// The attempt the row held goes to the table; a takes its place.
-			if _, err := s.exec(ctx, tx, moveAttemptSQL, d.ID, d.LeaseToken); err != nil {
+			if _, err := s.exec(ctx, tx, moveAttemptSQL, d.ID, d.LeaseToken, string(mapper.DeliveryPending)); err != nil {
 				return translate(err)
 			}
 			var r deliveryRow
 			r.hold(a)
 			args, record = append(args, r.heldArgs()...), recordAttemptSQL
 		}
-		res, err := s.exec(ctx, tx, record, append(args, d.ID, d.LeaseToken)...)
+		res, err := s.exec(ctx, tx, record, append(args, d.ID, d.LeaseToken, string(mapper.DeliveryPending))...)
 		if err := s.matched(ctx, tx, res, err, "mapper_deliveries", d.ID); err != nil {
 			return err
 		}
@@ -374,7 +374,7 @@ func (s *Store) settle(ctx context.Context, tx bun.Tx, eventID string) error {
 	if !ev.Settle(ds) {
 		return nil
 	}
-	_, err = s.exec(ctx, tx, settleEventSQL, string(ev.Status), usPtr(ev.CompletedAt), eventID)
+	_, err = s.exec(ctx, tx, settleEventSQL, string(ev.Status), usPtr(ev.CompletedAt), eventID, string(mapper.EventDispatched))
 	return translate(err)
 }
 

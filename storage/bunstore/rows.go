@@ -167,7 +167,7 @@ func (d *deliveryRow) args() []any {
 // routeArgs are routeEventSQL's values for a routed event.
 func routeArgs(ev *mapper.Event) []any {
 	return []any{string(ev.Status), jsonStrings(ev.Owners), jsonStrings(ev.Unroutable), ev.RouteAttempts, ev.LastError,
-		usPtr(ev.RoutedAt), usPtr(ev.CompletedAt), us(ev.NextAttemptAt), ev.ID, ev.LeaseToken}
+		usPtr(ev.RoutedAt), usPtr(ev.CompletedAt), us(ev.NextAttemptAt), ev.ID, ev.LeaseToken, string(mapper.EventPending)}
 }
 
 func us(t time.Time) int64 { return t.UnixMicro() }
