@@ -2,6 +2,7 @@ package bunstore
 
 import (
 	"context"
+	"database/sql"
 	"regexp"
 	"strings"
 	"testing"
@@ -113,20 +114,7 @@ SELECT g::text, 'app_' || (g % 5) FROM generate_series(0, 99999) AS g`, "ANALYZE
 	// the history.
 	sorts, valuesSorts := regexp.MustCompile(`(?m)^\s*(->  )?Sort  \(`), regexp.MustCompile(`Sort Key: "\*VALUES\*"`)
 	for name, q := range queries {
-		rows, err := s.db.QueryContext(ctx, "EXPLAIN "+q.sql, q.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, line)
-		}
-		rows.Close()
-		text := strings.Join(plan, "\n")
+		text := explainPG(ctx, t, s.db, name, "EXPLAIN "+q.sql, q.args...)
 		t.Logf("%s:\n%s", name, text)
 		// A sort of the statement's own VALUES list (to drop repeats) is
 		// not one of stored rows.
@@ -194,23 +182,10 @@ FROM generate_series(1, 50000) AS g`, "VACUUM ANALYZE mapper_events", "VACUUM AN
 			t.Fatalf("%s: %v", name, err)
 		}
 		params := len(regexp.MustCompile(`\$\d+`).FindAllString(w.sql, -1))
-		rows, err := conn.QueryContext(ctx, "EXPLAIN EXECUTE w("+strings.TrimSuffix(strings.Repeat("NULL, ", params), ", ")+")")
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, line)
-		}
-		rows.Close()
+		text := explainPG(ctx, t, conn, name, "EXPLAIN EXECUTE w("+strings.TrimSuffix(strings.Repeat("NULL, ", params), ", ")+")")
 		if _, err := conn.ExecContext(ctx, "DEALLOCATE w"); err != nil {
 			t.Fatal(err)
 		}
-		text := strings.Join(plan, "\n")
 		t.Logf("%s:\n%s", name, text)
 		// The first scan is the row's: an insert's foreign key check is
 		// not in the plan.
@@ -219,4 +194,28 @@ FROM generate_series(1, 50000) AS g`, "VACUUM ANALYZE mapper_events", "VACUUM AN
 			t.Errorf("%s does not find its row by %s:\n%s", name, w.index, text)
 		}
 	}
+}
+
+// explainPG runs a PostgreSQL EXPLAIN and returns its plan's text.
+func explainPG(ctx context.Context, t *testing.T, db interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, name, q string, args ...any) string {
+	t.Helper()
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return strings.Join(plan, "\n")
 }
