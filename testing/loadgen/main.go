@@ -546,9 +546,8 @@ var lastComment atomic.Int64
 // commentID returns a comment ID like Instagram's: 17 digits that grow
 // with time and never repeat in this process. A comment's deduplication
 // key then lands where a real one would, at the end of its account's
-// keys, and not scattered through a week of history as random IDs would
-// (which made the dedup index's inserts, not the history, the cost that
-// grew with it).
+// keys, and not scattered through a week of history as random IDs put
+// it, an index insert pattern a real week does not have.
 func commentID() string {
 	for {
 		last := lastComment.Load()
