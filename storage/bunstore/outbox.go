@@ -136,7 +136,7 @@ func (s *Store) claim(ctx context.Context, fn func(context.Context, bun.IDB) err
 // clearing the lease, and tells "no row matched" apart: ErrNotFound or
 // ErrLeaseLost.
 func (s *Store) updateLeased(ctx context.Context, db bun.IDB, q *bun.UpdateQuery, table, id, token string) error {
-	res, err := q.Set("lease_token = ''").Where("id = ? AND lease_token = ? AND status = ?", id, token, "pending").Exec(ctx)
+	res, err := q.Set("lease_token = ''").Where("id = ? AND status = 'pending' AND lease_token = ?", id, token).Exec(ctx)
 	return s.matched(ctx, db, res, err, table, id)
 }
 
