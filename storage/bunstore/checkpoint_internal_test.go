@@ -18,7 +18,7 @@ import (
 // writer or anyone else asking.
 func TestCheckpointsBesideTheWriter(t *testing.T) {
 	ctx := context.Background()
-	s := migratedSQLite(t)
+	s := migrated(t, dialects["sqlite"])
 	var path string
 	if err := s.db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&path); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,21 @@ var dialects = map[string]func(t *testing.T) (*Store, error){
 	},
 }
 
+// migrated opens a store and migrates it all the way; it is closed when
+// the test ends.
+func migrated(t *testing.T, open func(t *testing.T) (*Store, error)) *Store {
+	t.Helper()
+	s, err := open(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // migratedUpTo opens a store and migrates it up to the migration named
 // last, for a test to put data in an older schema; it is closed when the
 // test ends.

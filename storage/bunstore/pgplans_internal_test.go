@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/chatico/mapper"
-	"github.com/chatico/mapper/testing/containertest"
 	"github.com/uptrace/bun"
 )
 
@@ -29,14 +28,7 @@ func TestPostgresQueryPlans(t *testing.T) {
 		t.Skip("fills a database; skipped with -short")
 	}
 	ctx := context.Background()
-	s, err := OpenPostgres(ctx, containertest.PostgresURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := migrated(t, dialects["postgres"])
 	const status = `CASE WHEN g % 1000 = 0 THEN 'pending' WHEN g % 97 = 0 THEN 'dead' ELSE 'delivered' END`
 	for _, fill := range []string{`
 INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, next_attempt_at, completed_at)
@@ -138,14 +130,7 @@ SELECT g::text, 'app_' || (g % 5) FROM generate_series(0, 99999) AS g`, "ANALYZE
 // autovacuum visits less often).
 func TestPostgresWritesByKey(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenPostgres(ctx, containertest.PostgresURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := migrated(t, dialects["postgres"])
 	// Delivered history, analyzed when nothing was pending: the partial
 	// indexes look empty, as after a vacuum.
 	for _, fill := range []string{`
@@ -167,6 +152,7 @@ FROM generate_series(1, 50000) AS g`, "VACUUM ANALYZE mapper_events", "VACUUM AN
 	if _, err := conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 		t.Fatal(err)
 	}
+	placeholder, indexScan := regexp.MustCompile(`\$\d+`), regexp.MustCompile(`Scan using (\w+)`)
 	for name, w := range map[string]struct{ sql, index string }{
 		"route":                  {routeEventSQL.pg, "mapper_events_pkey"},
 		"route with a delivery":  {recordRouteSQL(1), "mapper_events_pkey"},
@@ -181,7 +167,7 @@ FROM generate_series(1, 50000) AS g`, "VACUUM ANALYZE mapper_events", "VACUUM AN
 		if _, err := conn.ExecContext(ctx, "PREPARE w AS "+w.sql); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		params := len(regexp.MustCompile(`\$\d+`).FindAllString(w.sql, -1))
+		params := len(placeholder.FindAllString(w.sql, -1))
 		text := explainPG(ctx, t, conn, name, "EXPLAIN EXECUTE w("+strings.TrimSuffix(strings.Repeat("NULL, ", params), ", ")+")")
 		if _, err := conn.ExecContext(ctx, "DEALLOCATE w"); err != nil {
 			t.Fatal(err)
@@ -189,7 +175,7 @@ FROM generate_series(1, 50000) AS g`, "VACUUM ANALYZE mapper_events", "VACUUM AN
 		t.Logf("%s:\n%s", name, text)
 		// The first scan is the row's: an insert's foreign key check is
 		// not in the plan.
-		scans := regexp.MustCompile(`Scan using (\w+)`).FindAllStringSubmatch(text, -1)
+		scans := indexScan.FindAllStringSubmatch(text, -1)
 		if len(scans) == 0 || scans[0][1] != w.index {
 			t.Errorf("%s does not find its row by %s:\n%s", name, w.index, text)
 		}

@@ -2,7 +2,6 @@ package bunstore
 
 import (
 	"context"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,7 +16,7 @@ import (
 // B-tree, so each claim's cost grew with the backlog: half the CPU of a
 // flat-out run went there, and deliveries lagged by seconds.
 func TestSQLiteClaimPlans(t *testing.T) {
-	s := migratedSQLite(t)
+	s := migrated(t, dialects["sqlite"])
 	for name, tc := range map[string]struct {
 		sql   string
 		args  []any
@@ -46,7 +45,7 @@ func TestSQLiteClaimPlans(t *testing.T) {
 // not grow with the history kept (#19). A full scan, or a sort
 // of every delivered event, would take seconds with millions kept.
 func TestSQLiteStatsPlans(t *testing.T) {
-	s := migratedSQLite(t)
+	s := migrated(t, dialects["sqlite"])
 	for name, tc := range map[string]struct {
 		sql   string
 		args  []any
@@ -92,27 +91,12 @@ func explain(t *testing.T, s *Store, sql string, args ...any) string {
 	return strings.Join(plan, "\n")
 }
 
-// migratedSQLite is a new, migrated SQLite store, closed when the test ends.
-func migratedSQLite(t *testing.T) *Store {
-	t.Helper()
-	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "plans.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // TestSQLitePruneGivesSpaceBack: a new SQLite file is in incremental
 // auto-vacuum mode, and pruning leaves at most a tenth of it free, giving
 // the rest back to the file system.
 func TestSQLitePruneGivesSpaceBack(t *testing.T) {
 	ctx := context.Background()
-	s := migratedSQLite(t)
+	s := migrated(t, dialects["sqlite"])
 	// 1,000 ended events of 8 KB each, a week old: a few thousand pages,
 	// in fewer batches than small events would take (each rests at least
 	// pruneMinRest).
@@ -149,7 +133,7 @@ SELECT 'evt_' || n, n, 'instagram', randomblob(8000), '', '[]', '["1"]', 'delive
 var rightPart = regexp.MustCompile(`USE TEMP B-TREE FOR (LAST TERM|RIGHT PART) OF ORDER BY`)
 
 func TestSQLiteLogPlans(t *testing.T) {
-	s := migratedSQLite(t)
+	s := migrated(t, dialects["sqlite"])
 	cursor := encodeCursor(1764331200000000, "evt_x")
 	for name, tc := range map[string]struct {
 		events     *mapper.EventQuery
