@@ -14,6 +14,7 @@ import (
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/forwarder/httpforwarder"
+	"github.com/chatico/mapper/otelx"
 	"github.com/chatico/mapper/storage/memstore"
 	"github.com/chatico/mapper/testing/mappertest"
 	"github.com/chatico/mapper/workerauth"
@@ -89,13 +90,15 @@ func BenchmarkRoutingCacheMiss(b *testing.B) {
 // the handler (async mode, memstore): rate limit, read, verify, parse,
 // store, answer. With tracing on, every span is sampled and batched to an
 // exporter that drops it, which is the cost an exporting service pays
-// before the network.
+// before the network; with tracing=ids, spans carry IDs only.
 func BenchmarkIntake(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		opts []mapper.Option
 	}{
 		{"tracing=off", nil},
+		// What the reference server runs when it exports no traces.
+		{"tracing=ids", []mapper.Option{mapper.WithTelemetry(otelx.IDs(), nil, nil)}},
 		{"tracing=on", []mapper.Option{mapper.WithTelemetry(sdktrace.NewTracerProvider(
 			sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(tracetest.NewNoopExporter())), nil, nil)}},
 	} {

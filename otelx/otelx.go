@@ -16,7 +16,9 @@
 //   - OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL:
 //     "http/protobuf" (the default) or "grpc".
 //   - OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG: read by the SDK
-//     (parentbased_always_on by default).
+//     (parentbased_always_on by default). With no exporter and no sampler
+//     set, spans are not recorded at all: they carry IDs for the logs and
+//     the traceparent of deliveries (see IDs).
 //   - OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES: the resource.
 package otelx
 
@@ -98,19 +100,27 @@ func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
 	t.MetricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	exporter, err := traceExporter(ctx, getenv)
 	if err != nil {
 		return nil, err
 	}
-	if exporter != nil {
-		opts = append(opts, sdktrace.WithBatcher(exporter))
-		t.TracesExported = true
+	switch {
+	case exporter == nil && getenv("OTEL_TRACES_SAMPLER") == "":
+		// Nothing leaves the process: spans need their IDs, not a record
+		// (see IDs). A sampler that is set still decides the flags that
+		// worker apps receive, so it keeps the SDK.
+		t.TracerProvider = IDs()
+	default:
+		opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+		if exporter != nil {
+			opts = append(opts, sdktrace.WithBatcher(exporter))
+			t.TracesExported = true
+		}
+		tp := sdktrace.NewTracerProvider(opts...)
+		t.TracerProvider = tp
+		t.shutdown = append(t.shutdown, tp.Shutdown)
 	}
-	tp := sdktrace.NewTracerProvider(opts...)
-	t.TracerProvider = tp
-	t.shutdown = append(t.shutdown, tp.Shutdown)
-	otel.SetTracerProvider(tp)
+	otel.SetTracerProvider(t.TracerProvider)
 	otel.SetMeterProvider(mp)
 	return t, nil
 }

@@ -12,13 +12,15 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatico/mapper/otelx"
 )
 
 // setenv sets the variables for this test (and undoes them after).
 func setenv(t *testing.T, m map[string]string) {
-	for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME"} {
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER"} {
 		t.Setenv(k, m[k])
 	}
 }
@@ -106,5 +108,60 @@ func TestLogHandlerAddsTraceIDs(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], `"trace_id":"`+span.SpanContext().TraceID().String()) || strings.Contains(lines[1], "trace_id") {
 		t.Errorf("logs:\n%s", buf.String())
+	}
+}
+
+// Exporting nothing, Setup's spans record nothing, yet carry the IDs a
+// trace needs and propagate them; a sampler that is set keeps the SDK.
+func TestSetupWithoutExporterRecordsNothing(t *testing.T) {
+	ctx := context.Background()
+	setenv(t, nil)
+	tel, err := otelx.Setup(ctx, "mapper", "v0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tel.TracerProvider.Tracer("test").Start(ctx, "work")
+	if span.IsRecording() || !span.SpanContext().IsValid() {
+		t.Errorf("no exporter: recording %v, span context %+v", span.IsRecording(), span.SpanContext())
+	}
+	setenv(t, map[string]string{"OTEL_TRACES_SAMPLER": "always_on"})
+	sampled, err := otelx.Setup(ctx, "mapper", "v0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, span := sampled.TracerProvider.Tracer("test").Start(ctx, "work"); !span.IsRecording() {
+		t.Error("a sampler is set but the SDK is not used")
+	}
+}
+
+func TestIDs(t *testing.T) {
+	tracer := otelx.IDs().Tracer("test")
+	ctx, root := tracer.Start(context.Background(), "root")
+	rc := root.SpanContext()
+	if !rc.IsValid() || !rc.IsSampled() || root.IsRecording() {
+		t.Fatalf("root: %+v, recording %v", rc, root.IsRecording())
+	}
+	_, child := tracer.Start(ctx, "child")
+	if cc := child.SpanContext(); cc.TraceID() != rc.TraceID() || cc.SpanID() == rc.SpanID() || !cc.IsSampled() {
+		t.Errorf("child %+v of root %+v", cc, rc)
+	}
+	if _, other := tracer.Start(context.Background(), "other"); other.SpanContext().TraceID() == rc.TraceID() {
+		t.Error("two roots share a trace")
+	}
+
+	// A remote parent's trace, flags and state carry over, and what is
+	// injected downstream is the child's.
+	prop := propagation.TraceContext{}
+	in := propagation.MapCarrier{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "tracestate": "vendor=x"}
+	_, span := tracer.Start(prop.Extract(context.Background(), in), "remote child")
+	sc := span.SpanContext()
+	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.SpanID().String() == "00f067aa0ba902b7" || sc.IsSampled() ||
+		sc.TraceState().String() != "vendor=x" {
+		t.Errorf("remote child: %+v", sc)
+	}
+	out := propagation.MapCarrier{}
+	prop.Inject(trace.ContextWithSpan(context.Background(), span), out)
+	if want := "00-4bf92f3577b34da6a3ce929d0e0e4736-" + sc.SpanID().String() + "-00"; out["traceparent"] != want {
+		t.Errorf("injected %q, want %q", out["traceparent"], want)
 	}
 }
