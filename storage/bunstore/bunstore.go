@@ -101,6 +101,9 @@ type Store struct {
 	// writer (see checkpoint.go); nil for a database the caller opened.
 	checkpoints *checkpointer
 	hot         prepared // see hot.go
+	// cautious counts the batches still to be committed with savepoints
+	// (see commitShared); the SQLite committer's alone.
+	cautious int
 }
 
 // The Store has every optional part the Mapper looks for.

@@ -19,10 +19,10 @@ import (
 // write is committed at once, with no added wait. How a batch is written
 // is the committer's run function:
 //
-//   - SQLite (commitShared): every write, each in a savepoint of one
-//     shared transaction, so that one write's failure (a conflict, a lost
-//     lease) undoes only that write. Its single writer serialises
-//     everything anyway, so every write of the outbox goes through it.
+//   - SQLite (commitShared): every write in one shared transaction, in
+//     which one write's failure (a conflict, a lost lease) undoes only
+//     that write. Its single writer serialises everything anyway, so
+//     every write of the outbox goes through it.
 //   - PostgreSQL events (commitEvents, several committers at once):
 //     pipelined, a few round trips per batch (commitEventsPG).
 //   - PostgreSQL routes (RouteEvent; commitRoutesPG, a committer of their own):
@@ -241,10 +241,72 @@ func (c *committer) commit(batch []commitReq) {
 	}
 }
 
-// commitShared runs a batch of writes in one transaction, each in a
-// savepoint (SQLite).
+// commitShared runs a batch of writes in one transaction (SQLite). A
+// write that fails must leave nothing behind, while the others' stand;
+// a savepoint around each write does that, but each costs two statements
+// and a copy of every page the write first touches (the statement
+// journal): about 5 % of the server's CPU flat out, for failures that
+// are rare (a lease lost, a conflict). So a batch is first run whole,
+// without savepoints; when one of its writes fails, the transaction is
+// rolled back, before any write after it ran, and the batch is run again
+// with savepoints (the writes before it, run again on the same state,
+// come to the same results). Once that happened, the next cautiousBatches
+// batches go straight to savepoints, so that a spell of failures costs
+// little more than it did.
 func (s *Store) commitShared(batch []commitReq, errs []error) {
 	s.prepare(context.Background())
+	defer s.checkpoints.nudge()
+	if s.cautious > 0 {
+		s.cautious--
+	} else if s.commitWhole(batch, errs) {
+		return
+	} else {
+		s.cautious = cautiousBatches
+	}
+	s.commitSavepoints(batch, errs)
+}
+
+// cautiousBatches is how many batches go to savepoints after a write
+// failed in a batch run whole.
+const cautiousBatches = 64
+
+// commitWhole runs batch in one transaction without savepoints. It
+// reports false when a write failed with others in the batch: the
+// transaction is rolled back and none of the batch is written.
+func (s *Store) commitWhole(batch []commitReq, errs []error) bool {
+	live := 0
+	for i := range batch {
+		if errs[i] == nil {
+			live++
+		}
+	}
+	failed := -1
+	err := s.db.RunInTx(context.Background(), nil, func(ctx context.Context, tx bun.Tx) error {
+		for i, r := range batch {
+			if errs[i] != nil {
+				continue
+			}
+			if err := r.fn(ctx, tx); err != nil {
+				failed = i
+				return err
+			}
+		}
+		return nil
+	})
+	switch {
+	case failed >= 0 && live > 1:
+		return false
+	case failed >= 0:
+		errs[failed] = err // a write alone: its transaction was its savepoint
+	case err != nil:
+		failAll(errs, err)
+	}
+	return true
+}
+
+// commitSavepoints runs batch in one transaction, each write in a
+// savepoint, so that one write's failure undoes only that write.
+func (s *Store) commitSavepoints(batch []commitReq, errs []error) {
 	// The transaction belongs to no single caller: one caller leaving
 	// must not roll back the others' writes.
 	err := s.db.RunInTx(context.Background(), nil, func(ctx context.Context, tx bun.Tx) error {
@@ -267,12 +329,16 @@ func (s *Store) commitShared(batch []commitReq, errs []error) {
 		}
 		return nil
 	})
-	s.checkpoints.nudge()
 	if err != nil {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
+		failAll(errs, err)
+	}
+}
+
+// failAll gives err to every write of a batch not failed already.
+func failAll(errs []error, err error) {
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = err
 		}
 	}
 }

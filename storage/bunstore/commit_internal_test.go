@@ -2,9 +2,12 @@ package bunstore
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uptrace/bun"
 )
 
 // TestCommitterLingers: writes arriving a millisecond apart (a moderate
@@ -69,5 +72,73 @@ func TestCommitterLingerCountsFromArrival(t *testing.T) {
 	}
 	if n := gather(time.Now().Add(-maxLinger)); n != 1 {
 		t.Errorf("a write that had waited %v already lingered for more: a batch of %d", maxLinger, n)
+	}
+}
+
+// TestSharedCommitUndoesOnlyTheFailedWrite: in a batch of SQLite writes,
+// one that fails after it wrote (here a constraint its second statement
+// breaks) leaves nothing, and the others are committed: run whole, the
+// batch is rolled back and run again with savepoints, and the batches
+// after it go straight to savepoints; a write failing alone needs
+// neither.
+func TestSharedCommitUndoesOnlyTheFailedWrite(t *testing.T) {
+	t.Parallel()
+	s := migrated(t, dialects["sqlite"]) // nothing else writes to it
+	ctx := context.Background()
+	insert := func(tx bun.Tx, key string) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at) VALUES (?, 'e', 0)", key)
+		return err
+	}
+	var runs map[string]int
+	write := func(key string, fail bool) commitReq {
+		return commitReq{ctx: ctx, fn: func(ctx context.Context, tx bun.Tx) error {
+			runs[key]++
+			if err := insert(tx, key); err != nil || !fail {
+				return err
+			}
+			return insert(tx, key) // the same key again: a failure after a write
+		}}
+	}
+	keys := func() []string {
+		var got []string
+		if err := s.db.NewRaw("SELECT dedup_key FROM mapper_dedup_keys ORDER BY dedup_key").Scan(ctx, &got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	commit := func(batch ...commitReq) []error {
+		runs = map[string]int{}
+		errs := make([]error, len(batch))
+		s.commitShared(batch, errs)
+		return errs
+	}
+
+	errs := commit(write("a", false), write("b", true), write("c", false))
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
+		t.Fatalf("errors %v", errs)
+	}
+	if got := keys(); !slices.Equal(got, []string{"a", "c"}) {
+		t.Fatalf("keys %v, want [a c]", got)
+	}
+	if runs["a"] != 2 || runs["c"] != 1 || s.cautious != cautiousBatches {
+		t.Errorf("runs %v, cautious %d: the batch was not run whole first", runs, s.cautious)
+	}
+
+	errs = commit(write("d", true), write("e", false))
+	if errs[0] == nil || errs[1] != nil || !slices.Equal(keys(), []string{"a", "c", "e"}) || runs["e"] != 1 {
+		t.Errorf("after a failure: errors %v, keys %v, runs %v", errs, keys(), runs)
+	}
+	if s.cautious != cautiousBatches-1 {
+		t.Errorf("cautious %d after a batch with savepoints", s.cautious)
+	}
+
+	s.cautious = 0
+	errs = commit(write("f", true))
+	if errs[0] == nil || runs["f"] != 1 || s.cautious != 0 || slices.Contains(keys(), "f") {
+		t.Errorf("a write failing alone: error %v, runs %v, cautious %d, keys %v", errs[0], runs, s.cautious, keys())
+	}
+	errs = commit(write("g", false), write("h", false))
+	if errs[0] != nil || errs[1] != nil || runs["g"] != 1 || !slices.Equal(keys(), []string{"a", "c", "e", "g", "h"}) {
+		t.Errorf("a batch without failure: errors %v, runs %v, keys %v", errs, runs, keys())
 	}
 }
