@@ -217,6 +217,16 @@ func (s *Store) inTx(ctx context.Context, fn func(context.Context, bun.Tx) error
 	return s.commits.send(commitReq{ctx: ctx, fn: fn})
 }
 
+// inTxDeferred is inTx for a write that records what was done already:
+// on SQLite it may wait for a write someone waits for, and share its
+// commit (see maxDefer).
+func (s *Store) inTxDeferred(ctx context.Context, fn func(context.Context, bun.Tx) error) error {
+	if s.pg {
+		return s.db.RunInTx(ctx, nil, fn)
+	}
+	return s.commits.send(commitReq{ctx: ctx, fn: fn, deferrable: true})
+}
+
 // DB returns the underlying bun database.
 func (s *Store) DB() *bun.DB { return s.db }
 

@@ -44,8 +44,12 @@ type commitReq struct {
 	// payload is ev's as it is stored (see pack), made before the writer.
 	payload stored
 	route   *routeReq
-	done    chan error
-	at      time.Time // when it was handed over
+	// deferrable says that nobody outside waits for the write: it records
+	// what was done already (a route with its attempts, an attempt), so it
+	// may wait for a write that someone does wait for (see gather).
+	deferrable bool
+	done       chan error
+	at         time.Time // when it was handed over
 }
 
 type committer struct {
@@ -84,6 +88,20 @@ const (
 	minLingerGap = 500 * time.Microsecond
 )
 
+// Deferring. Below a flat-out rate most commits carry one webhook's write
+// or one route's, and a route (an event's deliveries, with the attempts
+// already made) is written after the worker app has the webhook: nobody
+// outside waits for it. So a batch of deferrable writes alone waits up
+// to maxDefer from its first write's arrival for a write that is awaited
+// (a webhook's, a claim), or for lingerBatch writes, and shares its
+// commit. At a moderate rate that halves the commits; the webhook's
+// answer and its delivery wait no longer (but with mapper.WithSyncDelivery,
+// whose answer waits for the route, up to maxDefer more on an idle
+// store), the lease of a routed event is held a little longer, and a
+// crash in that time redelivers those routes' webhooks (at least once, as
+// before, in a window wider by as much).
+const maxDefer = maxLinger
+
 // newCommitter starts workers committing batches with run; linger (one
 // worker only: its arrival average is the loop's own) lets small batches
 // wait for more.
@@ -102,7 +120,7 @@ var errClosed = errors.New("bunstore: store closed")
 func (c *committer) send(req commitReq) error {
 	ctx := req.ctx
 	req.done = make(chan error, 1)
-	if c.linger {
+	if c.linger || req.deferrable {
 		req.at = time.Now()
 	}
 	select {
@@ -167,10 +185,12 @@ func (c *committer) arrived() {
 	c.last = now
 }
 
-// gather adds what is queued to batch and, lingering, what the arrival
-// rate says comes within maxLinger.
+// gather adds what is queued to batch and what may still come: lingering,
+// what the arrival rate says comes within maxLinger; deferring, a write
+// someone waits for.
 func (c *committer) gather(batch []commitReq) []commitReq {
 	var timer *time.Timer
+	var deadline time.Time
 	for len(batch) < maxBatch {
 		select {
 		case r := <-c.reqs:
@@ -179,18 +199,18 @@ func (c *committer) gather(batch []commitReq) []commitReq {
 			continue
 		default:
 		}
-		if !c.lingering(len(batch)) {
+		until, ok := c.until(batch)
+		if !ok || !until.After(time.Now()) {
 			return batch
 		}
-		if timer == nil {
-			// The wait counts from the first write's arrival: one that
-			// came while the last commit ran has waited for it already.
-			wait := min(maxLinger, c.gap*time.Duration(lingerBatch-len(batch))) - time.Since(batch[0].at)
-			if wait <= 0 {
-				return batch
+		if !until.Equal(deadline) {
+			deadline = until
+			if timer == nil {
+				timer = time.NewTimer(time.Until(until))
+				defer timer.Stop()
+			} else {
+				timer.Reset(time.Until(until))
 			}
-			timer = time.NewTimer(wait)
-			defer timer.Stop()
 		}
 		select {
 		case r := <-c.reqs:
@@ -203,6 +223,30 @@ func (c *committer) gather(batch []commitReq) []commitReq {
 		}
 	}
 	return batch
+}
+
+// until says how long batch, with nothing more queued, waits for more
+// writes (ok false: it is committed now).
+func (c *committer) until(batch []commitReq) (time.Time, bool) {
+	first := -1 // the first write someone waits for
+	for i := range batch {
+		if !batch[i].deferrable {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		if len(batch) >= lingerBatch {
+			return time.Time{}, false
+		}
+		return batch[0].at.Add(maxDefer), true
+	}
+	if !c.lingering(len(batch)) {
+		return time.Time{}, false
+	}
+	// The wait counts from the first awaited write's arrival: one that
+	// came while the last commit ran has waited for it already.
+	return batch[first].at.Add(min(maxLinger, c.gap*time.Duration(lingerBatch-len(batch)))), true
 }
 
 // lingering reports whether a batch of n, with nothing more queued, waits

@@ -75,6 +75,43 @@ func TestCommitterLingerCountsFromArrival(t *testing.T) {
 	}
 }
 
+// TestCommitterDefers: a batch of deferrable writes (routes) alone waits
+// up to maxDefer after its first arrived for a write that someone waits
+// for, and shares its commit; a batch with an awaited write is committed
+// at once when the store is not lingering.
+func TestCommitterDefers(t *testing.T) {
+	t.Parallel()
+	gather := func(first commitReq, next commitReq) int {
+		c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), linger: true}
+		later := time.AfterFunc(maxDefer/2, func() { next.at = time.Now(); c.reqs <- next })
+		defer later.Stop()
+		return len(c.gather([]commitReq{first}))
+	}
+	route := commitReq{deferrable: true, at: time.Now()}
+	if n := gather(route, commitReq{}); n != 2 {
+		t.Errorf("a route was committed without the webhook %v later: a batch of %d", maxDefer/2, n)
+	}
+	if n := gather(commitReq{deferrable: true, at: time.Now().Add(-maxDefer)}, commitReq{}); n != 1 {
+		t.Errorf("a route that had waited %v already waited for more: a batch of %d", maxDefer, n)
+	}
+	if n := gather(commitReq{at: time.Now()}, commitReq{}); n != 1 {
+		t.Errorf("a webhook's write, not lingering, waited for another: a batch of %d", n)
+	}
+	if n := gather(commitReq{at: time.Now()}, route); n != 1 {
+		t.Errorf("a webhook's write waited for a route: a batch of %d", n)
+	}
+	full := make([]commitReq, lingerBatch)
+	for i := range full {
+		full[i] = commitReq{deferrable: true, at: time.Now()}
+	}
+	c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), linger: true}
+	later := time.AfterFunc(maxDefer/2, func() { c.reqs <- commitReq{at: time.Now()} })
+	defer later.Stop()
+	if n := len(c.gather(full)); n != lingerBatch {
+		t.Errorf("%d routes waited for more: a batch of %d", lingerBatch, n)
+	}
+}
+
 // TestSharedCommitUndoesOnlyTheFailedWrite: in a batch of SQLite writes,
 // one that fails after it wrote (here a constraint its second statement
 // breaks) leaves nothing, and the others are committed: run whole, the

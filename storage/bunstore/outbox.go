@@ -180,7 +180,7 @@ func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []m
 	if s.pg {
 		return s.routes.send(commitReq{ctx: ctx, route: &routeReq{ev, rows}})
 	}
-	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	return s.inTxDeferred(ctx, func(ctx context.Context, tx bun.Tx) error {
 		return s.route(ctx, tx, ev, rows)
 	})
 }
@@ -308,7 +308,7 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a *mapper
 		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
 	}
 	terminal := d.Status.Terminal()
-	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	return s.inTxDeferred(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if terminal && s.pg {
 			// Serialise the last deliveries of one event finishing at
 			// once, so that one of them sees the others ended and
