@@ -61,9 +61,7 @@ func dollarPlaceholders(q string) string {
 var (
 	claimKeySQL = hot(`INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at) VALUES (?, ?, ?)
 ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key`)
-	insertEventSQL = hot(`INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, owners, unroutable,
-route_attempts, last_error, next_attempt_at, routed_at, completed_at, lease_token, trace_context, payload_codec)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	insertEventSQL        = hot(insertSQL("mapper_events", eventColumns))
 	insertEventAccountSQL = hot(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
 	routeEventSQL         = hot(`UPDATE mapper_events SET status = ?, owners = ?, unroutable = ?, route_attempts = ?, last_error = ?,
 routed_at = ?, completed_at = ?, next_attempt_at = ?, lease_token = '' WHERE id = ? AND lease_token = ? AND status = ?`)
@@ -94,6 +92,10 @@ type column struct{ name, pgType string }
 
 // The columns of the hot inserts, in the order of their rows' args.
 var (
+	eventColumns = []column{{"id", "text"}, {"received_at", "bigint"}, {"object", "text"}, {"payload", "bytea"}, {"signature", "text"},
+		{"items", "text"}, {"account_ids", "text"}, {"status", "text"}, {"owners", "text"}, {"unroutable", "text"},
+		{"route_attempts", "integer"}, {"last_error", "text"}, {"next_attempt_at", "bigint"}, {"routed_at", "bigint"},
+		{"completed_at", "bigint"}, {"lease_token", "text"}, {"trace_context", "text"}, {"payload_codec", "smallint"}}
 	deliveryFields = []column{{"id", "text"}, {"event_id", "text"}, {"app_id", "text"}, {"owner_ids", "text"}, {"body", "bytea"},
 		{"original", "boolean"}, {"meta_signature", "text"}, {"ordered", "boolean"}, {"status", "text"}, {"attempts", "integer"},
 		{"attempt_base", "integer"}, {"cycle_start", "bigint"}, {"next_attempt_at", "bigint"}, {"last_status_code", "integer"},

@@ -14,11 +14,14 @@ import (
 )
 
 // commitEventsPG writes a batch of events on PostgreSQL in three round
-// trips, whatever the batch size, instead of five per event: the events
-// whose ID already exists are found first (they are refused, and write
-// nothing); then every event's keys are claimed in one pipelined batch;
-// then the events, their accounts and the NOTIFY go in a second one, and
-// the transaction commits. Nothing of the second batch can fail for one
+// trips and four statements, whatever the batch size: the events whose ID
+// already exists are found first (they are refused, and write nothing);
+// then every event's keys are claimed in one statement; then the events
+// and their accounts go in one statement each, with the NOTIFY, in a
+// pipelined batch, and the transaction commits. Rows go as one array per
+// column (unnest): a statement per event cost PostgreSQL its parse-free
+// but per-call work (bind, execute, the executor's start and end) a
+// thousand times a second. Nothing of the last batch can fail for one
 // event alone (IDs were checked, accounts insert with ON CONFLICT DO
 // NOTHING), so no savepoints are needed; a failure fails the whole batch,
 // and every caller gets the error (its webhook gets 503, and Meta retries).
@@ -52,19 +55,31 @@ func (s *Store) commitEventsPG(ctx context.Context, evs []*mapper.Event, payload
 		if err := claimKeysPG(ctx, tx, evs, errs); err != nil {
 			return err
 		}
-		writes := &pgx.Batch{}
+		var rows [][]any
+		var accounts struct {
+			id, event []string
+			received  []int64
+		}
 		notify := false
 		for i, ev := range evs {
 			if errs[i] != nil {
 				continue
 			}
 			r := toEventRow(ev, payloads[i])
-			writes.Queue(insertEventSQL.pg, r.args()...)
-			if len(ev.AccountIDs) > 0 {
-				writes.Queue(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id)
-SELECT a, $2, $3 FROM unnest($1::text[]) AS a ON CONFLICT DO NOTHING`, ev.AccountIDs, r.ReceivedAt, ev.ID)
+			rows = append(rows, r.args())
+			for _, a := range ev.AccountIDs {
+				accounts.id, accounts.received, accounts.event = append(accounts.id, a), append(accounts.received, r.ReceivedAt), append(accounts.event, ev.ID)
 			}
 			notify = notify || ev.Status == mapper.EventPending && ev.LeaseToken == ""
+		}
+		if len(rows) == 0 {
+			return nil // every event was refused
+		}
+		writes := &pgx.Batch{}
+		writes.Queue(insertEventsPG, columnArrays(rows)...)
+		if len(accounts.id) > 0 {
+			writes.Queue(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) ON CONFLICT DO NOTHING`, accounts.id, accounts.received, accounts.event)
 		}
 		if notify {
 			writes.Queue("SELECT pg_notify('mapper_work', '')")
@@ -74,6 +89,54 @@ SELECT a, $2, $3 FROM unnest($1::text[]) AS a ON CONFLICT DO NOTHING`, ev.Accoun
 		}
 		return translate(tx.Commit(ctx))
 	})
+}
+
+// insertEventsPG inserts events from one array per column, in the order
+// of eventColumns.
+var insertEventsPG = func() string {
+	types := make([]string, len(eventColumns))
+	for i, c := range eventColumns {
+		types[i] = fmt.Sprintf("$%d::%s[]", i+1, c.pgType)
+	}
+	return "INSERT INTO mapper_events (" + columnNames(eventColumns) + ") SELECT * FROM unnest(" + strings.Join(types, ", ") + ")"
+}()
+
+// columnArrays turns rows of values, each row's in one column order,
+// into one array per column, typed as pgx encodes PostgreSQL arrays (nil
+// pointers are NULLs), for statements that unnest them.
+func columnArrays(rows [][]any) []any {
+	cols := make([]any, len(rows[0]))
+	for j, v := range rows[0] {
+		switch v.(type) {
+		case string:
+			cols[j] = column1[string](rows, j)
+		case []byte:
+			cols[j] = column1[[]byte](rows, j)
+		case bool:
+			cols[j] = column1[bool](rows, j)
+		case int:
+			cols[j] = column1[int](rows, j)
+		case int16:
+			cols[j] = column1[int16](rows, j)
+		case int64:
+			cols[j] = column1[int64](rows, j)
+		case *int:
+			cols[j] = column1[*int](rows, j)
+		case *int64:
+			cols[j] = column1[*int64](rows, j)
+		default:
+			panic(fmt.Sprintf("bunstore: no array for a column of %T", v)) // the rows' args are fixed: cannot happen
+		}
+	}
+	return cols
+}
+
+func column1[T any](rows [][]any, j int) []T {
+	out := make([]T, len(rows))
+	for i, r := range rows {
+		out[i] = r[j].(T)
+	}
+	return out
 }
 
 // refuseTakenIDs sets ErrConflict for the events of the batch whose ID is
@@ -103,41 +166,44 @@ func refuseTakenIDs(ctx context.Context, tx pgx.Tx, evs []*mapper.Event, errs []
 	return nil
 }
 
-// claimKeysPG claims the events' deduplication keys, in order: of two
-// events of this batch with one key, the first claims it and the second
-// sees it taken. Each event's items are marked as it went.
+// claimKeysPG claims the events' deduplication keys in one statement, in
+// the batch's order: of two events of this batch with one key, the first
+// claims it and the second sees it taken (ON CONFLICT DO NOTHING skips a
+// row that conflicts with one the same statement inserted). Each event's
+// items are then marked.
 func claimKeysPG(ctx context.Context, tx pgx.Tx, evs []*mapper.Event, errs []error) error {
-	keys := &pgx.Batch{}
+	var keys, events []string
+	var created []int64
 	for i, ev := range evs {
 		if errs[i] != nil {
 			continue
 		}
-		keys.Queue(`INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at)
-SELECT k, $2, $3 FROM unnest($1::text[]) AS k ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key`,
-			distinctKeys(ev), ev.ID, us(ev.ReceivedAt))
+		for _, k := range distinctKeys(ev) {
+			keys, events, created = append(keys, k), append(events, ev.ID), append(created, us(ev.ReceivedAt))
+		}
 	}
-	br := tx.SendBatch(ctx, keys)
+	fresh := map[[2]string]bool{}
+	if len(keys) > 0 {
+		rows, err := tx.Query(ctx, `INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at)
+SELECT k, e, c FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS t(k, e, c, n) ORDER BY n
+ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key, event_id`, keys, events, created)
+		if err != nil {
+			return translate(err)
+		}
+		var k, e string
+		if _, err := pgx.ForEachRow(rows, []any{&k, &e}, func() error {
+			fresh[[2]string{e, k}] = true
+			return nil
+		}); err != nil {
+			return translate(err)
+		}
+	}
 	for i, ev := range evs {
-		if errs[i] != nil {
-			continue
+		if errs[i] == nil {
+			ev.MarkDuplicates(func(k string) bool { return fresh[[2]string{ev.ID, k}] })
 		}
-		rows, err := br.Query()
-		if err != nil {
-			br.Close()
-			return translate(err)
-		}
-		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			br.Close()
-			return translate(err)
-		}
-		fresh := make(map[string]bool, len(got))
-		for _, k := range got {
-			fresh[k] = true
-		}
-		ev.MarkDuplicates(func(k string) bool { return fresh[k] })
 	}
-	return translate(br.Close())
+	return nil
 }
 
 type routeReq struct {
