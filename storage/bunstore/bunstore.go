@@ -29,7 +29,11 @@
 // connection, so replicas wake each other when the event commits.
 //
 // SQLite runs in WAL mode with synchronous=FULL, foreign keys on, and a
-// single connection, so a webhook answered 200 is on disk.
+// single connection, so a webhook answered 200 is on disk. Writes that arrive
+// together share one transaction and one commit; a route or an attempt,
+// written after the worker app has the webhook, may wait up to 5 ms for a
+// write someone waits for and share its commit (so with
+// mapper.WithSyncDelivery an idle store answers up to 5 ms later).
 //
 // # Indexes
 //

@@ -24,7 +24,8 @@ import (
 //     that write. Its single writer serialises everything anyway, so
 //     every write of the outbox goes through it.
 //   - PostgreSQL events (commitEvents, several committers at once):
-//     pipelined, a few round trips per batch (commitEventsPG).
+//     one statement per table and three round trips per batch
+//     (commitEventsPG).
 //   - PostgreSQL routes (RouteEvent; commitRoutesPG, a committer of their own):
 //     each one statement on a row leased to its caller, so a batch locks
 //     nothing another write waits for, and many commits become one. The
