@@ -25,11 +25,16 @@ func (s *Store) CreateEvent(ctx context.Context, ev *mapper.Event) error {
 	if err := eventNUL(ev); err != nil {
 		return err
 	}
+	return s.commits.send(s.createReq(ctx, ev))
+}
+
+// createReq is the committer's write of a new event.
+func (s *Store) createReq(ctx context.Context, ev *mapper.Event) commitReq {
 	// Compressed here, in the caller's goroutine: the writer is one.
 	payload := pack(ev.Payload)
-	return s.commits.send(commitReq{ctx: ctx, ev: ev, payload: payload, fn: func(ctx context.Context, tx bun.Tx) error {
+	return commitReq{ctx: ctx, ev: ev, payload: payload, fn: func(ctx context.Context, tx bun.Tx) error {
 		return s.createEvent(ctx, tx, ev, payload)
-	}})
+	}}
 }
 
 // eventNUL checks the text of an event that goes into columns of its own.
