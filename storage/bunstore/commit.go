@@ -3,6 +3,7 @@ package bunstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -105,12 +106,28 @@ const maxDefer = maxLinger
 
 // newCommitter starts workers committing batches with run; linger (one
 // worker only: its arrival average is the loop's own) lets small batches
-// wait for more.
+// wait for more. With several workers, one loop gathers the batches and
+// hands each to a free worker: were each worker to gather its own, writes
+// waiting for company (see maxDefer) would each wait in a different
+// worker, alone.
 func newCommitter(workers int, linger bool, run func(batch []commitReq, errs []error)) *committer {
 	c := &committer{run: run, reqs: make(chan commitReq, maxBatch), stop: make(chan struct{}), linger: linger && workers == 1}
-	for range workers {
-		c.wg.Go(c.loop)
+	if workers == 1 {
+		c.wg.Go(func() { c.loop(c.commit) })
+		return c
 	}
+	batches := make(chan []commitReq)
+	for range workers {
+		c.wg.Go(func() {
+			for b := range batches {
+				c.commit(b)
+			}
+		})
+	}
+	c.wg.Go(func() {
+		defer close(batches)
+		c.loop(func(b []commitReq) { batches <- slices.Clone(b) })
+	})
 	return c
 }
 
@@ -141,7 +158,8 @@ func (c *committer) close() {
 	c.wg.Wait()
 }
 
-func (c *committer) loop() {
+// loop gathers batches and passes each to commit.
+func (c *committer) loop(commit func([]commitReq)) {
 	batch := make([]commitReq, 0, maxBatch)
 	for {
 		select {
@@ -154,7 +172,7 @@ func (c *committer) loop() {
 		c.arrived()
 		batch = c.gather(batch)
 		start := time.Now()
-		c.commit(batch)
+		commit(batch)
 		c.committed(start)
 	}
 }

@@ -112,6 +112,40 @@ func TestCommitterDefers(t *testing.T) {
 	}
 }
 
+// TestCommitterWorkersShareDeferredWrites: with several workers (the
+// PostgreSQL routes' committer), deferrable writes close together still
+// share batches: one loop gathers them, rather than each waiting in
+// a worker of its own.
+func TestCommitterWorkersShareDeferredWrites(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	most := 0
+	c := newCommitter(4, false, func(batch []commitReq, errs []error) {
+		mu.Lock()
+		most = max(most, len(batch))
+		mu.Unlock()
+	})
+	defer c.close()
+	// Four writes in about 1.5 ms, well inside maxDefer: gathered by one
+	// loop, they share a batch; gathered by the worker each comes to, each
+	// is alone.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if err := c.send(commitReq{ctx: context.Background(), deferrable: true}); err != nil {
+				t.Error(err)
+			}
+		})
+		time.Sleep(500 * time.Microsecond)
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if most < 3 {
+		t.Errorf("4 routes half a millisecond apart were committed in batches of at most %d", most)
+	}
+}
+
 // TestSharedCommitUndoesOnlyTheFailedWrite: in a batch of SQLite writes,
 // one that fails after it wrote (here a constraint its second statement
 // breaks) leaves nothing, and the others are committed: run whole, the

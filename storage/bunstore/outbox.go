@@ -178,7 +178,7 @@ func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []m
 		rows[j].hold(a)
 	}
 	if s.pg {
-		return s.routes.send(commitReq{ctx: ctx, route: &routeReq{ev, rows}})
+		return s.routes.send(commitReq{ctx: ctx, route: &routeReq{ev, rows}, deferrable: true})
 	}
 	return s.inTxDeferred(ctx, func(ctx context.Context, tx bun.Tx) error {
 		return s.route(ctx, tx, ev, rows)
