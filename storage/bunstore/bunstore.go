@@ -29,11 +29,14 @@
 // connection, so replicas wake each other when the event commits.
 //
 // SQLite runs in WAL mode with synchronous=FULL, foreign keys on, and a
-// single connection, so a webhook answered 200 is on disk. Writes that arrive
-// together share one transaction and one commit; a route or an attempt,
-// written after the worker app has the webhook, may wait up to 5 ms for a
-// write someone waits for and share its commit (so with
-// mapper.WithSyncDelivery an idle store answers up to 5 ms later).
+// single connection, so a webhook answered 200 is on disk.
+//
+// On both databases, writes that arrive together share one transaction and
+// one commit. A route (the deliveries of an event, with the attempts made
+// while routing), written after the worker app has the webhook, may wait
+// up to 5 ms for company to share its commit: on SQLite for a write someone
+// waits for, as an attempt does; on PostgreSQL for other routes. So with
+// mapper.WithSyncDelivery an idle store answers up to 5 ms later.
 //
 // # Indexes
 //

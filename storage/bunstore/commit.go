@@ -95,8 +95,10 @@ const (
 // already made) is written after the worker app has the webhook: nobody
 // outside waits for it. So a batch of deferrable writes alone waits up
 // to maxDefer from its first write's arrival for a write that is awaited
-// (a webhook's, a claim), or for lingerBatch writes, and shares its
-// commit. At a moderate rate that halves the commits; the webhook's
+// (a webhook's, a claim, on SQLite's shared committer), or until it holds
+// lingerBatch writes, and shares its commit (on PostgreSQL, whose routes
+// have a committer of their own, with the routes that came meanwhile). At
+// a moderate rate that halves the commits or better; the webhook's
 // answer and its delivery wait no longer (but with mapper.WithSyncDelivery,
 // whose answer waits for the route, up to maxDefer more on an idle
 // store), the lease of a routed event is held a little longer, and a
