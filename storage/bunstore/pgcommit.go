@@ -55,11 +55,7 @@ func (s *Store) commitEventsPG(ctx context.Context, evs []*mapper.Event, payload
 		if err := claimKeysPG(ctx, tx, evs, errs); err != nil {
 			return err
 		}
-		var rows [][]any
-		var accounts struct {
-			id, event []string
-			received  []int64
-		}
+		var rows, accounts [][]any
 		notify := false
 		for i, ev := range evs {
 			if errs[i] != nil {
@@ -68,7 +64,7 @@ func (s *Store) commitEventsPG(ctx context.Context, evs []*mapper.Event, payload
 			r := toEventRow(ev, payloads[i])
 			rows = append(rows, r.args())
 			for _, a := range ev.AccountIDs {
-				accounts.id, accounts.received, accounts.event = append(accounts.id, a), append(accounts.received, r.ReceivedAt), append(accounts.event, ev.ID)
+				accounts = append(accounts, []any{a, r.ReceivedAt, ev.ID})
 			}
 			notify = notify || ev.Status == mapper.EventPending && ev.LeaseToken == ""
 		}
@@ -77,9 +73,9 @@ func (s *Store) commitEventsPG(ctx context.Context, evs []*mapper.Event, payload
 		}
 		writes := &pgx.Batch{}
 		writes.Queue(insertEventsPG, columnArrays(rows)...)
-		if len(accounts.id) > 0 {
+		if len(accounts) > 0 {
 			writes.Queue(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) ON CONFLICT DO NOTHING`, accounts.id, accounts.received, accounts.event)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) ON CONFLICT DO NOTHING`, columnArrays(accounts)...)
 		}
 		if notify {
 			writes.Queue("SELECT pg_notify('mapper_work', '')")
@@ -172,21 +168,20 @@ func refuseTakenIDs(ctx context.Context, tx pgx.Tx, evs []*mapper.Event, errs []
 // row that conflicts with one the same statement inserted). Each event's
 // items are then marked.
 func claimKeysPG(ctx context.Context, tx pgx.Tx, evs []*mapper.Event, errs []error) error {
-	var keys, events []string
-	var created []int64
+	var keys [][]any
 	for i, ev := range evs {
 		if errs[i] != nil {
 			continue
 		}
 		for _, k := range distinctKeys(ev) {
-			keys, events, created = append(keys, k), append(events, ev.ID), append(created, us(ev.ReceivedAt))
+			keys = append(keys, []any{k, ev.ID, us(ev.ReceivedAt)})
 		}
 	}
 	fresh := map[[2]string]bool{}
 	if len(keys) > 0 {
 		rows, err := tx.Query(ctx, `INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at)
 SELECT k, e, c FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS t(k, e, c, n) ORDER BY n
-ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key, event_id`, keys, events, created)
+ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key, event_id`, columnArrays(keys)...)
 		if err != nil {
 			return translate(err)
 		}
