@@ -15,45 +15,42 @@ import (
 // committed at once, alone; a committer without linger never waits.
 func TestCommitterLingers(t *testing.T) {
 	t.Parallel()
-	run := func(linger bool, gap time.Duration, n int) []int {
-		var mu sync.Mutex
-		var sizes []int
-		c := newCommitter(1, linger, func(batch []commitReq, errs []error) {
-			mu.Lock()
-			sizes = append(sizes, len(batch))
-			mu.Unlock()
-		})
-		defer c.close()
-		var wg sync.WaitGroup
-		for range n {
-			wg.Go(func() {
-				if err := c.send(commitReq{ctx: context.Background()}); err != nil {
-					t.Error(err)
-				}
-			})
-			time.Sleep(gap)
-		}
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		return sizes
-	}
-	most := func(sizes []int) int {
-		m := 0
-		for _, s := range sizes {
-			m = max(m, s)
-		}
-		return m
-	}
-	if sizes := run(true, time.Millisecond, 60); most(sizes) < 2 {
+	write := commitReq{ctx: context.Background()}
+	if sizes := batchSizes(t, 1, true, write, time.Millisecond, 60); slices.Max(sizes) < 2 {
 		t.Errorf("writes a millisecond apart were each committed alone: %v", sizes)
 	}
-	if sizes := run(true, 20*time.Millisecond, 10); most(sizes) != 1 {
+	if sizes := batchSizes(t, 1, true, write, 20*time.Millisecond, 10); slices.Max(sizes) != 1 {
 		t.Errorf("writes 20 ms apart were held for others: %v", sizes)
 	}
-	if sizes := run(false, time.Millisecond, 60); len(sizes) < 40 {
+	if sizes := batchSizes(t, 1, false, write, time.Millisecond, 60); len(sizes) < 40 {
 		t.Errorf("without linger, 60 writes a millisecond apart took only %d commits: %v", len(sizes), sizes)
 	}
+}
+
+// batchSizes sends n copies of write, gap apart and each from a goroutine
+// of its own, to a committer of workers that writes nothing, and returns
+// the sizes of the batches it committed.
+func batchSizes(t *testing.T, workers int, linger bool, write commitReq, gap time.Duration, n int) []int {
+	t.Helper()
+	var mu sync.Mutex
+	var sizes []int
+	c := newCommitter(workers, linger, func(batch []commitReq, errs []error) {
+		mu.Lock()
+		sizes = append(sizes, len(batch))
+		mu.Unlock()
+	})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if err := c.send(write); err != nil {
+				t.Error(err)
+			}
+		})
+		time.Sleep(gap)
+	}
+	wg.Wait()
+	c.close()
+	return sizes // every worker stopped with close
 }
 
 // TestCommitterLingerCountsFromArrival: a batch lingers for more writes
@@ -118,30 +115,11 @@ func TestCommitterDefers(t *testing.T) {
 // a worker of its own.
 func TestCommitterWorkersShareDeferredWrites(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	most := 0
-	c := newCommitter(4, false, func(batch []commitReq, errs []error) {
-		mu.Lock()
-		most = max(most, len(batch))
-		mu.Unlock()
-	})
-	defer c.close()
 	// Four writes in about 1.5 ms, well inside maxDefer: gathered by one
 	// loop, they share a batch; gathered by the worker each comes to, each
 	// is alone.
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			if err := c.send(commitReq{ctx: context.Background(), deferrable: true}); err != nil {
-				t.Error(err)
-			}
-		})
-		time.Sleep(500 * time.Microsecond)
-	}
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if most < 3 {
+	route := commitReq{ctx: context.Background(), deferrable: true}
+	if most := slices.Max(batchSizes(t, 4, false, route, 500*time.Microsecond, 4)); most < 3 {
 		t.Errorf("4 routes half a millisecond apart were committed in batches of at most %d", most)
 	}
 }
