@@ -73,8 +73,9 @@ type committer struct {
 
 // Lingering. A commit costs about the same whatever its size (on SQLite an
 // fsync and a WAL frame for every page touched, which a batch's writes
-// share), so at a moderate rate, where each write arrives alone, one
-// commit per write cost twice the CPU per webhook of a flat-out run. When
+// share; on PostgreSQL round trips and a WAL flush), so at a moderate
+// rate, where each write arrives alone, one commit per write cost twice
+// the CPU per webhook of a flat-out run (on PostgreSQL three times). When
 // writes come between minLingerGap and maxLinger/2 apart (from 400 to
 // 2,000 a second), a batch smaller than lingerBatch waits for the ones
 // expected within maxLinger of its first write's arrival (a write that
@@ -83,7 +84,8 @@ type committer struct {
 // closer, or the writer committing more than half the time): its batches
 // grow by themselves, and there its callers, whose next writes the batch
 // would wait for, wait on it; a flat-out run lost a third of its
-// throughput to lingering.
+// throughput to lingering. (With several workers, "committing" is every
+// worker committing: see newCommitter.)
 const (
 	maxLinger    = 5 * time.Millisecond
 	lingerBatch  = 16
@@ -106,14 +108,15 @@ const (
 // before, in a window wider by as much).
 const maxDefer = maxLinger
 
-// newCommitter starts workers committing batches with run; linger (one
-// worker only: its arrival average is the loop's own) lets small batches
-// wait for more. With several workers, one loop gathers the batches and
-// hands each to a free worker: were each worker to gather its own, writes
-// waiting for company (see maxDefer) would each wait in a different
-// worker, alone.
+// newCommitter starts workers committing batches with run; linger lets
+// small batches wait for more. With several workers, one loop gathers the
+// batches and hands each to a free worker: were each worker to gather its
+// own, writes waiting for company (see maxDefer) would each wait in a
+// different worker, alone, and no worker would know the arrival rate.
+// There the loop's busy share is the time it waits for a free worker: the
+// share of time that every worker is committing.
 func newCommitter(workers int, linger bool, run func(batch []commitReq, errs []error)) *committer {
-	c := &committer{run: run, reqs: make(chan commitReq, maxBatch), stop: make(chan struct{}), linger: linger && workers == 1}
+	c := &committer{run: run, reqs: make(chan commitReq, maxBatch), stop: make(chan struct{}), linger: linger}
 	if workers == 1 {
 		c.wg.Go(func() { c.loop(c.commit) })
 		return c

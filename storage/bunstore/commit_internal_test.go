@@ -11,13 +11,17 @@ import (
 )
 
 // TestCommitterLingers: writes arriving a millisecond apart (a moderate
-// rate, where each came alone) share commits; writes far apart are each
-// committed at once, alone; a committer without linger never waits.
+// rate, where each came alone) share commits, with one worker (SQLite) or
+// several (PostgreSQL's events, where a free worker is always at hand);
+// writes far apart are each committed at once, alone; a committer without
+// linger never waits.
 func TestCommitterLingers(t *testing.T) {
 	t.Parallel()
 	write := commitReq{ctx: context.Background()}
-	if sizes := batchSizes(t, 1, true, write, time.Millisecond, 60); slices.Max(sizes) < 2 {
-		t.Errorf("writes a millisecond apart were each committed alone: %v", sizes)
+	for _, workers := range []int{1, 4} {
+		if sizes := batchSizes(t, workers, true, write, time.Millisecond, 60); slices.Max(sizes) < 2 {
+			t.Errorf("%d workers: writes a millisecond apart were each committed alone: %v", workers, sizes)
+		}
 	}
 	if sizes := batchSizes(t, 1, true, write, 20*time.Millisecond, 10); slices.Max(sizes) != 1 {
 		t.Errorf("writes 20 ms apart were held for others: %v", sizes)
