@@ -10,22 +10,28 @@ import (
 	"github.com/chatico/mapper"
 )
 
-// TestBatchOfEvents: a batch of new events (on PostgreSQL one statement
-// per table, on SQLite one transaction without savepoints) keeps the
-// batch's order for its keys (the first event claims a key the next ones
-// share) and writes every row, with its accounts, in full; an event whose
-// ID exists is refused without writing any of it, and the rest of its
-// batch is written.
-func TestBatchOfEvents(t *testing.T) {
+// TestBatch writes batches as the store's committer does, on each
+// database, with nothing else writing meanwhile: of events alone
+// (batchOfEvents), and of events and routes together
+// (batchOfEventsAndRoutes).
+func TestBatch(t *testing.T) {
 	t.Parallel()
 	for name, open := range dialects {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			batchOfEvents(t, migrated(t, open))
-		})
+		for what, run := range map[string]func(*testing.T, *Store){"events": batchOfEvents, "events and routes": batchOfEventsAndRoutes} {
+			t.Run(name+"/"+what, func(t *testing.T) {
+				t.Parallel()
+				run(t, migrated(t, open))
+			})
+		}
 	}
 }
 
+// batchOfEvents: a batch of new events (on PostgreSQL one statement per
+// table, on SQLite one transaction without savepoints) keeps the batch's
+// order for its keys (the first event claims a key the next ones share)
+// and writes every row, with its accounts, in full; an event whose ID
+// exists is refused without writing any of it, and the rest of its batch
+// is written.
 func batchOfEvents(t *testing.T, s *Store) {
 	ctx := context.Background()
 	at := time.UnixMicro(1_700_000_000_000_000).UTC()
@@ -37,24 +43,15 @@ func batchOfEvents(t *testing.T, s *Store) {
 		}
 		return ev
 	}
-	// commit writes evs as one batch, as the store's committer does.
+	// commit writes evs as one batch, as the store's committer does
+	// (nothing else writes to the store meanwhile).
 	commit := func(evs ...*mapper.Event) []error {
 		errs := make([]error, len(evs))
-		if s.pg {
-			payloads := make([]stored, len(evs))
-			for i, ev := range evs {
-				payloads[i] = pack(ev.Payload)
-			}
-			if err := s.commitEventsPG(ctx, evs, payloads, errs); err != nil {
-				t.Fatal(err)
-			}
-			return errs
-		}
 		batch := make([]commitReq, len(evs))
 		for i, ev := range evs {
 			batch[i] = s.createReq(ctx, ev)
 		}
-		s.commitShared(batch, errs) // nothing else writes to the store
+		s.commits.run(batch, errs)
 		return errs
 	}
 	if err := s.CreateEvent(ctx, event("e0", []string{"a"}, "taken")); err != nil {
@@ -121,5 +118,80 @@ func batchOfEvents(t *testing.T, s *Store) {
 	var keys int
 	if err := s.db.NewRaw("SELECT count(*) FROM mapper_dedup_keys WHERE dedup_key = 'n'").Scan(ctx, &keys); err != nil || keys != 0 {
 		t.Errorf("the refused event's key was claimed: %d, %v", keys, err)
+	}
+}
+
+// batchOfEventsAndRoutes: events and routes share a batch (on PostgreSQL
+// one transaction, on SQLite the writer's), and what fails in it fails
+// alone: a route the database refuses (its delivery's ID is taken) and
+// one whose lease was lost write nothing and get their errors; the events
+// and the other route are written in full.
+func batchOfEventsAndRoutes(t *testing.T, s *Store) {
+	ctx := context.Background()
+	at := time.UnixMicro(1_700_000_000_000_000).UTC()
+	event := func(id string) *mapper.Event {
+		return &mapper.Event{ID: id, ReceivedAt: at, Object: "instagram", Status: mapper.EventPending, NextAttemptAt: at,
+			Payload: []byte(`{"object":"instagram","entry":[]}`), AccountIDs: []string{"1"}, Items: []mapper.EventItem{{Key: "k-" + id}}}
+	}
+	for _, id := range []string{"r1", "r2", "r3", "r4"} {
+		if err := s.CreateEvent(ctx, event(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimed, err := s.ClaimEvents(ctx, at, 4, time.Minute)
+	if err != nil || len(claimed) != 4 {
+		t.Fatalf("claimed %d: %v", len(claimed), err)
+	}
+	evs := map[string]*mapper.Event{}
+	for i := range claimed {
+		evs[claimed[i].ID] = &claimed[i]
+	}
+	done := at.Add(time.Second)
+	// route is r's route, delivered at once, in a delivery with this ID.
+	route := func(r *mapper.Event, delivery string) commitReq {
+		r.Status, r.Owners, r.RoutedAt, r.RouteAttempts, r.CompletedAt = mapper.EventDelivered, []string{"1"}, &done, 1, &done
+		d := mapper.Delivery{ID: delivery, EventID: r.ID, AppID: "app", OwnerIDs: []string{"1"}, Body: []byte("{}"),
+			Status: mapper.DeliveryDelivered, Attempts: 1, CreatedAt: done, CycleStart: done, CompletedAt: &done, LastStatusCode: 200}
+		req, err := s.routeReq(ctx, r, []mapper.Delivery{d}, []mapper.Attempt{{DeliveryID: d.ID, Number: 1, StartedAt: done, StatusCode: 200, Outcome: mapper.DeliveryDelivered}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	if err := s.commits.send(route(evs["r4"], "d-taken")); err != nil {
+		t.Fatal(err)
+	}
+	evs["r3"].LeaseToken = "stale"
+	batch := []commitReq{
+		s.createReq(ctx, event("n1")),
+		route(evs["r1"], "d-r1"),
+		route(evs["r2"], "d-taken"),
+		s.createReq(ctx, event("n2")),
+		route(evs["r3"], "d-r3"),
+	}
+	errs := make([]error, len(batch))
+	s.commits.run(batch, errs)
+
+	if errs[0] != nil || errs[1] != nil || errs[3] != nil || !errors.Is(errs[2], mapper.ErrConflict) || !errors.Is(errs[4], mapper.ErrLeaseLost) {
+		t.Fatalf("errors %v", errs)
+	}
+	for id, want := range map[string]struct {
+		status     mapper.EventStatus
+		deliveries int
+	}{"n1": {mapper.EventPending, 0}, "n2": {mapper.EventPending, 0}, "r1": {mapper.EventDelivered, 1}, "r2": {mapper.EventPending, 0}, "r3": {mapper.EventPending, 0}} {
+		got, err := s.GetEvent(ctx, id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		page, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: id, Attempts: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != want.status || len(page.Items) != want.deliveries {
+			t.Errorf("%s: %s with %d deliveries, want %s with %d", id, got.Status, len(page.Items), want.status, want.deliveries)
+		}
+		if want.deliveries > 0 && len(page.Items[0].History) != 1 {
+			t.Errorf("%s: delivery with %d attempts, want the one made", id, len(page.Items[0].History))
+		}
 	}
 }

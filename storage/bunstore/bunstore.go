@@ -35,11 +35,12 @@
 // one commit. At a moderate rate (writes 0.5 to 2.5 ms apart), where each
 // would come alone, a webhook's event waits up to 5 ms from its arrival
 // for the ones the rate says are coming; an idle store, or one whose
-// writers are busy, commits it at once. A route (the deliveries of an event, with the attempts made
-// while routing), written after the worker app has the webhook, may wait
-// up to 5 ms for company to share its commit: on SQLite for a write someone
-// waits for, as an attempt does; on PostgreSQL for other routes. So with
-// mapper.WithSyncDelivery an idle store answers up to 5 ms later.
+// writers are busy, commits it at once. A route (the deliveries of an
+// event, with the attempts made while routing), written after the worker
+// app has the webhook, may wait up to 5 ms for a write someone waits for
+// (a webhook's; on SQLite also a claim), to share its commit, and so may
+// an attempt on SQLite. So with mapper.WithSyncDelivery an idle store
+// answers up to 5 ms later.
 //
 // # Indexes
 //
@@ -105,8 +106,7 @@ type Store struct {
 	pg       bool
 	ownsDB   bool
 	claimSQL string     // the FOR UPDATE SKIP LOCKED suffix on PostgreSQL
-	commits  *committer // events; on SQLite every write (see commit.go)
-	routes   *committer // RouteEvent on PostgreSQL
+	commits  *committer // events and routes; on SQLite every write (see commit.go)
 	// checkpoints copies SQLite's WAL into the database file beside the
 	// writer (see checkpoint.go); nil for a database the caller opened.
 	checkpoints *checkpointer
@@ -139,8 +139,7 @@ func New(db *bun.DB) (*Store, error) {
 	}
 	// SQLite has one writer; PostgreSQL commits several batches at once.
 	if s.pg {
-		s.commits = newCommitter(4, true, s.commitEvents)
-		s.routes = newCommitter(4, false, s.commitRoutesPG)
+		s.commits = newCommitter(4, true, s.commitPG)
 	} else {
 		s.commits = newCommitter(1, true, s.commitShared)
 	}
@@ -244,9 +243,6 @@ func (s *Store) DB() *bun.DB { return s.db }
 // opened it.
 func (s *Store) Close() error {
 	s.commits.close()
-	if s.routes != nil {
-		s.routes.close()
-	}
 	errs := []error{s.checkpoints.close()}
 	if p := s.hot.stmts.Load(); p != nil {
 		errs = append(errs, closeStmts(*p))

@@ -24,15 +24,14 @@ import (
 //     which one write's failure (a conflict, a lost lease) undoes only
 //     that write. Its single writer serialises everything anyway, so
 //     every write of the outbox goes through it.
-//   - PostgreSQL events (commitEvents, several committers at once):
-//     one statement per table and three round trips per batch
-//     (commitEventsPG).
-//   - PostgreSQL routes (RouteEvent; commitRoutesPG, a committer of their own):
-//     each one statement on a row leased to its caller, so a batch locks
-//     nothing another write waits for, and many commits become one. The
-//     rest of PostgreSQL's outbox writes lock rows others contend for
-//     (settling an event, claims), and batching them could hold those
-//     locks across unrelated work.
+//   - PostgreSQL (commitPG, four workers committing at once): events
+//     and routes. The events take one statement per table and three
+//     round trips per batch; a route is one statement on a row leased to
+//     its caller, so a batch locks nothing another write waits for, and
+//     the routes ride along with the events' last round trip. The rest of
+//     PostgreSQL's outbox writes lock rows others contend for (settling
+//     an event, claims), and batching them could hold those locks across
+//     unrelated work.
 
 // maxBatch bounds one transaction.
 const maxBatch = 256
@@ -97,9 +96,8 @@ const (
 // already made) is written after the worker app has the webhook: nobody
 // outside waits for it. So a batch of deferrable writes alone waits up
 // to maxDefer from its first write's arrival for a write that is awaited
-// (a webhook's, a claim, on SQLite's shared committer), or until it holds
-// lingerBatch writes, and shares its commit (on PostgreSQL, whose routes
-// have a committer of their own, with the routes that came meanwhile). At
+// (a webhook's; on SQLite's shared committer also a claim), or until it
+// holds lingerBatch writes, and shares its commit. At
 // a moderate rate that halves the commits or better; the webhook's
 // answer and its delivery wait no longer (but with mapper.WithSyncDelivery,
 // whose answer waits for the route, up to maxDefer more on an idle
@@ -407,23 +405,6 @@ func failAll(errs []error, err error) {
 	for i := range errs {
 		if errs[i] == nil {
 			errs[i] = err
-		}
-	}
-}
-
-// commitEvents writes a batch of events on PostgreSQL: a failure of the
-// batch fails every event but those refused on their own (a conflict).
-func (s *Store) commitEvents(batch []commitReq, errs []error) {
-	evs := make([]*mapper.Event, len(batch))
-	payloads := make([]stored, len(batch))
-	for i, r := range batch {
-		evs[i], payloads[i] = r.ev, r.payload
-	}
-	if err := s.commitEventsPG(context.Background(), evs, payloads, errs); err != nil {
-		for i := range errs {
-			if errs[i] == nil || !errors.Is(errs[i], mapper.ErrConflict) {
-				errs[i] = err
-			}
 		}
 	}
 }

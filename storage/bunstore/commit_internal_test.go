@@ -114,7 +114,7 @@ func TestCommitterDefers(t *testing.T) {
 }
 
 // TestCommitterWorkersShareDeferredWrites: with several workers (the
-// PostgreSQL routes' committer), deferrable writes close together still
+// PostgreSQL's committer), deferrable writes close together still
 // share batches: one loop gathers them, rather than each waiting in
 // a worker of its own.
 func TestCommitterWorkersShareDeferredWrites(t *testing.T) {

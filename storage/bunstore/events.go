@@ -60,7 +60,7 @@ func distinctKeys(ev *mapper.Event) []string {
 }
 
 // createEvent writes one event in tx: its keys, the event, its accounts
-// (PostgreSQL writes batches of events in commitEventsPG instead).
+// (PostgreSQL writes batches of events in writePG instead).
 func (s *Store) createEvent(ctx context.Context, tx bun.Tx, ev *mapper.Event, payload stored) error {
 	// Claim the keys first: the primary key decides, under concurrency,
 	// which event owns each change.

@@ -155,10 +155,19 @@ func (s *Store) leaseError(ctx context.Context, db bun.IDB, table, id string) er
 
 // RouteEvent implements mapper.Store: on SQLite in one write of the
 // committer's shared transaction, on PostgreSQL in one statement,
-// pipelined with others in one transaction by a committer of its own.
+// pipelined with others in one transaction of the committer.
 func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
+	req, err := s.routeReq(ctx, ev, deliveries, attempts)
+	if err != nil {
+		return err
+	}
+	return s.commits.send(req)
+}
+
+// routeReq is the committer's write of a route, deferrable (see maxDefer).
+func (s *Store) routeReq(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) (commitReq, error) {
 	if ev.LeaseToken == "" {
-		return fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
+		return commitReq{}, fmt.Errorf("event %s: %w", ev.ID, mapper.ErrLeaseLost)
 	}
 	// The rows, bodies compressed, are made here, not in the single writer;
 	// each holds its delivery's attempt, if it was made.
@@ -171,18 +180,19 @@ func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []m
 		j := slices.IndexFunc(deliveries, func(d mapper.Delivery) bool { return d.ID == a.DeliveryID })
 		switch {
 		case j < 0:
-			return fmt.Errorf("attempt of delivery %q, which is not in the route: %w", a.DeliveryID, mapper.ErrConflict)
+			return commitReq{}, fmt.Errorf("attempt of delivery %q, which is not in the route: %w", a.DeliveryID, mapper.ErrConflict)
 		case rows[j].AttemptNumber != nil:
-			return fmt.Errorf("two attempts of delivery %q in one route: %w", a.DeliveryID, mapper.ErrConflict)
+			return commitReq{}, fmt.Errorf("two attempts of delivery %q in one route: %w", a.DeliveryID, mapper.ErrConflict)
 		}
 		rows[j].hold(a)
 	}
+	req := commitReq{ctx: ctx, deferrable: true}
 	if s.pg {
-		return s.routes.send(commitReq{ctx: ctx, route: &routeReq{ev, rows}, deferrable: true})
+		req.route = &routeReq{ev, rows}
+	} else {
+		req.fn = func(ctx context.Context, tx bun.Tx) error { return s.route(ctx, tx, ev, rows) }
 	}
-	return s.inTxDeferred(ctx, func(ctx context.Context, tx bun.Tx) error {
-		return s.route(ctx, tx, ev, rows)
-	})
+	return req, nil
 }
 
 // route stores a routed event and its deliveries, leased as given.

@@ -13,18 +13,6 @@ import (
 	"github.com/chatico/mapper"
 )
 
-// commitEventsPG writes a batch of events on PostgreSQL in three round
-// trips and four statements, whatever the batch size: the events whose ID
-// already exists are found first (they are refused, and write nothing);
-// then every event's keys are claimed in one statement; then the events
-// and their accounts go in one statement each, with the NOTIFY, in a
-// pipelined batch, and the transaction commits. Rows go as one array per
-// column (unnest): a statement per event cost PostgreSQL its parse-free
-// but per-call work (bind, execute, the executor's start and end) a
-// thousand times a second. Nothing of the last batch can fail for one
-// event alone (IDs were checked, accounts insert with ON CONFLICT DO
-// NOTHING), so no savepoints are needed; a failure fails the whole batch,
-// and every caller gets the error (its webhook gets 503, and Meta retries).
 // pgxTx runs fn in a transaction on a pgx connection of the pool, for
 // pipelined batches (database/sql has none); fn commits.
 func (s *Store) pgxTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
@@ -47,44 +35,131 @@ func (s *Store) pgxTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	})
 }
 
-func (s *Store) commitEventsPG(ctx context.Context, evs []*mapper.Event, payloads []stored, errs []error) error {
-	return s.pgxTx(ctx, func(tx pgx.Tx) error {
-		if err := refuseTakenIDs(ctx, tx, evs, errs); err != nil {
-			return err
+// commitPG writes a batch on PostgreSQL, events and routes alike, in one
+// transaction (writePG). Should it fail, the events are written again
+// alone, and each route on its own, so that a route's failure is not the
+// events' nor another route's; a failure of the events fails every event
+// but those refused on their own (a conflict): its webhook gets 503, and
+// Meta retries.
+func (s *Store) commitPG(batch []commitReq, errs []error) {
+	var (
+		evs              []*mapper.Event
+		payloads         []stored
+		routes           []*routeReq
+		evIndex, rtIndex []int // each one's place in batch
+	)
+	for i, r := range batch {
+		switch {
+		case errs[i] != nil:
+		case r.route != nil:
+			routes, rtIndex = append(routes, r.route), append(rtIndex, i)
+		default:
+			evs, payloads, evIndex = append(evs, r.ev), append(payloads, r.payload), append(evIndex, i)
 		}
-		if err := claimKeysPG(ctx, tx, evs, errs); err != nil {
-			return err
+	}
+	ctx := context.Background()
+	refused := make([]error, len(evs))
+	held, err := s.writePG(ctx, evs, payloads, refused, routes)
+	routed := err == nil
+	if err != nil && len(evs) > 0 && len(routes) > 0 {
+		clear(refused)
+		_, err = s.writePG(ctx, evs, payloads, refused, nil)
+	}
+	for j, i := range evIndex {
+		if errs[i] = refused[j]; errs[i] == nil {
+			errs[i] = err
 		}
-		var rows, accounts [][]any
-		notify := false
-		for i, ev := range evs {
-			if errs[i] != nil {
-				continue
+	}
+	for j, i := range rtIndex {
+		r := routes[j]
+		switch {
+		case !routed:
+			errs[i] = s.recordRoutePG(batch[i].ctx, r.ev, r.deliveries)
+		case !held[j]:
+			errs[i] = s.leaseError(ctx, s.db, "mapper_events", r.ev.ID)
+		}
+	}
+}
+
+// writePG writes events and routes on PostgreSQL in one transaction: in
+// three round trips and four statements for the events, whatever their
+// number, and one statement for each route, pipelined with the events'
+// last ones. The events whose ID already exists are found first (they
+// are refused, with ErrConflict in errs, and write nothing); then every
+// event's keys are claimed in one statement; then the routes, the events
+// and their accounts go in one pipelined batch, with the NOTIFY, and the
+// transaction commits. Rows go as one array per column (unnest): a
+// statement per event cost PostgreSQL its parse-free but per-call work
+// (bind, execute, the executor's start and end) a thousand times a
+// second. Nothing of the events can fail for one event alone (IDs were
+// checked, accounts insert with ON CONFLICT DO NOTHING), so no
+// savepoints are needed. A route that finds its lease lost writes
+// nothing and is reported in held; any other failure fails the whole
+// transaction.
+func (s *Store) writePG(ctx context.Context, evs []*mapper.Event, payloads []stored, errs []error, routes []*routeReq) (held []bool, err error) {
+	held = make([]bool, len(routes))
+	err = s.pgxTx(ctx, func(tx pgx.Tx) error {
+		writes := &pgx.Batch{}
+		for _, r := range routes {
+			q, args := recordRouteArgs(r.ev, r.deliveries)
+			writes.Queue(q, args...)
+		}
+		if len(evs) > 0 {
+			if err := refuseTakenIDs(ctx, tx, evs, errs); err != nil {
+				return err
 			}
-			r := toEventRow(ev, payloads[i])
-			rows = append(rows, r.args())
-			for _, a := range ev.AccountIDs {
-				accounts = append(accounts, []any{a, r.ReceivedAt, ev.ID})
+			if err := claimKeysPG(ctx, tx, evs, errs); err != nil {
+				return err
 			}
-			notify = notify || ev.Status == mapper.EventPending && ev.LeaseToken == ""
+			queueEventsPG(writes, evs, payloads, errs)
 		}
-		if len(rows) == 0 {
+		if writes.Len() == 0 {
 			return nil // every event was refused
 		}
-		writes := &pgx.Batch{}
-		writes.Queue(insertEventsPG, columnArrays(rows)...)
-		if len(accounts) > 0 {
-			writes.Queue(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) ON CONFLICT DO NOTHING`, columnArrays(accounts)...)
+		br := tx.SendBatch(ctx, writes)
+		for i := range routes {
+			var n int
+			if err := br.QueryRow().Scan(&n); err != nil {
+				br.Close()
+				return translate(err)
+			}
+			held[i] = n > 0
 		}
-		if notify {
-			writes.Queue("SELECT pg_notify('mapper_work', '')")
-		}
-		if err := tx.SendBatch(ctx, writes).Close(); err != nil {
+		if err := br.Close(); err != nil {
 			return translate(err)
 		}
 		return translate(tx.Commit(ctx))
 	})
+	return held, err
+}
+
+// queueEventsPG queues the inserts of the events not refused in errs, and
+// their accounts, with a NOTIFY when one waits to be claimed.
+func queueEventsPG(writes *pgx.Batch, evs []*mapper.Event, payloads []stored, errs []error) {
+	var rows, accounts [][]any
+	notify := false
+	for i, ev := range evs {
+		if errs[i] != nil {
+			continue
+		}
+		r := toEventRow(ev, payloads[i])
+		rows = append(rows, r.args())
+		for _, a := range ev.AccountIDs {
+			accounts = append(accounts, []any{a, r.ReceivedAt, ev.ID})
+		}
+		notify = notify || ev.Status == mapper.EventPending && ev.LeaseToken == ""
+	}
+	if len(rows) == 0 {
+		return
+	}
+	writes.Queue(insertEventsPG, columnArrays(rows)...)
+	if len(accounts) > 0 {
+		writes.Queue(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) ON CONFLICT DO NOTHING`, columnArrays(accounts)...)
+	}
+	if notify {
+		writes.Queue("SELECT pg_notify('mapper_work', '')")
+	}
 }
 
 // insertEventsPG inserts events from one array per column, in the order
@@ -204,58 +279,6 @@ ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key, event_id`, columnArrays(
 type routeReq struct {
 	ev         *mapper.Event
 	deliveries []*deliveryRow // holding the attempts made while routing
-}
-
-// commitRoutesPG runs a batch of RouteEvents in one transaction, their
-// statements pipelined: one round trip and one commit (one WAL flush) for
-// all. Should the batch fail, each is run on its own, so that one bad
-// write fails alone.
-func (s *Store) commitRoutesPG(batch []commitReq, errs []error) {
-	ctx := context.Background()
-	var n []int
-	err := s.pgxTx(ctx, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		for i, r := range batch {
-			if errs[i] == nil {
-				q, args := recordRouteArgs(r.route.ev, r.route.deliveries)
-				b.Queue(q, args...)
-			}
-		}
-		br := tx.SendBatch(ctx, b)
-		for i := range batch {
-			if errs[i] != nil {
-				continue
-			}
-			var k int
-			if err := br.QueryRow().Scan(&k); err != nil {
-				br.Close()
-				return err
-			}
-			n = append(n, k)
-		}
-		if err := br.Close(); err != nil {
-			return err
-		}
-		return tx.Commit(ctx)
-	})
-	if err != nil {
-		for i, r := range batch {
-			if errs[i] == nil {
-				errs[i] = s.recordRoutePG(r.ctx, r.route.ev, r.route.deliveries)
-			}
-		}
-		return
-	}
-	j := 0
-	for i, r := range batch {
-		if errs[i] != nil {
-			continue
-		}
-		if n[j] == 0 {
-			errs[i] = s.leaseError(ctx, s.db, "mapper_events", r.route.ev.ID)
-		}
-		j++
-	}
 }
 
 // recordRoutePG is RouteEvent on PostgreSQL in one statement, so one

@@ -52,7 +52,7 @@ func concurrentRecordRoutes(t *testing.T, s *bunstore.Store) {
 			as := []mapper.Attempt{{DeliveryID: d.ID, Number: 1, StartedAt: done, StatusCode: 200, Outcome: mapper.DeliveryDelivered}}
 			switch {
 			case i%10 == 3:
-				as = append(as, as[0]) // the same attempt twice: refused by the database
+				as = append(as, as[0]) // the same attempt twice: refused
 			case i%7 == 5:
 				ev.LeaseToken = "stale"
 			}
