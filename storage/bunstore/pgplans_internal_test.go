@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chatico/mapper"
+	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
+
+	"github.com/chatico/mapper"
 )
 
 // TestPostgresQueryPlans fills PostgreSQL with 300,000 events and their
@@ -204,4 +206,33 @@ func explainPG(ctx context.Context, t *testing.T, db interface {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return strings.Join(plan, "\n")
+}
+
+// TestTakenIDsNotPrepared: the lookup of taken event IDs, run once per
+// batch from a new database's first webhook on, is planned at each run,
+// not prepared: a prepared one settles on a generic plan after five runs,
+// which on the table still empty reads it whole, and keeps it as the
+// table grows (see refuseTakenIDs).
+func TestTakenIDsNotPrepared(t *testing.T) {
+	ctx := context.Background()
+	s := migrated(t, dialects["postgres"])
+	err := s.pgxTx(ctx, func(tx pgx.Tx) error {
+		ev := []*mapper.Event{{ID: "evt_1"}}
+		for range 8 {
+			if err := refuseTakenIDs(ctx, tx, ev, make([]error, 1)); err != nil {
+				return err
+			}
+		}
+		var prepared int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", takenIDsSQL).Scan(&prepared); err != nil {
+			return err
+		}
+		if prepared != 0 {
+			t.Errorf("the lookup of taken IDs is prepared on the connection (%d statements)", prepared)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
