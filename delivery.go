@@ -178,7 +178,9 @@ func (m *Mapper) recorded(t tried, d *Delivery) {
 	if d.Status != DeliveryDelivered {
 		lvl = slog.LevelWarn
 	}
-	m.cfg.logger.Log(t.ctx, lvl, "delivery attempt", slog.String("delivery_id", d.ID), slog.String("event_id", d.EventID),
+	// LogAttrs: attributes passed as ...any are boxed even when the level
+	// is off, and this runs for every attempt.
+	m.cfg.logger.LogAttrs(t.ctx, lvl, "delivery attempt", slog.String("delivery_id", d.ID), slog.String("event_id", d.EventID),
 		slog.String("app_id", d.AppID), slog.Int("attempt", t.a.Number), slog.Int("status_code", t.a.StatusCode),
 		slog.String("outcome", string(d.Status)), slog.String("error", d.LastError), slog.Duration("duration", t.a.Duration))
 	if d.Status == DeliveryPending {

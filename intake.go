@@ -325,7 +325,7 @@ func (in *intake) store(p *payload.Payload, body []byte, sig string) {
 			m.notify()
 		}
 	}
-	m.cfg.logger.DebugContext(ctx, "webhook stored", slog.String("event_id", ev.ID), slog.String("status", resp.Status), slog.Int("items", len(ev.Items)))
+	m.cfg.logger.LogAttrs(ctx, slog.LevelDebug, "webhook stored", slog.String("event_id", ev.ID), slog.String("status", resp.Status), slog.Int("items", len(ev.Items)))
 	writeJSON(in.w, http.StatusOK, resp)
 }
 
