@@ -2,7 +2,6 @@ package bunstore
 
 import (
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -108,13 +107,21 @@ func (s *Store) claimKeys(ctx context.Context, tx bun.Tx, keys []string, eventID
 			rows, func(k string) { fresh[k] = true })
 		return fresh, err
 	}
+	// Executed, not queried for the key it returns: a row skipped on the
+	// conflict is not counted as changed, and through database/sql an
+	// Exec costs half of a QueryRow (no rows to open, scan and close):
+	// the claim was as costly as inserting the event itself.
 	for _, k := range keys {
-		var got string
-		switch err := s.queryRow(ctx, tx, claimKeySQL, k, eventID, created).Scan(&got); {
-		case err == nil:
-			fresh[got] = true
-		case !errors.Is(err, sql.ErrNoRows): // no row: an earlier event holds the key
+		res, err := s.exec(ctx, tx, claimKeySQL, k, eventID, created)
+		if err != nil {
 			return nil, translate(err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, translate(err)
+		}
+		if n > 0 { // none: an earlier event holds the key
+			fresh[k] = true
 		}
 	}
 	return fresh, nil

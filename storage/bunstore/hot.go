@@ -60,7 +60,7 @@ func dollarPlaceholders(q string) string {
 // each write by key scanned all of them (see TestPostgresWritesByKey).
 var (
 	claimKeySQL = hot(`INSERT INTO mapper_dedup_keys (dedup_key, event_id, created_at) VALUES (?, ?, ?)
-ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key`)
+ON CONFLICT (dedup_key) DO NOTHING`)
 	insertEventSQL        = hot(insertSQL("mapper_events", eventColumns))
 	insertEventAccountSQL = hot(`INSERT INTO mapper_event_accounts (account_id, received_at, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
 	routeEventSQL         = hot(`UPDATE mapper_events SET status = ?, owners = ?, unroutable = ?, route_attempts = ?, last_error = ?,
