@@ -141,8 +141,14 @@ func (f *Forwarder) Forward(ctx context.Context, r Request) Result {
 	if r.Timeout > 0 {
 		timeout = r.Timeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	// A deadline of ctx's that comes first (the Mapper sets one: the app's
+	// timeout or sooner) bounds the attempt already, and a context with a
+	// timer of its own would cost four allocations an attempt for nothing.
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	u, err := url.Parse(r.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return Result{Err: fmt.Errorf("httpforwarder: invalid worker app URL %q", redact(r.URL)), Duration: time.Since(start)}

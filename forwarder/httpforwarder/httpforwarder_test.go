@@ -2,6 +2,7 @@ package httpforwarder_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -75,6 +76,31 @@ func TestForward(t *testing.T) {
 	}
 	if res := f.Forward(context.Background(), httpforwarder.Request{URL: "ftp://user:pw@host/x"}); res.Err == nil || res.Retryable || strings.Contains(res.Err.Error(), "pw") {
 		t.Errorf("bad URL: %+v", res)
+	}
+
+	// The sooner of the timeout and the caller's deadline ends an attempt
+	// on an app that never answers.
+	for name, c := range map[string]struct {
+		f        *httpforwarder.Forwarder
+		deadline time.Duration
+	}{
+		"the timeout, before the caller's deadline": {f, time.Hour},
+		"the caller's deadline, before the timeout": {httpforwarder.New(httpforwarder.WithTimeout(time.Hour)), 200 * time.Millisecond},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), c.deadline)
+			defer cancel()
+			done := make(chan httpforwarder.Result, 1)
+			go func() { done <- c.f.Forward(ctx, req("/slow")) }()
+			select {
+			case res := <-done:
+				if !errors.Is(res.Err, context.DeadlineExceeded) || !res.Retryable {
+					t.Errorf("result %+v", res)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the attempt outlived the sooner of its timeout and its deadline by 10 s")
+			}
+		})
 	}
 }
 
