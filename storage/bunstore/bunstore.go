@@ -220,20 +220,17 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 // inTx runs fn in a transaction: its own on PostgreSQL, a shared one of
 // the committer on SQLite (see commit.go).
 func (s *Store) inTx(ctx context.Context, fn func(context.Context, bun.Tx) error) error {
-	if s.pg {
-		return s.db.RunInTx(ctx, nil, fn)
-	}
-	return s.commits.send(commitReq{ctx: ctx, fn: fn})
+	return s.write(commitReq{ctx: ctx, fn: fn})
 }
 
-// inTxDeferred is inTx for a write that records what was done already:
-// on SQLite it may wait for a write someone waits for, and share its
-// commit (see maxDefer).
-func (s *Store) inTxDeferred(ctx context.Context, fn func(context.Context, bun.Tx) error) error {
+// write runs req's fn as inTx does; a deferrable one (a write that
+// records what was done already) may, on SQLite, wait for a write someone
+// waits for, and share its commit (see maxDefer).
+func (s *Store) write(req commitReq) error {
 	if s.pg {
-		return s.db.RunInTx(ctx, nil, fn)
+		return s.db.RunInTx(req.ctx, nil, req.fn)
 	}
-	return s.commits.send(commitReq{ctx: ctx, fn: fn, deferrable: true})
+	return s.commits.send(req)
 }
 
 // DB returns the underlying bun database.

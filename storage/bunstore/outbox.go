@@ -318,7 +318,7 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a *mapper
 		return fmt.Errorf("delivery %s: %w", d.ID, mapper.ErrLeaseLost)
 	}
 	terminal := d.Status.Terminal()
-	return s.inTxDeferred(ctx, func(ctx context.Context, tx bun.Tx) error {
+	return s.write(commitReq{ctx: ctx, deferrable: true, fn: func(ctx context.Context, tx bun.Tx) error {
 		if terminal && s.pg {
 			// Serialise the last deliveries of one event finishing at
 			// once, so that one of them sees the others ended and
@@ -346,7 +346,7 @@ func (s *Store) RecordAttempt(ctx context.Context, d *mapper.Delivery, a *mapper
 			return nil
 		}
 		return s.settle(ctx, tx, d.EventID)
-	})
+	}})
 }
 
 // settle reads an event and the state of its deliveries and stores what
