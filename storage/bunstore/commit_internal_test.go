@@ -113,8 +113,8 @@ func TestCommitterDefers(t *testing.T) {
 	}
 }
 
-// TestCommitterWorkersShareDeferredWrites: with several workers (the
-// PostgreSQL's committer), deferrable writes close together still
+// TestCommitterWorkersShareDeferredWrites: with several workers
+// (PostgreSQL's committer), deferrable writes close together still
 // share batches: one loop gathers them, rather than each waiting in
 // a worker of its own.
 func TestCommitterWorkersShareDeferredWrites(t *testing.T) {
