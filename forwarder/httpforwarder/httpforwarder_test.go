@@ -120,3 +120,33 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardURL checks that a request goes where its URL says: the URL
+// parsed for the address checks is the request's own.
+func TestForwardURL(t *testing.T) {
+	t.Parallel()
+	type got struct{ host, rawPath, path, query string }
+	seen := make(chan got, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- got{r.Host, r.URL.EscapedPath(), r.URL.Path, r.URL.RawQuery}
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	f := httpforwarder.New()
+	for _, tt := range []struct {
+		url  string
+		want got
+	}{
+		{srv.URL + "/hooks/instagram?team=a%20b&x=1", got{host, "/hooks/instagram", "/hooks/instagram", "team=a%20b&x=1"}},
+		{srv.URL + "/a%2Fb/c", got{host, "/a%2Fb/c", "/a/b/c", ""}},
+		{srv.URL, got{host, "/", "/", ""}},
+	} {
+		res := f.Forward(context.Background(), httpforwarder.Request{URL: tt.url, Secret: "s", Body: []byte("{}")})
+		if !res.Delivered() {
+			t.Fatalf("%s: %+v", tt.url, res)
+		}
+		if g := <-seen; g != tt.want {
+			t.Errorf("%s: the app saw %+v, want %+v", tt.url, g, tt.want)
+		}
+	}
+}
