@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -99,7 +98,7 @@ func (m *Mapper) handleWebhook(w http.ResponseWriter, r *http.Request) {
 			span.SetStatus(codes.Error, string(in.outcome))
 		}
 		span.End()
-		m.tel.ackLatency.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrOutcome.String(string(in.outcome))))
+		m.tel.ackLatency.Record(ctx, time.Since(start).Seconds(), ackAttrs(in.outcome))
 	}()
 	if !in.admit() {
 		return

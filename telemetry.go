@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,14 +76,36 @@ type telemetry struct {
 
 type appCounters struct {
 	delivered, retrying, dead atomic.Int64
+	// attrs is the app's attribute set for a measurement, made once: made
+	// at each delivery (hashed and sorted), the sets of two histogram
+	// records were 2.6 % of a loaded server's CPU.
+	attrs metric.MeasurementOption
 }
 
 func (m *Mapper) appCounter(appID string) *appCounters {
 	if c, ok := m.tel.perApp.Load(appID); ok {
 		return c.(*appCounters)
 	}
-	c, _ := m.tel.perApp.LoadOrStore(appID, &appCounters{})
+	c, _ := m.tel.perApp.LoadOrStore(appID, &appCounters{attrs: metric.WithAttributeSet(attribute.NewSet(attrAppID.String(appID)))})
 	return c.(*appCounters)
+}
+
+// outcomeAttrs are the attribute sets of the intake outcomes' ack latency,
+// indexed like intakeOutcomes (see appCounters.attrs).
+var outcomeAttrs = func() []metric.MeasurementOption {
+	attrs := make([]metric.MeasurementOption, len(intakeOutcomes))
+	for i, o := range intakeOutcomes {
+		attrs[i] = metric.WithAttributeSet(attribute.NewSet(attrOutcome.String(string(o))))
+	}
+	return attrs
+}()
+
+// ackAttrs is the attribute set of an intake outcome's ack latency.
+func ackAttrs(o intakeOutcome) metric.MeasurementOption {
+	if i := slices.Index(intakeOutcomes, o); i >= 0 {
+		return outcomeAttrs[i]
+	}
+	return metric.WithAttributes(attrOutcome.String(string(o)))
 }
 
 func (m *Mapper) setupTelemetry() error {

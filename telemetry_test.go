@@ -147,7 +147,9 @@ func sumWith(t *testing.T, rm metricdata.ResourceMetrics, name string, want ...a
 	return total
 }
 
-func histogramCount(t *testing.T, rm metricdata.ResourceMetrics, name string) uint64 {
+// histogramCount counts the samples of a histogram whose attributes
+// include want.
+func histogramCount(t *testing.T, rm metricdata.ResourceMetrics, name string, want ...attribute.KeyValue) uint64 {
 	t.Helper()
 	m, ok := findMetric(rm, name)
 	if !ok {
@@ -155,7 +157,13 @@ func histogramCount(t *testing.T, rm metricdata.ResourceMetrics, name string) ui
 		return 0
 	}
 	var n uint64
+points:
 	for _, p := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+		for _, w := range want {
+			if got, ok := p.Attributes.Value(w.Key); !ok || got != w.Value {
+				continue points
+			}
+		}
 		n += p.Count
 	}
 	return n
@@ -209,8 +217,16 @@ func TestMetrics(t *testing.T) {
 	if got := histogramCount(t, rm, "mapper.webhook.ack.duration"); got != 4 {
 		t.Errorf("ack latency samples: %d, want 4", got)
 	}
+	for outcome, want := range map[string]uint64{"accepted": 2, "duplicate": 1, "bad_signature": 1} {
+		if got := histogramCount(t, rm, "mapper.webhook.ack.duration", attribute.String("mapper.outcome", outcome)); got != want {
+			t.Errorf("ack latency samples %s: %d, want %d", outcome, got, want)
+		}
+	}
 	if got := histogramCount(t, rm, "mapper.delivery.latency"); got != 1 {
 		t.Errorf("end-to-end latency samples: %d, want 1", got)
+	}
+	if got := histogramCount(t, rm, "mapper.delivery.latency", attribute.String("mapper.app.id", okID)); got != 1 {
+		t.Errorf("end-to-end latency samples of app ok: %d, want 1", got)
 	}
 	for _, name := range []string{"mapper.cache.lookups", "mapper.resolver.calls", "mapper.queue.oldest_age"} {
 		if _, ok := findMetric(rm, name); !ok {
