@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/chatico/mapper"
 )
 
@@ -162,18 +164,34 @@ func batchOfEventsAndRoutes(t *testing.T, s *Store) {
 		t.Fatal(err)
 	}
 	evs["r3"].LeaseToken = "stale"
+	// Writes of another kind, one that fails and one that does not.
+	failed := errors.New("a write that fails")
+	other := func(note string, err error) commitReq {
+		return commitReq{ctx: ctx, fn: func(ctx context.Context, tx bun.Tx) error {
+			if _, err := tx.NewRaw("UPDATE mapper_events SET last_error = ? WHERE id = 'r4'", note).Exec(ctx); err != nil {
+				return err
+			}
+			return err
+		}}
+	}
 	batch := []commitReq{
 		s.createReq(ctx, event("n1")),
 		route(evs["r1"], "d-r1"),
+		other("written", nil),
 		route(evs["r2"], "d-taken"),
 		s.createReq(ctx, event("n2")),
+		other("rolled back", failed),
 		route(evs["r3"], "d-r3"),
 	}
 	errs := make([]error, len(batch))
 	s.commits.run(batch, errs)
 
-	if errs[0] != nil || errs[1] != nil || errs[3] != nil || !errors.Is(errs[2], mapper.ErrConflict) || !errors.Is(errs[4], mapper.ErrLeaseLost) {
+	if errs[0] != nil || errs[1] != nil || errs[2] != nil || errs[4] != nil || !errors.Is(errs[3], mapper.ErrConflict) ||
+		!errors.Is(errs[5], failed) || !errors.Is(errs[6], mapper.ErrLeaseLost) {
 		t.Fatalf("errors %v", errs)
+	}
+	if got, err := s.GetEvent(ctx, "r4"); err != nil || got.LastError != "written" {
+		t.Errorf("the other writes: r4's last error %q, want the one that did not fail (%v)", got.LastError, err)
 	}
 	for id, want := range map[string]struct {
 		status     mapper.EventStatus

@@ -188,7 +188,7 @@ func (s *Store) routeReq(ctx context.Context, ev *mapper.Event, deliveries []map
 	}
 	req := commitReq{ctx: ctx, deferrable: true}
 	if s.pg {
-		req.route = &routeReq{ev, rows}
+		req.route = newRouteReq(ev, rows)
 	} else {
 		req.fn = func(ctx context.Context, tx bun.Tx) error { return s.route(ctx, tx, ev, rows) }
 	}

@@ -40,7 +40,9 @@ func (s *Store) pgxTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 // alone, and each route on its own, so that a route's failure is not the
 // events' nor another route's; a failure of the events fails every event
 // but those refused on their own (a conflict): its webhook gets 503, and
-// Meta retries.
+// Meta retries. Any other write (none is sent here today: PostgreSQL's
+// other writes run in transactions of their own, see write) runs alone,
+// in its own transaction.
 func (s *Store) commitPG(batch []commitReq, errs []error) {
 	var (
 		evs              []*mapper.Event
@@ -53,8 +55,10 @@ func (s *Store) commitPG(batch []commitReq, errs []error) {
 		case errs[i] != nil:
 		case r.route != nil:
 			routes, rtIndex = append(routes, r.route), append(rtIndex, i)
-		default:
+		case r.ev != nil:
 			evs, payloads, evIndex = append(evs, r.ev), append(payloads, r.payload), append(evIndex, i)
+		default:
+			errs[i] = s.db.RunInTx(r.ctx, nil, r.fn)
 		}
 	}
 	ctx := context.Background()
@@ -74,7 +78,7 @@ func (s *Store) commitPG(batch []commitReq, errs []error) {
 		r := routes[j]
 		switch {
 		case !routed:
-			errs[i] = s.recordRoutePG(batch[i].ctx, r.ev, r.deliveries)
+			errs[i] = s.recordRoutePG(batch[i].ctx, r)
 		case !held[j]:
 			errs[i] = s.leaseError(ctx, s.db, "mapper_events", r.ev.ID)
 		}
@@ -101,8 +105,7 @@ func (s *Store) writePG(ctx context.Context, evs []*mapper.Event, payloads []sto
 	err = s.pgxTx(ctx, func(tx pgx.Tx) error {
 		writes := &pgx.Batch{}
 		for _, r := range routes {
-			q, args := recordRouteArgs(r.ev, r.deliveries)
-			writes.Queue(q, args...)
+			writes.Queue(r.q, r.args...)
 		}
 		if len(evs) > 0 {
 			if err := refuseTakenIDs(ctx, tx, evs, errs); err != nil {
@@ -289,8 +292,21 @@ ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key, event_id`, columnArrays(
 }
 
 type routeReq struct {
-	ev         *mapper.Event
-	deliveries []*deliveryRow // holding the attempts made while routing
+	ev *mapper.Event
+	// q and args are its statement (recordRouteSQL), made in the caller's
+	// goroutine as SQLite's rows are, not in a committer's transaction.
+	q    string
+	args []any
+}
+
+// newRouteReq is RouteEvent's write on PostgreSQL: the event's update and
+// its deliveries' inserts (each holding the attempt made while routing).
+func newRouteReq(ev *mapper.Event, deliveries []*deliveryRow) *routeReq {
+	args := routeArgs(ev)
+	for _, d := range deliveries {
+		args = append(args, d.args()...)
+	}
+	return &routeReq{ev: ev, q: recordRouteSQL(len(deliveries)), args: args}
 }
 
 // recordRoutePG is RouteEvent on PostgreSQL in one statement, so one
@@ -298,25 +314,15 @@ type routeReq struct {
 // (BEGIN, the update, the inserts, COMMIT): the event's update is a CTE,
 // and the deliveries' insert reads it, so that with the lease lost
 // nothing is written.
-func (s *Store) recordRoutePG(ctx context.Context, ev *mapper.Event, deliveries []*deliveryRow) error {
-	q, args := recordRouteArgs(ev, deliveries)
+func (s *Store) recordRoutePG(ctx context.Context, r *routeReq) error {
 	var n int
-	if err := s.db.DB.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+	if err := s.db.DB.QueryRowContext(ctx, r.q, r.args...).Scan(&n); err != nil {
 		return translate(err)
 	}
 	if n == 0 {
-		return s.leaseError(ctx, s.db, "mapper_events", ev.ID)
+		return s.leaseError(ctx, s.db, "mapper_events", r.ev.ID)
 	}
 	return nil
-}
-
-// recordRouteArgs is RouteEvent's statement and its arguments.
-func recordRouteArgs(ev *mapper.Event, deliveries []*deliveryRow) (string, []any) {
-	args := routeArgs(ev)
-	for _, d := range deliveries {
-		args = append(args, d.args()...)
-	}
-	return recordRouteSQL(len(deliveries)), args
 }
 
 var recordRouteSQLs sync.Map // deliveries → statement
