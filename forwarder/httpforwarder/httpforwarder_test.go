@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,13 +17,19 @@ import (
 
 func TestForward(t *testing.T) {
 	t.Parallel()
-	var gotHeader http.Header
-	var gotBody string
+	// A request to /slow that the client gave up on may still be in its
+	// handler when the next one comes: what they saw is shared.
+	var (
+		mu        sync.Mutex
+		gotHeader http.Header
+		gotBody   string
+	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotHeader = r.Header.Clone()
 		b := new(strings.Builder)
 		_, _ = io.Copy(b, r.Body)
-		gotBody = b.String()
+		mu.Lock()
+		gotHeader, gotBody = r.Header.Clone(), b.String()
+		mu.Unlock()
 		switch r.URL.Path {
 		case "/ok":
 			w.WriteHeader(204)
@@ -63,6 +70,9 @@ func TestForward(t *testing.T) {
 				t.Errorf("result %+v", res)
 			}
 			if tt.path == "/ok" {
+				mu.Lock()
+				gotHeader, gotBody := gotHeader, gotBody
+				mu.Unlock()
 				if gotBody != `{"a":1}` || gotHeader.Get("X-Mapper-Event-Id") != "evt_1" {
 					t.Errorf("sent %q %v", gotBody, gotHeader)
 				}
