@@ -166,12 +166,12 @@ func batchOfEventsAndRoutes(t *testing.T, s *Store) {
 	evs["r3"].LeaseToken = "stale"
 	// Writes of another kind, one that fails and one that does not.
 	failed := errors.New("a write that fails")
-	other := func(note string, err error) commitReq {
+	other := func(note string, result error) commitReq {
 		return commitReq{ctx: ctx, fn: func(ctx context.Context, tx bun.Tx) error {
 			if _, err := tx.NewRaw("UPDATE mapper_events SET last_error = ? WHERE id = 'r4'", note).Exec(ctx); err != nil {
 				return err
 			}
-			return err
+			return result
 		}}
 	}
 	batch := []commitReq{

@@ -41,8 +41,8 @@ func (s *Store) pgxTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 // events' nor another route's; a failure of the events fails every event
 // but those refused on their own (a conflict): its webhook gets 503, and
 // Meta retries. Any other write (none is sent here today: PostgreSQL's
-// other writes run in transactions of their own, see write) runs alone,
-// in its own transaction.
+// other writes go through write, which runs each in a transaction of its
+// own) is handed to write too.
 func (s *Store) commitPG(batch []commitReq, errs []error) {
 	var (
 		evs              []*mapper.Event
@@ -58,7 +58,7 @@ func (s *Store) commitPG(batch []commitReq, errs []error) {
 		case r.ev != nil:
 			evs, payloads, evIndex = append(evs, r.ev), append(payloads, r.payload), append(evIndex, i)
 		default:
-			errs[i] = s.db.RunInTx(r.ctx, nil, r.fn)
+			errs[i] = s.write(r)
 		}
 	}
 	ctx := context.Background()
@@ -80,7 +80,7 @@ func (s *Store) commitPG(batch []commitReq, errs []error) {
 		case !routed:
 			errs[i] = s.recordRoutePG(batch[i].ctx, r)
 		case !held[j]:
-			errs[i] = s.leaseError(ctx, s.db, "mapper_events", r.ev.ID)
+			errs[i] = s.leaseError(ctx, s.db, "mapper_events", r.eventID)
 		}
 	}
 }
@@ -292,7 +292,7 @@ ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key, event_id`, columnArrays(
 }
 
 type routeReq struct {
-	ev *mapper.Event
+	eventID string
 	// q and args are its statement (recordRouteSQL), made in the caller's
 	// goroutine as SQLite's rows are, not in a committer's transaction.
 	q    string
@@ -306,7 +306,7 @@ func newRouteReq(ev *mapper.Event, deliveries []*deliveryRow) *routeReq {
 	for _, d := range deliveries {
 		args = append(args, d.args()...)
 	}
-	return &routeReq{ev: ev, q: recordRouteSQL(len(deliveries)), args: args}
+	return &routeReq{eventID: ev.ID, q: recordRouteSQL(len(deliveries)), args: args}
 }
 
 // recordRoutePG is RouteEvent on PostgreSQL in one statement, so one
@@ -320,7 +320,7 @@ func (s *Store) recordRoutePG(ctx context.Context, r *routeReq) error {
 		return translate(err)
 	}
 	if n == 0 {
-		return s.leaseError(ctx, s.db, "mapper_events", r.ev.ID)
+		return s.leaseError(ctx, s.db, "mapper_events", r.eventID)
 	}
 	return nil
 }
