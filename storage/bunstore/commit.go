@@ -348,6 +348,7 @@ func (s *Store) commitWhole(batch []commitReq, errs []error) bool {
 	}
 	failed := -1
 	err := s.db.RunInTx(context.Background(), nil, func(ctx context.Context, tx bun.Tx) error {
+		ctx = withTxStmts(ctx, tx)
 		for i, r := range batch {
 			if errs[i] != nil {
 				continue
@@ -376,6 +377,7 @@ func (s *Store) commitSavepoints(batch []commitReq, errs []error) {
 	// The transaction belongs to no single caller: one caller leaving
 	// must not roll back the others' writes.
 	err := s.db.RunInTx(context.Background(), nil, func(ctx context.Context, tx bun.Tx) error {
+		ctx = withTxStmts(ctx, tx)
 		for i, r := range batch {
 			if errs[i] != nil {
 				continue

@@ -2,6 +2,8 @@ package bunstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -193,5 +195,57 @@ func TestSharedCommitUndoesOnlyTheFailedWrite(t *testing.T) {
 	errs = commit(write("g", false), write("h", false))
 	if errs[0] != nil || errs[1] != nil || runs["g"] != 1 || !slices.Equal(keys(), []string{"a", "c", "e", "g", "h"}) {
 		t.Errorf("a batch without failure: errors %v, runs %v, keys %v", errs, runs, keys())
+	}
+}
+
+// TestSharedCommitMakesStatementsOnce: the writes of one of SQLite's
+// transactions share one statement per hot statement, made for that
+// transaction, and a batch run again with savepoints makes them anew for
+// its own.
+func TestSharedCommitMakesStatementsOnce(t *testing.T) {
+	t.Parallel()
+	s := migrated(t, dialects["sqlite"])
+	ctx := context.Background()
+	s.prepare(ctx)
+	if s.hot.stmts.Load() == nil {
+		t.Fatal("the hot statements were not prepared")
+	}
+	type use struct {
+		tx *sql.Tx
+		st *sql.Stmt
+	}
+	var uses []use
+	write := func(key string, fail bool) commitReq {
+		return commitReq{ctx: ctx, fn: func(ctx context.Context, tx bun.Tx) error {
+			uses = append(uses, use{tx.Tx, s.stmt(ctx, tx, claimKeySQL)})
+			if _, err := s.exec(ctx, tx, claimKeySQL, key, "e", 0); err != nil || !fail {
+				return err
+			}
+			return errors.New("refused")
+		}}
+	}
+	errs := make([]error, 3)
+	s.commitShared([]commitReq{write("a", false), write("b", true), write("c", false)}, errs)
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
+		t.Fatalf("errors %v", errs)
+	}
+	// Run whole: a and b (which fails); again with savepoints: a, b, c.
+	if len(uses) != 5 {
+		t.Fatalf("%d writes run, want 5", len(uses))
+	}
+	whole, saved := uses[:2], uses[2:]
+	for _, run := range [][]use{whole, saved} {
+		for _, u := range run {
+			if u.st == nil || u.tx != run[0].tx || u.st != run[0].st {
+				t.Fatalf("one transaction's writes did not share its statement: %+v", run)
+			}
+		}
+	}
+	if whole[0].tx == saved[0].tx || whole[0].st == saved[0].st {
+		t.Errorf("the savepoints' run used the whole run's transaction or statement")
+	}
+	var got []string
+	if err := s.db.NewRaw("SELECT dedup_key FROM mapper_dedup_keys ORDER BY dedup_key").Scan(ctx, &got); err != nil || !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("keys %v (%v), want [a c]", got, err)
 	}
 }

@@ -169,10 +169,38 @@ func closeStmts(stmts []*sql.Stmt) error {
 
 // stmt returns h prepared for tx, or nil to run h's text.
 func (s *Store) stmt(ctx context.Context, tx bun.Tx, h *hotStmt) *sql.Stmt {
-	if p := s.hot.stmts.Load(); p != nil {
-		return tx.Tx.StmtContext(ctx, (*p)[h.id])
+	p := s.hot.stmts.Load()
+	if p == nil {
+		return nil
 	}
-	return nil
+	if c, ok := ctx.Value(txStmtsKey{}).(*txStmts); ok && c.tx == tx.Tx {
+		if st := c.stmts[h.id]; st != nil {
+			return st
+		}
+		st := tx.Tx.StmtContext(ctx, (*p)[h.id])
+		c.stmts[h.id] = st
+		return st
+	}
+	return tx.Tx.StmtContext(ctx, (*p)[h.id])
+}
+
+// txStmts holds the hot statements made for one of the committer's
+// transactions. Tx.StmtContext makes a new statement for the transaction
+// at every call (a Stmt, its driver statement's handle, a place in the
+// transaction's list, six allocations): a batch runs the same five
+// statements for each of its webhooks, so it makes each once. The
+// transaction closes them when it ends.
+type txStmts struct {
+	tx    *sql.Tx
+	stmts []*sql.Stmt
+}
+
+type txStmtsKey struct{}
+
+// withTxStmts returns ctx carrying a cache of tx's hot statements, for
+// the writes that run in it.
+func withTxStmts(ctx context.Context, tx bun.Tx) context.Context {
+	return context.WithValue(ctx, txStmtsKey{}, &txStmts{tx: tx.Tx, stmts: make([]*sql.Stmt, len(hotStmts))})
 }
 
 func (s *Store) text(h *hotStmt) string {
