@@ -240,19 +240,29 @@ func (h httpForwarder) Forward(ctx context.Context, r *ForwardRequest) httpforwa
 }
 
 // forwardHeader is the header set the Mapper asks a Forwarder to send.
+// The names are canonical already, and the values share one array: a
+// Set per header, each a slice of its own, was a tenth of a delivery's
+// allocations.
 func forwardHeader(d *Delivery, attempt int) http.Header {
-	h := http.Header{}
-	h.Set(workerauth.HeaderEventID, d.EventID)
-	h.Set(workerauth.HeaderDeliveryID, d.ID)
-	h.Set(workerauth.HeaderAttempt, strconv.Itoa(attempt))
-	h.Set(workerauth.HeaderOwnerIDs, strings.Join(d.OwnerIDs, ","))
+	// Eight fit a map's first group: these six, the media (split
+	// deliveries) and the traceparent.
+	h := make(http.Header, 8)
+	v := make([]string, 0, 6)
+	add := func(k, s string) {
+		v = append(v, s)
+		h[k] = v[len(v)-1 : len(v) : len(v)]
+	}
+	add(workerauth.HeaderEventID, d.EventID)
+	add(workerauth.HeaderDeliveryID, d.ID)
+	add(workerauth.HeaderAttempt, strconv.Itoa(attempt))
+	add(workerauth.HeaderOwnerIDs, strings.Join(d.OwnerIDs, ","))
 	if d.Original {
-		h.Set(workerauth.HeaderEnvelope, "original")
+		add(workerauth.HeaderEnvelope, "original")
 		if d.MetaSignature != "" {
-			h.Set(workerauth.HeaderMetaSignature, d.MetaSignature)
+			add(workerauth.HeaderMetaSignature, d.MetaSignature)
 		}
 	} else {
-		h.Set(workerauth.HeaderEnvelope, "split")
+		add(workerauth.HeaderEnvelope, "split")
 	}
 	return h
 }

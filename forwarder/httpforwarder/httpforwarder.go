@@ -172,14 +172,17 @@ func (f *Forwarder) Forward(ctx context.Context, r Request) Result {
 	}
 	req.URL, req.Host = u, strings.TrimSuffix(u.Host, ":")
 	req.ContentLength = int64(len(r.Body))
+	// One map made to size, and this package's four values in one array
+	// under their canonical names: Header.Set makes a slice for each.
+	h := make(http.Header, len(r.Header)+4)
 	for k, vs := range r.Header {
-		req.Header[k] = vs
+		h[k] = vs
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", f.userAgent)
 	ts := f.now().Unix()
-	req.Header.Set(workerauth.HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(workerauth.HeaderSignature, workerauth.Sign(r.Secret, ts, r.Body))
+	own := []string{"application/json", f.userAgent, strconv.FormatInt(ts, 10), workerauth.Sign(r.Secret, ts, r.Body)}
+	h["Content-Type"], h["User-Agent"] = own[0:1:1], own[1:2:2]
+	h[workerauth.HeaderTimestamp], h[workerauth.HeaderSignature] = own[2:3:3], own[3:4:4]
+	req.Header = h
 
 	resp, err := f.client.Do(req)
 	if err != nil {
@@ -192,10 +195,15 @@ func (f *Forwarder) Forward(ctx context.Context, r Request) Result {
 		// A refused address stays refused: no retry storm.
 		return Result{Err: err, Retryable: !errors.Is(err, ErrAddressRefused), Duration: time.Since(start)}
 	}
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, f.maxResponse))
-	// Drain a little more so the connection can be reused, but never wait
-	// on an app that streams an endless answer.
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	var answer []byte
+	// An empty answer (most apps') has nothing to read or drain: its
+	// connection is reusable as it is.
+	if resp.ContentLength != 0 {
+		answer, _ = io.ReadAll(io.LimitReader(resp.Body, f.maxResponse))
+		// Drain a little more so the connection can be reused, but never
+		// wait on an app that streams an endless answer.
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	}
 	resp.Body.Close()
 	res := Result{StatusCode: resp.StatusCode, Duration: time.Since(start), ResponseBody: answer}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {

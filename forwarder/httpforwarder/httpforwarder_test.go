@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -157,6 +159,74 @@ func TestForwardURL(t *testing.T) {
 		}
 		if g := <-seen; g != tt.want {
 			t.Errorf("%s: the app saw %+v, want %+v", tt.url, g, tt.want)
+		}
+	}
+}
+
+// TestForwardAnswers: an app's answer is kept up to 4 KiB and the rest
+// drained, and the connection is reused after an empty answer, a short
+// one and a long one alike.
+func TestForwardAnswers(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 10<<10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		switch r.URL.Path {
+		case "/empty":
+			w.WriteHeader(200)
+		case "/short":
+			_, _ = io.WriteString(w, "thanks")
+		case "/long":
+			w.WriteHeader(500)
+			_, _ = io.WriteString(w, long)
+		case "/chunked":
+			_, _ = io.WriteString(w, "part one, ")
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, "part two")
+		}
+	}))
+	t.Cleanup(srv.Close)
+	f := httpforwarder.New()
+	var reused []bool
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { reused = append(reused, info.Reused) },
+	})
+	for _, tt := range []struct {
+		path, want string
+		status     int
+	}{
+		{"/empty", "", 200},
+		{"/short", "thanks", 200},
+		{"/empty", "", 200},
+		{"/long", long[:4<<10], 500},
+		{"/chunked", "part one, part two", 200},
+		{"/empty", "", 200},
+	} {
+		res := f.Forward(ctx, httpforwarder.Request{URL: srv.URL + tt.path, Secret: "s", Body: []byte(`{}`)})
+		if res.StatusCode != tt.status || string(res.ResponseBody) != tt.want {
+			t.Errorf("%s: %d, %d bytes kept (%.20q), want %d and %d", tt.path, res.StatusCode, len(res.ResponseBody), res.ResponseBody, tt.status, len(tt.want))
+		}
+	}
+	if len(reused) != 6 || slices.Contains(reused[1:], false) {
+		t.Errorf("connections reused: %v, want one dialled and then reused", reused)
+	}
+}
+
+// BenchmarkForward: one attempt to an app on loopback that answers 200
+// with nothing, as most do; the allocations are the ones to watch.
+func BenchmarkForward(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	b.Cleanup(srv.Close)
+	f := httpforwarder.New()
+	body := []byte(strings.Repeat(`{"object":"instagram"}`, 18))
+	header := http.Header{"X-Mapper-Event-Id": {"evt_1"}, "X-Mapper-Delivery-Id": {"dlv_1"}, "X-Mapper-Attempt": {"1"},
+		"X-Mapper-Owner-Ids": {"17841400000000001"}, "X-Mapper-Envelope": {"original"}, "Traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := f.Forward(context.Background(), httpforwarder.Request{URL: srv.URL, Secret: "app-secret", Body: body, Header: header}); !res.Delivered() {
+			b.Fatal(res.Err)
 		}
 	}
 }
