@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/resolver/graphresolver"
@@ -83,6 +85,9 @@ func TestTraceSurvivesRestart(t *testing.T) {
 		t.Fatalf("no intake span among %d", len(spans))
 	}
 	traceID := intake.SpanContext.TraceID()
+	kinds := map[string]trace.SpanKind{"POST /webhook/": trace.SpanKindServer, "verify signature": trace.SpanKindInternal,
+		"parse payload": trace.SpanKindInternal, "persist event": trace.SpanKindInternal, "route event": trace.SpanKindInternal,
+		"resolve owner": trace.SpanKindInternal, "GET": trace.SpanKindClient, "deliver": trace.SpanKindClient}
 	for _, name := range []string{"verify signature", "parse payload", "persist event", "route event", "resolve owner", "GET", "deliver"} {
 		s, ok := byName[name]
 		if !ok {
@@ -92,6 +97,14 @@ func TestTraceSurvivesRestart(t *testing.T) {
 		if s.SpanContext.TraceID() != traceID {
 			t.Errorf("span %q is in trace %s, not the intake's %s", name, s.SpanContext.TraceID(), traceID)
 		}
+	}
+	for name, kind := range kinds {
+		if s, ok := byName[name]; ok && s.SpanKind != kind {
+			t.Errorf("span %q is of kind %s, want %s", name, s.SpanKind, kind)
+		}
+	}
+	if p := byName["persist event"]; !slices.ContainsFunc(p.Attributes, func(kv attribute.KeyValue) bool { return kv.Key == "mapper.event.id" && kv.Value.AsString() != "" }) {
+		t.Errorf("persist event's attributes %v name no event", p.Attributes)
 	}
 	tp1 := got[0].Header.Get("traceparent")
 	if !strings.Contains(tp1, traceID.String()) {
