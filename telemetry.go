@@ -292,14 +292,31 @@ func (m *Mapper) resume(ctx context.Context, stored string) context.Context {
 	if stored == "" {
 		return ctx
 	}
-	c := propagation.MapCarrier{}
 	if !strings.HasPrefix(stored, "{") {
-		c[traceparent] = stored
-	} else if json.Unmarshal([]byte(stored), &c) != nil {
+		return m.tel.propagator.Extract(ctx, traceparentCarrier(stored))
+	}
+	c := propagation.MapCarrier{}
+	if json.Unmarshal([]byte(stored), &c) != nil {
 		return ctx
 	}
 	return m.tel.propagator.Extract(ctx, c)
 }
+
+// traceparentCarrier holds a stored traceparent alone (see carrier), read
+// without a map made for it: an event is resumed twice, to route it and
+// to deliver it.
+type traceparentCarrier string
+
+func (c traceparentCarrier) Get(key string) string {
+	if key == traceparent {
+		return string(c)
+	}
+	return ""
+}
+
+func (traceparentCarrier) Set(string, string) {}
+
+func (traceparentCarrier) Keys() []string { return []string{traceparent} }
 
 // injectHeader writes the span context of ctx into h (traceparent).
 func (m *Mapper) injectHeader(ctx context.Context, h http.Header) {
