@@ -91,6 +91,52 @@ func processCPU(pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / clockTicks
 }
 
+// usage is what a process has used so far.
+type usage struct {
+	cpu time.Duration
+	// calls are its read and write system calls (/proc/<pid>/io's syscr
+	// and syscw: read, write and their kin, on files and sockets alike;
+	// futex, epoll and fsync are not counted).
+	calls int64
+	// switches are its threads' context switches, voluntary (a thread
+	// that waits) and not (one preempted); a thread that ended takes its
+	// own away, and the Go runtime's rarely end.
+	switches int64
+}
+
+func (u usage) sub(v usage) usage {
+	return usage{cpu: u.cpu - v.cpu, calls: u.calls - v.calls, switches: u.switches - v.switches}
+}
+
+// processUsage reads a process's usage from /proc.
+func processUsage(pid int) usage {
+	u := usage{cpu: processCPU(pid)}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			if k == "syscr" || k == "syscw" {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				u.calls += n
+			}
+		}
+	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/[0-9]*/status", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			if k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches" {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				u.switches += n
+			}
+		}
+	}
+	return u
+}
+
 // dbCPU reads the CPU time of the database the server runs on, when it is
 // not in process: the container's cgroup (-pg-container), which counts the
 // backends that came and went too; else the postgres processes on the

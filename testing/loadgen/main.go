@@ -14,8 +14,9 @@
 // comments for either account, batches that mix both, messages, and Meta's
 // retries of earlier webhooks. It reports ingest requests/s, ack latency,
 // delivery lag (from the 200 Meta got to the worker app's receipt), errors
-// by kind, the idle lag of single webhooks on a quiet system, and the
-// server's peak RSS. The worker apps are registered with max_concurrency
+// by kind, the idle lag of single webhooks on a quiet system, each
+// target's CPU time, read and write system calls and context switches per
+// webhook (from /proc), and its peak RSS. The worker apps are registered with max_concurrency
 // 64 (-app-concurrency), as an operator would set it for an app that takes
 // a thousand webhooks a second; at the default of 8, an app that answers in
 // a few milliseconds on a busy machine caps its own throughput. The
@@ -179,6 +180,12 @@ type Result struct {
 	// it runs in its own processes.
 	CPU   time.Duration `json:"cpu_per_webhook_ns"`
 	DBCPU time.Duration `json:"db_cpu_per_webhook_ns,omitempty"`
+	// Calls are the target's read and write system calls per webhook
+	// acknowledged, Switches its threads' context switches (see usage):
+	// where a webhook's CPU goes at a moderate rate, waking threads and
+	// writing small commits, more than its work in user space.
+	Calls    float64 `json:"syscalls_per_webhook"`
+	Switches float64 `json:"context_switches_per_webhook"`
 	// PeakAnonBytes is the most anonymous memory (heap, stacks) the
 	// target held: PeakRSSBytes also counts the pages of files it maps,
 	// which for SQLite is its database, up to mmap_size, shared with the
@@ -255,14 +262,14 @@ func run(o options) error {
 	}
 	fmt.Fprintln(os.Stderr, "mapper…")
 	profiled := profile(o)
-	cpu0, db0 := processCPU(srv.Process.Pid), db.read()
+	use0, db0 := processUsage(srv.Process.Pid), db.read()
 	anon := watchAnon(srv.Process.Pid)
 	rep.Mapper = drive(o, url, workers)
 	rep.Mapper.PeakAnonBytes = anon()
 	if err := <-profiled; err != nil {
 		return err
 	}
-	perWebhook(&rep.Mapper, processCPU(srv.Process.Pid)-cpu0, db.read()-db0)
+	perWebhook(&rep.Mapper, processUsage(srv.Process.Pid).sub(use0), db.read()-db0)
 	rep.Mapper.Target = "reference server (" + rep.Store + ")"
 	rep.Mapper.PeakRSSBytes = peakRSS(srv.Process.Pid)
 	if rep.Baseline.PerSecond > 0 {
@@ -359,9 +366,9 @@ func runChild(o options, target string, args ...string) (Result, error) {
 	}
 	defer stop()
 	fmt.Fprintln(os.Stderr, target+"…")
-	cpu0 := processCPU(cmd.Process.Pid)
+	use0 := processUsage(cmd.Process.Pid)
 	res := drive(o, url, nil)
-	perWebhook(&res, processCPU(cmd.Process.Pid)-cpu0, 0)
+	perWebhook(&res, processUsage(cmd.Process.Pid).sub(use0), 0)
 	res.Target = target
 	res.PeakRSSBytes = peakRSS(cmd.Process.Pid)
 	return res, nil
@@ -396,9 +403,10 @@ func profile(o options) <-chan error {
 }
 
 // perWebhook divides CPU times by the webhooks acknowledged.
-func perWebhook(r *Result, cpu, db time.Duration) {
+func perWebhook(r *Result, u usage, db time.Duration) {
 	if acked := r.Requests - int64(sumErrors(r.Errors)); acked > 0 {
-		r.CPU, r.DBCPU = cpu/time.Duration(acked), db/time.Duration(acked)
+		r.CPU, r.DBCPU = u.cpu/time.Duration(acked), db/time.Duration(acked)
+		r.Calls, r.Switches = float64(u.calls)/float64(acked), float64(u.switches)/float64(acked)
 	}
 }
 
@@ -762,7 +770,7 @@ func pct(ds []time.Duration, p int) time.Duration {
 func print(w io.Writer, r Report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "machine: %s\nstore: %s; %s; %s each\n\n", r.Machine, r.Store, r.Mode, r.Duration)
-	fmt.Fprintln(tw, "TARGET\tREQ/S\tACK p50\tp95\tp99\tLAG p50\tp95\tp99\tDELIVERED\tERRORS\tCPU/WEBHOOK\tPEAK RSS\t(ANON)")
+	fmt.Fprintln(tw, "TARGET\tREQ/S\tACK p50\tp95\tp99\tLAG p50\tp95\tp99\tDELIVERED\tERRORS\tCPU/WEBHOOK\tSYSCALLS\tSWITCHES\tPEAK RSS\t(ANON)")
 	for _, x := range []Result{r.Baseline, r.Relay, r.Mapper} {
 		lag := [3]string{"-", "-", "-"}
 		delivered := "-"
@@ -783,8 +791,8 @@ func print(w io.Writer, r Report) {
 		if x.PeakAnonBytes > 0 {
 			anon = fmt.Sprintf("%.0f MB", float64(x.PeakAnonBytes)/(1<<20))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f MB\t%s\n", x.Target, x.PerSecond, ms(x.AckP50), ms(x.AckP95), ms(x.AckP99),
-			lag[0], lag[1], lag[2], delivered, errs, cpu, float64(x.PeakRSSBytes)/(1<<20), anon)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.0f MB\t%s\n", x.Target, x.PerSecond, ms(x.AckP50), ms(x.AckP95), ms(x.AckP99),
+			lag[0], lag[1], lag[2], delivered, errs, cpu, x.Calls, x.Switches, float64(x.PeakRSSBytes)/(1<<20), anon)
 	}
 	tw.Flush()
 	var idle []string
