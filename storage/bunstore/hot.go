@@ -187,9 +187,9 @@ func (s *Store) stmt(ctx context.Context, tx bun.Tx, h *hotStmt) *sql.Stmt {
 // txStmts holds the hot statements made for one of the committer's
 // transactions. Tx.StmtContext makes a new statement for the transaction
 // at every call (a Stmt, its driver statement's handle, a place in the
-// transaction's list, six allocations): a batch runs the same five
-// statements for each of its webhooks, so it makes each once. The
-// transaction closes them when it ends.
+// transaction's list: two or three allocations, and a lock): a batch runs
+// the same five statements for each of its webhooks, so it makes each
+// once. The transaction closes them when it ends.
 type txStmts struct {
 	tx    *sql.Tx
 	stmts []*sql.Stmt
