@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,31 +111,31 @@ func (u usage) sub(v usage) usage {
 
 // processUsage reads a process's usage from /proc.
 func processUsage(pid int) usage {
-	u := usage{cpu: processCPU(pid)}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, _ := strings.Cut(line, ":")
-			if k == "syscr" || k == "syscw" {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				u.calls += n
-			}
-		}
-	}
+	u := usage{cpu: processCPU(pid), calls: procFields(fmt.Sprintf("/proc/%d/io", pid), "syscr", "syscw")}
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/[0-9]*/status", pid))
 	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue // the thread ended
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, _ := strings.Cut(line, ":")
-			if k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches" {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				u.switches += n
-			}
-		}
+		// A thread that ended meanwhile reads as 0.
+		u.switches += procFields(t, "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
 	}
 	return u
+}
+
+// procFields adds up the named fields of a /proc file of "name: value"
+// lines (a size's " kB" left out); 0 when the file cannot be read.
+func procFields(path string, names ...string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	var sum int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if slices.Contains(names, k) {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			sum += n
+		}
+	}
+	return sum
 }
 
 // dbCPU reads the CPU time of the database the server runs on, when it is

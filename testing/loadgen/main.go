@@ -731,17 +731,7 @@ func watchAnon(pid int) func() int64 {
 
 // procBytes reads a size in kB from a process's /proc status.
 func procBytes(pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
+	return procFields(fmt.Sprintf("/proc/%d/status", pid), strings.TrimSuffix(field, ":")) * 1024
 }
 
 func machine() string {
