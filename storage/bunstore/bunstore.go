@@ -139,9 +139,9 @@ func New(db *bun.DB) (*Store, error) {
 	}
 	// SQLite has one writer; PostgreSQL commits several batches at once.
 	if s.pg {
-		s.commits = newCommitter(4, true, s.commitPG)
+		s.commits = newCommitter(4, pgLinger, s.commitPG)
 	} else {
-		s.commits = newCommitter(1, true, s.commitShared)
+		s.commits = newCommitter(1, sqliteLinger, s.commitShared)
 	}
 	return s, nil
 }

@@ -63,7 +63,7 @@ type committer struct {
 	wg      sync.WaitGroup
 	// linger, when set, lets a small batch wait for the writes that the
 	// recent arrival rate says are coming (see gather).
-	linger bool
+	linger lingering
 	last   time.Time
 	gap    time.Duration // moving average of the time between writes
 	busy   float64       // moving average of the share of time spent committing
@@ -75,27 +75,50 @@ type committer struct {
 // share; on PostgreSQL round trips and a WAL flush), so at a moderate
 // rate, where each write arrives alone, one commit per write cost twice
 // the CPU per webhook of a flat-out run (on PostgreSQL three times). When
-// writes come between minLingerGap and maxLinger/2 apart (from 200 to
-// 2,000 a second), a batch smaller than lingerBatch waits for the ones
-// expected within maxLinger of its first write's arrival (a write that
-// came while the last commit ran has waited for it already). At 500/s,
-// waiting up to 10 ms instead of 5 took a webhook's CPU from 0.54 to
-// 0.47 ms on SQLite, and from 0.80 to 0.69 ms with the database's on
-// PostgreSQL: a commit costs about the same for a batch of five as for a
-// batch of two (on SQLite a WAL frame, two writes, for every page the
+// writes come between the committer's lingering.minGap and maxLingerGap
+// apart (from 200 a second to 2,000, on SQLite to 10,000), a batch smaller
+// than its lingering.batch waits for the ones expected within its
+// lingering.wait of its first write's arrival (a write that came while
+// the last commit ran has waited for it already).
+//
+// At 500/s, waiting up to 10 ms instead of 5 took a webhook's CPU from
+// 0.54 to 0.47 ms on SQLite, and from 0.80 to 0.69 ms with the database's
+// on PostgreSQL: a commit costs about the same for a batch of five as for
+// a batch of two (on SQLite a WAL frame, two writes, for every page the
 // batch touched, and the tables' and indexes' rightmost pages are the
 // same pages), and the answers came 3–4 ms later at the 99th percentile.
-// An idle store
-// (writes far apart) commits at once, and so does a busy one (writes
-// closer, or the writer committing more than half the time): its batches
-// grow by themselves, and there its callers, whose next writes the batch
-// would wait for, wait on it; a flat-out run lost a third of its
-// throughput to lingering. (With several workers, "committing" is every
-// worker committing: see newCommitter.)
-const (
-	maxLinger    = 10 * time.Millisecond
-	lingerBatch  = 16
-	minLingerGap = 500 * time.Microsecond
+// SQLite now waits up to 15 ms, for up to 24 writes: where an fsync costs
+// the CPU it does on a virtual disk (0.6 ms of the writer's, an eighth of
+// the server's CPU at 500/s), that took another 8–13 % of a webhook's CPU
+// at 500/s and 18 % at 200/s, for 5–6 ms more at the 99th percentile.
+// PostgreSQL, whose commit is a round trip and the database's own WAL
+// flush, kept 10 ms: 15 did not lower its CPU, and its p99 grew (see
+// docs/performance.md, round eight). SQLite also lingers with writes
+// closer than half a millisecond: at 1,000 webhooks a second (2,000
+// writes, each webhook's event and then its route) it had stopped, and a
+// webhook cost more CPU than at 500/s; lingering there took 30 % off.
+//
+// An idle store (writes far apart) commits at once, and so does a busy
+// one (writes closer than minGap, or the writer committing more than half
+// the time): its batches grow by themselves, and there its callers, whose
+// next writes the batch would wait for, wait on it; a flat-out run lost a
+// third of its throughput to lingering. (With several workers,
+// "committing" is every worker committing: see newCommitter.)
+const maxLingerGap = 5 * time.Millisecond
+
+// lingering is how long a committer's small batches wait for more writes
+// (at most wait from the first one's arrival), how small they must be to
+// (smaller than batch), and how close the writes may come (minGap apart
+// on average). The zero value never waits.
+type lingering struct {
+	wait   time.Duration
+	batch  int
+	minGap time.Duration
+}
+
+var (
+	sqliteLinger = lingering{wait: 15 * time.Millisecond, batch: 24, minGap: 100 * time.Microsecond}
+	pgLinger     = lingering{wait: 10 * time.Millisecond, batch: 16, minGap: 500 * time.Microsecond}
 )
 
 // Deferring. Below a flat-out rate most commits carry one webhook's write
@@ -104,15 +127,18 @@ const (
 // outside waits for it. So a batch of deferrable writes alone waits up
 // to maxDefer from its first write's arrival for a write that is awaited
 // (a webhook's; on SQLite's shared committer also a claim), or until it
-// holds lingerBatch writes, and shares its commit. At
+// holds deferBatch writes, and shares its commit. At
 // a moderate rate that halves the commits or better; the webhook's
 // answer and its delivery wait no longer (but with mapper.WithSyncDelivery,
 // whose answer waits for the route, up to maxDefer more on an idle
 // store), the lease of a routed event is held a little longer, and a
 // crash in that time redelivers those routes' webhooks (at least once, as
-// before, in a window wider by as much). It is shorter than maxLinger: on
+// before, in a window wider by as much). It is shorter than lingering: on
 // an idle store with mapper.WithSyncDelivery, it is added to every answer.
-const maxDefer = 5 * time.Millisecond
+const (
+	maxDefer   = 5 * time.Millisecond
+	deferBatch = 16
+)
 
 // newCommitter starts workers committing batches with run; linger lets
 // small batches wait for more. With several workers, one loop gathers the
@@ -121,7 +147,7 @@ const maxDefer = 5 * time.Millisecond
 // different worker, alone, and no worker would know the arrival rate.
 // There the loop's busy share is the time it waits for a free worker: the
 // share of time that every worker is committing.
-func newCommitter(workers int, linger bool, run func(batch []commitReq, errs []error)) *committer {
+func newCommitter(workers int, linger lingering, run func(batch []commitReq, errs []error)) *committer {
 	c := &committer{run: run, reqs: make(chan commitReq, maxBatch), stop: make(chan struct{}), linger: linger}
 	if workers == 1 {
 		c.wg.Go(func() { c.loop(c.commit) })
@@ -149,7 +175,7 @@ var errClosed = errors.New("bunstore: store closed")
 func (c *committer) send(req commitReq) error {
 	ctx := req.ctx
 	req.done = make(chan error, 1)
-	if c.linger || req.deferrable {
+	if c.linger.wait > 0 || req.deferrable {
 		req.at = time.Now()
 	}
 	select {
@@ -191,7 +217,7 @@ func (c *committer) loop(commit func([]commitReq)) {
 // committed updates the writer's busy share with a commit that began at
 // start and ended now.
 func (c *committer) committed(start time.Time) {
-	if !c.linger {
+	if c.linger.wait == 0 {
 		return
 	}
 	if !c.began.IsZero() {
@@ -205,7 +231,7 @@ func (c *committer) committed(start time.Time) {
 // arrived updates the average time between writes with one that just
 // came.
 func (c *committer) arrived() {
-	if !c.linger {
+	if c.linger.wait == 0 {
 		return
 	}
 	now := time.Now()
@@ -216,8 +242,8 @@ func (c *committer) arrived() {
 }
 
 // gather adds what is queued to batch and what may still come: lingering,
-// what the arrival rate says comes within maxLinger; deferring, a write
-// someone waits for.
+// what the arrival rate says comes within the committer's lingering.wait;
+// deferring, a write someone waits for.
 func (c *committer) gather(batch []commitReq) []commitReq {
 	var timer *time.Timer
 	var deadline time.Time
@@ -266,7 +292,7 @@ func (c *committer) until(batch []commitReq) (time.Time, bool) {
 		}
 	}
 	if first < 0 {
-		if len(batch) >= lingerBatch {
+		if len(batch) >= deferBatch {
 			return time.Time{}, false
 		}
 		return batch[0].at.Add(maxDefer), true
@@ -276,13 +302,13 @@ func (c *committer) until(batch []commitReq) (time.Time, bool) {
 	}
 	// The wait counts from the first awaited write's arrival: one that
 	// came while the last commit ran has waited for it already.
-	return batch[first].at.Add(min(maxLinger, c.gap*time.Duration(lingerBatch-len(batch)))), true
+	return batch[first].at.Add(min(c.linger.wait, c.gap*time.Duration(c.linger.batch-len(batch)))), true
 }
 
 // lingering reports whether a batch of n, with nothing more queued, waits
 // for more writes.
 func (c *committer) lingering(n int) bool {
-	return c.linger && n < lingerBatch && c.gap >= minLingerGap && c.gap <= maxLinger/2 && c.busy <= 0.5
+	return c.linger.wait > 0 && n < c.linger.batch && c.gap >= c.linger.minGap && c.gap <= maxLingerGap && c.busy <= 0.5
 }
 
 // drain answers what is still queued after Close.
