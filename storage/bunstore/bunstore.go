@@ -36,11 +36,11 @@
 // 0.1 to 5 ms on SQLite), where each would come alone, a webhook's event
 // waits up to 10 ms from its arrival (15 ms on SQLite, whose every commit
 // is an fsync) for the ones the rate says are coming; an idle store, or
-// one whose writers are busy, commits it at once. A route (the deliveries of an
-// event, with the attempts made while routing), written after the worker
-// app has the webhook, may wait up to 5 ms for a write someone waits for
-// (a webhook's; on SQLite also a claim), to share its commit, and so may
-// an attempt on SQLite. So with mapper.WithSyncDelivery an idle store
+// one whose writers are busy, commits it at once. A route (the deliveries
+// of an event, with the attempts made while routing), written after the
+// worker app has the webhook, may wait up to 5 ms for a write someone
+// waits for (a webhook's; on SQLite also a claim), to share its commit,
+// and so may an attempt on SQLite. So with mapper.WithSyncDelivery an idle store
 // answers up to 5 ms later.
 //
 // # Indexes

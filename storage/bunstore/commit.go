@@ -87,7 +87,7 @@ type committer struct {
 // a batch of two (on SQLite a WAL frame, two writes, for every page the
 // batch touched, and the tables' and indexes' rightmost pages are the
 // same pages), and the answers came 3–4 ms later at the 99th percentile.
-// SQLite now waits up to 15 ms, for up to 24 writes: where an fsync costs
+// SQLite waits up to 15 ms, for up to 24 writes: where an fsync costs
 // the CPU it does on a virtual disk (0.6 ms of the writer's, an eighth of
 // the server's CPU at 500/s), that took another 8–13 % of a webhook's CPU
 // at 500/s and 18 % at 200/s, for 5–6 ms more at the 99th percentile.
@@ -116,6 +116,9 @@ type lingering struct {
 	minGap time.Duration
 }
 
+// on reports whether l ever waits.
+func (l lingering) on() bool { return l.wait > 0 }
+
 var (
 	sqliteLinger = lingering{wait: 15 * time.Millisecond, batch: 24, minGap: 100 * time.Microsecond}
 	pgLinger     = lingering{wait: 10 * time.Millisecond, batch: 16, minGap: 500 * time.Microsecond}
@@ -133,8 +136,9 @@ var (
 // whose answer waits for the route, up to maxDefer more on an idle
 // store), the lease of a routed event is held a little longer, and a
 // crash in that time redelivers those routes' webhooks (at least once, as
-// before, in a window wider by as much). It is shorter than lingering: on
-// an idle store with mapper.WithSyncDelivery, it is added to every answer.
+// before, in a window wider by as much). It is shorter than either
+// store's lingering.wait: on an idle store with mapper.WithSyncDelivery,
+// it is added to every answer.
 const (
 	maxDefer   = 5 * time.Millisecond
 	deferBatch = 16
@@ -175,7 +179,7 @@ var errClosed = errors.New("bunstore: store closed")
 func (c *committer) send(req commitReq) error {
 	ctx := req.ctx
 	req.done = make(chan error, 1)
-	if c.linger.wait > 0 || req.deferrable {
+	if c.linger.on() || req.deferrable {
 		req.at = time.Now()
 	}
 	select {
@@ -217,7 +221,7 @@ func (c *committer) loop(commit func([]commitReq)) {
 // committed updates the writer's busy share with a commit that began at
 // start and ended now.
 func (c *committer) committed(start time.Time) {
-	if c.linger.wait == 0 {
+	if !c.linger.on() {
 		return
 	}
 	if !c.began.IsZero() {
@@ -231,7 +235,7 @@ func (c *committer) committed(start time.Time) {
 // arrived updates the average time between writes with one that just
 // came.
 func (c *committer) arrived() {
-	if c.linger.wait == 0 {
+	if !c.linger.on() {
 		return
 	}
 	now := time.Now()
@@ -308,7 +312,7 @@ func (c *committer) until(batch []commitReq) (time.Time, bool) {
 // lingering reports whether a batch of n, with nothing more queued, waits
 // for more writes.
 func (c *committer) lingering(n int) bool {
-	return c.linger.wait > 0 && n < c.linger.batch && c.gap >= c.linger.minGap && c.gap <= maxLingerGap && c.busy <= 0.5
+	return c.linger.on() && n < c.linger.batch && c.gap >= c.linger.minGap && c.gap <= maxLingerGap && c.busy <= 0.5
 }
 
 // drain answers what is still queued after Close.
