@@ -2,6 +2,7 @@ package httpforwarder_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
@@ -162,6 +163,54 @@ func TestForwardURL(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardCredentials: a worker app URL's user info goes out as Basic
+// credentials, and never into an error.
+func TestForwardCredentials(t *testing.T) {
+	t.Parallel()
+	type auth struct {
+		user, pass string
+		ok         bool
+	}
+	seen := make(chan auth, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		seen <- auth{u, p, ok}
+	}))
+	t.Cleanup(srv.Close)
+	f := httpforwarder.New()
+	withCreds := strings.Replace(srv.URL, "http://", "http://hook:s%40cret@", 1)
+	if res := f.Forward(context.Background(), httpforwarder.Request{URL: withCreds + "/x", Secret: "s", Body: []byte("{}")}); !res.Delivered() {
+		t.Fatalf("%+v", res)
+	}
+	if got := <-seen; got != (auth{"hook", "s@cret", true}) {
+		t.Errorf("the app saw %+v", got)
+	}
+	// An Authorization header of the caller's wins.
+	res := f.Forward(context.Background(), httpforwarder.Request{URL: withCreds + "/x", Secret: "s", Body: []byte("{}"),
+		Header: http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("other:pw"))}}})
+	if !res.Delivered() {
+		t.Fatalf("%+v", res)
+	}
+	if got := <-seen; got != (auth{"other", "pw", true}) {
+		t.Errorf("the app saw %+v", got)
+	}
+	srv.Close()
+	res = f.Forward(context.Background(), httpforwarder.Request{URL: withCreds + "/x", Secret: "s", Body: []byte("{}")})
+	if res.Err == nil || !res.Retryable || !strings.Contains(res.Err.Error(), "httpforwarder: POST http://127.0.0.1") || strings.Contains(res.Err.Error(), "cret") {
+		t.Errorf("app down: %+v", res)
+	}
+
+	// A transport that answers nothing, and no error, is an error.
+	broken := httpforwarder.New(httpforwarder.WithTransport(roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, nil })))
+	if res := broken.Forward(context.Background(), httpforwarder.Request{URL: "http://127.0.0.1:1/x"}); res.Err == nil || !res.Retryable {
+		t.Errorf("nil answer: %+v", res)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // TestForwardAnswers: an app's answer is kept up to 4 KiB and the rest
 // drained, and the connection is reused after an empty answer, a short
