@@ -184,7 +184,7 @@ func (f *Forwarder) Forward(ctx context.Context, r Request) Result {
 	h["Content-Type"], h["User-Agent"] = own[0:1:1], own[1:2:2]
 	h[workerauth.HeaderTimestamp], h[workerauth.HeaderSignature] = own[2:3:3], own[3:4:4]
 	req.Header = h
-	if u.User != nil && len(r.Header["Authorization"]) == 0 {
+	if u.User != nil && h.Get("Authorization") == "" {
 		// As http.Client does: a URL's user info is Basic credentials.
 		pw, _ := u.User.Password()
 		req.SetBasicAuth(u.User.Username(), pw)
