@@ -16,7 +16,7 @@ import (
 // young, and the live heap is a few MB, so the collector's work is paid
 // per webhook while the heap it spares is small. Measured in
 // docs/performance.md (round nine): 6–12 % less CPU a webhook flat out,
-// 2–3 % at 500/s, 3 MB more peak RSS.
+// 2–3 % at 500/s, a few MB more peak RSS.
 //
 // A larger GOGC lets garbage grow further past a burst's live bodies, so
 // in a container with a memory limit and no GOMEMLIMIT the server sets a
