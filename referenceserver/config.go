@@ -62,6 +62,8 @@ type config struct {
 	// DialPolicy narrows the addresses worker apps may be reached at.
 	DialPolicy     httpforwarder.DialPolicy
 	AppConcurrency int
+	// GCPercent is Go's GOGC for the server (-1: off); see gc.go.
+	GCPercent int
 }
 
 // loadConfig reads the variables. Every problem is reported, each naming
@@ -179,6 +181,17 @@ func (c *config) readLimits(env *envReader) {
 	c.NegativeTTL = env.dur("OWNER_NEGATIVE_TTL", 5*time.Minute)
 	c.Sync = env.boolean("SYNC_DELIVERY", false)
 	c.MigrateOnStart = env.boolean("MIGRATE_ON_START", true)
+	c.GCPercent = defaultGCPercent
+	if v := strings.TrimSpace(env.getenv("GOGC")); strings.EqualFold(v, "off") {
+		c.GCPercent = -1
+	} else if v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			env.fail(fmt.Errorf("GOGC %q must be a percentage (0 or more) or off", v))
+		} else {
+			c.GCPercent = n
+		}
+	}
 	c.Retention = 7 * 24 * time.Hour
 	if s := env.getenv("RETENTION"); s == "0" {
 		c.Retention = 0

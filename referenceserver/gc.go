@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -23,51 +22,32 @@ import (
 // soft limit of nine tenths of the container's: the collector then works
 // harder near the limit instead of letting the kernel kill the process.
 
-// defaultGCPercent is GOGC when the environment does not set it.
+// defaultGCPercent is GOGC when the environment does not set it (read
+// with the rest of the configuration, in readLimits).
 const defaultGCPercent = 200
 
-// gcSettings is what tuneGC decided.
-type gcSettings struct {
-	percent int   // GOGC; -1 is off
-	limit   int64 // the soft memory limit set from the container's; 0: none set
+// softMemoryLimit returns the soft memory limit the server sets: nine
+// tenths of the container's memory limit under cgroupRoot, when the
+// process environment has no GOMEMLIMIT; 0 when there is none to set.
+// getenv is the process environment, env the same with the .env file read.
+func softMemoryLimit(getenv, env func(string) string, cgroupRoot string) (int64, error) {
+	if getenv("GOMEMLIMIT") != "" {
+		return 0, nil // the runtime applied it
+	}
+	if env("GOMEMLIMIT") != "" {
+		// The runtime reads it once, before main, from the process's own
+		// environment; a value only in the file would be ignored.
+		return 0, errors.New("GOMEMLIMIT must be set in the process environment, not the .env file: the Go runtime reads it at start")
+	}
+	return containerMemory(cgroupRoot) / 10 * 9, nil
 }
 
-// tuneGC reads GOGC (from the environment or the .env file) and, when the
-// process environment has no GOMEMLIMIT, the container's memory limit
-// under cgroupRoot. getenv is the process environment, env the same with
-// the .env file read.
-func tuneGC(getenv, env func(string) string, cgroupRoot string) (gcSettings, error) {
-	s := gcSettings{percent: defaultGCPercent}
-	switch v := strings.TrimSpace(env("GOGC")); {
-	case v == "":
-	case strings.EqualFold(v, "off"):
-		s.percent = -1
-	default:
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return s, fmt.Errorf("GOGC %q must be a percentage (0 or more) or off", v)
-		}
-		s.percent = n
-	}
-	if getenv("GOMEMLIMIT") == "" {
-		if env("GOMEMLIMIT") != "" {
-			// The runtime reads it once, before main, from the process's
-			// own environment; a value only in the file would be ignored.
-			return s, errors.New("GOMEMLIMIT must be set in the process environment, not the .env file: the Go runtime reads it at start")
-		}
-		if max := containerMemory(cgroupRoot); max > 0 {
-			s.limit = max / 10 * 9
-		}
-	}
-	return s, nil
-}
-
-// apply sets the collector, returning the soft memory limit in force (0
-// when there is none).
-func (s gcSettings) apply() int64 {
-	debug.SetGCPercent(s.percent)
-	if s.limit > 0 {
-		debug.SetMemoryLimit(s.limit)
+// setGC sets GOGC to percent and, when limit is positive, the soft memory
+// limit, and returns the soft limit in force (0 when there is none).
+func setGC(percent int, limit int64) int64 {
+	debug.SetGCPercent(percent)
+	if limit > 0 {
+		debug.SetMemoryLimit(limit)
 	}
 	if n := debug.SetMemoryLimit(-1); n != math.MaxInt64 { // -1 reads it
 		return n

@@ -7,31 +7,60 @@ import (
 	"testing"
 )
 
-func TestTuneGC(t *testing.T) {
+func TestConfigGOGC(t *testing.T) {
+	required := map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v"}
+	for _, tt := range []struct {
+		gogc    string
+		want    int
+		wantErr string
+	}{
+		{"", 200, ""},
+		{"150", 150, ""},
+		{"0", 0, ""},
+		{"off", -1, ""},
+		{" OFF ", -1, ""},
+		{"lots", 0, `GOGC "lots" must be a percentage (0 or more) or off`},
+		{"-5", 0, `GOGC "-5"`},
+	} {
+		vars := map[string]string{"GOGC": tt.gogc}
+		for k, v := range required {
+			vars[k] = v
+		}
+		cfg, err := loadConfig(env(vars))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("GOGC=%q: error %v, want one with %q", tt.gogc, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("GOGC=%q: %v", tt.gogc, err)
+		} else if cfg.GCPercent != tt.want {
+			t.Errorf("GOGC=%q: GCPercent %d, want %d", tt.gogc, cfg.GCPercent, tt.want)
+		}
+	}
+}
+
+func TestSoftMemoryLimit(t *testing.T) {
 	v2 := cgroupDir(t, "memory.max", "268435456\n")
 	v1 := cgroupDir(t, "memory/memory.limit_in_bytes", "104857600\n")
 	unlimited := cgroupDir(t, "memory.max", "max\n")
 	v1Unlimited := cgroupDir(t, "memory/memory.limit_in_bytes", "9223372036854771712\n")
 	tests := []struct {
-		name        string
-		process     map[string]string // the process environment
-		file        map[string]string // and the .env file's, under it
-		root        string
-		wantPercent int
-		wantLimit   int64
-		wantErr     string
+		name    string
+		process map[string]string // the process environment
+		file    map[string]string // and the .env file's, under it
+		root    string
+		want    int64
+		wantErr string
 	}{
-		{name: "defaults, no container", root: t.TempDir(), wantPercent: 200},
-		{name: "cgroup v2 limit", root: v2, wantPercent: 200, wantLimit: 268435456 / 10 * 9},
-		{name: "cgroup v1 limit", root: v1, wantPercent: 200, wantLimit: 104857600 / 10 * 9},
-		{name: "v2 without a limit", root: unlimited, wantPercent: 200},
-		{name: "v1 without a limit", root: v1Unlimited, wantPercent: 200},
-		{name: "GOGC from the environment", process: map[string]string{"GOGC": "150"}, root: v2, wantPercent: 150, wantLimit: 268435456 / 10 * 9},
-		{name: "GOGC from the file", file: map[string]string{"GOGC": "off"}, root: v2, wantPercent: -1, wantLimit: 268435456 / 10 * 9},
-		{name: "GOMEMLIMIT set: the runtime's wins", process: map[string]string{"GOMEMLIMIT": "100MiB"}, root: v2, wantPercent: 200},
+		{name: "no container", root: t.TempDir()},
+		{name: "cgroup v2 limit", root: v2, want: 268435456 / 10 * 9},
+		{name: "cgroup v1 limit", root: v1, want: 104857600 / 10 * 9},
+		{name: "v2 without a limit", root: unlimited},
+		{name: "v1 without a limit", root: v1Unlimited},
+		{name: "GOMEMLIMIT set: the runtime's wins", process: map[string]string{"GOMEMLIMIT": "100MiB"}, root: v2},
 		{name: "GOMEMLIMIT only in the file", file: map[string]string{"GOMEMLIMIT": "100MiB"}, root: v2, wantErr: "GOMEMLIMIT must be set in the process environment"},
-		{name: "bad GOGC", process: map[string]string{"GOGC": "lots"}, root: v2, wantErr: `GOGC "lots" must be a percentage`},
-		{name: "negative GOGC", file: map[string]string{"GOGC": "-5"}, root: v2, wantErr: `GOGC "-5"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,7 +71,7 @@ func TestTuneGC(t *testing.T) {
 				}
 				return tt.file[k]
 			}
-			got, err := tuneGC(getenv, withFile, tt.root)
+			got, err := softMemoryLimit(getenv, withFile, tt.root)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one with %q", err, tt.wantErr)
@@ -52,8 +81,8 @@ func TestTuneGC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.percent != tt.wantPercent || got.limit != tt.wantLimit {
-				t.Errorf("got GOGC %d and limit %d, want %d and %d", got.percent, got.limit, tt.wantPercent, tt.wantLimit)
+			if got != tt.want {
+				t.Errorf("limit %d, want %d", got, tt.want)
 			}
 		})
 	}

@@ -301,7 +301,7 @@ func (c *committer) until(batch []commitReq) (time.Time, bool) {
 		}
 		return batch[0].at.Add(maxDefer), true
 	}
-	if !c.lingering(len(batch)) {
+	if !c.lingers(len(batch)) {
 		return time.Time{}, false
 	}
 	// The wait counts from the first awaited write's arrival: one that
@@ -309,9 +309,9 @@ func (c *committer) until(batch []commitReq) (time.Time, bool) {
 	return batch[first].at.Add(min(c.linger.wait, c.gap*time.Duration(c.linger.batch-len(batch)))), true
 }
 
-// lingering reports whether a batch of n, with nothing more queued, waits
+// lingers reports whether a batch of n, with nothing more queued, waits
 // for more writes.
-func (c *committer) lingering(n int) bool {
+func (c *committer) lingers(n int) bool {
 	return c.linger.on() && n < c.linger.batch && c.gap >= c.linger.minGap && c.gap <= maxLingerGap && c.busy <= 0.5
 }
 
