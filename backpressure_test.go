@@ -77,3 +77,39 @@ func TestHandoffBackpressure(t *testing.T) {
 		h.waitEvent(id, func(ev *mapper.Event) bool { return ev.Status == mapper.EventDelivered })
 	}
 }
+
+// TestSteadyHandoffDoesNotClaim: webhooks handed over one after another
+// do not make the loop read the outbox; the poll does, and the start. A
+// claim that got less than its room found the outbox drained. The loop
+// used to claim again whenever more webhooks had been handed over during
+// a claim, which under a steady load made a chain, a claim every pass
+// (on SQLite each waiting for a commit, holding the handed-over webhooks
+// up meanwhile): here a claim takes 10 ms, and webhooks come faster.
+func TestSteadyHandoffDoesNotClaim(t *testing.T) {
+	t.Parallel()
+	const poll = 100 * time.Millisecond
+	// The app takes as many at once as come: deliveries that wait for its
+	// slots go through the outbox, and are claimed from it.
+	h := newHarnessNoRun(t, mapper.WithPollInterval(poll), mapper.WithRateLimit(0, 0, nil), mapper.WithConcurrency(0, 128))
+	h.store.claimDelay = 10 * time.Millisecond
+	h.start()
+	w, _ := h.addApp("a", accountA)
+	const n = 500
+	start, before := time.Now(), h.store.claims.Load()
+	for i := range n {
+		id := h.accept(mappertest.NewWebhook().Comment(accountA, fmt.Sprintf("1800000000%07d", i), fmt.Sprintf("1790000000%07d", i), "hi").Bytes())
+		if !h.store.storedLeased(id) {
+			t.Fatalf("webhook %d went to the outbox", i)
+		}
+	}
+	claims, elapsed := h.store.claims.Load()-before, time.Since(start)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := w.WaitFor(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	// One claim a poll, and the start's if it came late.
+	if most := int64(elapsed/poll) + 2; claims > most {
+		t.Errorf("%d claims of the outbox while %d webhooks were handed over in %v (a poll every %v): want at most %d", claims, n, elapsed.Round(time.Millisecond), poll, most)
+	}
+}

@@ -586,8 +586,14 @@ func (m *Mapper) dispatch(ctx, work context.Context, slots chan struct{}, wg *sy
 			m.backlog.Store(false)
 			return nil
 		}
-		if claim {
-			m.outboxDirty.Store(true) // full batches: claim again next pass
+		if claim && free == 0 {
+			// The room ran out before the outbox did (or before it was
+			// read): claim again next pass. Claims that got less than their
+			// room found it drained; to claim again because more webhooks
+			// were handed over meanwhile made a chain under a steady load,
+			// each claim holding the loop up for a commit while the next
+			// webhooks came, and each pass with one claimed again.
+			m.outboxDirty.Store(true)
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,17 @@ type watchedStore struct {
 	changed chan struct{}
 	writes  map[string]int  // calls by method
 	leased  map[string]bool // events stored leased (handed over), by ID
+	// claims counts the outbox's event claims; each first waits
+	// claimDelay (set before Run), as a claim queued behind a database's
+	// commit does.
+	claims     atomic.Int64
+	claimDelay time.Duration
+}
+
+func (s *watchedStore) ClaimEvents(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]mapper.Event, error) {
+	s.claims.Add(1)
+	time.Sleep(s.claimDelay)
+	return s.Store.ClaimEvents(ctx, now, limit, lease)
 }
 
 func newWatchedStore() *watchedStore {
