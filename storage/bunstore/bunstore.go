@@ -178,6 +178,11 @@ func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
 // commit); a store from New over a database the caller opened keeps
 // SQLite's default.
 func OpenSQLite(ctx context.Context, path string) (*Store, error) {
+	return openSQLite(ctx, path, defaultPacing)
+}
+
+// openSQLite is OpenSQLite with its checkpoints paced by pace.
+func openSQLite(ctx context.Context, path string, pace pacing) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("bunstore: empty SQLite path")
 	}
@@ -213,7 +218,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	cdb.SetMaxOpenConns(1)
 	s, _ := New(db)
 	s.read = bun.NewDB(rdb, sqlitedialect.New())
-	s.checkpoints = newCheckpointer(cdb)
+	s.checkpoints = newCheckpointer(cdb, path+"-shm", pace)
 	s.ownsDB = true
 	return s, nil
 }
