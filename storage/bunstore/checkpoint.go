@@ -124,6 +124,8 @@ const walIndexVersion = 3007000
 // be read or is not in that format: the caller then checkpoints at each
 // poll.
 func (c *checkpointer) pending() (n uint32, ok bool) {
+	// Opened at each poll, a few times a second at most while commits
+	// wait, so that a file SQLite made anew is the one read.
 	f, err := os.Open(c.shm)
 	if err != nil {
 		return 0, false
