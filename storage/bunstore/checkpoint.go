@@ -20,21 +20,16 @@ import (
 //
 // A store that OpenSQLite opened checkpoints on a connection of its own
 // instead, beside the writer (WAL lets the two run at once), PASSIVE (it
-// waits for nobody): once a commit has put checkpointFrames pages in the
-// WAL that are not copied back yet, SQLite's own threshold, or a second
-// after a commit at the latest. Each checkpoint costs two fsyncs and a
+// waits for nobody): once a commit has put 1,000 pages in the WAL that
+// are not copied back yet, SQLite's own threshold, or a second after a
+// commit at the latest (defaultPacing). Each checkpoint costs two fsyncs and a
 // copy of every page it finds, however often the commits since rewrote
 // it, so at moderate rates one every 100 ms, as before, cost 4 to 5 % of
 // the server's CPU (round eleven of docs/performance.md); pacing by the
 // WAL's length keeps it as short as that when pruning or a burst fills
 // it. The writer keeps SQLite's own checkpoint for walBackstop pages,
 // should this one fall behind.
-const (
-	checkpointFrames  = 1000
-	checkpointPoll    = 100 * time.Millisecond
-	checkpointLongest = time.Second
-	walBackstop       = 16384 // pages: 64 MiB of WAL
-)
+const walBackstop = 16384 // pages: 64 MiB of WAL
 
 // pacing says when a checkpoint is due after a commit.
 type pacing struct {
@@ -43,7 +38,7 @@ type pacing struct {
 	longest time.Duration // when it is due anyway
 }
 
-var defaultPacing = pacing{frames: checkpointFrames, poll: checkpointPoll, longest: checkpointLongest}
+var defaultPacing = pacing{frames: 1000, poll: 100 * time.Millisecond, longest: time.Second}
 
 type checkpointer struct {
 	db *sql.DB
@@ -104,7 +99,10 @@ func (c *checkpointer) due() bool {
 		case <-c.ctx.Done():
 			return false
 		case now := <-tick.C:
-			if n, ok := c.pending(); !ok || n >= c.pace.frames || !now.Before(deadline) {
+			if !now.Before(deadline) {
+				return true
+			}
+			if n, ok := c.pending(); !ok || n >= c.pace.frames {
 				return true
 			}
 		}
