@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chatico/mapper"
+	"github.com/chatico/mapper/internal/dictzstd"
 	"github.com/chatico/mapper/internal/fakes"
 )
 
@@ -50,6 +51,13 @@ func TestPackRoundTrip(t *testing.T) {
 		t.Errorf("a comment of %d bytes stored as %d (codec %d)", len(comment), len(st.data), st.codec)
 	}
 	t.Logf("corpus: %d bytes stored as %d", raw, packed)
+	// Above dictzstd.MaxInput the general encoder writes the frame.
+	large := bytes.Repeat(comment, 4*dictzstd.MaxInput/len(comment))
+	if st := pack(large); st.codec != codecZstdIG1 || len(st.data)*4 > len(large) {
+		t.Errorf("%d bytes stored as %d (codec %d)", len(large), len(st.data), st.codec)
+	} else if got, err := unpack(st.data, st.codec); err != nil || !bytes.Equal(got, large) {
+		t.Errorf("%d bytes: %v, %d back", len(large), err, len(got))
+	}
 	noise := make([]byte, 64)
 	_, _ = rand.Read(noise)
 	for _, small := range [][]byte{nil, {}, []byte("{}"), noise} {
@@ -57,6 +65,27 @@ func TestPackRoundTrip(t *testing.T) {
 			t.Errorf("%q: stored as %q (codec %d), want as it is", small, st.data, st.codec)
 		}
 	}
+}
+
+// Whatever is stored comes back as it was, with the store's dictionary:
+// internal/dictzstd's fuzzing uses one of its own.
+func FuzzPack(f *testing.F) {
+	files, _ := filepath.Glob("../../testdata/payloads/*.json")
+	for _, file := range files {
+		p, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(p)
+	}
+	f.Add(instagram1)
+	f.Fuzz(func(t *testing.T, p []byte) {
+		st := pack(p)
+		got, err := unpack(st.data, st.codec)
+		if err != nil || !bytes.Equal(got, p) {
+			t.Fatalf("%d bytes stored with codec %d: %v, %d back", len(p), st.codec, err, len(got))
+		}
+	})
 }
 
 func TestUnpackRefusesWhatItCannotRead(t *testing.T) {
