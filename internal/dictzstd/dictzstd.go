@@ -19,8 +19,10 @@
 package dictzstd
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/bits"
 	"sync"
 
@@ -79,13 +81,13 @@ var ErrDictionary = errors.New("dictzstd: dictionary unusable")
 // named id (1 to 255) in each frame.
 func NewEncoder(id uint32, dict []byte) (*Encoder, error) {
 	if id == 0 || id > 255 {
-		return nil, errors.Join(ErrDictionary, errors.New("the ID must be from 1 to 255"))
+		return nil, fmt.Errorf("%w: its ID is %d, not from 1 to 255", ErrDictionary, id)
 	}
 	if len(dict) < 8 || len(dict) >= 1<<16-MaxInput {
-		return nil, errors.Join(ErrDictionary, errors.New("its length must be from 8 bytes to 60 KB"))
+		return nil, fmt.Errorf("%w: it is %d bytes long, not from 8 to %d", ErrDictionary, len(dict), 1<<16-MaxInput-1)
 	}
-	e := &Encoder{id: uint8(id), dict: dict}
-	padded := append(append([]byte(nil), dict...), make([]byte, 8)...)
+	e := &Encoder{id: uint8(id), dict: bytes.Clone(dict)} // its tables must stay true to it
+	padded := append(bytes.Clone(dict), make([]byte, 8)...)
 	for p := 0; p+minMatch <= len(dict); p++ {
 		v := binary.LittleEndian.Uint64(padded[p:])
 		e.short[hash(v, shortHash)] = uint16(p + 1)
@@ -145,11 +147,8 @@ func (e *Encoder) header(dst []byte, n int) []byte {
 		dst = append(dst, byte(bits.Len(uint(window-1))-10)<<3)
 	}
 	dst = append(dst, e.id)
-	switch {
-	case n >= 256:
+	if n >= 256 { // below, and not single, the size is left out
 		dst = append(dst, byte(n-256), byte((n-256)>>8))
-	case single:
-		dst = append(dst, byte(n))
 	}
 	return dst
 }

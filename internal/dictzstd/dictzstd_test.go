@@ -118,7 +118,14 @@ func TestShapes(t *testing.T) {
 		}
 		return b[:n]
 	}
+	// Pieces of the dictionary, each after a byte it does not hold: the
+	// matches take the pieces, and the literals are that byte alone.
+	var oneLiteral []byte
+	for _, piece := range strings.Fields(`"object" instagram "entry":[ "changes "field": comments "value": "from":{ username "media": media_pro duct_type "FEED"} parent_id "text":" messaging "sender" recipient timestamp "message`) {
+		oneLiteral = append(append(oneLiteral, '#'), piece...)
+	}
 	cases := map[string][]byte{
+		"literals of one byte":  oneLiteral,
 		"one byte":              {'x'},
 		"four bytes":            []byte("abcd"),
 		"the dictionary itself": testDict,
