@@ -62,7 +62,7 @@ type Encoder struct {
 
 // state is one frame's working memory, reused through a pool.
 type state struct {
-	buf  []byte               // the dictionary, then the input: positions are shared
+	buf  []byte               // the dictionary, kept, then the input: positions are shared
 	last [1 << hashLog]uint16 // per short hash, the input's last position plus one
 	lits []byte
 	seqs []sequence
@@ -86,14 +86,20 @@ func NewEncoder(id uint32, dict []byte) (*Encoder, error) {
 	if len(dict) < 8 || len(dict) >= 1<<16-MaxInput {
 		return nil, fmt.Errorf("%w: it is %d bytes long, not from 8 to %d", ErrDictionary, len(dict), 1<<16-MaxInput-1)
 	}
-	e := &Encoder{id: uint8(id), dict: bytes.Clone(dict)} // its tables must stay true to it
+	// A copy, that a caller's later edit cannot part from the tables.
 	padded := append(bytes.Clone(dict), make([]byte, 8)...)
+	e := &Encoder{id: uint8(id), dict: padded[:len(dict)]}
 	for p := 0; p+minMatch <= len(dict); p++ {
 		v := binary.LittleEndian.Uint64(padded[p:])
 		e.short[hash(v, shortHash)] = uint16(p + 1)
 		e.long[hash(v, longHash)] = uint16(p + 1)
 	}
-	e.state.New = func() any { return &state{} }
+	e.state.New = func() any {
+		return &state{
+			buf:  append(make([]byte, 0, len(dict)+MaxInput+8), e.dict...),
+			huff: huff0.Scratch{Reuse: huff0.ReusePolicyNone}, // each frame stands alone
+		}
+	}
 	return e, nil
 }
 
@@ -161,23 +167,24 @@ func (st *state) parse(e *Encoder, src []byte) {
 	// Eight zeros after the input, as after the dictionary in its
 	// tables, let a hash read eight bytes at any position: the input's
 	// last bytes then find the dictionary's (both end a JSON object).
-	st.buf = append(append(append(st.buf[:0], e.dict...), src...), 0, 0, 0, 0, 0, 0, 0, 0)
+	st.buf = append(append(st.buf[:d], src...), 0, 0, 0, 0, 0, 0, 0, 0)
 	st.lits, st.seqs = st.lits[:0], st.seqs[:0]
 	clear(st.last[:])
-	buf, end := st.buf, len(st.buf)-8
+	end := len(st.buf) - 8
+	buf, hist := st.buf, st.buf[:end]
 	lit := d // where the pending literals start
 	for s := d; s+minMatch <= end; {
 		v := binary.LittleEndian.Uint64(buf[s:])
 		h := hash(v, shortHash)
 		best, length := 0, 0
 		if c := int(st.last[h]); c > 0 {
-			best, length = longer(buf[:end], d+c-1, s, best, length)
+			best, length = longer(hist, d+c-1, s, best, length)
 		}
 		if c := int(e.short[h]); c > 0 {
-			best, length = longer(buf[:end], c-1, s, best, length)
+			best, length = longer(hist, c-1, s, best, length)
 		}
 		if c := int(e.long[hash(v, longHash)]); c > 0 {
-			best, length = longer(buf[:end], c-1, s, best, length)
+			best, length = longer(hist, c-1, s, best, length)
 		}
 		st.last[h] = uint16(s - d + 1)
 		if length == 0 {
@@ -219,17 +226,17 @@ func longer(buf []byte, c, s, best, length int) (int, int) {
 func (st *state) literals(dst []byte) []byte {
 	lits := st.lits
 	if len(lits) > 16 {
-		st.huff.Reuse = huff0.ReusePolicyNone // each frame stands alone
+		single := len(lits) < 1024 // one stream, sizes in 10 bits
 		var out []byte
 		var err error
-		if len(lits) < 1024 {
+		if single {
 			out, _, err = huff0.Compress1X(lits, &st.huff)
 		} else {
 			out, _, err = huff0.Compress4X(lits, &st.huff)
 		}
 		switch {
 		case err == nil && len(out)+4 < len(lits):
-			if len(lits) < 1024 { // one stream, sizes in 10 bits
+			if single {
 				h := uint32(2) | uint32(len(lits))<<4 | uint32(len(out))<<14
 				dst = append(dst, byte(h), byte(h>>8), byte(h>>16))
 			} else { // four streams, sizes in 14 bits
@@ -263,10 +270,9 @@ func literalsHeader(dst []byte, typ, n int) []byte {
 // predefined distributions as RFC 8878 (3.1.1.3.2) lays it out.
 func (st *state) sequences(dst []byte) []byte {
 	n := len(st.seqs)
-	switch {
-	case n < 128:
+	if n < 128 {
 		dst = append(dst, byte(n))
-	default: // below 0x7F00: MaxInput allows at most a thousand
+	} else { // below 0x7F00: MaxInput allows at most a thousand
 		dst = append(dst, byte(n>>8)+0x80, byte(n))
 	}
 	if n == 0 {

@@ -114,26 +114,25 @@ func newFSETable(log uint8, norm []int16) *fseTable {
 			}
 		}
 	}
+	// Symbol s's states start at cumul[s]; the index encode computes
+	// for it starts at its count (1 for the low ones), and deltaState
+	// takes it there.
 	t := &fseTable{log: log, states: make([]uint16, size),
 		deltaBits: make([]uint32, len(norm)), deltaState: make([]int32, len(norm))}
-	next := append([]int(nil), cumul...)
-	for u, s := range symbols {
-		t.states[next[s]] = uint16(size + u)
-		next[s]++
-	}
-	total := 0
 	for s, n := range norm {
 		switch {
 		case n == -1 || n == 1:
 			t.deltaBits[s] = uint32(log)<<16 - uint32(size)
-			t.deltaState[s] = int32(total - 1)
-			total++
+			t.deltaState[s] = int32(cumul[s] - 1)
 		case n > 1:
 			out := uint32(log) - uint32(bits.Len32(uint32(n-1))-1)
 			t.deltaBits[s] = out<<16 - uint32(n)<<out
-			t.deltaState[s] = int32(total - int(n))
-			total += int(n)
+			t.deltaState[s] = int32(cumul[s] - int(n))
 		}
+	}
+	for u, s := range symbols { // cumul[s] becomes the next free state
+		t.states[cumul[s]] = uint16(size + u)
+		cumul[s]++
 	}
 	return t
 }

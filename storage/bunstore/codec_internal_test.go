@@ -26,19 +26,29 @@ func TestDictionaryIsFrozen(t *testing.T) {
 	}
 }
 
-// Every payload of the test corpus comes back byte for byte, and the
-// webhooks Meta sends most are stored in well under half their size.
-func TestPackRoundTrip(t *testing.T) {
+// corpus is the repository's payloads, by file.
+func corpus(t testing.TB) map[string][]byte {
+	t.Helper()
 	files, err := filepath.Glob("../../testdata/payloads/*.json")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("corpus: %v %v", files, err)
 	}
-	var raw, packed int
+	payloads := make(map[string][]byte, len(files))
 	for _, f := range files {
 		p, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
+		payloads[f] = p
+	}
+	return payloads
+}
+
+// Every payload of the test corpus comes back byte for byte, and the
+// webhooks Meta sends most are stored in well under half their size.
+func TestPackRoundTrip(t *testing.T) {
+	var raw, packed int
+	for f, p := range corpus(t) {
 		st := pack(p)
 		got, err := unpack(st.data, st.codec)
 		if err != nil || !bytes.Equal(got, p) {
@@ -70,12 +80,7 @@ func TestPackRoundTrip(t *testing.T) {
 // Whatever is stored comes back as it was, with the store's dictionary:
 // internal/dictzstd's fuzzing uses one of its own.
 func FuzzPack(f *testing.F) {
-	files, _ := filepath.Glob("../../testdata/payloads/*.json")
-	for _, file := range files {
-		p, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, p := range corpus(f) {
 		f.Add(p)
 	}
 	f.Add(instagram1)
