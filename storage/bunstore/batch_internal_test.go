@@ -127,7 +127,8 @@ func batchOfEvents(t *testing.T, s *Store) {
 // one transaction, on SQLite the writer's), and what fails in it fails
 // alone: a route the database refuses (its delivery's ID is taken) and
 // one whose lease was lost write nothing and get their errors; the events
-// and the other route are written in full.
+// and the other route are written in full. So is a batch in which a new
+// event's ID is taken, but for that event.
 func batchOfEventsAndRoutes(t *testing.T, s *Store) {
 	ctx := context.Background()
 	at := time.UnixMicro(1_700_000_000_000_000).UTC()
@@ -210,6 +211,21 @@ func batchOfEventsAndRoutes(t *testing.T, s *Store) {
 		}
 		if want.deliveries > 0 && len(page.Items[0].History) != 1 {
 			t.Errorf("%s: delivery with %d attempts, want the one made", id, len(page.Items[0].History))
+		}
+	}
+
+	// A new event whose ID is taken, beside a new one and a route (on
+	// PostgreSQL the batch meets the taken ID unchecked, and is written
+	// again checking): it alone is refused.
+	batch = []commitReq{s.createReq(ctx, event("n3")), s.createReq(ctx, event("n1")), route(evs["r2"], "d-r2")}
+	errs = make([]error, len(batch))
+	s.commits.run(batch, errs)
+	if errs[0] != nil || !errors.Is(errs[1], mapper.ErrConflict) || errs[2] != nil {
+		t.Fatalf("a batch with a taken event ID: errors %v", errs)
+	}
+	for id, want := range map[string]mapper.EventStatus{"n3": mapper.EventPending, "n1": mapper.EventPending, "r2": mapper.EventDelivered} {
+		if got, err := s.GetEvent(ctx, id); err != nil || got.Status != want {
+			t.Errorf("%s after the batch with a taken ID: %+v, %v; want %s", id, got, err, want)
 		}
 	}
 }
