@@ -216,7 +216,9 @@ func explainPG(ctx context.Context, t *testing.T, db interface {
 func TestTakenIDsNotPrepared(t *testing.T) {
 	ctx := context.Background()
 	s := migrated(t, dialects["postgres"])
-	err := s.pgxTx(ctx, func(tx pgx.Tx) error {
+	err := s.pgxConn(ctx, func(c *pgx.Conn) error {
+		tx := &pipelinedTx{c: c}
+		defer tx.rollback(ctx)
 		ev := []*mapper.Event{{ID: "evt_1"}}
 		for range 8 {
 			if err := refuseTakenIDs(ctx, tx, ev, make([]error, 1)); err != nil {
@@ -224,7 +226,7 @@ func TestTakenIDsNotPrepared(t *testing.T) {
 			}
 		}
 		var prepared int
-		if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", takenIDsSQL).Scan(&prepared); err != nil {
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", takenIDsSQL).Scan(&prepared); err != nil {
 			return err
 		}
 		if prepared != 0 {
