@@ -138,11 +138,10 @@ func New(db *bun.DB) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("bunstore: dialect %s is not supported (PostgreSQL or SQLite)", db.Dialect().Name())
 	}
-	// SQLite has one writer; PostgreSQL commits several batches at once.
 	if s.pg {
-		s.commits = newCommitter(4, pgLinger, s.commitPG)
+		s.commits = newCommitter(pgLinger, s.commitPG)
 	} else {
-		s.commits = newCommitter(1, sqliteLinger, s.commitShared)
+		s.commits = newCommitter(sqliteLinger, s.commitShared)
 	}
 	return s, nil
 }

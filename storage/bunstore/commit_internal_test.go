@@ -13,40 +13,39 @@ import (
 )
 
 // TestCommitterLingers: writes arriving a millisecond apart (a moderate
-// rate, where each came alone) share commits, with one worker (SQLite) or
-// several (PostgreSQL's events, where a free worker is always at hand);
-// writes far apart are each committed at once, alone; a committer without
-// linger never waits.
+// rate, where each came alone) share commits, on either store's
+// lingering; writes far apart are each committed at once, alone; a
+// committer without linger never waits.
 func TestCommitterLingers(t *testing.T) {
 	t.Parallel()
 	write := commitReq{ctx: context.Background()}
-	for _, workers := range []int{1, 4} {
-		if sizes := batchSizes(t, workers, sqliteLinger, write, time.Millisecond, 60); slices.Max(sizes) < 2 {
-			t.Errorf("%d workers: writes a millisecond apart were each committed alone: %v", workers, sizes)
+	for name, linger := range map[string]lingering{"SQLite": sqliteLinger, "PostgreSQL": pgLinger} {
+		if sizes := batchSizes(t, linger, write, time.Millisecond, 60); slices.Max(sizes) < 2 {
+			t.Errorf("%s: writes a millisecond apart were each committed alone: %v", name, sizes)
 		}
 	}
 	// A fifth of a millisecond apart is 1,000 webhooks a second on
 	// SQLite (each webhook's event, then its route), where commits alone
 	// cost a third more CPU a webhook than shared.
-	if sizes := batchSizes(t, 1, sqliteLinger, write, 200*time.Microsecond, 100); len(sizes) > 50 {
+	if sizes := batchSizes(t, sqliteLinger, write, 200*time.Microsecond, 100); len(sizes) > 50 {
 		t.Errorf("SQLite: 100 writes a fifth of a millisecond apart took %d commits: %v", len(sizes), sizes)
 	}
-	if sizes := batchSizes(t, 1, sqliteLinger, write, 20*time.Millisecond, 10); slices.Max(sizes) != 1 {
+	if sizes := batchSizes(t, sqliteLinger, write, 20*time.Millisecond, 10); slices.Max(sizes) != 1 {
 		t.Errorf("writes 20 ms apart were held for others: %v", sizes)
 	}
-	if sizes := batchSizes(t, 1, lingering{}, write, time.Millisecond, 60); len(sizes) < 40 {
+	if sizes := batchSizes(t, lingering{}, write, time.Millisecond, 60); len(sizes) < 40 {
 		t.Errorf("without linger, 60 writes a millisecond apart took only %d commits: %v", len(sizes), sizes)
 	}
 }
 
 // batchSizes sends n copies of write, gap apart and each from a goroutine
-// of its own, to a committer of workers that writes nothing, and returns
-// the sizes of the batches it committed.
-func batchSizes(t *testing.T, workers int, linger lingering, write commitReq, gap time.Duration, n int) []int {
+// of its own, to a committer that writes nothing, and returns the sizes
+// of the batches it committed.
+func batchSizes(t *testing.T, linger lingering, write commitReq, gap time.Duration, n int) []int {
 	t.Helper()
 	var mu sync.Mutex
 	var sizes []int
-	c := newCommitter(workers, linger, func(batch []commitReq, errs []error) {
+	c := newCommitter(linger, func(batch []commitReq, errs []error) {
 		mu.Lock()
 		sizes = append(sizes, len(batch))
 		mu.Unlock()
@@ -130,21 +129,6 @@ func TestCommitterDefers(t *testing.T) {
 	defer later.Stop()
 	if n := len(c.gather(full)); n != deferBatch {
 		t.Errorf("%d routes waited for more: a batch of %d", deferBatch, n)
-	}
-}
-
-// TestCommitterWorkersShareDeferredWrites: with several workers
-// (PostgreSQL's committer), deferrable writes close together still
-// share batches: one loop gathers them, rather than each waiting in
-// a worker of its own.
-func TestCommitterWorkersShareDeferredWrites(t *testing.T) {
-	t.Parallel()
-	// Four writes in about 1.5 ms, well inside maxDefer: gathered by one
-	// loop, they share a batch; gathered by the worker each comes to, each
-	// is alone.
-	route := commitReq{ctx: context.Background(), deferrable: true}
-	if most := slices.Max(batchSizes(t, 4, lingering{}, route, 500*time.Microsecond, 4)); most < 3 {
-		t.Errorf("4 routes half a millisecond apart were committed in batches of at most %d", most)
 	}
 }
 
