@@ -90,12 +90,15 @@ type committer struct {
 // the CPU it does on a virtual disk (0.6 ms of the writer's, an eighth of
 // the server's CPU at 500/s), that took another 8–13 % of a webhook's CPU
 // at 500/s and 18 % at 200/s, for 5–6 ms more at the 99th percentile.
-// PostgreSQL, whose commit is a round trip and the database's own WAL
-// flush, kept 10 ms: 15 did not lower its CPU, and its p99 grew (see
-// docs/performance.md, round eight). SQLite also lingers with writes
-// closer than half a millisecond: at 1,000 webhooks a second (2,000
-// writes, each webhook's event and then its route) it had stopped, and a
-// webhook cost more CPU than at 500/s; lingering there took 30 % off.
+// PostgreSQL kept 10 ms while four writers committed at once (15 did not
+// lower its CPU then, and its p99 grew: docs/performance.md, round
+// eight); with one writer, 15 ms and 24 writes took 7–10 % off a
+// webhook's CPU with the database's at 500/s and 9 % at 200/s, for 5–6
+// ms more at the 99th percentile (19–20 ms; round thirteen). SQLite also
+// lingers with writes closer than half a millisecond: at 1,000 webhooks
+// a second (2,000 writes, each webhook's event and then its route) it
+// had stopped, and a webhook cost more CPU than at 500/s; lingering there
+// took 30 % off.
 //
 // An idle store (writes far apart) commits at once, and so does a busy
 // one (writes closer than minGap, or the writer committing more than half
@@ -119,7 +122,7 @@ func (l lingering) on() bool { return l.wait > 0 }
 
 var (
 	sqliteLinger = lingering{wait: 15 * time.Millisecond, batch: 24, minGap: 100 * time.Microsecond}
-	pgLinger     = lingering{wait: 10 * time.Millisecond, batch: 16, minGap: 500 * time.Microsecond}
+	pgLinger     = lingering{wait: 15 * time.Millisecond, batch: 24, minGap: 500 * time.Microsecond}
 )
 
 // Deferring. Below a flat-out rate most commits carry one webhook's write
