@@ -27,10 +27,9 @@ import (
 //     statement per table and two round trips per batch; a route is one
 //     statement on a row leased to its caller, so a batch locks nothing
 //     another write waits for, and the routes ride along with the events'
-//     last round trip. The rest of
-//     PostgreSQL's outbox writes lock rows others contend for (settling
-//     an event, claims), and batching them could hold those locks across
-//     unrelated work.
+//     last round trip. The rest of PostgreSQL's outbox writes lock rows
+//     others contend for (settling an event, claims), and batching them
+//     could hold those locks across unrelated work.
 
 // maxBatch bounds one transaction.
 const maxBatch = 256

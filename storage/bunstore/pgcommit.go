@@ -323,9 +323,9 @@ const takenIDsSQL = "SELECT id FROM mapper_events WHERE id = ANY($1)"
 // pages cost less to read than to look up). The connection keeps it until
 // the table's first ANALYZE (autovacuum's comes a minute or more later):
 // one flat-out run spent 2.6 ms a batch there, a third of the database's
-// time. Planned at each run, it cost 0.12 ms of the database's time a
-// batch, five times its execution, which is why writePG runs it only once
-// a batch has met a taken ID.
+// time. Planned at each run, its planning was 8 % of the database's CPU
+// flat out (docs/performance.md, round thirteen), which is why writePG
+// runs it only once a batch has met a taken ID.
 func refuseTakenIDs(ctx context.Context, tx *pipelinedTx, evs []*mapper.Event, errs []error) error {
 	ids := make([]string, 0, len(evs))
 	for i, ev := range evs {
