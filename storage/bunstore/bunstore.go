@@ -139,9 +139,9 @@ func New(db *bun.DB) (*Store, error) {
 		return nil, fmt.Errorf("bunstore: dialect %s is not supported (PostgreSQL or SQLite)", db.Dialect().Name())
 	}
 	if s.pg {
-		s.commits = newCommitter(pgLinger, s.commitPG)
+		s.commits = newCommitter(storeLinger, s.commitPG)
 	} else {
-		s.commits = newCommitter(sqliteLinger, s.commitShared)
+		s.commits = newCommitter(storeLinger, s.commitShared)
 	}
 	return s, nil
 }

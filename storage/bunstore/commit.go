@@ -74,10 +74,10 @@ type committer struct {
 // rate, where each write arrives alone, one commit per write cost twice
 // the CPU per webhook of a flat-out run (on PostgreSQL three times). When
 // writes come between the committer's lingering.minGap and maxLingerGap
-// apart (from 200 a second to 2,000, on SQLite to 10,000), a batch smaller
-// than its lingering.batch waits for the ones expected within its
-// lingering.wait of its first write's arrival (a write that came while
-// the last commit ran has waited for it already).
+// apart (from 200 a second to 10,000), a batch smaller than its
+// lingering.batch waits for the ones expected within its lingering.wait
+// of its first write's arrival (a write that came while the last commit
+// ran has waited for it already).
 //
 // At 500/s, waiting up to 10 ms instead of 5 took a webhook's CPU from
 // 0.54 to 0.47 ms on SQLite, and from 0.80 to 0.69 ms with the database's
@@ -85,19 +85,19 @@ type committer struct {
 // a batch of two (on SQLite a WAL frame, two writes, for every page the
 // batch touched, and the tables' and indexes' rightmost pages are the
 // same pages), and the answers came 3–4 ms later at the 99th percentile.
-// SQLite waits up to 15 ms, for up to 24 writes: where an fsync costs
-// the CPU it does on a virtual disk (0.6 ms of the writer's, an eighth of
-// the server's CPU at 500/s), that took another 8–13 % of a webhook's CPU
-// at 500/s and 18 % at 200/s, for 5–6 ms more at the 99th percentile.
-// PostgreSQL kept 10 ms while four writers committed at once (15 did not
-// lower its CPU then, and its p99 grew: docs/performance.md, round
-// eight); with one writer, 15 ms and 24 writes took 7–10 % off a
-// webhook's CPU with the database's at 500/s and 9 % at 200/s, for 5–6
-// ms more at the 99th percentile (19–20 ms; round thirteen). SQLite also
-// lingers with writes closer than half a millisecond: at 1,000 webhooks
-// a second (2,000 writes, each webhook's event and then its route) it
-// had stopped, and a webhook cost more CPU than at 500/s; lingering there
-// took 30 % off.
+// Up to 15 ms, for up to 24 writes: on SQLite, where an fsync costs the
+// CPU it does on a virtual disk (0.6 ms of the writer's, an eighth of the
+// server's CPU at 500/s), that took another 8–13 % of a webhook's CPU at
+// 500/s and 18 % at 200/s, for 5–6 ms more at the 99th percentile. With
+// writes closer than half a millisecond, at 1,000 webhooks a second
+// (2,000 writes, each webhook's event and then its route), SQLite had
+// stopped lingering, and a webhook cost more CPU than at 500/s; lingering
+// there took 30 % off. PostgreSQL kept 10 ms and half a millisecond while
+// four writers committed at once (15 ms did not lower its CPU then, and
+// its p99 grew: docs/performance.md, round eight); with one writer,
+// SQLite's lingering took 7–10 % off a webhook's CPU with the database's
+// at 500/s, 9 % at 200/s, 31–35 % at 1,000/s and 15 % at 2,000/s (round
+// thirteen), the 99th percentile of the answers at 12–20 ms.
 //
 // An idle store (writes far apart) commits at once, and so does a busy
 // one (writes closer than minGap, or the writer committing more than half
@@ -119,10 +119,8 @@ type lingering struct {
 // on reports whether l ever waits.
 func (l lingering) on() bool { return l.wait > 0 }
 
-var (
-	sqliteLinger = lingering{wait: 15 * time.Millisecond, batch: 24, minGap: 100 * time.Microsecond}
-	pgLinger     = lingering{wait: 15 * time.Millisecond, batch: 24, minGap: 500 * time.Microsecond}
-)
+// storeLinger is how both stores' committers linger.
+var storeLinger = lingering{wait: 15 * time.Millisecond, batch: 24, minGap: 100 * time.Microsecond}
 
 // Deferring. Below a flat-out rate most commits carry one webhook's write
 // or one route's, and a route (an event's deliveries, with the attempts

@@ -13,24 +13,21 @@ import (
 )
 
 // TestCommitterLingers: writes arriving a millisecond apart (a moderate
-// rate, where each came alone) share commits, on either store's
-// lingering; writes far apart are each committed at once, alone; a
-// committer without linger never waits.
+// rate, where each came alone) share commits; writes far apart are each
+// committed at once, alone; a committer without linger never waits.
 func TestCommitterLingers(t *testing.T) {
 	t.Parallel()
 	write := commitReq{ctx: context.Background()}
-	for name, linger := range map[string]lingering{"SQLite": sqliteLinger, "PostgreSQL": pgLinger} {
-		if sizes := batchSizes(t, linger, write, time.Millisecond, 60); slices.Max(sizes) < 2 {
-			t.Errorf("%s: writes a millisecond apart were each committed alone: %v", name, sizes)
-		}
+	if sizes := batchSizes(t, storeLinger, write, time.Millisecond, 60); slices.Max(sizes) < 2 {
+		t.Errorf("writes a millisecond apart were each committed alone: %v", sizes)
 	}
-	// A fifth of a millisecond apart is 1,000 webhooks a second on
-	// SQLite (each webhook's event, then its route), where commits alone
-	// cost a third more CPU a webhook than shared.
-	if sizes := batchSizes(t, sqliteLinger, write, 200*time.Microsecond, 100); len(sizes) > 50 {
-		t.Errorf("SQLite: 100 writes a fifth of a millisecond apart took %d commits: %v", len(sizes), sizes)
+	// A fifth of a millisecond apart is 2,500 webhooks a second (each
+	// webhook's event, then its route); at 1,000, commits alone cost a
+	// third more CPU a webhook than shared.
+	if sizes := batchSizes(t, storeLinger, write, 200*time.Microsecond, 100); len(sizes) > 50 {
+		t.Errorf("100 writes a fifth of a millisecond apart took %d commits: %v", len(sizes), sizes)
 	}
-	if sizes := batchSizes(t, sqliteLinger, write, 20*time.Millisecond, 10); slices.Max(sizes) != 1 {
+	if sizes := batchSizes(t, storeLinger, write, 20*time.Millisecond, 10); slices.Max(sizes) != 1 {
 		t.Errorf("writes 20 ms apart were held for others: %v", sizes)
 	}
 	if sizes := batchSizes(t, lingering{}, write, time.Millisecond, 60); len(sizes) < 40 {
@@ -82,16 +79,16 @@ func pause(d time.Duration) {
 func TestCommitterLingerCountsFromArrival(t *testing.T) {
 	t.Parallel()
 	gather := func(first time.Time) int {
-		c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), linger: sqliteLinger, gap: time.Millisecond}
-		later := time.AfterFunc(sqliteLinger.wait/2, func() { c.reqs <- commitReq{at: time.Now()} })
+		c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), linger: storeLinger, gap: time.Millisecond}
+		later := time.AfterFunc(storeLinger.wait/2, func() { c.reqs <- commitReq{at: time.Now()} })
 		defer later.Stop()
 		return len(c.gather([]commitReq{{at: first}}))
 	}
 	if n := gather(time.Now()); n != 2 {
-		t.Errorf("a write just arrived was committed without the one %v later: a batch of %d", sqliteLinger.wait/2, n)
+		t.Errorf("a write just arrived was committed without the one %v later: a batch of %d", storeLinger.wait/2, n)
 	}
-	if n := gather(time.Now().Add(-sqliteLinger.wait)); n != 1 {
-		t.Errorf("a write that had waited %v already lingered for more: a batch of %d", sqliteLinger.wait, n)
+	if n := gather(time.Now().Add(-storeLinger.wait)); n != 1 {
+		t.Errorf("a write that had waited %v already lingered for more: a batch of %d", storeLinger.wait, n)
 	}
 }
 
@@ -102,7 +99,7 @@ func TestCommitterLingerCountsFromArrival(t *testing.T) {
 func TestCommitterDefers(t *testing.T) {
 	t.Parallel()
 	gather := func(first commitReq, next commitReq) int {
-		c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), linger: sqliteLinger}
+		c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), linger: storeLinger}
 		later := time.AfterFunc(maxDefer/2, func() { next.at = time.Now(); c.reqs <- next })
 		defer later.Stop()
 		return len(c.gather([]commitReq{first}))
@@ -124,7 +121,7 @@ func TestCommitterDefers(t *testing.T) {
 	for i := range full {
 		full[i] = commitReq{deferrable: true, at: time.Now()}
 	}
-	c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), linger: sqliteLinger}
+	c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), linger: storeLinger}
 	later := time.AfterFunc(maxDefer/2, func() { c.reqs <- commitReq{at: time.Now()} })
 	defer later.Stop()
 	if n := len(c.gather(full)); n != deferBatch {
