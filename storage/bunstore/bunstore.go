@@ -138,11 +138,11 @@ func New(db *bun.DB) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("bunstore: dialect %s is not supported (PostgreSQL or SQLite)", db.Dialect().Name())
 	}
+	write := s.commitShared
 	if s.pg {
-		s.commits = newCommitter(storeLinger, s.commitPG)
-	} else {
-		s.commits = newCommitter(storeLinger, s.commitShared)
+		write = s.commitPG
 	}
+	s.commits = newCommitter(storeLinger, write)
 	return s, nil
 }
 
