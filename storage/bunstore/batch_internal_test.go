@@ -136,13 +136,13 @@ func batchOfEventsAndRoutes(t *testing.T, s *Store) {
 		return &mapper.Event{ID: id, ReceivedAt: at, Object: "instagram", Status: mapper.EventPending, NextAttemptAt: at,
 			Payload: []byte(`{"object":"instagram","entry":[]}`), AccountIDs: []string{"1"}, Items: []mapper.EventItem{{Key: "k-" + id}}}
 	}
-	for _, id := range []string{"r1", "r2", "r3", "r4"} {
+	for _, id := range []string{"r1", "r2", "r3", "r4", "r5"} {
 		if err := s.CreateEvent(ctx, event(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	claimed, err := s.ClaimEvents(ctx, at, 4, time.Minute)
-	if err != nil || len(claimed) != 4 {
+	claimed, err := s.ClaimEvents(ctx, at, 5, time.Minute)
+	if err != nil || len(claimed) != 5 {
 		t.Fatalf("claimed %d: %v", len(claimed), err)
 	}
 	evs := map[string]*mapper.Event{}
@@ -164,6 +164,7 @@ func batchOfEventsAndRoutes(t *testing.T, s *Store) {
 	if err := s.commits.send(route(evs["r4"], "d-taken")); err != nil {
 		t.Fatal(err)
 	}
+	r3 := *evs["r3"]
 	evs["r3"].LeaseToken = "stale"
 	// Writes of another kind, one that fails and one that does not.
 	failed := errors.New("a write that fails")
@@ -227,5 +228,31 @@ func batchOfEventsAndRoutes(t *testing.T, s *Store) {
 		if got, err := s.GetEvent(ctx, id); err != nil || got.Status != want {
 			t.Errorf("%s after the batch with a taken ID: %+v, %v; want %s", id, got, err, want)
 		}
+	}
+
+	// Two routes of one event, one with a lease lost (on PostgreSQL one
+	// statement writes both: the lost one's delivery must not follow the
+	// other's update), and a batch of routes without deliveries.
+	batch = []commitReq{route(evs["r3"], "d-r3-stale"), route(&r3, "d-r3")}
+	errs = make([]error, len(batch))
+	s.commits.run(batch, errs)
+	if !errors.Is(errs[0], mapper.ErrLeaseLost) || errs[1] != nil {
+		t.Fatalf("two routes of one event: errors %v", errs)
+	}
+	page, err := s.FindDeliveries(ctx, mapper.DeliveryQuery{EventID: "r3"})
+	if err != nil || len(page.Items) != 1 || page.Items[0].ID != "d-r3" {
+		t.Errorf("r3's deliveries %+v, %v; want d-r3 alone", page.Items, err)
+	}
+	r5 := evs["r5"]
+	r5.Status, r5.Unroutable, r5.RoutedAt, r5.RouteAttempts, r5.CompletedAt = mapper.EventUnroutable, []string{"1"}, &done, 1, &done
+	req, err := s.routeReq(ctx, r5, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.commits.send(req); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetEvent(ctx, "r5"); err != nil || got.Status != mapper.EventUnroutable || len(got.Unroutable) != 1 {
+		t.Errorf("r5 routed without deliveries: %+v, %v", got, err)
 	}
 }

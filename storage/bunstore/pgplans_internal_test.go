@@ -238,3 +238,53 @@ func TestTakenIDsNotPrepared(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPostgresRoutesByKey checks the plan of a batch of routes
+// (routeEventsSQL) as PostgreSQL caches it for a prepared statement (a
+// generic plan), after routePlanSQL as the committer runs it: it finds
+// each event by its primary key and reads neither table whole, on a new
+// database's empty tables, whose generic plan would otherwise read the
+// events whole and keep doing so as they grow, and on a filled, analyzed
+// one.
+func TestPostgresRoutesByKey(t *testing.T) {
+	ctx := context.Background()
+	s := migrated(t, dialects["postgres"])
+	conn, err := s.db.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	placeholders := len(regexp.MustCompile(`\$\d+`).FindAllString(routeEventsSQL, -1))
+	plan := func(name string) string {
+		for _, q := range []string{"BEGIN", routePlanSQL, "SET LOCAL plan_cache_mode = force_generic_plan", "PREPARE routes AS " + routeEventsSQL} {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		text := explainPG(ctx, t, conn, name, "EXPLAIN EXECUTE routes("+strings.TrimSuffix(strings.Repeat("NULL, ", placeholders), ", ")+")")
+		for _, q := range []string{"ROLLBACK", "DEALLOCATE routes"} {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("%s:\n%s", name, text)
+		return text
+	}
+	check := func(name string) {
+		text := plan(name)
+		if scan := regexp.MustCompile(`Scan using (\w+) on mapper_events`).FindStringSubmatch(text); scan == nil || scan[1] != "mapper_events_pkey" ||
+			regexp.MustCompile(`Seq Scan on mapper_(events|deliveries)`).MatchString(text) {
+			t.Errorf("%s: the routes do not find their events by mapper_events_pkey:\n%s", name, text)
+		}
+	}
+	check("empty tables")
+	for _, fill := range []string{`
+INSERT INTO mapper_events (id, received_at, object, payload, signature, items, account_ids, status, next_attempt_at, lease_token)
+SELECT 'evt_' || lpad(g::text, 10, '0'), g, 'instagram', '\x7b7d'::bytea, '', '[]', '["1"]', 'pending', g, 't' || g
+FROM generate_series(1, 50000) AS g`, "VACUUM ANALYZE mapper_events"} {
+		if _, err := s.db.ExecContext(ctx, fill); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("filled tables")
+}
