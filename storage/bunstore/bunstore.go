@@ -32,11 +32,10 @@
 // single connection, so a webhook answered 200 is on disk.
 //
 // On both databases, writes that arrive together share one transaction and
-// one commit. At a moderate rate (writes 0.5 to 5 ms apart on PostgreSQL,
-// 0.1 to 5 ms on SQLite), where each would come alone, a webhook's event
-// waits up to 10 ms from its arrival (15 ms on SQLite, whose every commit
-// is an fsync) for the ones the rate says are coming; an idle store, or
-// one whose writers are busy, commits it at once. A route (the deliveries
+// one commit, made by one writer. At a moderate rate (writes 0.1 to 5 ms
+// apart), where each would come alone, a webhook's event waits up to 15 ms
+// from its arrival for the ones the rate says are coming; an idle store,
+// or one whose writer is busy, commits it at once. A route (the deliveries
 // of an event, with the attempts made while routing), written after the
 // worker app has the webhook, may wait up to 5 ms for a write someone
 // waits for (a webhook's; on SQLite also a claim), to share its commit,

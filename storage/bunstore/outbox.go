@@ -154,8 +154,9 @@ func (s *Store) leaseError(ctx context.Context, db bun.IDB, table, id string) er
 }
 
 // RouteEvent implements mapper.Store: on SQLite in one write of the
-// committer's shared transaction, on PostgreSQL in one statement,
-// pipelined with others in one transaction of the committer.
+// committer's shared transaction, on PostgreSQL in one statement with the
+// other routes of the committer's batch, pipelined with its events in one
+// transaction.
 func (s *Store) RouteEvent(ctx context.Context, ev *mapper.Event, deliveries []mapper.Delivery, attempts []mapper.Attempt) error {
 	req, err := s.routeReq(ctx, ev, deliveries, attempts)
 	if err != nil {
