@@ -75,11 +75,7 @@ func batchOfEvents(t *testing.T, s *Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var dups []bool
-		for _, it := range got.Items {
-			dups = append(dups, it.Duplicate)
-		}
-		if !slices.Equal(dups, want) {
+		if dups := duplicates(got); !slices.Equal(dups, want) {
 			t.Errorf("%s: duplicates %v, want %v", id, dups, want)
 		}
 	}
@@ -255,4 +251,68 @@ func batchOfEventsAndRoutes(t *testing.T, s *Store) {
 	if got, err := s.GetEvent(ctx, "r5"); err != nil || got.Status != mapper.EventUnroutable || len(got.Unroutable) != 1 {
 		t.Errorf("r5 routed without deliveries: %+v, %v", got, err)
 	}
+}
+
+// TestOptimisticBatchMeetsTakenKey: on PostgreSQL a batch none of whose
+// keys the writer saw recently is written in one round trip, its keys
+// assumed fresh; when one was taken all the same (by another replica, or
+// before a restart), the batch is written again claiming its keys first,
+// and its items are marked as they would have been.
+func TestOptimisticBatchMeetsTakenKey(t *testing.T) {
+	ctx := context.Background()
+	s := migrated(t, dialects["postgres"])
+	at := time.UnixMicro(1_700_000_000_000_000).UTC()
+	event := func(id string, keys ...string) *mapper.Event {
+		ev := &mapper.Event{ID: id, ReceivedAt: at, Object: "instagram", Status: mapper.EventPending, NextAttemptAt: at,
+			Payload: []byte(`{"object":"instagram","entry":[]}`), AccountIDs: []string{"a"}}
+		for _, k := range keys {
+			ev.Items = append(ev.Items, mapper.EventItem{Key: k})
+		}
+		return ev
+	}
+	if err := s.CreateEvent(ctx, event("e0", "taken", "taken too")); err != nil {
+		t.Fatal(err)
+	}
+	s.recent = newRecentKeys() // as another replica's writer would not have seen it
+	evs := []*mapper.Event{event("e1", "taken", "fresh"), event("e2", "other"), event("e3", "taken too")}
+	if !s.recent.fresh(evs) {
+		t.Fatal("the batch would not be written optimistic")
+	}
+	batch := make([]commitReq, len(evs))
+	for i, ev := range evs {
+		batch[i] = s.createReq(ctx, ev)
+	}
+	errs := make([]error, len(batch))
+	s.commits.run(batch, errs)
+	if errs[0] != nil || errs[1] != nil || errs[2] != nil {
+		t.Fatalf("errors %v", errs)
+	}
+	for id, want := range map[string]struct {
+		dups   []bool
+		status mapper.EventStatus
+	}{"e1": {[]bool{true, false}, mapper.EventPending}, "e2": {[]bool{false}, mapper.EventPending}, "e3": {[]bool{true}, mapper.EventDuplicate}} {
+		got, err := s.GetEvent(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dups := duplicates(got); !slices.Equal(dups, want.dups) || got.Status != want.status {
+			t.Errorf("%s: %s, duplicates %v; want %s, %v", id, got.Status, dups, want.status, want.dups)
+		}
+	}
+	var owner string
+	if err := s.db.NewRaw("SELECT event_id FROM mapper_dedup_keys WHERE dedup_key = 'taken'").Scan(ctx, &owner); err != nil || owner != "e0" {
+		t.Errorf("the taken key's owner: %q, %v", owner, err)
+	}
+	if s.recent.fresh([]*mapper.Event{event("e4", "taken")}) {
+		t.Error("the writer forgot the taken key it met")
+	}
+}
+
+// duplicates is whether each of ev's items is marked a duplicate.
+func duplicates(ev *mapper.Event) []bool {
+	var dups []bool
+	for _, it := range ev.Items {
+		dups = append(dups, it.Duplicate)
+	}
+	return dups
 }

@@ -114,6 +114,8 @@ type Store struct {
 	// cautious counts the batches still to be committed with savepoints
 	// (see commitShared); the SQLite committer's alone.
 	cautious int
+	// recent is the keys the PostgreSQL committer saw last (commitPG).
+	recent *recentKeys
 }
 
 // The Store has every optional part the Mapper looks for.
@@ -133,6 +135,7 @@ func New(db *bun.DB) (*Store, error) {
 	case dialect.PG:
 		s.pg = true
 		s.claimSQL = " FOR UPDATE SKIP LOCKED"
+		s.recent = newRecentKeys()
 	case dialect.SQLite:
 	default:
 		return nil, fmt.Errorf("bunstore: dialect %s is not supported (PostgreSQL or SQLite)", db.Dialect().Name())
