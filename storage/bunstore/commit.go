@@ -24,12 +24,13 @@ import (
 //     that write. Its single writer serialises everything anyway, so
 //     every write of the outbox goes through it.
 //   - PostgreSQL (commitPG): events and routes. The events take one
-//     statement per table and two round trips per batch; a route writes
-//     a row leased to its caller, so a batch locks nothing another write
-//     waits for, and the batch's routes, one statement, ride along with
-//     the events' last round trip. The rest of PostgreSQL's outbox writes lock rows
-//     others contend for (settling an event, claims), and batching them
-//     could hold those locks across unrelated work.
+//     statement per table and one round trip per batch (two when one of
+//     its keys may be taken); a route writes a row leased to its caller,
+//     so a batch locks nothing another write waits for, and the batch's
+//     routes, one statement, ride along with the events' last round trip.
+//     The rest of PostgreSQL's outbox writes lock rows others contend for
+//     (settling an event, claims), and batching them could hold those
+//     locks across unrelated work.
 
 // maxBatch bounds one transaction.
 const maxBatch = 256

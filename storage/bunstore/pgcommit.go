@@ -35,8 +35,9 @@ func (s *Store) pgxConn(ctx context.Context, fn func(c *pgx.Conn) error) error {
 // pipelinedTx is a transaction whose BEGIN is sent with its first
 // statements and whose COMMIT with its last, in their batches, rather than
 // each in a round trip of its own (as pgx.Tx sends them): a batch of new
-// events then costs two round trips instead of four, and one of routes
-// alone one instead of three.
+// events then costs one round trip, or two when it claims its keys first
+// (see writePG), instead of three or four, and one of routes alone one
+// instead of three.
 type pipelinedTx struct {
 	c     *pgx.Conn
 	begun bool // BEGIN was sent
@@ -199,12 +200,13 @@ const (
 // with errTakenID, for the caller to write the batch again with checkIDs:
 // a new event's ID is taken only by a caller's mistake or a write retried
 // after its commit was lost, and the lookup cost every batch a round
-// trip. So, unless with claimFirst or checkIDs, does a key claimed
-// already (errTakenKey): the claim's answer decides how each event's
-// items are marked, and the events are written with them; waiting for it
-// cost every batch a round trip (1.7 of the writer's 5 ms flat out), and
-// the caller sends a batch optimistic only when none of its keys was
-// seen recently (recentKeys). Nothing else of the events can fail for
+// trip. With optimistic, a key claimed already fails it too
+// (errTakenKey), for the caller to write the batch again with claimFirst:
+// the claim's answer decides how each event's items are marked, and the
+// events are written with them, so waiting for it cost every batch a
+// round trip (1.7 of the writer's 5 ms flat out); the caller sends a
+// batch optimistic only when none of its keys was seen recently
+// (recentKeys). Nothing else of the events can fail for
 // one event alone (accounts insert with ON CONFLICT DO NOTHING), so no
 // savepoints are needed. A route that finds its lease lost writes
 // nothing and is not reported in held; any other failure fails the whole
@@ -512,17 +514,19 @@ type recentKeys struct {
 	next int
 }
 
-// recentKeysKept bounds recentKeys: about 6 MB, 20 s of keys at 3,000
-// webhooks a second.
+// recentKeysKept bounds recentKeys: 20 s of keys at 3,000 webhooks a
+// second, for about 13 MB of the process's peak RSS (docs/performance.md,
+// round fourteen).
 const recentKeysKept = 1 << 16
 
 func newRecentKeys() *recentKeys {
 	return &recentKeys{seen: map[string]struct{}{}}
 }
 
-// fresh reports whether evs may be written optimistic: they have keys,
-// none seen recently and none twice in the batch (the second would fail
-// the optimistic claim; claimFirst marks it a duplicate).
+// fresh reports whether evs may be written optimistic: there are events,
+// and none of their keys was seen recently or comes twice in the batch
+// (the second would fail the optimistic claim; claimFirst marks it a
+// duplicate).
 func (r *recentKeys) fresh(evs []*mapper.Event) bool {
 	if len(evs) == 0 {
 		return false
