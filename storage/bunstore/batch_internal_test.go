@@ -3,6 +3,7 @@ package bunstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -315,4 +316,52 @@ func duplicates(ev *mapper.Event) []bool {
 		dups = append(dups, it.Duplicate)
 	}
 	return dups
+}
+
+// TestRecentKeys: the writer's memory of keys sends a batch the careful
+// way when a key repeats within it or was seen lately, forgets the
+// oldest beyond its bound, and ignores refused events.
+func TestRecentKeys(t *testing.T) {
+	event := func(keys ...string) *mapper.Event {
+		ev := &mapper.Event{}
+		for _, k := range keys {
+			ev.Items = append(ev.Items, mapper.EventItem{Key: k})
+		}
+		return ev
+	}
+	r := newRecentKeys()
+	if r.fresh(nil) {
+		t.Error("an empty batch was fresh")
+	}
+	if !r.fresh([]*mapper.Event{event("a", "a"), event("b")}) {
+		t.Error("a key repeated within one event (claimed once) made the batch stale")
+	}
+	if r.fresh([]*mapper.Event{event("a"), event("c", "a")}) {
+		t.Error("a key in two events of a batch was fresh")
+	}
+	// fresh must not remember what it checked, whether it said yes or no.
+	if !r.fresh([]*mapper.Event{event("a"), event("c")}) {
+		t.Error("fresh kept the keys of a batch it checked")
+	}
+	r.add([]*mapper.Event{event("a"), event("refused")}, []error{nil, errors.New("refused")})
+	if r.fresh([]*mapper.Event{event("a")}) {
+		t.Error("a key added was fresh")
+	}
+	if !r.fresh([]*mapper.Event{event("refused")}) {
+		t.Error("a refused event's key was remembered")
+	}
+	evs := make([]*mapper.Event, recentKeysKept)
+	for i := range evs {
+		evs[i] = event(fmt.Sprint("k", i))
+	}
+	r.add(evs, make([]error, len(evs)))
+	if len(r.seen) != recentKeysKept || len(r.ring) != recentKeysKept {
+		t.Errorf("kept %d keys in a ring of %d; want %d", len(r.seen), len(r.ring), recentKeysKept)
+	}
+	if !r.fresh([]*mapper.Event{event("a")}) {
+		t.Error("the oldest key was not forgotten")
+	}
+	if r.fresh([]*mapper.Event{event(fmt.Sprint("k", recentKeysKept-1))}) {
+		t.Error("the newest key was forgotten")
+	}
 }
