@@ -296,3 +296,65 @@ VALUES ('dlv_1', 1, 12, 1500, 503, 'HTTP 503', 'pending', 'busy')`,
 		})
 	}
 }
+
+// Migration 12 drops PostgreSQL's foreign key from deliveries to events,
+// the last one to events (SQLite keeps it: dropping it rebuilds the
+// table), and its rollback puts it back, cascade and all.
+func TestDeliveryEventUncheckedMigration(t *testing.T) {
+	ctx := context.Background()
+	for name, open := range dialects {
+		t.Run(name, func(t *testing.T) {
+			s := migratedUpTo(t, open, "20261130000011")
+			keys := func() []string {
+				t.Helper()
+				q := `SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+WHERE contype = 'f' AND confrelid = 'mapper_events'::regclass ORDER BY 1`
+				if !s.pg {
+					q = `SELECT t.name || ' ' || f."table" || ' ' || f.on_delete FROM sqlite_schema t, pragma_foreign_key_list(t.name) f
+WHERE t.type = 'table' AND f."table" = 'mapper_events' ORDER BY 1`
+				}
+				var got []string
+				if err := s.db.NewRaw(q).Scan(ctx, &got); err != nil {
+					t.Fatal(err)
+				}
+				return got
+			}
+			both := []string{"mapper_deliveries FOREIGN KEY (event_id) REFERENCES mapper_events(id) ON DELETE CASCADE"}
+			if !s.pg {
+				both = []string{"mapper_deliveries mapper_events CASCADE"}
+			}
+			if got := keys(); !slices.Equal(got, both) {
+				t.Fatalf("before migration 12, foreign keys to events: %q, want %q", got, both)
+			}
+			if _, err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := keys(), map[bool][]string{true: nil, false: both}[s.pg]; !slices.Equal(got, want) {
+				t.Errorf("foreign keys to events: %q, want %q", got, want)
+			}
+			if s.pg {
+				// The rollback checks every delivery's event.
+				orphan := `INSERT INTO mapper_deliveries (id, event_id, app_id, owner_ids, original, status, next_attempt_at, created_at)
+VALUES ('d', 'gone', 'a', '[]', FALSE, 'pending', 1, 1)`
+				if _, err := s.db.ExecContext(ctx, orphan); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Rollback(ctx); err == nil {
+					t.Fatal("rolled back with a delivery whose event is gone")
+				}
+				if got := keys(); got != nil {
+					t.Errorf("after a failed rollback, foreign keys to events: %q", got)
+				}
+				if _, err := s.db.ExecContext(ctx, `DELETE FROM mapper_deliveries WHERE id = 'd'`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := keys(); !slices.Equal(got, both) {
+				t.Errorf("after rollback, foreign keys to events: %q, want %q", got, both)
+			}
+		})
+	}
+}
