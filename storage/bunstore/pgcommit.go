@@ -511,7 +511,7 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])`
 // keeps a 64-bit hash of each key, not the key: two keys with one hash
 // only send a batch the careful way, and hashes are 8 bytes the garbage
 // collector need not scan: 9 MB less peak RSS than the keys themselves,
-// for the same collector CPU (docs/performance.md, round fourteen). Only
+// for the same collector CPU (docs/performance.md, round fifteen). Only
 // the writer's goroutine uses it.
 type recentKeys struct {
 	seed  maphash.Seed
