@@ -518,7 +518,7 @@ type recentKeys struct {
 	seen  map[uint64]struct{}
 	ring  []uint64 // the hashes in seen, the oldest at next once full
 	next  int
-	batch map[uint64]struct{} // fresh's, kept to spare a map a batch
+	batch map[uint64]int // fresh's: the event (index) of each key's hash
 }
 
 // recentKeysKept bounds recentKeys: 20 s of keys at 3,000 webhooks a
@@ -526,7 +526,7 @@ type recentKeys struct {
 const recentKeysKept = 1 << 16
 
 func newRecentKeys() *recentKeys {
-	return &recentKeys{seed: maphash.MakeSeed(), seen: map[uint64]struct{}{}, batch: map[uint64]struct{}{}}
+	return &recentKeys{seed: maphash.MakeSeed(), seen: map[uint64]struct{}{}, batch: map[uint64]int{}}
 }
 
 // fresh reports whether evs may be written optimistic: there are events,
@@ -537,17 +537,18 @@ func (r *recentKeys) fresh(evs []*mapper.Event) bool {
 	if len(evs) == 0 {
 		return false
 	}
-	defer clear(r.batch)
-	for _, ev := range evs {
-		for _, k := range distinctKeys(ev) {
-			h := maphash.String(r.seed, k)
+	defer clear(r.batch) // kept to spare a map a batch
+	for i, ev := range evs {
+		for _, it := range ev.Items {
+			h := maphash.String(r.seed, it.Key)
 			if _, ok := r.seen[h]; ok {
 				return false
 			}
-			if _, ok := r.batch[h]; ok {
+			// A key repeated within one event is claimed once.
+			if j, ok := r.batch[h]; ok && j != i {
 				return false
 			}
-			r.batch[h] = struct{}{}
+			r.batch[h] = i
 		}
 	}
 	return true
@@ -644,10 +645,14 @@ var routeEventsSQL = func() string {
 		b.WriteString("d." + c.name)
 	}
 	b.WriteString(" FROM unnest(")
-	writeParams(&b, p, slices.Concat([]column{{"route", "bigint"}}, deliveryColumns), "[]")
-	b.WriteString(") AS d(route, " + columnNames(deliveryColumns) + ") WHERE d.route IN (SELECT n FROM ev))\nSELECT n FROM ev")
+	writeParams(&b, p, routeDeliveryColumns, "[]")
+	b.WriteString(") AS d(" + columnNames(routeDeliveryColumns) + ") WHERE d.route IN (SELECT n FROM ev))\nSELECT n FROM ev")
 	return b.String()
 }()
+
+// routeDeliveryColumns are routeEventsSQL's deliveries: each row's route
+// number, then the delivery's columns.
+var routeDeliveryColumns = slices.Concat([]column{{"route", "bigint"}}, deliveryColumns)
 
 // routeSetColumns are the columns a route sets on its event, in the order
 // of routeArgs.
@@ -681,31 +686,11 @@ func routeEventsArgs(routes []*routeReq) []any {
 	}
 	args := append(columnArrays(evs), string(mapper.EventPending))
 	if len(deliveries) == 0 {
-		for _, c := range slices.Concat([]column{{"route", "bigint"}}, deliveryColumns) {
-			args = append(args, emptyArray(c.pgType))
-		}
-		return args
+		// NULL arrays, which unnest to no rows: columnArrays types its
+		// arrays by a first row's values.
+		return append(args, make([]any, len(routeDeliveryColumns))...)
 	}
 	return append(args, columnArrays(deliveries)...)
-}
-
-// emptyArray is an empty array of a column of type pgType.
-func emptyArray(pgType string) any {
-	switch pgType {
-	case "text":
-		return []string{}
-	case "bytea":
-		return [][]byte{}
-	case "boolean":
-		return []bool{}
-	case "smallint":
-		return []int16{}
-	case "integer":
-		return []int32{}
-	case "bigint":
-		return []int64{}
-	}
-	panic("bunstore: no empty array of " + pgType) // the columns are fixed: cannot happen
 }
 
 var recordRouteSQLs sync.Map // deliveries → statement
