@@ -29,7 +29,9 @@ func (s *Store) pgxConn(ctx context.Context, fn func(c *pgx.Conn) error) error {
 		if !ok {
 			return errors.New("bunstore: group commit needs the pgx driver")
 		}
-		return fn(sc.Conn())
+		c := sc.Conn()
+		useBinaryArrays(c.TypeMap())
+		return fn(c)
 	})
 }
 
