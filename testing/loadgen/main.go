@@ -79,6 +79,8 @@ type options struct {
 	prune       int64
 	pruneRate   int
 	keep        string
+	compare     string // the build to compare with (see compare.go)
+	pairs       int
 	serverLog   io.Writer // the server's stderr, when not this process's
 	pprofAddr   string    // set for the server when cpuProfile is
 	retention   string    // the server's RETENTION, when set
@@ -119,6 +121,8 @@ func main() {
 	flag.Int64Var(&o.prune, "prune", -1, "of -history, how many are beyond the retention and pruned under load (default a tenth, at most 1,000,000)")
 	flag.IntVar(&o.pruneRate, "prune-rate", 500, "webhooks per second of -history's runs with and without pruning")
 	flag.StringVar(&o.keep, "keep", "", "of -history on SQLite, move the database into this directory when the run ends")
+	flag.StringVar(&o.compare, "compare", "", "instead of a load run, compare -server (default: built from this module) with this earlier build: the same load in pairs (see compare.go)")
+	flag.IntVar(&o.pairs, "pairs", 4, "of -compare, how many pairs of runs, their order alternating")
 	flag.Parse()
 	if o.prune < 0 {
 		o.prune = min(o.history/10, 1_000_000)
@@ -131,6 +135,8 @@ func main() {
 		do = runOnboard
 	case o.faults != "":
 		do = runFaults
+	case o.compare != "":
+		do = runCompare
 	}
 	if err := do(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
