@@ -13,9 +13,9 @@ import (
 // wrapping the one pgx registers: it writes the one-dimensional arrays of
 // columnArrays (a typed slice per column) in PostgreSQL's binary format
 // straight from the slice, and leaves every other value, and all decoding,
-// to pgx's own. pgx's encodes any slice through a generic array interface,
-// boxing each element into an interface on the way: flat out on
-// PostgreSQL, 4 % of the server's CPU and a tenth of the objects it
+// to pgx's own. pgx's codec encodes any slice through a generic array
+// interface, boxing each element into an interface on the way: flat out
+// on PostgreSQL, 4 % of the server's CPU and 9 % of the objects it
 // allocated; this takes a fifth of the time, allocating nothing
 // (BenchmarkColumnArrays; docs/performance.md, round sixteen).
 type binaryArrays struct {

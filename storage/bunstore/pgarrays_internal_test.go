@@ -80,25 +80,30 @@ func TestBinaryArrays(t *testing.T) {
 	if _, err := ours.Encode(pgtype.Int4ArrayOID, pgtype.BinaryFormatCode, []int{math.MaxInt32 + 1}, nil); err == nil {
 		t.Error("an int beyond integer's range was encoded")
 	}
-	// What binaryArrays does not know goes to pgx's codec: text format,
-	// another element type, pgx's own array types.
-	for _, v := range []any{[]string{"a", "b"}, []int32{1, 2}, pgtype.FlatArray[string]{"c"}} {
-		for _, format := range []int16{pgtype.TextFormatCode, pgtype.BinaryFormatCode} {
-			oid := uint32(pgtype.TextArrayOID)
-			if _, ok := v.([]int32); ok {
-				oid = pgtype.Int4ArrayOID
-			}
-			if _, isString := v.([]string); isString && format == pgtype.BinaryFormatCode {
-				continue
-			}
-			want, err := pgxs.Encode(oid, format, v, nil)
-			if err != nil {
-				t.Fatalf("%T in format %d: pgx: %v", v, format, err)
-			}
-			got, err := ours.Encode(oid, format, v, nil)
-			if err != nil || !bytes.Equal(got, want) {
-				t.Errorf("%T in format %d: %q, %v; pgx's codec: %q", v, format, got, err, want)
-			}
+	// What binaryArrays does not know goes to pgx's codec: the text
+	// format, an element type columnArrays does not make, pgx's own
+	// array types.
+	for _, c := range []struct {
+		oid    uint32
+		format int16
+		v      any
+	}{
+		{pgtype.TextArrayOID, pgtype.TextFormatCode, []string{"a", "b"}},
+		{pgtype.Int4ArrayOID, pgtype.BinaryFormatCode, []int32{1, 2}},
+		{pgtype.Int4ArrayOID, pgtype.TextFormatCode, []int32{1, 2}},
+		{pgtype.TextArrayOID, pgtype.BinaryFormatCode, pgtype.FlatArray[string]{"c"}},
+		{pgtype.TextArrayOID, pgtype.TextFormatCode, pgtype.FlatArray[string]{"c"}},
+	} {
+		want, err := pgxs.Encode(c.oid, c.format, c.v, nil)
+		if err != nil {
+			t.Fatalf("%T in format %d: pgx: %v", c.v, c.format, err)
+		}
+		got, err := ours.Encode(c.oid, c.format, c.v, nil)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%T in format %d: %q, %v; pgx's codec: %q", c.v, c.format, got, err, want)
+		}
+		if _, mine := ours.PlanEncode(c.oid, c.format, c.v).(interface{ isArrayPlan() }); mine {
+			t.Errorf("%T in format %d: planned by binaryArrays", c.v, c.format)
 		}
 	}
 	// Decoding is pgx's.
