@@ -6,7 +6,9 @@ package main
 // own. This machine's speed drifts by ±20 % over minutes, more than most
 // changes are worth; two runs side by side drift together, so the ratio
 // within each pair says more than two runs an hour apart, and the spread
-// of the pairs' ratios says how far to trust their mean.
+// of the pairs' ratios says how far to trust their mean. With -slice,
+// a pair is one run of both servers at once, the load going to each in
+// turn slice by slice: the two then ride the same drift.
 
 import (
 	"context"
@@ -18,6 +20,7 @@ import (
 	"math"
 	neturl "net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -30,7 +33,8 @@ type CompareReport struct {
 	Store    string        `json:"store"`
 	Mode     string        `json:"mode"`
 	Duration time.Duration `json:"duration_ns"`
-	Before   string        `json:"before"` // the binaries
+	Slice    time.Duration `json:"slice_ns,omitempty"` // -slice: both at once, in turns
+	Before   string        `json:"before"`             // the binaries
 	After    string        `json:"after"`
 	Pairs    []ComparePair `json:"pairs"`
 	// The pairs' ratios (after / before): their geometric mean and range.
@@ -58,8 +62,8 @@ type Spread struct {
 func (r Result) cpu() float64 { return (r.CPU + r.DBCPU).Seconds() }
 
 func runCompare(o options) error {
-	if o.pairs < 1 || o.conns < 1 || o.duration <= 0 || o.rate < 0 {
-		return errors.New("-pairs, -conns and -duration must be positive, -rate not negative")
+	if o.pairs < 1 || o.conns < 1 || o.duration <= 0 || o.rate < 0 || o.slice < 0 || o.slice > 0 && o.slice*2 > o.duration {
+		return errors.New("-pairs, -conns and -duration must be positive, -rate and -slice not negative, and -duration at least two slices")
 	}
 	if _, err := os.Stat(o.compare); err != nil {
 		return fmt.Errorf("-compare: %w", err)
@@ -69,7 +73,7 @@ func runCompare(o options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	rep := CompareReport{Machine: machine(), Store: o.store(), Duration: o.duration, Before: o.compare, After: after, StartedAt: time.Now().UTC(),
+	rep := CompareReport{Machine: machine(), Store: o.store(), Duration: o.duration, Slice: o.slice, Before: o.compare, After: after, StartedAt: time.Now().UTC(),
 		Mode: fmt.Sprintf("flat out, %d connections", o.conns)}
 	if o.rate > 0 {
 		rep.Mode = fmt.Sprintf("%d webhooks/s, %d connections", o.rate, o.conns)
@@ -82,6 +86,14 @@ func runCompare(o options) error {
 	}
 	for i := range o.pairs {
 		p := ComparePair{AfterFirst: i%2 == 1}
+		if o.slice > 0 {
+			fmt.Fprintf(os.Stderr, "pair %d of %d, in slices of %s…\n", i+1, o.pairs, o.slice)
+			if p.Before, p.After, err = compareSliced(o, o.compare, after, filepath.Join(tmp, fmt.Sprintf("run-%d", i+1)), p.AfterFirst, workers, db); err != nil {
+				return fmt.Errorf("pair %d: %w", i+1, err)
+			}
+			rep.Pairs = append(rep.Pairs, p)
+			continue
+		}
 		for _, which := range []bool{p.AfterFirst, !p.AfterFirst} { // true: after
 			bin, name, res := o.compare, "before", &p.Before
 			if which {
@@ -109,30 +121,11 @@ func runCompare(o options) error {
 // compareRun runs bin on an empty database, SQLite's in dir or a
 // PostgreSQL database made for the run, and drives it as measure does.
 func compareRun(o options, bin, dir string, w *workers, db *dbCPU) (Result, error) {
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return Result{}, err
-	}
-	if o.databaseURL != "" {
-		var err error
-		if o.databaseURL, err = freshDatabase(o.databaseURL, true); err != nil {
-			return Result{}, err
-		}
-		defer func() {
-			if _, err := freshDatabase(o.databaseURL, false); err != nil {
-				fmt.Fprintln(os.Stderr, "loadgen:", err)
-			}
-		}()
-	}
-	url, srv, err := startServer(o, bin, dir)
+	url, srv, done, err := startEmpty(o, bin, dir, "_compare", w)
 	if err != nil {
 		return Result{}, err
 	}
-	defer stopServer(srv)
-	for _, a := range []struct{ name, url, account string }{{"a", w.a.URL, accountA}, {"b", w.b.URL, accountB}} {
-		if _, err := register(url, a.name, a.url, []string{a.account}, o.appLimit); err != nil {
-			return Result{}, err
-		}
-	}
+	defer done()
 	warm := o
 	warm.duration = 2 * time.Second
 	drive(warm, url, w)
@@ -144,18 +137,88 @@ func compareRun(o options, bin, dir string, w *workers, db *dbCPU) (Result, erro
 	return res, nil
 }
 
-// freshDatabase drops the database "<name>_compare" beside the one of
-// dsn (that one itself, when its name has the suffix already) and, with
-// create, makes it again, empty; it returns its DSN.
-func freshDatabase(dsn string, create bool) (string, error) {
+// compareSliced runs both builds at once, each on an empty database, and
+// drives them in turns of o.slice (after's first when afterFirst). Each
+// process's CPU is its own; the database's, shared on PostgreSQL, is
+// counted to the build whose slice it was spent in.
+func compareSliced(o options, before, after, dir string, afterFirst bool, w *workers, db *dbCPU) (Result, Result, error) {
+	bins := []string{before, after}
+	if afterFirst {
+		bins = []string{after, before}
+	}
+	urls := make([]string, 2)
+	srvs := make([]*exec.Cmd, 2)
+	for i, bin := range bins {
+		url, srv, done, err := startEmpty(o, bin, fmt.Sprintf("%s-%d", dir, i), fmt.Sprintf("_compare%d", i), w)
+		if err != nil {
+			return Result{}, Result{}, err
+		}
+		defer done()
+		urls[i], srvs[i] = url, srv
+	}
+	warm := o
+	warm.duration = 2 * time.Second
+	driveEach(warm, urls, o.slice, nil, w)
+	use0 := []usage{processUsage(srvs[0].Process.Pid), processUsage(srvs[1].Process.Pid)}
+	var dbShare [2]time.Duration
+	dbAt := db.read()
+	res := driveEach(o, urls, o.slice, func(ended int) {
+		now := db.read()
+		dbShare[ended] += now - dbAt
+		dbAt = now
+	}, w)
+	for i := range res {
+		perWebhook(&res[i], processUsage(srvs[i].Process.Pid).sub(use0[i]), dbShare[i])
+		res[i].Target = bins[i]
+		res[i].PeakRSSBytes = peakRSS(srvs[i].Process.Pid)
+	}
+	if afterFirst {
+		return res[1], res[0], nil
+	}
+	return res[0], res[1], nil
+}
+
+// startEmpty starts bin on an empty database, SQLite's in dir or a
+// PostgreSQL database named for the run with suffix, and registers the
+// worker apps; done stops it and drops the database.
+func startEmpty(o options, bin, dir, suffix string, w *workers) (url string, srv *exec.Cmd, done func(), err error) {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", nil, nil, err
+	}
+	drop := func() {}
+	if o.databaseURL != "" {
+		base := o.databaseURL
+		if o.databaseURL, err = freshDatabase(base, suffix, true); err != nil {
+			return "", nil, nil, err
+		}
+		drop = func() {
+			if _, err := freshDatabase(base, suffix, false); err != nil {
+				fmt.Fprintln(os.Stderr, "loadgen:", err)
+			}
+		}
+	}
+	if url, srv, err = startServer(o, bin, dir); err != nil {
+		drop()
+		return "", nil, nil, err
+	}
+	done = func() { stopServer(srv); drop() }
+	for _, a := range []struct{ name, url, account string }{{"a", w.a.URL, accountA}, {"b", w.b.URL, accountB}} {
+		if _, err := register(url, a.name, a.url, []string{a.account}, o.appLimit); err != nil {
+			done()
+			return "", nil, nil, err
+		}
+	}
+	return url, srv, done, nil
+}
+
+// freshDatabase drops the database named as dsn's with suffix beside it
+// and, with create, makes it again, empty; it returns its DSN.
+func freshDatabase(dsn, suffix string, create bool) (string, error) {
 	u, err := neturl.Parse(dsn)
 	if err != nil {
 		return "", err
 	}
-	name := strings.TrimPrefix(u.Path, "/")
-	if !strings.HasSuffix(name, "_compare") {
-		name += "_compare"
-	}
+	name := strings.TrimPrefix(u.Path, "/") + suffix
 	u.Path = "/postgres"
 	sqldb, err := sql.Open("pgx", u.String())
 	if err != nil {
@@ -198,8 +261,12 @@ func spread(pairs []ComparePair, key func(Result) float64) Spread {
 
 func printCompare(w io.Writer, r CompareReport) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "machine: %s\nstore: %s; %s; %s each, after 2s of warm-up, on an empty database\nbefore: %s\nafter:  %s\n\n",
-		r.Machine, r.Store, r.Mode, r.Duration, r.Before, r.After)
+	each := "each build " + r.Duration.String()
+	if r.Slice > 0 {
+		each = fmt.Sprintf("both builds at once for %s, in turns of %s", r.Duration, r.Slice)
+	}
+	fmt.Fprintf(tw, "machine: %s\nstore: %s; %s; %s, after 2s of warm-up, each on an empty database\nbefore: %s\nafter:  %s\n\n",
+		r.Machine, r.Store, r.Mode, each, r.Before, r.After)
 	fmt.Fprintln(tw, "PAIR\tFIRST\tBEFORE REQ/S\tCPU/WEBHOOK\tACK p99\tAFTER REQ/S\tCPU/WEBHOOK\tACK p99\tREQ/S ×\tCPU ×\tERRORS, UNDELIVERED")
 	for i, p := range r.Pairs {
 		first := "before"

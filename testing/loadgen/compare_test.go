@@ -1,8 +1,13 @@
 package main
 
 import (
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestSpread: a change's ratio is the geometric mean of its pairs' (so a
@@ -28,5 +33,44 @@ func TestSpread(t *testing.T) {
 		if math.Abs(got.Mean-c.want.Mean) > 1e-9 || got.Min != c.want.Min || got.Max != c.want.Max {
 			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestDriveEachSlices: driven in slices, each server gets the webhooks
+// due in its turns and its own result, and tick reports each turn that
+// ends, in turn.
+func TestDriveEachSlices(t *testing.T) {
+	var mu sync.Mutex
+	got := [2]int{}
+	var urls []string
+	for i := range 2 {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			mu.Lock()
+			got[i]++
+			mu.Unlock()
+		}))
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+	var ticks []int
+	res := driveEach(options{duration: 600 * time.Millisecond, conns: 4, rate: 100}, urls, 100*time.Millisecond,
+		func(ended int) { ticks = append(ticks, ended) }, nil)
+	for i, r := range res {
+		if r.Requests == 0 || int(r.Requests) != got[i] || r.PerSecond <= 0 {
+			t.Errorf("server %d: result of %d requests at %.0f/s, and it got %d", i, r.Requests, r.PerSecond, got[i])
+		}
+	}
+	if len(ticks) < 2 {
+		t.Fatalf("ticks %v: want one for each slice", ticks)
+	}
+	for i := 1; i < len(ticks); i++ {
+		if ticks[i] == ticks[i-1] {
+			t.Errorf("ticks %v: two turns of one server in a row", ticks)
+			break
+		}
+	}
+	if ticks[0] != 0 {
+		t.Errorf("ticks %v: the first turn is the first server's", ticks)
 	}
 }

@@ -81,6 +81,7 @@ type options struct {
 	keep        string
 	compare     string // the build to compare with (see compare.go)
 	pairs       int
+	slice       time.Duration
 	serverLog   io.Writer // the server's stderr, when not this process's
 	pprofAddr   string    // set for the server when cpuProfile is
 	retention   string    // the server's RETENTION, when set
@@ -123,6 +124,7 @@ func main() {
 	flag.StringVar(&o.keep, "keep", "", "of -history on SQLite, move the database into this directory when the run ends")
 	flag.StringVar(&o.compare, "compare", "", "instead of a load run, compare -server (default: built from this module) with this earlier build: the same load in pairs (see compare.go)")
 	flag.IntVar(&o.pairs, "pairs", 4, "of -compare, how many pairs of runs, their order alternating")
+	flag.DurationVar(&o.slice, "slice", 0, "of -compare, run both builds at once, the load going to each in turns this long (0: one after the other)")
 	flag.Parse()
 	if o.prune < 0 {
 		o.prune = min(o.history/10, 1_000_000)
@@ -449,20 +451,40 @@ func idleLag(url string, workers *workers) ([]int64, error) {
 // drive sends webhooks to url for the duration and measures. With workers,
 // it then waits for the deliveries and measures their lag.
 func drive(o options, url string, w *workers) Result {
+	return driveEach(o, []string{url}, 0, nil, w)[0]
+}
+
+// driveEach is drive for several servers at once, taking turns slice by
+// slice: a webhook due in the run's k-th slice goes to urls[k % len(urls)],
+// and each has its own result, its rate over its share of the time. tick,
+// when set, is called as each slice begins, with the target of the one
+// that ends (see compare.go).
+func driveEach(o options, urls []string, slice time.Duration, tick func(ended int), w *workers) []Result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conns, MaxConnsPerHost: o.conns}, Timeout: 30 * time.Second}
+	type due struct {
+		at     time.Time
+		target int
+	}
+	type target struct {
+		acks  []time.Duration
+		ackAt map[string]time.Time
+		errs  map[string]int
+		sent  int64
+	}
 	var (
 		mu      sync.Mutex
-		acks    []time.Duration
-		ackAt   = map[string]time.Time{}
-		errs    = map[string]int{}
-		sent    atomic.Int64
+		targets = make([]target, len(urls))
 		history [][]byte
 	)
+	for i := range targets {
+		targets[i] = target{ackAt: map[string]time.Time{}, errs: map[string]int{}}
+	}
 	deadline := time.Now().Add(o.duration)
-	due := make(chan time.Time, o.conns)
+	dues := make(chan due, o.conns)
 	go func() {
-		defer close(due)
+		defer close(dues)
 		start := time.Now()
+		last := 0
 		for i := 0; ; i++ {
 			at := time.Now()
 			if o.rate > 0 {
@@ -472,9 +494,20 @@ func drive(o options, url string, w *workers) Result {
 				}
 			}
 			if at.After(deadline) {
+				if tick != nil {
+					tick(last)
+				}
 				return
 			}
-			due <- at
+			t := 0
+			if slice > 0 {
+				t = int(at.Sub(start)/slice) % len(urls)
+			}
+			if t != last && tick != nil {
+				tick(last)
+			}
+			last = t
+			dues <- due{at, t}
 		}
 	}()
 	var wg sync.WaitGroup
@@ -485,7 +518,7 @@ func drive(o options, url string, w *workers) Result {
 			// (which would all be duplicates, and cheap).
 			rnd := rand.New(rand.NewPCG(uint64(c), uint64(deadline.UnixNano())))
 			n := 0
-			for at := range due {
+			for d := range dues {
 				n++
 				body := webhook(rnd, c, n)
 				mu.Lock()
@@ -495,43 +528,51 @@ func drive(o options, url string, w *workers) Result {
 					history = append(history, body)
 				}
 				mu.Unlock()
-				id, ackTime, err := post(client, url, body)
-				lat := time.Since(at)
+				id, ackTime, err := post(client, urls[d.target], body)
+				lat := time.Since(d.at)
 				mu.Lock()
+				t := &targets[d.target]
 				if err != nil {
-					errs[kind(err)]++
+					t.errs[kind(err)]++
 				} else {
-					acks = append(acks, lat)
+					t.acks = append(t.acks, lat)
 					if id != "" {
-						ackAt[id] = ackTime
+						t.ackAt[id] = ackTime
 					}
 				}
+				t.sent++
 				mu.Unlock()
-				sent.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	elapsed := o.duration
-	r := Result{Requests: sent.Load(), Errors: errs}
-	r.PerSecond = float64(len(acks)) / elapsed.Seconds()
-	slices.Sort(acks)
-	r.AckP50, r.AckP95, r.AckP99 = pct(acks, 50), pct(acks, 95), pct(acks, 99)
-	if w != nil {
-		var lags []time.Duration
-		for id, at := range ackAt {
-			got := w.wait(id, 30*time.Second)
-			if got.IsZero() {
-				r.Undelivered++
-				continue
-			}
-			lags = append(lags, max(got.Sub(at), 0))
-		}
-		slices.Sort(lags)
-		r.Delivered = len(lags)
-		r.LagP50, r.LagP95, r.LagP99 = pct(lags, 50), pct(lags, 95), pct(lags, 99)
+	share := o.duration / time.Duration(len(urls))
+	if slice == 0 {
+		share = o.duration
 	}
-	return r
+	out := make([]Result, len(urls))
+	for i, t := range targets {
+		r := Result{Requests: t.sent, Errors: t.errs}
+		r.PerSecond = float64(len(t.acks)) / share.Seconds()
+		slices.Sort(t.acks)
+		r.AckP50, r.AckP95, r.AckP99 = pct(t.acks, 50), pct(t.acks, 95), pct(t.acks, 99)
+		if w != nil {
+			var lags []time.Duration
+			for id, at := range t.ackAt {
+				got := w.wait(id, 30*time.Second)
+				if got.IsZero() {
+					r.Undelivered++
+					continue
+				}
+				lags = append(lags, max(got.Sub(at), 0))
+			}
+			slices.Sort(lags)
+			r.Delivered = len(lags)
+			r.LagP50, r.LagP95, r.LagP99 = pct(lags, 50), pct(lags, 95), pct(lags, 99)
+		}
+		out[i] = r
+	}
+	return out
 }
 
 // webhook is one body of the mix: 70 % a comment for one account, 15 % a
