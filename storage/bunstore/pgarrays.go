@@ -38,10 +38,10 @@ func (c binaryArrays) PlanEncode(m *pgtype.Map, oid uint32, format int16, value 
 // binaryArrayTypes are the array types columnArrays makes, by OID: the
 // element's OID, and the plans for the Go slices it encodes itself.
 var binaryArrayTypes = map[uint32]binaryArrays{
-	pgtype.TextArrayOID: {elem: pgtype.TextOID, encode: slicesOf(putText)},
+	pgtype.TextArrayOID: {elem: pgtype.TextOID, encode: slicesOf(putBytes[string])},
 	pgtype.ByteaArrayOID: {elem: pgtype.ByteaOID, encode: func(v any, elem uint32) pgtype.EncodePlan {
 		if _, ok := v.([][]byte); ok {
-			return arrayPlan[[]byte]{elem: elem, put: putBytes, null: func(b []byte) bool { return b == nil }}
+			return arrayPlan[[]byte]{elem: elem, put: putBytes[[]byte], null: func(b []byte) bool { return b == nil }}
 		}
 		return nil
 	}},
@@ -122,17 +122,10 @@ func (p arrayPlan[T]) Encode(value any, buf []byte) ([]byte, error) {
 	return buf, nil
 }
 
-func putText(buf []byte, s string) ([]byte, error) {
-	if len(s) > math.MaxInt32 {
-		return nil, fmt.Errorf("bunstore: a text of %d bytes", len(s))
-	}
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
-	return append(buf, s...), nil
-}
-
-func putBytes(buf []byte, b []byte) ([]byte, error) {
+// putBytes puts a text or a bytea: its length, then its bytes.
+func putBytes[B string | []byte](buf []byte, b B) ([]byte, error) {
 	if len(b) > math.MaxInt32 {
-		return nil, fmt.Errorf("bunstore: a bytea of %d bytes", len(b))
+		return nil, fmt.Errorf("bunstore: a value of %d bytes", len(b))
 	}
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(b)))
 	return append(buf, b...), nil

@@ -11,18 +11,14 @@ package main
 // turn slice by slice: the two then ride the same drift.
 
 import (
-	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -202,11 +198,9 @@ func startEmpty(o options, bin, dir, suffix string, w *workers) (url string, srv
 		return "", nil, nil, err
 	}
 	done = func() { stopServer(srv); drop() }
-	for _, a := range []struct{ name, url, account string }{{"a", w.a.URL, accountA}, {"b", w.b.URL, accountB}} {
-		if _, err := register(url, a.name, a.url, []string{a.account}, o.appLimit); err != nil {
-			done()
-			return "", nil, nil, err
-		}
+	if err := registerApps(url, w, o.appLimit); err != nil {
+		done()
+		return "", nil, nil, err
 	}
 	return url, srv, done, nil
 }
@@ -214,28 +208,19 @@ func startEmpty(o options, bin, dir, suffix string, w *workers) (url string, srv
 // freshDatabase drops the database named as dsn's with suffix beside it
 // and, with create, makes it again, empty; it returns its DSN.
 func freshDatabase(dsn, suffix string, create bool) (string, error) {
-	u, err := neturl.Parse(dsn)
+	name, err := databaseName(dsn)
 	if err != nil {
 		return "", err
 	}
-	name := strings.TrimPrefix(u.Path, "/") + suffix
-	u.Path = "/postgres"
-	sqldb, err := sql.Open("pgx", u.String())
-	if err != nil {
-		return "", err
-	}
-	defer sqldb.Close()
+	name += suffix
 	qs := []string{`DROP DATABASE IF EXISTS "` + name + `" WITH (FORCE)`}
 	if create {
 		qs = append(qs, `CREATE DATABASE "`+name+`"`)
 	}
-	for _, q := range qs {
-		if _, err := sqldb.ExecContext(context.Background(), q); err != nil {
-			return "", fmt.Errorf("a database for the run: %w", err)
-		}
+	if dsn, err = besideDatabase(dsn, name, qs...); err != nil {
+		return "", fmt.Errorf("a database for the run: %w", err)
 	}
-	u.Path = "/" + name
-	return u.String(), nil
+	return dsn, nil
 }
 
 // spread is the spread of the pairs' ratios of key, after over before.

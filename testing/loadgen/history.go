@@ -137,11 +137,9 @@ func runHistory(o options) error {
 	if err != nil {
 		return err
 	}
-	for _, a := range []struct{ name, url, account string }{{"a", workers.a.URL, accountA}, {"b", workers.b.URL, accountB}} {
-		if _, err := register(url, a.name, a.url, []string{a.account}, o.appLimit); err != nil {
-			stopServer(srv)
-			return err
-		}
+	if err := registerApps(url, workers, o.appLimit); err != nil {
+		stopServer(srv)
+		return err
 	}
 	if rep.PayloadBytes, err = sendTemplates(url, workers); err != nil {
 		stopServer(srv)
@@ -352,27 +350,48 @@ func emptyCopy(o options, tmp string) (options, string, error) {
 		}
 		return o, dir, nil
 	}
-	u, err := neturl.Parse(o.databaseURL)
+	name, err := databaseName(o.databaseURL)
 	if err != nil {
 		return o, "", err
 	}
-	name := strings.TrimPrefix(u.Path, "/")
 	copyName := name + "_empty"
+	if o.databaseURL, err = besideDatabase(o.databaseURL, copyName,
+		`DROP DATABASE IF EXISTS "`+copyName+`"`, `CREATE DATABASE "`+copyName+`" TEMPLATE "`+name+`"`); err != nil {
+		return o, "", fmt.Errorf("copying the empty database: %w", err)
+	}
+	return o, tmp, nil
+}
+
+// databaseName is the name of dsn's database.
+func databaseName(dsn string) (string, error) {
+	u, err := neturl.Parse(dsn)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimPrefix(u.Path, "/"), nil
+}
+
+// besideDatabase runs qs, which make or drop the database name, on the
+// server of dsn, from its "postgres" database (PostgreSQL drops or copies
+// no database a connection is in), and returns dsn for name.
+func besideDatabase(dsn, name string, qs ...string) (string, error) {
+	u, err := neturl.Parse(dsn)
+	if err != nil {
+		return "", err
+	}
 	u.Path = "/postgres"
 	db, err := sql.Open("pgx", u.String())
 	if err != nil {
-		return o, "", err
+		return "", err
 	}
 	defer db.Close()
-	ctx := context.Background()
-	for _, q := range []string{`DROP DATABASE IF EXISTS "` + copyName + `"`, `CREATE DATABASE "` + copyName + `" TEMPLATE "` + name + `"`} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return o, "", fmt.Errorf("copying the empty database: %w", err)
+	for _, q := range qs {
+		if _, err := db.ExecContext(context.Background(), q); err != nil {
+			return "", err
 		}
 	}
-	u.Path = "/" + copyName
-	o.databaseURL = u.String()
-	return o, tmp, nil
+	u.Path = "/" + name
+	return u.String(), nil
 }
 
 // sendTemplates sends the one-comment webhooks the history is cloned from,

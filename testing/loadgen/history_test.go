@@ -38,10 +38,8 @@ func TestFillClonesTheServersRows(t *testing.T) {
 	srv := httptest.NewServer(m.Handler())
 	workers := newWorkers()
 	defer workers.close()
-	for _, a := range []struct{ name, url, account string }{{"a", workers.a.URL, accountA}, {"b", workers.b.URL, accountB}} {
-		if _, err := register(srv.URL, a.name, a.url, []string{a.account}, 8); err != nil {
-			t.Fatal(err)
-		}
+	if err := registerApps(srv.URL, workers, 8); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := sendTemplates(srv.URL, workers); err != nil {
 		t.Fatal(err)

@@ -256,10 +256,8 @@ func run(o options) error {
 		return err
 	}
 	defer stopServer(srv)
-	for _, a := range []struct{ name, url, account string }{{"a", workers.a.URL, accountA}, {"b", workers.b.URL, accountB}} {
-		if _, err := register(url, a.name, a.url, []string{a.account}, o.appLimit); err != nil {
-			return err
-		}
+	if err := registerApps(url, workers, o.appLimit); err != nil {
+		return err
 	}
 	if rep.IdleLag, err = idleLag(url, workers); err != nil {
 		return err
@@ -456,7 +454,8 @@ func drive(o options, url string, w *workers) Result {
 
 // driveEach is drive for several servers at once, taking turns slice by
 // slice: a webhook due in the run's k-th slice goes to urls[k % len(urls)],
-// and each has its own result, its rate over its share of the time. tick,
+// and each has its own result, its rate over its share of the time
+// (slice must be set for more than one url). tick,
 // when set, is called as each slice begins, with the target of the one
 // that ends (see compare.go).
 func driveEach(o options, urls []string, slice time.Duration, tick func(ended int), w *workers) []Result {
@@ -547,9 +546,6 @@ func driveEach(o options, urls []string, slice time.Duration, tick func(ended in
 	}
 	wg.Wait()
 	share := o.duration / time.Duration(len(urls))
-	if slice == 0 {
-		share = o.duration
-	}
 	out := make([]Result, len(urls))
 	for i, t := range targets {
 		r := Result{Requests: t.sent, Errors: t.errs}
@@ -707,6 +703,17 @@ func (w *workers) wait(id string, timeout time.Duration) time.Time {
 			return time.Time{}
 		}
 	}
+}
+
+// registerApps registers the two worker apps of a load run, "a" for
+// accountA and "b" for accountB.
+func registerApps(url string, w *workers, limit int) error {
+	for _, a := range []struct{ name, url, account string }{{"a", w.a.URL, accountA}, {"b", w.b.URL, accountB}} {
+		if _, err := register(url, a.name, a.url, []string{a.account}, limit); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // register registers a worker app for the accounts (none: onboarded
