@@ -135,8 +135,9 @@ func compareRun(o options, bin, dir string, w *workers, db *dbCPU) (Result, erro
 
 // compareSliced runs both builds at once, each on an empty database, and
 // drives them in turns of o.slice (after's first when afterFirst). Each
-// process's CPU is its own; the database's, shared on PostgreSQL, is
-// counted to the build whose slice it was spent in.
+// process's CPU is its own; on PostgreSQL (one server for both) each
+// database's backends are counted to the build that uses it, and the
+// shared processes' time in proportion (dbSplit).
 func compareSliced(o options, before, after, dir string, afterFirst bool, w *workers, db *dbCPU) (Result, Result, error) {
 	bins := []string{before, after}
 	if afterFirst {
@@ -144,25 +145,48 @@ func compareSliced(o options, before, after, dir string, afterFirst bool, w *wor
 	}
 	urls := make([]string, 2)
 	srvs := make([]*exec.Cmd, 2)
+	databases := make([]string, 2)
 	for i, bin := range bins {
-		url, srv, done, err := startEmpty(o, bin, fmt.Sprintf("%s-%d", dir, i), fmt.Sprintf("_compare%d", i), w)
+		suffix := fmt.Sprintf("_compare%d", i)
+		url, srv, done, err := startEmpty(o, bin, fmt.Sprintf("%s-%d", dir, i), suffix, w)
 		if err != nil {
 			return Result{}, Result{}, err
 		}
 		defer done()
 		urls[i], srvs[i] = url, srv
+		if o.databaseURL != "" {
+			name, _ := databaseName(o.databaseURL) // startEmpty parsed it
+			databases[i] = name + suffix
+		}
 	}
 	warm := o
 	warm.duration = 2 * time.Second
-	driveEach(warm, urls, o.slice, nil, w)
+	driveEach(warm, urls, o.slice, w)
 	use0 := []usage{processUsage(srvs[0].Process.Pid), processUsage(srvs[1].Process.Pid)}
-	var dbShare [2]time.Duration
-	dbAt := db.read()
-	res := driveEach(o, urls, o.slice, func(ended int) {
-		now := db.read()
-		dbShare[ended] += now - dbAt
-		dbAt = now
-	}, w)
+	split := newDBSplit(databases, db.snapshot())
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		if db == nil {
+			return
+		}
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				split.add(db.snapshot())
+			case <-stop:
+				return
+			}
+		}
+	}()
+	res := driveEach(o, urls, o.slice, w)
+	close(stop)
+	<-sampled
+	split.add(db.snapshot())
+	dbShare := split.shares()
 	for i := range res {
 		perWebhook(&res[i], processUsage(srvs[i].Process.Pid).sub(use0[i]), dbShare[i])
 		res[i].Target = bins[i]

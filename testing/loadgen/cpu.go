@@ -199,3 +199,121 @@ func (d *dbCPU) read() time.Duration {
 	}
 	return total
 }
+
+// dbSnapshot is the database's CPU time at one moment, in all and by
+// process, for split.
+type dbSnapshot struct {
+	total time.Duration
+	procs map[int]dbProcess
+}
+
+// dbProcess is a PostgreSQL process: its CPU time, and the database its
+// title names ("" for the shared ones: the WAL writer, the checkpointer…).
+type dbProcess struct {
+	cpu      time.Duration
+	database string
+}
+
+// snapshot reads the database's CPU time, and each of its processes'.
+// They are the container's (its cgroup's cgroup.procs) or, without one,
+// every postgres process on the machine.
+func (d *dbCPU) snapshot() dbSnapshot {
+	s := dbSnapshot{total: d.read(), procs: map[int]dbProcess{}}
+	if d == nil {
+		return s
+	}
+	var pids []int
+	if d.cgroup != "" {
+		b, _ := os.ReadFile(filepath.Join(filepath.Dir(d.cgroup), "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	} else {
+		dirs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, dir := range dirs {
+			if comm, err := os.ReadFile(dir + "/comm"); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
+				pid, _ := strconv.Atoi(filepath.Base(dir))
+				pids = append(pids, pid)
+			}
+		}
+	}
+	for _, pid := range pids {
+		title, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		s.procs[pid] = dbProcess{cpu: processCPU(pid), database: titleDatabase(string(title))}
+	}
+	return s
+}
+
+// titleDatabase is the database of a PostgreSQL backend, from its title
+// ("postgres: user database host state"); "" for any other process. An
+// autovacuum worker names its database too, but is left shared: it comes
+// when a table has changed enough, so in a run of 20 s it may vacuum one
+// build's tables and not yet the other's, which both wrote alike.
+func titleDatabase(title string) string {
+	rest, ok := strings.CutPrefix(strings.TrimRight(title, "\x00 "), "postgres: ")
+	if !ok {
+		return ""
+	}
+	if f := strings.Fields(rest); len(f) >= 3 && (strings.Contains(f[2], "(") || f[2] == "[local]") {
+		return f[1]
+	}
+	return ""
+}
+
+// dbSplit divides the database's CPU time between databases, from
+// snapshots taken through a run: each gets what its backends used, and the
+// rest (the shared processes, and what backends used since the last
+// snapshot before they ended) in proportion, or evenly when no backend used
+// any. Snapshots must come often: a server's pool closes the connections
+// it has no use for, and each took its backend's time with it (taken only
+// at the start and end, half of one build's time went to the other).
+type dbSplit struct {
+	databases   []string
+	first, last dbSnapshot
+	own         []time.Duration
+}
+
+func newDBSplit(databases []string, first dbSnapshot) *dbSplit {
+	return &dbSplit{databases: databases, first: first, last: first, own: make([]time.Duration, len(databases))}
+}
+
+// add counts what each backend used since the last snapshot (all of it
+// for one that started since, or whose PID serves another database now).
+func (a *dbSplit) add(s dbSnapshot) {
+	for pid, p := range s.procs {
+		i := slices.Index(a.databases, p.database)
+		if i < 0 {
+			continue
+		}
+		used := p.cpu
+		if q, ok := a.last.procs[pid]; ok && q.database == p.database {
+			used -= q.cpu
+		}
+		a.own[i] += used
+	}
+	a.last = s
+}
+
+// shares is each database's time, from the first snapshot to the last.
+func (a *dbSplit) shares() []time.Duration {
+	var owned time.Duration
+	for _, d := range a.own {
+		owned += d
+	}
+	shared := max(a.last.total-a.first.total-owned, 0)
+	out := make([]time.Duration, len(a.own))
+	for i, d := range a.own {
+		out[i] = d
+		if owned > 0 {
+			out[i] += time.Duration(float64(shared) * float64(d) / float64(owned))
+		} else {
+			out[i] += shared / time.Duration(len(out))
+		}
+	}
+	return out
+}

@@ -449,16 +449,14 @@ func idleLag(url string, workers *workers) ([]int64, error) {
 // drive sends webhooks to url for the duration and measures. With workers,
 // it then waits for the deliveries and measures their lag.
 func drive(o options, url string, w *workers) Result {
-	return driveEach(o, []string{url}, 0, nil, w)[0]
+	return driveEach(o, []string{url}, 0, w)[0]
 }
 
 // driveEach is drive for several servers at once, taking turns slice by
 // slice: a webhook due in the run's k-th slice goes to urls[k % len(urls)],
 // and each has its own result, its rate over its share of the time
-// (slice must be set for more than one url). tick,
-// when set, is called as each slice begins, with the target of the one
-// that ends (see compare.go).
-func driveEach(o options, urls []string, slice time.Duration, tick func(ended int), w *workers) []Result {
+// (slice must be set for more than one url).
+func driveEach(o options, urls []string, slice time.Duration, w *workers) []Result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conns, MaxConnsPerHost: o.conns}, Timeout: 30 * time.Second}
 	type due struct {
 		at     time.Time
@@ -483,7 +481,6 @@ func driveEach(o options, urls []string, slice time.Duration, tick func(ended in
 	go func() {
 		defer close(dues)
 		start := time.Now()
-		last := 0
 		for i := 0; ; i++ {
 			at := time.Now()
 			if o.rate > 0 {
@@ -493,19 +490,12 @@ func driveEach(o options, urls []string, slice time.Duration, tick func(ended in
 				}
 			}
 			if at.After(deadline) {
-				if tick != nil {
-					tick(last)
-				}
 				return
 			}
 			t := 0
 			if slice > 0 {
 				t = int(at.Sub(start)/slice) % len(urls)
 			}
-			if t != last && tick != nil {
-				tick(last)
-			}
-			last = t
 			dues <- due{at, t}
 		}
 	}()
