@@ -64,6 +64,10 @@ type config struct {
 	AppConcurrency int
 	// GCPercent is Go's GOGC for the server (-1: off); see gc.go.
 	GCPercent int
+	// MaxProcs is GOMAXPROCS (0: the runtime's own choice). The runtime
+	// reads it from the process environment; the server applies it too,
+	// so that the .env file's value counts.
+	MaxProcs int
 }
 
 // loadConfig reads the variables. Every problem is reported, each naming
@@ -190,6 +194,14 @@ func (c *config) readLimits(env *envReader) {
 			env.fail(fmt.Errorf("GOGC %q must be a percentage (0 or more) or off", v))
 		} else {
 			c.GCPercent = n
+		}
+	}
+	if v := strings.TrimSpace(env.getenv("GOMAXPROCS")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			env.fail(fmt.Errorf("GOMAXPROCS %q must be a whole number of threads, 1 or more", v))
+		} else {
+			c.MaxProcs = n
 		}
 	}
 	c.Retention = 7 * 24 * time.Hour

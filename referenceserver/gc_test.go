@@ -41,6 +41,36 @@ func TestConfigGOGC(t *testing.T) {
 	}
 }
 
+// TestConfigGOMAXPROCS: a count of threads, from the environment or the
+// .env file; anything else is refused by name.
+func TestConfigGOMAXPROCS(t *testing.T) {
+	for _, tt := range []struct {
+		value   string
+		want    int
+		wantErr string
+	}{
+		{"", 0, ""},
+		{"1", 1, ""},
+		{" 4 ", 4, ""},
+		{"0", 0, `GOMAXPROCS "0" must be a whole number of threads, 1 or more`},
+		{"-2", 0, `GOMAXPROCS "-2"`},
+		{"two", 0, `GOMAXPROCS "two"`},
+	} {
+		cfg, err := loadConfig(env(map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "GOMAXPROCS": tt.value}))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("GOMAXPROCS=%q: error %v, want one with %q", tt.value, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("GOMAXPROCS=%q: %v", tt.value, err)
+		} else if cfg.MaxProcs != tt.want {
+			t.Errorf("GOMAXPROCS=%q: MaxProcs %d, want %d", tt.value, cfg.MaxProcs, tt.want)
+		}
+	}
+}
+
 func TestSoftMemoryLimit(t *testing.T) {
 	v2 := cgroupDir(t, "memory.max", "268435456\n")
 	v1 := cgroupDir(t, "memory/memory.limit_in_bytes", "104857600\n")

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +67,9 @@ func runServer(ctx context.Context, getenv, env func(string) string, envFile str
 		return err
 	}
 	memLimit := setGC(cfg.GCPercent, limit)
+	if cfg.MaxProcs > 0 {
+		runtime.GOMAXPROCS(cfg.MaxProcs)
+	}
 	exportOTELVars(env)
 	tel, err := otelx.Setup(ctx, "mapper", version())
 	if err != nil {
@@ -108,7 +112,7 @@ func runServer(ctx context.Context, getenv, env func(string) string, envFile str
 	}
 	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", string(cfg.Policy)), slog.String("cache", cacheWhere(cfg)),
 		slog.Int("app_secrets", len(cfg.Secrets)), slog.Bool("admin_api", cfg.AdminToken != ""), slog.Bool("sync_delivery", cfg.Sync),
-		slog.Bool("redis_cache", cfg.RedisURL != ""), slog.Bool("traces_exported", tel.TracesExported), slog.Int("gogc", cfg.GCPercent), slog.Int64("memory_limit", memLimit),
+		slog.Bool("redis_cache", cfg.RedisURL != ""), slog.Bool("traces_exported", tel.TracesExported), slog.Int("gogc", cfg.GCPercent), slog.Int("gomaxprocs", runtime.GOMAXPROCS(0)), slog.Int64("memory_limit", memLimit),
 		slog.String("version", version()))
 	for _, d := range cfg.Deprecated {
 		logger.Warn("deprecated setting: "+d, slog.String("owner_policy", string(cfg.Policy)))
