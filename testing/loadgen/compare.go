@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"text/tabwriter"
 	"time"
 )
@@ -82,24 +83,29 @@ func runCompare(o options) error {
 	}
 	for i := range o.pairs {
 		p := ComparePair{AfterFirst: i%2 == 1}
+		bins := []string{o.compare, after}
+		if p.AfterFirst {
+			bins = []string{after, o.compare}
+		}
+		var res []Result // in bins' order
 		if o.slice > 0 {
 			fmt.Fprintf(os.Stderr, "pair %d of %d, in slices of %s…\n", i+1, o.pairs, o.slice)
-			if p.Before, p.After, err = compareSliced(o, o.compare, after, filepath.Join(tmp, fmt.Sprintf("run-%d", i+1)), p.AfterFirst, workers, db); err != nil {
+			if res, err = runBuilds(o, bins, filepath.Join(tmp, fmt.Sprintf("run-%d", i+1)), workers, db); err != nil {
 				return fmt.Errorf("pair %d: %w", i+1, err)
 			}
-			rep.Pairs = append(rep.Pairs, p)
-			continue
+		} else {
+			for j, bin := range bins {
+				fmt.Fprintf(os.Stderr, "pair %d of %d, run %d…\n", i+1, o.pairs, j+1)
+				one, err := runBuilds(o, []string{bin}, filepath.Join(tmp, fmt.Sprintf("run-%d-%d", i+1, j+1)), workers, db)
+				if err != nil {
+					return fmt.Errorf("pair %d, run %d: %w", i+1, j+1, err)
+				}
+				res = append(res, one[0])
+			}
 		}
-		for _, which := range []bool{p.AfterFirst, !p.AfterFirst} { // true: after
-			bin, name, res := o.compare, "before", &p.Before
-			if which {
-				bin, name, res = after, "after", &p.After
-			}
-			fmt.Fprintf(os.Stderr, "pair %d of %d, %s…\n", i+1, o.pairs, name)
-			dir := filepath.Join(tmp, fmt.Sprintf("run-%d-%s", i+1, name))
-			if *res, err = compareRun(o, bin, dir, workers, db); err != nil {
-				return fmt.Errorf("pair %d, %s: %w", i+1, name, err)
-			}
+		p.Before, p.After = res[0], res[1]
+		if p.AfterFirst {
+			p.Before, p.After = res[1], res[0]
 		}
 		rep.Pairs = append(rep.Pairs, p)
 	}
@@ -114,43 +120,23 @@ func runCompare(o options) error {
 	return nil
 }
 
-// compareRun runs bin on an empty database, SQLite's in dir or a
-// PostgreSQL database made for the run, and drives it as measure does.
-func compareRun(o options, bin, dir string, w *workers, db *dbCPU) (Result, error) {
-	url, srv, done, err := startEmpty(o, bin, dir, "_compare", w)
-	if err != nil {
-		return Result{}, err
-	}
-	defer done()
-	warm := o
-	warm.duration = 2 * time.Second
-	drive(warm, url, w)
-	use0, db0 := processUsage(srv.Process.Pid), db.read()
-	res := drive(o, url, w)
-	perWebhook(&res, processUsage(srv.Process.Pid).sub(use0), db.read()-db0)
-	res.Target = bin
-	res.PeakRSSBytes = peakRSS(srv.Process.Pid)
-	return res, nil
-}
-
-// compareSliced runs both builds at once, each on an empty database, and
-// drives them in turns of o.slice (after's first when afterFirst). Each
-// process's CPU is its own; on PostgreSQL (one server for both) each
+// runBuilds runs the builds at once, each on an empty database, and
+// drives them in turns of o.slice (one build: the whole time). Each
+// process's CPU is its own; on PostgreSQL (one server for all) each
 // database's backends are counted to the build that uses it, and the
 // shared processes' time in proportion (dbSplit).
-func compareSliced(o options, before, after, dir string, afterFirst bool, w *workers, db *dbCPU) (Result, Result, error) {
-	bins := []string{before, after}
-	if afterFirst {
-		bins = []string{after, before}
-	}
-	urls := make([]string, 2)
-	srvs := make([]*exec.Cmd, 2)
-	databases := make([]string, 2)
+func runBuilds(o options, bins []string, dir string, w *workers, db *dbCPU) ([]Result, error) {
+	urls := make([]string, len(bins))
+	srvs := make([]*exec.Cmd, len(bins))
+	databases := make([]string, len(bins))
 	for i, bin := range bins {
-		suffix := fmt.Sprintf("_compare%d", i)
+		suffix := "_compare"
+		if len(bins) > 1 {
+			suffix += strconv.Itoa(i)
+		}
 		url, srv, done, err := startEmpty(o, bin, fmt.Sprintf("%s-%d", dir, i), suffix, w)
 		if err != nil {
-			return Result{}, Result{}, err
+			return nil, err
 		}
 		defer done()
 		urls[i], srvs[i] = url, srv
@@ -162,14 +148,16 @@ func compareSliced(o options, before, after, dir string, afterFirst bool, w *wor
 	warm := o
 	warm.duration = 2 * time.Second
 	driveEach(warm, urls, o.slice, w)
-	use0 := []usage{processUsage(srvs[0].Process.Pid), processUsage(srvs[1].Process.Pid)}
+	use0 := make([]usage, len(srvs))
+	for i, srv := range srvs {
+		use0[i] = processUsage(srv.Process.Pid)
+	}
 	split := newDBSplit(databases, db.snapshot())
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
+	stop, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(sampled)
 		if db == nil {
-			return
+			return // SQLite: the server's own CPU holds it
 		}
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
@@ -192,10 +180,7 @@ func compareSliced(o options, before, after, dir string, afterFirst bool, w *wor
 		res[i].Target = bins[i]
 		res[i].PeakRSSBytes = peakRSS(srvs[i].Process.Pid)
 	}
-	if afterFirst {
-		return res[1], res[0], nil
-	}
-	return res[0], res[1], nil
+	return res, nil
 }
 
 // startEmpty starts bin on an empty database, SQLite's in dir or a

@@ -172,32 +172,50 @@ func (d *dbCPU) read() time.Duration {
 	if d == nil {
 		return 0
 	}
-	if d.cgroup != "" {
-		b, err := os.ReadFile(d.cgroup)
-		if err == nil && strings.HasSuffix(d.cgroup, "cpuacct.usage") {
-			ns, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-			return time.Duration(ns)
-		}
-		if err == nil {
-			for _, line := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-					us, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-					return time.Duration(us) * time.Microsecond
-				}
-			}
-		}
+	if t, ok := d.cgroupCPU(); ok {
+		return t
 	}
 	var total time.Duration
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, dir := range dirs {
-		comm, err := os.ReadFile(dir + "/comm")
-		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(dir))
+	for _, pid := range postgresPIDs() {
 		total += processCPU(pid)
 	}
 	return total
+}
+
+// cgroupCPU is the CPU time of the container's cgroup; false without one
+// or when it cannot be read.
+func (d *dbCPU) cgroupCPU() (time.Duration, bool) {
+	if d.cgroup == "" {
+		return 0, false
+	}
+	b, err := os.ReadFile(d.cgroup)
+	if err != nil {
+		return 0, false
+	}
+	if strings.HasSuffix(d.cgroup, "cpuacct.usage") {
+		ns, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return time.Duration(ns), true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			us, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return time.Duration(us) * time.Microsecond, true
+		}
+	}
+	return 0, false
+}
+
+// postgresPIDs are the postgres processes on the machine.
+func postgresPIDs() []int {
+	var pids []int
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, dir := range dirs {
+		if comm, err := os.ReadFile(dir + "/comm"); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
+			pid, _ := strconv.Atoi(filepath.Base(dir))
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // dbSnapshot is the database's CPU time at one moment, in all and by
@@ -215,15 +233,17 @@ type dbProcess struct {
 }
 
 // snapshot reads the database's CPU time, and each of its processes'.
-// They are the container's (its cgroup's cgroup.procs) or, without one,
-// every postgres process on the machine.
+// They are the container's (its cgroup's cgroup.procs), whose total is
+// the cgroup's; or, without one, every postgres process on the machine,
+// whose total is theirs (as read counts it).
 func (d *dbCPU) snapshot() dbSnapshot {
-	s := dbSnapshot{total: d.read(), procs: map[int]dbProcess{}}
+	s := dbSnapshot{procs: map[int]dbProcess{}}
 	if d == nil {
 		return s
 	}
+	total, inCgroup := d.cgroupCPU()
 	var pids []int
-	if d.cgroup != "" {
+	if inCgroup {
 		b, _ := os.ReadFile(filepath.Join(filepath.Dir(d.cgroup), "cgroup.procs"))
 		for _, f := range strings.Fields(string(b)) {
 			if pid, err := strconv.Atoi(f); err == nil {
@@ -231,21 +251,20 @@ func (d *dbCPU) snapshot() dbSnapshot {
 			}
 		}
 	} else {
-		dirs, _ := filepath.Glob("/proc/[0-9]*")
-		for _, dir := range dirs {
-			if comm, err := os.ReadFile(dir + "/comm"); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
-				pid, _ := strconv.Atoi(filepath.Base(dir))
-				pids = append(pids, pid)
-			}
-		}
+		pids = postgresPIDs()
 	}
 	for _, pid := range pids {
 		title, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		if err != nil {
 			continue // ended meanwhile
 		}
-		s.procs[pid] = dbProcess{cpu: processCPU(pid), database: titleDatabase(string(title))}
+		p := dbProcess{cpu: processCPU(pid), database: titleDatabase(string(title))}
+		s.procs[pid] = p
+		if !inCgroup {
+			total += p.cpu
+		}
 	}
+	s.total = total
 	return s
 }
 
