@@ -3,9 +3,7 @@ package bunstore
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -69,14 +67,6 @@ type committer struct {
 	gap    time.Duration // moving average of the time between writes
 	busy   float64       // moving average of the share of time spent committing
 	began  time.Time     // when the last commit began
-	// kick wakes gather from its sleep when a write makes its batch due
-	// (see arm and kickIfDue); the other fields say when, and are zero
-	// while gather is awake.
-	kick        chan struct{}
-	wakeQueued  atomic.Int32 // a batch of deferrable writes: this many more fill it
-	wakeAwaited atomic.Bool  // a batch of deferrable writes: a write someone waits for
-	dueAt       atomic.Int64 // a lingering batch: due then (Unix ns) with no more writes,
-	dueStep     atomic.Int64 // and this much earlier with each one queued
 }
 
 // Lingering. A commit costs about the same whatever its size (on SQLite an
@@ -169,7 +159,7 @@ const (
 // up to maxBatch writes, so even a slow commit does not bound intake
 // below tens of thousands a second.
 func newCommitter(linger lingering, run func(batch []commitReq, errs []error)) *committer {
-	c := &committer{run: run, reqs: make(chan commitReq, maxBatch), stop: make(chan struct{}), kick: make(chan struct{}, 1), linger: linger}
+	c := &committer{run: run, reqs: make(chan commitReq, maxBatch), stop: make(chan struct{}), linger: linger}
 	c.wg.Go(c.loop)
 	return c
 }
@@ -191,26 +181,9 @@ func (c *committer) send(req commitReq) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	c.kickIfDue(req)
 	// Once handed over, the outcome is awaited whatever ctx does: the
 	// event may be committed, and the caller must know.
 	return <-req.done
-}
-
-// kickIfDue wakes a sleeping gather that req, just queued, makes due:
-// the writer checks what gather would have on waking for it.
-func (c *committer) kickIfDue(req commitReq) {
-	q := c.wakeQueued.Load()
-	due := (q > 0 && len(c.reqs) >= int(q)) || (!req.deferrable && c.wakeAwaited.Load())
-	if at := c.dueAt.Load(); !due && at != 0 {
-		due = time.Now().UnixNano() >= at-c.dueStep.Load()*int64(len(c.reqs))
-	}
-	if due {
-		select {
-		case c.kick <- struct{}{}:
-		default: // a kick is pending already
-		}
-	}
 }
 
 func (c *committer) close() {
@@ -228,8 +201,8 @@ func (c *committer) loop() {
 			return
 		case r := <-c.reqs:
 			batch = append(batch[:0], r)
-			c.arrived(r.at)
 		}
+		c.arrived()
 		batch = c.gather(batch)
 		start := time.Now()
 		c.commit(batch)
@@ -251,106 +224,57 @@ func (c *committer) committed(start time.Time) {
 	c.began = start
 }
 
-// arrived updates the average time between writes with one that arrived
-// at at (handed over: the committer takes writes in bunches, after a
-// commit or a sleep). One handed over before the last counts as a gap of
-// none.
-func (c *committer) arrived(at time.Time) {
+// arrived updates the average time between writes with one that just
+// came.
+func (c *committer) arrived() {
 	if !c.linger.on() {
 		return
 	}
+	now := time.Now()
 	if !c.last.IsZero() {
-		c.gap = (7*c.gap + max(at.Sub(c.last), 0)) / 8
+		c.gap = (7*c.gap + now.Sub(c.last)) / 8
 	}
-	if at.After(c.last) {
-		c.last = at
-	}
+	c.last = now
 }
 
 // gather adds what is queued to batch and what may still come: lingering,
 // what the arrival rate says comes within the committer's lingering.wait;
 // deferring, a write someone waits for.
-//
-// It sleeps until the batch is due rather than wake for each write that
-// comes meanwhile (at 500 webhooks a second a batch gathers about
-// fourteen, and each wake-up is the Go scheduler's: a thread woken and put
-// to sleep again). A lingering batch is due sooner the more it holds
-// (until), so each writer checks whether its write makes the batch due,
-// and if so kicks gather awake (arm, kickIfDue). One difference from
-// waking for each: when writes stop coming, the batch waits for the time
-// it was due when gather fell asleep, not for the sooner time the writes
-// since make it due. Measured in docs/performance.md, round seventeen.
 func (c *committer) gather(batch []commitReq) []commitReq {
 	var timer *time.Timer
+	var deadline time.Time
 	for len(batch) < maxBatch {
-		if r, ok := c.queued(); ok {
+		select {
+		case r := <-c.reqs:
 			batch = append(batch, r)
+			c.arrived()
 			continue
+		default:
 		}
 		until, ok := c.until(batch)
-		now := time.Now()
-		if !ok || !until.After(now) {
+		if !ok || !until.After(time.Now()) {
 			return batch
 		}
-		c.arm(batch)
-		// A write queued before the arming saw no reason to kick.
-		if r, ok := c.queued(); ok {
-			c.disarm()
-			batch = append(batch, r)
-			continue
-		}
-		if timer == nil {
-			timer = time.NewTimer(until.Sub(now))
-			defer timer.Stop()
-		} else {
-			timer.Reset(until.Sub(now))
+		if !until.Equal(deadline) {
+			deadline = until
+			if timer == nil {
+				timer = time.NewTimer(time.Until(until))
+				defer timer.Stop()
+			} else {
+				timer.Reset(time.Until(until))
+			}
 		}
 		select {
+		case r := <-c.reqs:
+			batch = append(batch, r)
+			c.arrived()
 		case <-timer.C:
-		case <-c.kick:
+			return batch
 		case <-c.stop:
-			c.disarm()
 			return batch
 		}
-		c.disarm()
 	}
 	return batch
-}
-
-// queued takes a write that is queued, without waiting.
-func (c *committer) queued() (commitReq, bool) {
-	select {
-	case r := <-c.reqs:
-		c.arrived(r.at)
-		return r, true
-	default:
-		return commitReq{}, false
-	}
-}
-
-// arm tells the writers when a write makes batch due before until (as it
-// stands) would wake gather: a batch of deferrable writes when it is full
-// or one someone waits for comes (until decides anew then); a lingering
-// batch by until's reckoning, each write queued bringing it a gap sooner.
-func (c *committer) arm(batch []commitReq) {
-	first := slices.IndexFunc(batch, func(r commitReq) bool { return !r.deferrable })
-	if first < 0 {
-		c.wakeQueued.Store(int32(max(deferBatch-len(batch), 1)))
-		c.wakeAwaited.Store(true)
-		return
-	}
-	c.dueStep.Store(int64(c.gap))
-	c.dueAt.Store(batch[first].at.UnixNano() + int64(c.gap)*int64(c.linger.batch-len(batch)))
-}
-
-func (c *committer) disarm() {
-	c.dueAt.Store(0)
-	c.wakeQueued.Store(0)
-	c.wakeAwaited.Store(false)
-	select {
-	case <-c.kick: // one that came too late to wake anyone
-	default:
-	}
 }
 
 // until says how long batch, with nothing more queued, waits for more

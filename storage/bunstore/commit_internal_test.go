@@ -98,17 +98,15 @@ func TestCommitterLingerCountsFromArrival(t *testing.T) {
 // at once when the store is not lingering.
 func TestCommitterDefers(t *testing.T) {
 	t.Parallel()
-	// The next write comes a fifth of maxDefer after the first, and is
-	// handed over as send does.
 	gather := func(first commitReq, next commitReq) int {
-		c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), kick: make(chan struct{}, 1), linger: storeLinger}
-		later := time.AfterFunc(maxDefer/5, func() { next.at = time.Now(); c.reqs <- next; c.kickIfDue(next) })
+		c := &committer{reqs: make(chan commitReq, 1), stop: make(chan struct{}), linger: storeLinger}
+		later := time.AfterFunc(maxDefer/2, func() { next.at = time.Now(); c.reqs <- next })
 		defer later.Stop()
 		return len(c.gather([]commitReq{first}))
 	}
 	route := commitReq{deferrable: true, at: time.Now()}
 	if n := gather(route, commitReq{}); n != 2 {
-		t.Errorf("a route was committed without the webhook %v later: a batch of %d", maxDefer/5, n)
+		t.Errorf("a route was committed without the webhook %v later: a batch of %d", maxDefer/2, n)
 	}
 	if n := gather(commitReq{deferrable: true, at: time.Now().Add(-maxDefer)}, commitReq{}); n != 1 {
 		t.Errorf("a route that had waited %v already waited for more: a batch of %d", maxDefer, n)
@@ -128,114 +126,6 @@ func TestCommitterDefers(t *testing.T) {
 	defer later.Stop()
 	if n := len(c.gather(full)); n != deferBatch {
 		t.Errorf("%d routes waited for more: a batch of %d", deferBatch, n)
-	}
-}
-
-// TestCommitterKicks: a gather asleep is kicked awake by the write that
-// makes its batch due: that fills it, or by until's reckoning (a batch
-// lingers less the more it holds) comes late enough, or, when the batch
-// holds only deferrable writes, one someone waits for; by no other, and
-// by none once it is awake.
-func TestCommitterKicks(t *testing.T) {
-	t.Parallel()
-	c := &committer{reqs: make(chan commitReq, maxBatch), kick: make(chan struct{}, 1), linger: storeLinger}
-	kicked := func() bool {
-		select {
-		case <-c.kick:
-			return true
-		default:
-			return false
-		}
-	}
-	queue := func(r commitReq) {
-		c.reqs <- r
-		c.kickIfDue(r)
-	}
-	empty := func() {
-		c.disarm()
-		for range len(c.reqs) {
-			<-c.reqs
-		}
-	}
-
-	// So long between writes that only a full batch is due.
-	c.gap = time.Hour
-	c.arm([]commitReq{{at: time.Now()}, {deferrable: true}})
-	for i := 2; i < storeLinger.batch-1; i++ {
-		queue(commitReq{})
-		if kicked() {
-			t.Fatalf("kicked with %d of a batch of %d", i+1, storeLinger.batch)
-		}
-	}
-	queue(commitReq{deferrable: true})
-	if !kicked() {
-		t.Errorf("not kicked when the batch was full (%d)", storeLinger.batch)
-	}
-	empty()
-
-	c.gap = time.Millisecond
-	c.arm([]commitReq{{at: time.Now()}})
-	queue(commitReq{})
-	if kicked() {
-		t.Errorf("a batch of one just come was kicked by a second (due in %v)", time.Duration(storeLinger.batch-2)*c.gap)
-	}
-	empty()
-	c.arm([]commitReq{{at: time.Now().Add(-time.Duration(storeLinger.batch) * c.gap)}})
-	queue(commitReq{deferrable: true})
-	if !kicked() {
-		t.Error("a batch due by now was not kicked")
-	}
-	empty()
-
-	c.arm([]commitReq{{deferrable: true}})
-	queue(commitReq{deferrable: true})
-	if kicked() {
-		t.Error("a batch of routes was kicked by another route")
-	}
-	queue(commitReq{})
-	if !kicked() {
-		t.Error("a batch of routes was not kicked by a write someone waits for")
-	}
-	for range deferBatch {
-		queue(commitReq{deferrable: true})
-	}
-	if !kicked() {
-		t.Errorf("a batch of routes was not kicked with %d", deferBatch)
-	}
-	c.disarm()
-	queue(commitReq{})
-	if kicked() {
-		t.Error("kicked while not asleep")
-	}
-}
-
-// TestCommitterSleepsUntilDue: asleep, a lingering batch is committed
-// when the writes that came make it due (sooner than when it fell asleep
-// with one), or at once when they fill it.
-func TestCommitterSleepsUntilDue(t *testing.T) {
-	t.Parallel()
-	linger := lingering{wait: time.Second, batch: 20}
-	gather := func(gap time.Duration, writes int, every time.Duration) (int, time.Duration) {
-		c := &committer{reqs: make(chan commitReq, maxBatch), stop: make(chan struct{}), kick: make(chan struct{}, 1), linger: linger, gap: gap}
-		start := time.Now()
-		go func() {
-			for range writes {
-				time.Sleep(every)
-				r := commitReq{at: time.Now()}
-				c.reqs <- r
-				c.kickIfDue(r)
-			}
-		}()
-		return len(c.gather([]commitReq{{at: start}})), time.Since(start)
-	}
-	// Due in 76 ms with one write; with one every 4 ms, where the two
-	// meet: after about 38 ms, with about ten.
-	if n, took := gather(4*time.Millisecond, 100, 4*time.Millisecond); took < 20*time.Millisecond || took > 65*time.Millisecond || n < 5 || n > 15 {
-		t.Errorf("writes 4 ms apart were committed after %v, %d of them; want about 38 ms and ten", took, n)
-	}
-	// Filled in a burst.
-	if n, took := gather(4*time.Millisecond, linger.batch-1, 0); n != linger.batch || took > 50*time.Millisecond {
-		t.Errorf("a batch filled at once was committed after %v with %d writes; want %d at once", took, n, linger.batch)
 	}
 }
 
