@@ -7,66 +7,43 @@ import (
 	"testing"
 )
 
-func TestConfigGOGC(t *testing.T) {
-	required := map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v"}
+// TestConfigGoRuntime: GOGC is a percentage or off (200 unset), GOMAXPROCS
+// a count of threads (0 unset: the runtime's own); anything else is
+// refused by name.
+func TestConfigGoRuntime(t *testing.T) {
+	gogc := func(c *config) int { return c.GCPercent }
+	procs := func(c *config) int { return c.MaxProcs }
 	for _, tt := range []struct {
-		gogc    string
-		want    int
-		wantErr string
+		name, value string
+		field       func(*config) int
+		want        int
+		wantErr     string
 	}{
-		{"", 200, ""},
-		{"150", 150, ""},
-		{"0", 0, ""},
-		{"off", -1, ""},
-		{" OFF ", -1, ""},
-		{"lots", 0, `GOGC "lots" must be a percentage (0 or more) or off`},
-		{"-5", 0, `GOGC "-5"`},
+		{"GOGC", "", gogc, 200, ""},
+		{"GOGC", "150", gogc, 150, ""},
+		{"GOGC", "0", gogc, 0, ""},
+		{"GOGC", "off", gogc, -1, ""},
+		{"GOGC", " OFF ", gogc, -1, ""},
+		{"GOGC", "lots", gogc, 0, `GOGC "lots" must be a percentage (0 or more) or off`},
+		{"GOGC", "-5", gogc, 0, `GOGC "-5"`},
+		{"GOMAXPROCS", "", procs, 0, ""},
+		{"GOMAXPROCS", "1", procs, 1, ""},
+		{"GOMAXPROCS", " 4 ", procs, 4, ""},
+		{"GOMAXPROCS", "0", procs, 0, `GOMAXPROCS "0" must be a whole number of threads, 1 or more`},
+		{"GOMAXPROCS", "-2", procs, 0, `GOMAXPROCS "-2"`},
+		{"GOMAXPROCS", "two", procs, 0, `GOMAXPROCS "two"`},
 	} {
-		vars := map[string]string{"GOGC": tt.gogc}
-		for k, v := range required {
-			vars[k] = v
-		}
-		cfg, err := loadConfig(env(vars))
+		cfg, err := loadConfig(env(map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", tt.name: tt.value}))
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("GOGC=%q: error %v, want one with %q", tt.gogc, err, tt.wantErr)
+				t.Errorf("%s=%q: error %v, want one with %q", tt.name, tt.value, err, tt.wantErr)
 			}
 			continue
 		}
 		if err != nil {
-			t.Errorf("GOGC=%q: %v", tt.gogc, err)
-		} else if cfg.GCPercent != tt.want {
-			t.Errorf("GOGC=%q: GCPercent %d, want %d", tt.gogc, cfg.GCPercent, tt.want)
-		}
-	}
-}
-
-// TestConfigGOMAXPROCS: a count of threads, from the environment or the
-// .env file; anything else is refused by name.
-func TestConfigGOMAXPROCS(t *testing.T) {
-	for _, tt := range []struct {
-		value   string
-		want    int
-		wantErr string
-	}{
-		{"", 0, ""},
-		{"1", 1, ""},
-		{" 4 ", 4, ""},
-		{"0", 0, `GOMAXPROCS "0" must be a whole number of threads, 1 or more`},
-		{"-2", 0, `GOMAXPROCS "-2"`},
-		{"two", 0, `GOMAXPROCS "two"`},
-	} {
-		cfg, err := loadConfig(env(map[string]string{"INSTAGRAM_APP_SECRET": "s", "WEBHOOK_VERIFY_TOKEN": "v", "GOMAXPROCS": tt.value}))
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("GOMAXPROCS=%q: error %v, want one with %q", tt.value, err, tt.wantErr)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("GOMAXPROCS=%q: %v", tt.value, err)
-		} else if cfg.MaxProcs != tt.want {
-			t.Errorf("GOMAXPROCS=%q: MaxProcs %d, want %d", tt.value, cfg.MaxProcs, tt.want)
+			t.Errorf("%s=%q: %v", tt.name, tt.value, err)
+		} else if got := tt.field(cfg); got != tt.want {
+			t.Errorf("%s=%q: %d, want %d", tt.name, tt.value, got, tt.want)
 		}
 	}
 }
