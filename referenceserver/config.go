@@ -64,7 +64,8 @@ type config struct {
 	AppConcurrency int
 	// GCPercent is Go's GOGC for the server (-1: off); see gc.go.
 	GCPercent int
-	// MaxProcs is GOMAXPROCS (0: the runtime's own choice). The runtime
+	// MaxProcs is GOMAXPROCS (0: unset, adapted to the load between one
+	// and the runtime's own choice; see internal/adaptprocs). The runtime
 	// reads it from the process environment; the server applies it too,
 	// so that the .env file's value counts.
 	MaxProcs int

@@ -22,6 +22,7 @@ import (
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/console"
+	"github.com/chatico/mapper/internal/adaptprocs"
 	"github.com/chatico/mapper/otelx"
 	"github.com/chatico/mapper/resolver/graphresolver"
 	"github.com/chatico/mapper/storage/bunstore"
@@ -67,8 +68,11 @@ func runServer(ctx context.Context, getenv, env func(string) string, envFile str
 		return err
 	}
 	memLimit := setGC(cfg.GCPercent, limit)
-	if cfg.MaxProcs > 0 {
-		runtime.GOMAXPROCS(cfg.MaxProcs)
+	maxProcs := cfg.MaxProcs
+	if maxProcs > 0 {
+		runtime.GOMAXPROCS(maxProcs)
+	} else {
+		maxProcs = runtime.GOMAXPROCS(0)
 	}
 	exportOTELVars(env)
 	tel, err := otelx.Setup(ctx, "mapper", version())
@@ -81,6 +85,18 @@ func runServer(ctx context.Context, getenv, env func(string) string, envFile str
 		_ = tel.Shutdown(sctx) // flush the last spans
 	}()
 	logger := slog.New(otelx.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})))
+	if cfg.MaxProcs == 0 {
+		// Unset, GOMAXPROCS follows the load: one thread while the
+		// server is near idle saves the cost of waking goroutines on
+		// idle cores (docs/performance.md, round eighteen).
+		actx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = adaptprocs.Run(actx, adaptprocs.WithLogger(logger))
+		}()
+		defer func() { stop(); <-done }()
+	}
 	store, where, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -112,7 +128,7 @@ func runServer(ctx context.Context, getenv, env func(string) string, envFile str
 	}
 	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("store", where), slog.String("owner_policy", string(cfg.Policy)), slog.String("cache", cacheWhere(cfg)),
 		slog.Int("app_secrets", len(cfg.Secrets)), slog.Bool("admin_api", cfg.AdminToken != ""), slog.Bool("sync_delivery", cfg.Sync),
-		slog.Bool("redis_cache", cfg.RedisURL != ""), slog.Bool("traces_exported", tel.TracesExported), slog.Int("gogc", cfg.GCPercent), slog.Int("gomaxprocs", runtime.GOMAXPROCS(0)), slog.Int64("memory_limit", memLimit),
+		slog.Bool("redis_cache", cfg.RedisURL != ""), slog.Bool("traces_exported", tel.TracesExported), slog.Int("gogc", cfg.GCPercent), slog.Int("gomaxprocs", maxProcs), slog.Bool("gomaxprocs_adaptive", cfg.MaxProcs == 0), slog.Int64("memory_limit", memLimit),
 		slog.String("version", version()))
 	for _, d := range cfg.Deprecated {
 		logger.Warn("deprecated setting: "+d, slog.String("owner_policy", string(cfg.Policy)))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -281,6 +283,17 @@ func TestServerFromEnvFile(t *testing.T) {
 	}
 	if strings.Contains(out, "verify-token-in-a-query") {
 		t.Error("the verify token reached the logs")
+	}
+	// GOMAXPROCS unset: it follows the load, and the server gives the
+	// runtime's default back when it stops.
+	procs := runtime.GOMAXPROCS(0)
+	runtime.SetDefaultGOMAXPROCS()
+	def := runtime.GOMAXPROCS(0)
+	if procs != def {
+		t.Errorf("GOMAXPROCS %d after the server stopped, want the default %d", procs, def)
+	}
+	if want := fmt.Sprintf(`"gomaxprocs":%d,"gomaxprocs_adaptive":true`, def); !strings.Contains(out, want) {
+		t.Errorf("no %s in the logs:\n%.2000s", want, out)
 	}
 }
 
