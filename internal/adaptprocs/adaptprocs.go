@@ -11,7 +11,7 @@
 // seventeen and eighteen) for the same answer times; but fixed at one,
 // a server gets no more than one core when it needs more, which cost
 // 18 % of the webhooks a second flat out there. Run switches between
-// the two by the CPU the process used over the last tenths of a second.
+// the two by the CPU the process used over the last hundredths of a second.
 package adaptprocs
 
 import (
@@ -24,17 +24,18 @@ import (
 
 // The thresholds, in cores the process used over a tick. One thread is
 // left once two ticks in a row used up at least up of a core: with the
-// thread near its limit, work queues behind it. The default comes back
-// down to one only after downTicks ticks in a row under down, well under
-// up even with the cost of the extra threads counted (it is about a
-// sixth of the CPU), so that a steady load does not flip it back and
-// forth.
+// thread near its limit, work queues behind it, so the ticks are short
+// (a burst from idle queued behind one thread for 0.25 s with ticks of
+// 100 ms, doubling its ack p99). The default comes back down to one only
+// after downTicks ticks (2 s) in a row under down, well under up even
+// with the cost of the extra threads counted (it is about a sixth of
+// the CPU), so that a steady load does not flip it back and forth.
 const (
-	tick      = 100 * time.Millisecond
+	tick      = 25 * time.Millisecond
 	up        = 0.7
 	upTicks   = 2
 	down      = 0.5
-	downTicks = 20
+	downTicks = 80
 )
 
 // Option configures Run.
