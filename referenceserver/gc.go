@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/chatico/mapper/internal/adaptprocs"
 )
 
 // The reference server collects garbage half as often as Go's default
@@ -25,6 +31,23 @@ import (
 // defaultGCPercent is GOGC when the environment does not set it (read
 // with the rest of the configuration, in readLimits).
 const defaultGCPercent = 200
+
+// setProcs applies GOMAXPROCS: fixed when procs is set, and otherwise
+// adapted to the load until stop is called, one thread while the server
+// is near idle sparing the cost of waking goroutines on idle cores
+// (docs/performance.md, round eighteen). It returns the most threads the
+// server will use.
+func setProcs(ctx context.Context, procs int, logger *slog.Logger) (most int, stop func()) {
+	if procs > 0 {
+		runtime.GOMAXPROCS(procs)
+		return procs, func() {}
+	}
+	most = runtime.GOMAXPROCS(0) // before the adapter lowers it
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = adaptprocs.Run(ctx, adaptprocs.WithLogger(logger)) })
+	return most, func() { cancel(); wg.Wait() }
+}
 
 // softMemoryLimit returns the soft memory limit the server sets: nine
 // tenths of the container's memory limit under cgroupRoot, when the

@@ -15,14 +15,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/chatico/mapper"
 	"github.com/chatico/mapper/console"
-	"github.com/chatico/mapper/internal/adaptprocs"
 	"github.com/chatico/mapper/otelx"
 	"github.com/chatico/mapper/resolver/graphresolver"
 	"github.com/chatico/mapper/storage/bunstore"
@@ -68,12 +66,6 @@ func runServer(ctx context.Context, getenv, env func(string) string, envFile str
 		return err
 	}
 	memLimit := setGC(cfg.GCPercent, limit)
-	maxProcs := cfg.MaxProcs
-	if maxProcs > 0 {
-		runtime.GOMAXPROCS(maxProcs)
-	} else {
-		maxProcs = runtime.GOMAXPROCS(0)
-	}
 	exportOTELVars(env)
 	tel, err := otelx.Setup(ctx, "mapper", version())
 	if err != nil {
@@ -85,18 +77,8 @@ func runServer(ctx context.Context, getenv, env func(string) string, envFile str
 		_ = tel.Shutdown(sctx) // flush the last spans
 	}()
 	logger := slog.New(otelx.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})))
-	if cfg.MaxProcs == 0 {
-		// Unset, GOMAXPROCS follows the load: one thread while the
-		// server is near idle saves the cost of waking goroutines on
-		// idle cores (docs/performance.md, round eighteen).
-		actx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_ = adaptprocs.Run(actx, adaptprocs.WithLogger(logger))
-		}()
-		defer func() { stop(); <-done }()
-	}
+	maxProcs, stopProcs := setProcs(ctx, cfg.MaxProcs, logger)
+	defer stopProcs()
 	store, where, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
